@@ -1,0 +1,563 @@
+//! Settings: raw flags and the YAML file go in, one validated [`Config`] comes out.
+//! Every error names the flag or key at fault, so the rest of the program only ever
+//! sees settings that make sense.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::model::IdentityType;
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":10150";
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_SES_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SES_RATE: f64 = 1.0;
+
+/// The command line. Every flag can also come from `SES_EXPORTER_<FLAG>` (dots and
+/// dashes as `_`), which is how the systemd unit and the container pass them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ses-identity-exporter",
+    version = crate::build::VERSION,
+    long_version = crate::build::LONG_VERSION,
+    about = "Prometheus exporter for the custom MAIL FROM state of Amazon SES identities"
+)]
+pub struct Flags {
+    /// Path to the YAML configuration file. Without one, every identity in the
+    /// region is discovered and watched.
+    #[arg(
+        long = "config.file",
+        env = "SES_EXPORTER_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    /// Validate the configuration (file and flags) and exit.
+    #[arg(long = "config.check", env = "SES_EXPORTER_CONFIG_CHECK")]
+    pub config_check: bool,
+
+    /// Address to listen on for HTTP requests; ":PORT" means every interface.
+    #[arg(
+        long = "web.listen-address",
+        env = "SES_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = DEFAULT_LISTEN_ADDRESS,
+        value_name = "ADDR"
+    )]
+    pub web_listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "SES_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = DEFAULT_TELEMETRY_PATH,
+        value_name = "PATH"
+    )]
+    pub web_telemetry_path: String,
+
+    /// Log level of the exporter's own messages. RUST_LOG, when set, takes precedence.
+    #[arg(
+        long = "log.level",
+        env = "SES_EXPORTER_LOG_LEVEL",
+        value_enum,
+        default_value_t = LogLevel::Info
+    )]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(
+        long = "log.format",
+        env = "SES_EXPORTER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Logfmt
+    )]
+    pub log_format: LogFormat,
+
+    /// SES requests per second, per API operation, retries included [default: 1].
+    #[arg(long = "ses.rate", env = "SES_EXPORTER_SES_RATE", value_name = "N")]
+    pub ses_rate: Option<f64>,
+
+    /// Timeout of one HTTP attempt to SES [default: 10s].
+    #[arg(
+        long = "ses.timeout",
+        env = "SES_EXPORTER_SES_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub ses_timeout: Option<String>,
+
+    /// Time from the start of one poll cycle to the start of the next [default: 5m].
+    #[arg(
+        long = "poll.interval",
+        env = "SES_EXPORTER_POLL_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub poll_interval: Option<String>,
+
+    /// Time between two listings of the account's identities [default: 15m].
+    #[arg(
+        long = "discovery.interval",
+        env = "SES_EXPORTER_DISCOVERY_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub discovery_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// The configuration file as written. Strict: an unknown key is an error, because a
+/// misspelt `exclude` silently watching everything is worse than refusing to start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    #[serde(default)]
+    pub identities: Vec<String>,
+    pub discovery: Option<RawDiscovery>,
+    #[serde(default)]
+    pub poll: RawPoll,
+    #[serde(default)]
+    pub ses: RawSes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub enabled: Option<bool>,
+    pub identity_type: Option<DiscoveryType>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSes {
+    pub rate: Option<f64>,
+    pub timeout: Option<String>,
+}
+
+/// Which identities `ListIdentities` is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DiscoveryType {
+    Domain,
+    EmailAddress,
+    #[serde(rename = "all")]
+    All,
+}
+
+impl DiscoveryType {
+    /// The `IdentityType` request parameter; `None` asks for both kinds.
+    pub fn identity_type(self) -> Option<IdentityType> {
+        match self {
+            DiscoveryType::Domain => Some(IdentityType::Domain),
+            DiscoveryType::EmailAddress => Some(IdentityType::EmailAddress),
+            DiscoveryType::All => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryType::Domain => "Domain",
+            DiscoveryType::EmailAddress => "EmailAddress",
+            DiscoveryType::All => "all",
+        }
+    }
+}
+
+/// Validated settings: the only form the rest of the program sees.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub config_file: Option<PathBuf>,
+    pub check_only: bool,
+    pub identities: Identities,
+    pub poll_interval: Duration,
+    pub ses: SesSettings,
+}
+
+/// Which identities to watch: a static list, discovery, or both (the union).
+#[derive(Debug, Clone)]
+pub struct Identities {
+    /// Listed in the file: always watched, whatever the discovery filters say.
+    pub fixed: Vec<String>,
+    pub discovery: Option<Discovery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub identity_type: DiscoveryType,
+    /// Fully anchored, as Prometheus anchors relabelling regexes.
+    pub include: Vec<Regex>,
+    pub exclude: Vec<Regex>,
+    pub interval: Duration,
+}
+
+impl Discovery {
+    /// Whether a discovered identity passes the include and exclude filters. An empty
+    /// include list lets everything in.
+    pub fn admits(&self, identity: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(identity)))
+            && !self.exclude.iter().any(|r| r.is_match(identity))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SesSettings {
+    /// Requests per second per SES operation; every HTTP attempt counts.
+    pub rate: f64,
+    /// Timeout of one HTTP attempt.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads the file named by the flags, if any, and validates both together.
+pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+    let raw = match &flags.config_file {
+        Some(path) => read_file(path)?,
+        None => None,
+    };
+    validate(flags, raw)
+}
+
+/// Reads and parses a config file; an empty file is a valid, empty configuration.
+pub fn read_file(path: &Path) -> Result<Option<RawFile>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(Some(RawFile::default()));
+    }
+    serde_yaml::from_str(&text)
+        .map(Some)
+        .map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Combines flags and file (flags win) into a [`Config`], naming the flag or key of
+/// the first invalid value.
+pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigError> {
+    let no_file = file.is_none();
+    let file = file.unwrap_or_default();
+
+    if !flags.web_telemetry_path.starts_with('/') {
+        return Err(invalid(
+            "--web.telemetry-path",
+            format!("must start with '/', got {:?}", flags.web_telemetry_path),
+        ));
+    }
+    if ["/", "/-/healthy", "/-/ready"].contains(&flags.web_telemetry_path.as_str()) {
+        return Err(invalid(
+            "--web.telemetry-path",
+            format!(
+                "{:?} is taken by the exporter's own pages",
+                flags.web_telemetry_path
+            ),
+        ));
+    }
+
+    let poll_interval = pick_duration(
+        flags.poll_interval.as_deref(),
+        "--poll.interval",
+        file.poll.interval.as_deref(),
+        "poll.interval",
+        DEFAULT_POLL_INTERVAL,
+    )?;
+    let timeout = pick_duration(
+        flags.ses_timeout.as_deref(),
+        "--ses.timeout",
+        file.ses.timeout.as_deref(),
+        "ses.timeout",
+        DEFAULT_SES_TIMEOUT,
+    )?;
+    let rate = match (flags.ses_rate, file.ses.rate) {
+        (Some(rate), _) => check_rate("--ses.rate", rate)?,
+        (None, Some(rate)) => check_rate("ses.rate", rate)?,
+        (None, None) => DEFAULT_SES_RATE,
+    };
+
+    let fixed = normalise_identities(&file.identities)?;
+    let raw_discovery = file.discovery.unwrap_or_default();
+    // Discovery defaults to on when nothing else says what to watch: with no config
+    // at all the exporter watches the whole region.
+    let enabled = raw_discovery.enabled.unwrap_or(fixed.is_empty());
+    let discovery = if enabled {
+        Some(Discovery {
+            identity_type: raw_discovery.identity_type.unwrap_or(DiscoveryType::All),
+            include: compile_regexes("discovery.include", &raw_discovery.include)?,
+            exclude: compile_regexes("discovery.exclude", &raw_discovery.exclude)?,
+            interval: pick_duration(
+                flags.discovery_interval.as_deref(),
+                "--discovery.interval",
+                raw_discovery.interval.as_deref(),
+                "discovery.interval",
+                DEFAULT_DISCOVERY_INTERVAL,
+            )?,
+        })
+    } else {
+        // Still validate what was written, so a typo does not wait for the day
+        // discovery is switched on.
+        compile_regexes("discovery.include", &raw_discovery.include)?;
+        compile_regexes("discovery.exclude", &raw_discovery.exclude)?;
+        if fixed.is_empty() {
+            let why = if no_file {
+                "nothing to watch"
+            } else {
+                "the static list is empty and discovery is disabled: nothing to watch"
+            };
+            return Err(invalid("identities", why));
+        }
+        None
+    };
+
+    Ok(Config {
+        listen_address: flags.web_listen_address,
+        telemetry_path: flags.web_telemetry_path,
+        log_level: flags.log_level,
+        log_format: flags.log_format,
+        config_file: flags.config_file,
+        check_only: flags.config_check,
+        identities: Identities { fixed, discovery },
+        poll_interval,
+        ses: SesSettings { rate, timeout },
+    })
+}
+
+fn pick_duration(
+    flag: Option<&str>,
+    flag_name: &str,
+    file: Option<&str>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match (flag, file) {
+        (Some(text), _) => parse_duration(flag_name, text),
+        (None, Some(text)) => parse_duration(key, text),
+        (None, None) => Ok(default),
+    }
+}
+
+/// Parses a Prometheus-style duration (`30s`, `5m`, `1h30m`, `500ms`); zero is refused
+/// because every duration here is an interval or a timeout.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            key,
+            format!("invalid duration {text:?} ({e}); use e.g. 30s, 5m, 1h30m"),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(invalid(
+            key,
+            format!("must be greater than 0, got {text:?}"),
+        ));
+    }
+    Ok(d)
+}
+
+fn check_rate(key: &str, rate: f64) -> Result<f64, ConfigError> {
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(invalid(
+            key,
+            format!("must be a number of requests per second greater than 0, got {rate}"),
+        ));
+    }
+    Ok(rate)
+}
+
+fn compile_regexes(key: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| invalid(format!("{key}[{i}]"), format!("invalid regex {p:?}: {e}")))
+        })
+        .collect()
+}
+
+/// Trims, lower-cases domain names (DNS is case-insensitive and SES stores domains
+/// lower-cased) and drops duplicates, keeping the file's order.
+fn normalise_identities(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(invalid(format!("identities[{i}]"), "empty identity"));
+        }
+        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                format!("identities[{i}]"),
+                format!("{name:?} contains white space or control characters"),
+            ));
+        }
+        let name = match IdentityType::of(name) {
+            IdentityType::Domain => name.to_ascii_lowercase(),
+            IdentityType::EmailAddress => name.to_owned(),
+        };
+        if seen.insert(name.clone()) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["ses-identity-exporter"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).expect("flags parse")
+    }
+
+    fn from_yaml(args: &[&str], yaml: &str) -> Result<Config, ConfigError> {
+        let raw: RawFile = serde_yaml::from_str(yaml).map_err(|source| ConfigError::Parse {
+            path: "test.yaml".into(),
+            source,
+        })?;
+        validate(flags(args), Some(raw))
+    }
+
+    #[test]
+    fn no_config_discovers_everything() {
+        let c = validate(flags(&[]), None).expect("valid");
+        let d = c.identities.discovery.expect("discovery on");
+        assert_eq!(d.identity_type, DiscoveryType::All);
+        assert_eq!(d.interval, DEFAULT_DISCOVERY_INTERVAL);
+        assert!(c.identities.fixed.is_empty());
+        assert_eq!(c.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(c.ses.rate, 1.0);
+        assert_eq!(c.ses.timeout, DEFAULT_SES_TIMEOUT);
+        assert_eq!(c.listen_address, ":10150");
+        assert_eq!(c.telemetry_path, "/metrics");
+    }
+
+    #[test]
+    fn static_list_turns_discovery_off_unless_asked() {
+        let c =
+            from_yaml(&[], "identities: [Example.COM, a@Example.com, example.com]").expect("valid");
+        assert_eq!(c.identities.fixed, vec!["example.com", "a@Example.com"]);
+        assert!(c.identities.discovery.is_none());
+        let c =
+            from_yaml(&[], "identities: [example.com]\ndiscovery: {enabled: true}").expect("valid");
+        assert!(c.identities.discovery.is_some());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let yaml = "identities: [example.com]\npoll: {interval: 10m}\nses: {rate: 2, timeout: 3s}";
+        let c = from_yaml(
+            &[
+                "--poll.interval",
+                "1m",
+                "--ses.rate",
+                "0.5",
+                "--ses.timeout",
+                "2s",
+            ],
+            yaml,
+        )
+        .expect("valid");
+        assert_eq!(c.poll_interval, Duration::from_secs(60));
+        assert_eq!(c.ses.rate, 0.5);
+        assert_eq!(c.ses.timeout, Duration::from_secs(2));
+        let c = from_yaml(&[], yaml).expect("valid");
+        assert_eq!(c.poll_interval, Duration::from_secs(600));
+        assert_eq!(c.ses.rate, 2.0);
+    }
+
+    #[test]
+    fn filters_are_anchored() {
+        let c = from_yaml(
+            &[],
+            "discovery: {include: ['.*\\.example\\.com'], exclude: ['test\\..*']}",
+        )
+        .expect("valid");
+        let d = c.identities.discovery.expect("on");
+        assert!(d.admits("mail.example.com"));
+        assert!(!d.admits("mail.example.com.evil.org"));
+        assert!(!d.admits("test.example.com"));
+        assert!(!d.admits("example.org"));
+    }
+
+    #[test]
+    fn durations_accept_prometheus_forms() {
+        for (text, secs) in [("30s", 30), ("5m", 300), ("1h30m", 5400), ("1d", 86400)] {
+            assert_eq!(
+                parse_duration("k", text).expect(text),
+                Duration::from_secs(secs)
+            );
+        }
+        assert_eq!(
+            parse_duration("k", "500ms").expect("ms"),
+            Duration::from_millis(500)
+        );
+    }
+}

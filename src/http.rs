@@ -1,0 +1,306 @@
+//! The only module that touches hyper: the routes (`/`, the telemetry path,
+//! `/-/healthy`, `/-/ready`), content negotiation and gzip, and graceful shutdown.
+//! A scrape reads what the poller published and never calls AWS.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::metrics::gzip_fast;
+use crate::state::Shared;
+use crate::stopped;
+
+/// The text exposition format version 0.0.4, which every Prometheus understands.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// A client that has not sent its request headers by then is dropped; this also
+/// closes idle keep-alive connections that never send another request.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// In-flight requests get this long after a shutdown signal (under the 10 s a
+/// Kubernetes or systemd stop allows by default, with room for the rest).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A response body of ready-made chunks: the cached identity body and the per-scrape
+/// tail go out as they are, without being copied into one buffer.
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks { chunks, remaining }
+    }
+
+    fn text(s: impl Into<Bytes>) -> Chunks {
+        Chunks::new([s.into()])
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+struct Router {
+    shared: Arc<Shared>,
+    telemetry_path: String,
+    landing: Bytes,
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true, then stops accepting and
+/// gives in-flight requests [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    telemetry_path: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = Arc::new(Router {
+        landing: Bytes::from(landing_page(&telemetry_path)),
+        shared,
+        telemetry_path,
+    });
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Out of file descriptors and the like: pause instead of spinning,
+                // the condition clears as other connections close.
+                warn!(error = %err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let router = Arc::clone(&router);
+        let service = service_fn(move |req| {
+            let router = Arc::clone(&router);
+            async move { Ok::<_, Infallible>(router.handle(req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                debug!(%peer, error = %err, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => info!("HTTP server stopped"),
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("HTTP requests still running at shutdown were cut off"),
+    }
+}
+
+impl Router {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Chunks> {
+        let path = req.uri().path();
+        let page = if path == self.telemetry_path {
+            Page::Metrics
+        } else {
+            match path {
+                "/" => Page::Landing,
+                "/-/healthy" => Page::Healthy,
+                "/-/ready" => Page::Ready,
+                _ => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
+            }
+        };
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        // For HEAD hyper sends the headers of this response, Content-Length
+        // included, and leaves the body out.
+        match page {
+            Page::Metrics => self.metrics(accepts_gzip(&req)).await,
+            Page::Landing => {
+                let mut resp = Response::new(Chunks::new([self.landing.clone()]));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                resp
+            }
+            Page::Healthy => plain(StatusCode::OK, "Healthy\n"),
+            Page::Ready if self.shared.is_ready() => plain(StatusCode::OK, "Ready\n"),
+            Page::Ready => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not ready: SES has not answered a poll cycle yet\n",
+            ),
+        }
+    }
+
+    async fn metrics(&self, gzip: bool) -> Response<Chunks> {
+        let cached = self.shared.exposition();
+        let shared = Arc::clone(&self.shared);
+        // The process metrics read /proc: file I/O, so off the async threads.
+        let tail = tokio::task::spawn_blocking(move || {
+            let text = shared.telemetry.render();
+            if gzip {
+                Bytes::from(gzip_fast(text.as_bytes()))
+            } else {
+                Bytes::from(text)
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let body = if gzip {
+            // Two gzip members back to back are one valid gzip stream (RFC 1952).
+            Chunks::new([cached.gzip.clone(), tail])
+        } else {
+            Chunks::new([cached.plain.clone(), tail])
+        };
+        let mut resp = Response::new(body);
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        if gzip {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        resp
+    }
+}
+
+enum Page {
+    Metrics,
+    Landing,
+    Healthy,
+    Ready,
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Chunks> {
+    let mut resp = Response::new(Chunks::text(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Whether `Accept-Encoding` allows gzip: listed (or `*`) with a q-value above 0.
+pub fn accepts_gzip<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let wanted = coding.eq_ignore_ascii_case("gzip") || coding == "*";
+            let q_zero = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            wanted && !q_zero
+        })
+}
+
+fn landing_page(telemetry_path: &str) -> String {
+    let path = telemetry_path
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;");
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>SES Identity Exporter</title></head>
+<body>
+<h1>SES Identity Exporter</h1>
+<p>Custom MAIL FROM state of Amazon SES identities, for Prometheus. Version {version} (revision {revision}).</p>
+<ul>
+<li><a href="{path}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li>
+</ul>
+</body>
+</html>
+"#,
+        version = crate::build::VERSION,
+        revision = crate::build::REVISION,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> Request<()> {
+        Request::builder()
+            .header(header::ACCEPT_ENCODING, value)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&with("gzip")));
+        assert!(accepts_gzip(&with("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("identity")));
+        assert!(!accepts_gzip(&Request::new(())));
+    }
+
+    #[test]
+    fn chunks_report_their_exact_size() {
+        let body = Chunks::new([
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"de"),
+        ]);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+    }
+}

@@ -1,0 +1,106 @@
+//! ses-identity-exporter: a Prometheus exporter that tells operators when an Amazon
+//! SES identity's custom MAIL FROM domain stops working, before their mail bounces.
+//!
+//! The system, in the direction data flows:
+//!
+//! - [`config`]: flags and the YAML file → one validated [`config::Config`].
+//! - [`ses`]: the only code that talks to AWS. [`ses::SesApi`] is one HTTP attempt
+//!   per call (the SDK's own retries are off); [`ses::AwsSes`] implements it over
+//!   `aws-sdk-ses`, and SDK errors become [`ses::SesError`] kinds.
+//! - [`poller`]: the schedule, discovery (`ListIdentities`), batches of 100, one
+//!   rate limiter per SES operation through which every attempt passes, retries with
+//!   backoff; keeps the last good value of every identity and publishes snapshots.
+//! - [`model`]: plain types for an identity's MAIL FROM state and the snapshot.
+//! - [`metrics`]: snapshot → exposition text, rendered once per snapshot and kept
+//!   plain and gzipped; the self-metrics registry, rendered per scrape.
+//! - [`state`]: what the poller publishes and the HTTP server reads.
+//! - [`http`]: hyper routes; a scrape clones an `Arc` and never waits for SES.
+//! - [`logging`]: logfmt/JSON set-up.
+//!
+//! The binary parses flags and calls [`run`] with a bound listener and a shutdown
+//! future, which is how the integration tests run the same code on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub mod build;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod model;
+pub mod poller;
+pub mod ses;
+pub mod state;
+
+use config::Config;
+use poller::{Poller, PollerSettings};
+use ses::SesApi;
+use state::Shared;
+
+/// How long the poller and the HTTP server get to stop after a shutdown signal.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot set up the exporter's own metrics")]
+    Telemetry(#[from] prometheus::Error),
+}
+
+/// Runs the poller and the HTTP server until `shutdown` resolves, then stops both:
+/// no new connections, in-flight requests finish, the poller ends its cycle where it
+/// is (a snapshot is swapped whole, so nothing half-done is ever served).
+pub async fn run<S: SesApi>(
+    config: &Config,
+    ses: S,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let telemetry = metrics::Telemetry::new(config.poll_interval.as_secs_f64())?;
+    let shared = Arc::new(Shared::new(telemetry));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let settings = PollerSettings {
+        fixed: config.identities.fixed.clone(),
+        discovery: config.identities.discovery.clone(),
+        poll_interval: config.poll_interval,
+        rate: config.ses.rate,
+        timeout: config.ses.timeout,
+    };
+    let poller = tokio::spawn(Poller::new(ses, settings, Arc::clone(&shared)).run(stop_rx.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&shared),
+        config.telemetry_path.clone(),
+        stop_rx,
+    ));
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let stopping = async {
+        let _ = server.await;
+        let _ = poller.await;
+    };
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping)
+        .await
+        .is_err()
+    {
+        warn!("shutdown timed out; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Resolves when a shutdown is asked for on `rx`, or when no one can ask any more.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

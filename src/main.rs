@@ -1,0 +1,128 @@
+//! The `ses-identity-exporter` binary: flags → config, logging, the SES client, the
+//! listener, then [`ses_identity_exporter::run`] until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use ses_identity_exporter::config::{self, Config, Flags};
+use ses_identity_exporter::ses::AwsSes;
+use ses_identity_exporter::{build, logging};
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let config = match config::load(flags) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ses-identity-exporter: invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.check_only {
+        println!("configuration OK: {}", describe_source(&config));
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.log_level, config.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = format!("{err:#}"), "exporter failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = bind(&config.listen_address)
+        .await
+        .with_context(|| format!("--web.listen-address {:?}", config.listen_address))?;
+    let ses = AwsSes::from_env(config.ses.timeout).await?;
+    info!(
+        version = build::VERSION,
+        revision = build::REVISION,
+        region = ses.region(),
+        identities = describe_source(&config),
+        poll_interval = ?config.poll_interval,
+        ses_rate = config.ses.rate,
+        listen_address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "starting ses-identity-exporter"
+    );
+    if config.ses.rate > 1.0 {
+        warn!(
+            ses_rate = config.ses.rate,
+            "--ses.rate is above SES's default limit of 1 request/s per operation; \
+             only use it where AWS raised the account's limit"
+        );
+    }
+    ses_identity_exporter::run(&config, ses, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn describe_source(config: &Config) -> String {
+    let fixed = config.identities.fixed.len();
+    match &config.identities.discovery {
+        Some(d) if fixed > 0 => format!(
+            "{fixed} listed plus discovery of {} identities every {:?}",
+            d.identity_type.as_str(),
+            d.interval
+        ),
+        Some(d) => format!(
+            "discovery of {} identities every {:?}",
+            d.identity_type.as_str(),
+            d.interval
+        ),
+        None => format!("{fixed} listed identities"),
+    }
+}
+
+/// Binds the listen address; `:PORT` means every interface, IPv6 and IPv4 where the
+/// host has IPv6, IPv4 alone where it does not.
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    if let Some(port) = addr.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("invalid port {port:?}"))?;
+        return match TcpListener::bind(("::", port)).await {
+            Ok(l) => Ok(l),
+            Err(_) => Ok(TcpListener::bind(("0.0.0.0", port)).await?),
+        };
+    }
+    Ok(TcpListener::bind(addr).await?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("received SIGINT"),
+        () = term => info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,251 @@
+//! Plain domain types: what an SES identity's custom MAIL FROM state is, and the
+//! snapshot the poller publishes. Pure data, no I/O: everything that talks to SES
+//! lives in [`crate::ses`], everything that renders lives in [`crate::metrics`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+/// Whether an identity is a domain or an email address. SES decides this from the
+/// shape of the name (an `@` makes it an address); so do we.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdentityType {
+    Domain,
+    EmailAddress,
+}
+
+impl IdentityType {
+    pub fn of(identity: &str) -> Self {
+        if identity.contains('@') {
+            IdentityType::EmailAddress
+        } else {
+            IdentityType::Domain
+        }
+    }
+
+    /// The value SES uses for this type in `ListIdentities`, reused as label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityType::Domain => "Domain",
+            IdentityType::EmailAddress => "EmailAddress",
+        }
+    }
+}
+
+/// `MailFromDomainStatus`. `Unknown` stands for any value this build does not know
+/// (the SDK maps a missing or new value to its own `Unknown` variant); it is exported
+/// as such rather than guessed, because a guessed `Success` would hide an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailFromStatus {
+    Pending,
+    Success,
+    Failed,
+    TemporaryFailure,
+    Unknown,
+}
+
+impl MailFromStatus {
+    /// Every state, in the order the state set is exported.
+    pub const ALL: [MailFromStatus; 5] = [
+        MailFromStatus::Pending,
+        MailFromStatus::Success,
+        MailFromStatus::Failed,
+        MailFromStatus::TemporaryFailure,
+        MailFromStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailFromStatus::Pending => "Pending",
+            MailFromStatus::Success => "Success",
+            MailFromStatus::Failed => "Failed",
+            MailFromStatus::TemporaryFailure => "TemporaryFailure",
+            MailFromStatus::Unknown => "Unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Pending" => MailFromStatus::Pending,
+            "Success" => MailFromStatus::Success,
+            "Failed" => MailFromStatus::Failed,
+            "TemporaryFailure" => MailFromStatus::TemporaryFailure,
+            _ => MailFromStatus::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for MailFromStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `BehaviorOnMXFailure`: what SES does with mail while the MAIL FROM domain is not
+/// in `Success`. `Unknown` when SES sent no or an unrecognised value; then neither
+/// exported state is 1, because claiming one would be inventing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BehaviorOnMxFailure {
+    UseDefaultValue,
+    RejectMessage,
+    Unknown,
+}
+
+impl BehaviorOnMxFailure {
+    /// The states of the exported state set; `Unknown` is not one of them.
+    pub const EXPORTED: [BehaviorOnMxFailure; 2] = [
+        BehaviorOnMxFailure::UseDefaultValue,
+        BehaviorOnMxFailure::RejectMessage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BehaviorOnMxFailure::UseDefaultValue => "UseDefaultValue",
+            BehaviorOnMxFailure::RejectMessage => "RejectMessage",
+            BehaviorOnMxFailure::Unknown => "Unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "UseDefaultValue" => BehaviorOnMxFailure::UseDefaultValue,
+            "RejectMessage" => BehaviorOnMxFailure::RejectMessage,
+            _ => BehaviorOnMxFailure::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for BehaviorOnMxFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What SES returned for one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailFromAttributes {
+    /// The custom MAIL FROM domain; `None` when none is configured (SES leaves the
+    /// field out, and the SDK turns that into `""`).
+    pub domain: Option<String>,
+    pub status: MailFromStatus,
+    pub behavior: BehaviorOnMxFailure,
+}
+
+impl MailFromAttributes {
+    pub fn configured(&self) -> bool {
+        self.domain.is_some()
+    }
+}
+
+/// The outcome of the last successful fetch of one identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// SES answered the batch but left this identity out: it does not exist (or is
+    /// not visible to these credentials) in this region.
+    Missing,
+    Present(MailFromAttributes),
+}
+
+/// One identity as last seen by the poller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub observation: Observation,
+    /// When the batch holding this identity was last answered by SES. A failed batch
+    /// leaves this alone, so its age shows how stale the values are.
+    pub refreshed_at: SystemTime,
+}
+
+/// The identities that have been fetched at least once, keyed by name. An identity
+/// that is watched but was never fetched is absent, so its series are absent rather
+/// than a made-up 0.
+pub type Snapshot = BTreeMap<String, IdentityRecord>;
+
+/// A change worth an info log: the state an operator would alert on moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub identity: String,
+    pub before: Option<Observation>,
+    pub after: Observation,
+}
+
+/// Compares an identity's previous and new observation and says whether the change is
+/// one an operator cares about (existence, MAIL FROM domain, status or behaviour).
+pub fn status_change(
+    identity: &str,
+    before: Option<&Observation>,
+    after: &Observation,
+) -> Option<StatusChange> {
+    if before == Some(after) {
+        return None;
+    }
+    Some(StatusChange {
+        identity: identity.to_owned(),
+        before: before.cloned(),
+        after: after.clone(),
+    })
+}
+
+impl fmt::Display for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Observation::Missing => f.write_str("not returned by SES"),
+            Observation::Present(MailFromAttributes {
+                domain: None,
+                behavior,
+                ..
+            }) => write!(f, "no custom MAIL FROM (behavior {behavior})"),
+            Observation::Present(MailFromAttributes {
+                domain: Some(domain),
+                status,
+                behavior,
+            }) => write!(f, "{domain} {status} (behavior {behavior})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_type_follows_the_at_sign() {
+        assert_eq!(IdentityType::of("example.com"), IdentityType::Domain);
+        assert_eq!(
+            IdentityType::of("ops@example.com"),
+            IdentityType::EmailAddress
+        );
+    }
+
+    #[test]
+    fn unknown_values_are_not_guessed() {
+        assert_eq!(MailFromStatus::parse(""), MailFromStatus::Unknown);
+        assert_eq!(MailFromStatus::parse("success"), MailFromStatus::Unknown);
+        assert_eq!(
+            BehaviorOnMxFailure::parse("Bounce"),
+            BehaviorOnMxFailure::Unknown
+        );
+        for s in MailFromStatus::ALL {
+            assert_eq!(MailFromStatus::parse(s.as_str()), s);
+        }
+    }
+
+    #[test]
+    fn status_change_ignores_identical_observations() {
+        let ok = Observation::Present(MailFromAttributes {
+            domain: Some("mail.example.com".into()),
+            status: MailFromStatus::Success,
+            behavior: BehaviorOnMxFailure::RejectMessage,
+        });
+        assert!(status_change("example.com", Some(&ok), &ok).is_none());
+        let failed = Observation::Present(MailFromAttributes {
+            status: MailFromStatus::Failed,
+            ..match &ok {
+                Observation::Present(a) => a.clone(),
+                Observation::Missing => unreachable!(),
+            }
+        });
+        let change = status_change("example.com", Some(&ok), &failed).expect("a change");
+        assert_eq!(change.after, failed);
+        assert!(status_change("example.com", None, &Observation::Missing).is_some());
+    }
+}

@@ -1,0 +1,672 @@
+//! The background poller: the schedule, identity discovery, batches of 100, one rate
+//! limiter per SES operation, retries with backoff, and publishing a new snapshot.
+//! It is the only writer of identity state; scrapes read what it published.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Discovery;
+use crate::metrics::Exposition;
+use crate::model::{
+    status_change, IdentityRecord, IdentityType, MailFromAttributes, MailFromStatus, Observation,
+    Snapshot,
+};
+use crate::ses::{Operation, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
+use crate::state::Shared;
+use crate::stopped;
+
+/// Requests are spaced by this much more than `1 / rate`. The limiter can only
+/// space the moments it lets requests go; the time from there to SES (signing, a
+/// new connection) varies by a few milliseconds, and that jitter must not make two
+/// requests arrive closer than the limit allows.
+const SPACING_MARGIN: f64 = 1.02;
+/// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
+/// so a batch rides out half a minute of throttling before the cycle gives up.
+const MAX_ATTEMPTS_THROTTLED: u32 = 6;
+/// Attempts of one request after a 5xx, a timeout or a transport error.
+const MAX_ATTEMPTS_OTHER: u32 = 3;
+/// Longest single backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// During a long cycle, what was fetched so far is published at most this often, so
+/// a large account's first values do not wait for the whole cycle.
+const PUBLISH_EVERY: Duration = Duration::from_secs(10);
+/// A `ListIdentities` loop that has not ended after this many pages (10 at the SES
+/// quota of 10,000 identities) is a server bug, not an account.
+const MAX_LIST_PAGES: usize = 1000;
+
+/// Lets at most `rate` requests a second through, spaced evenly: no burst, so no
+/// window of one second ever holds more than `rate` requests.
+pub struct RateLimiter {
+    interval: Duration,
+    /// The earliest moment the next request may go. A tokio mutex held across the
+    /// sleep on purpose: the lock is the queue, so waiters go one by one, in order.
+    next: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64) -> RateLimiter {
+        RateLimiter {
+            interval: Duration::from_secs_f64(SPACING_MARGIN / rate),
+            next: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for this request's slot and returns how long that took.
+    pub async fn acquire(&self) -> Duration {
+        let mut next = self.next.lock().await;
+        let asked = Instant::now();
+        if let Some(slot) = *next {
+            sleep_until(slot).await;
+        }
+        // Spacing counts from when the request was really let go, so a late wake-up
+        // (a busy machine) never lets the following request catch up.
+        let granted = Instant::now();
+        *next = Some(granted + self.interval);
+        granted - asked
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: exponential with "equal jitter" (half fixed,
+/// half random), so several exporters throttled together do not retry in step.
+fn backoff(attempt: u32, err: &SesError) -> Duration {
+    let base = match err {
+        SesError::Throttled { .. } => Duration::from_secs(1),
+        _ => Duration::from_millis(500),
+    };
+    let exp = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+/// What the poller is told to do.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    pub fixed: Vec<String>,
+    pub discovery: Option<Discovery>,
+    pub poll_interval: Duration,
+    pub rate: f64,
+    /// Per-attempt timeout; the SDK enforces it, the poller keeps a backstop.
+    pub timeout: Duration,
+}
+
+/// The parts a request needs: SES, the limiters, the telemetry and the error state.
+struct Caller<S> {
+    ses: S,
+    shared: Arc<Shared>,
+    list_limiter: RateLimiter,
+    get_limiter: RateLimiter,
+    attempt_guard: Duration,
+    /// The last failure of each operation, to log once per change of state. A std
+    /// mutex: it is only touched between awaits.
+    error_state: Mutex<HashMap<Operation, String>>,
+}
+
+impl<S: SesApi> Caller<S> {
+    fn limiter(&self, op: Operation) -> &RateLimiter {
+        match op {
+            Operation::ListIdentities => &self.list_limiter,
+            Operation::GetIdentityMailFromDomainAttributes => &self.get_limiter,
+        }
+    }
+
+    /// Makes one request with retries; every attempt waits for the operation's
+    /// limiter first, so retries spend the same budget as first attempts.
+    async fn call<T, F, Fut>(&self, op: Operation, mut attempt_once: F) -> Result<T, SesError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SesError>>,
+    {
+        let telemetry = &self.shared.telemetry;
+        let mut attempt = 1u32;
+        loop {
+            let waited = self.limiter(op).acquire().await;
+            telemetry.rate_limit_wait.inc_by(waited.as_secs_f64());
+            let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
+                Ok(result) => result,
+                Err(_) => Err(SesError::Timeout(format!(
+                    "no answer within {:?}",
+                    self.attempt_guard
+                ))),
+            };
+            match result {
+                Ok(value) => {
+                    telemetry.count_request(op, crate::ses::Outcome::Success);
+                    self.note_success(op);
+                    return Ok(value);
+                }
+                Err(err) => {
+                    telemetry.count_request(op, err.outcome());
+                    self.note_error(op, &err);
+                    let max = match err {
+                        SesError::Throttled { .. } => MAX_ATTEMPTS_THROTTLED,
+                        _ => MAX_ATTEMPTS_OTHER,
+                    };
+                    if !err.retryable() || attempt >= max {
+                        return Err(err);
+                    }
+                    let delay = backoff(attempt, &err);
+                    debug!(operation = op.as_str(), attempt, delay = ?delay, "retrying SES request");
+                    sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn note_error(&self, op: Operation, err: &SesError) {
+        let key = err.state_key();
+        let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.get(&op) != Some(&key) {
+            warn!(operation = op.as_str(), error = %err, "SES request failed");
+            state.insert(op, key);
+        } else {
+            debug!(operation = op.as_str(), error = %err, "SES request failed again");
+        }
+    }
+
+    fn note_success(&self, op: Operation) {
+        let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = state.remove(&op) {
+            info!(operation = op.as_str(), previous_error = %previous, "SES requests succeed again");
+        }
+    }
+}
+
+/// Polls SES on a schedule and publishes what it learns into [`Shared`].
+pub struct Poller<S> {
+    caller: Caller<S>,
+    settings: PollerSettings,
+    /// Every identity fetched at least once and still watched.
+    records: Snapshot,
+    /// The last successful discovery; kept when a later one fails, so a failing
+    /// `ListIdentities` never drops identities.
+    discovered: Option<Vec<String>>,
+    next_discovery: Option<Instant>,
+    last_publish: Option<Instant>,
+    announced_count: Option<usize>,
+}
+
+impl<S: SesApi> Poller<S> {
+    pub fn new(ses: S, settings: PollerSettings, shared: Arc<Shared>) -> Poller<S> {
+        Poller {
+            caller: Caller {
+                ses,
+                shared,
+                list_limiter: RateLimiter::new(settings.rate),
+                get_limiter: RateLimiter::new(settings.rate),
+                attempt_guard: settings.timeout + Duration::from_secs(2),
+                error_state: Mutex::new(HashMap::new()),
+            },
+            settings,
+            records: Snapshot::new(),
+            discovered: None,
+            next_discovery: None,
+            last_publish: None,
+            announced_count: None,
+        }
+    }
+
+    /// Runs cycles until `shutdown` turns true (or its sender goes away). Intervals
+    /// run start to start; a cycle that overruns starts the next one at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let start = Instant::now();
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => return,
+                () = self.cycle() => {}
+            }
+            let next = start + self.settings.poll_interval;
+            if Instant::now() >= next {
+                self.caller.shared.telemetry.poll_overruns.inc();
+                warn!(
+                    took = ?start.elapsed(),
+                    interval = ?self.settings.poll_interval,
+                    "poll cycle took longer than the poll interval; starting the next one now"
+                );
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => return,
+                () = sleep_until(next) => {}
+            }
+        }
+    }
+
+    /// One cycle: discovery when due, then every watched identity in batches of 100.
+    pub async fn cycle(&mut self) {
+        let started = Instant::now();
+        let telemetry = &self.caller.shared.telemetry;
+        let mut complete = true;
+        let mut answered = false;
+
+        if let Some(discovery) = self.settings.discovery.clone() {
+            if self.next_discovery.is_none_or(|due| started >= due) {
+                match self.discover(&discovery).await {
+                    Ok(found) => {
+                        answered = true;
+                        self.discovered = Some(found);
+                        self.next_discovery = Some(started + discovery.interval);
+                    }
+                    // Tried again next cycle; until then the last list stands.
+                    Err(_) => complete = false,
+                }
+            }
+        }
+
+        let watched = self.watched();
+        // Identities no longer watched (deleted, filtered out) lose their series.
+        self.records
+            .retain(|id, _| watched.binary_search(id).is_ok());
+        telemetry.identities.set(watched.len() as i64);
+        self.announce(watched.len());
+
+        for batch in watched.chunks(MAX_IDENTITIES_PER_CALL) {
+            let result = self
+                .caller
+                .call(Operation::GetIdentityMailFromDomainAttributes, || {
+                    self.caller.ses.mail_from_attributes(batch)
+                })
+                .await;
+            match result {
+                Ok(found) => {
+                    answered = true;
+                    self.apply(batch, &found, SystemTime::now());
+                }
+                Err(err) => {
+                    complete = false;
+                    // A refusal can be about this batch (an identity SES rejects, an
+                    // IAM policy on some identities): go on with the others. After
+                    // exhausted retries of throttling, 5xx or network errors the
+                    // other batches would fare no better; stop spending budget.
+                    if err.retryable() {
+                        warn!(error = %err, "giving up on this poll cycle; identities keep their last values");
+                        break;
+                    }
+                }
+            }
+            if self
+                .last_publish
+                .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
+            {
+                self.publish().await;
+            }
+        }
+        self.publish().await;
+
+        let telemetry = &self.caller.shared.telemetry;
+        telemetry.poll_duration.set(started.elapsed().as_secs_f64());
+        telemetry.up.set(i64::from(complete));
+        if complete {
+            telemetry.set_last_success(SystemTime::now());
+        }
+        if answered {
+            self.caller.shared.set_ready();
+        }
+        debug!(took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
+    }
+
+    /// The static list and the discovered identities, sorted and without duplicates.
+    fn watched(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.settings.fixed.clone();
+        if let Some(found) = &self.discovered {
+            all.extend(found.iter().cloned());
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    fn announce(&mut self, count: usize) {
+        if self.announced_count == Some(count) {
+            return;
+        }
+        self.announced_count = Some(count);
+        let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
+        let seconds = calls as f64 * SPACING_MARGIN / self.settings.rate;
+        info!(
+            identities = count,
+            calls_per_cycle = calls,
+            min_cycle_seconds = format!("{seconds:.1}"),
+            "watching identities"
+        );
+        if seconds > self.settings.poll_interval.as_secs_f64() {
+            warn!(
+                min_cycle_seconds = format!("{seconds:.1}"),
+                interval = ?self.settings.poll_interval,
+                "a cycle cannot finish within the poll interval at this SES rate; cycles will overrun"
+            );
+        }
+    }
+
+    async fn discover(&self, discovery: &Discovery) -> Result<Vec<String>, SesError> {
+        let wanted = discovery.identity_type.identity_type();
+        let mut token: Option<String> = None;
+        let mut found = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self
+                .caller
+                .call(Operation::ListIdentities, || {
+                    self.caller.ses.list_identities(wanted, token.clone())
+                })
+                .await?;
+            // The type filter is applied here too, in case a server ignores it.
+            found.extend(page.identities.into_iter().filter(|id| {
+                wanted.is_none_or(|t| IdentityType::of(id) == t) && discovery.admits(id)
+            }));
+            match page.next_token {
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(SesError::Server {
+                        status: 200,
+                        message: "ListIdentities returned the same NextToken twice".into(),
+                    })
+                }
+                Some(next) => token = Some(next),
+                None => {
+                    found.sort_unstable();
+                    found.dedup();
+                    debug!(identities = found.len(), "discovery done");
+                    return Ok(found);
+                }
+            }
+        }
+        Err(SesError::Server {
+            status: 200,
+            message: format!("ListIdentities did not end after {MAX_LIST_PAGES} pages"),
+        })
+    }
+
+    /// Records one answered batch. An identity SES left out is `Missing`; SES may
+    /// echo a domain in another case, so domains also match case-insensitively.
+    fn apply(
+        &mut self,
+        batch: &[String],
+        found: &HashMap<String, MailFromAttributes>,
+        now: SystemTime,
+    ) {
+        for id in batch {
+            let attrs = found.get(id).or_else(|| match IdentityType::of(id) {
+                IdentityType::Domain => found
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(id))
+                    .map(|(_, v)| v),
+                IdentityType::EmailAddress => None,
+            });
+            let observation = match attrs {
+                Some(a) => Observation::Present(a.clone()),
+                None => Observation::Missing,
+            };
+            let before = self.records.get(id).map(|r| &r.observation);
+            if let Some(change) = status_change(id, before, &observation) {
+                log_change(&change.before, &change.after, id);
+            }
+            self.records.insert(
+                id.clone(),
+                IdentityRecord {
+                    observation,
+                    refreshed_at: now,
+                },
+            );
+        }
+    }
+
+    /// Renders the current records off the async threads (a large account's body is
+    /// megabytes and gzip is CPU work) and swaps them in.
+    async fn publish(&mut self) {
+        let snapshot = self.records.clone();
+        match tokio::task::spawn_blocking(move || Exposition::build(&snapshot)).await {
+            Ok(exposition) => self.caller.shared.publish(exposition),
+            Err(err) => {
+                error!(error = %err, "rendering the snapshot failed; serving the previous one")
+            }
+        }
+        self.last_publish = Some(Instant::now());
+    }
+
+    /// The current records, for tests.
+    pub fn records(&self) -> &Snapshot {
+        &self.records
+    }
+}
+
+/// A first observation is news only when it is not healthy; a change always is.
+fn log_change(before: &Option<Observation>, after: &Observation, identity: &str) {
+    match before {
+        Some(before) => info!(
+            identity,
+            from = %before,
+            to = %after,
+            "MAIL FROM state changed"
+        ),
+        None => {
+            let healthy = matches!(
+                after,
+                Observation::Present(MailFromAttributes { domain: None, .. })
+                    | Observation::Present(MailFromAttributes {
+                        status: MailFromStatus::Success,
+                        ..
+                    })
+            );
+            if healthy {
+                debug!(identity, state = %after, "first MAIL FROM state");
+            } else {
+                info!(identity, state = %after, "first MAIL FROM state");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Telemetry;
+    use crate::model::BehaviorOnMxFailure;
+    use crate::ses::IdentityPage;
+    use std::collections::VecDeque;
+
+    /// A scripted SES: answers from a queue of results, records every call.
+    #[derive(Default)]
+    struct Script {
+        answers: Mutex<VecDeque<Result<HashMap<String, MailFromAttributes>, SesError>>>,
+        pages: Mutex<VecDeque<Result<IdentityPage, SesError>>>,
+        calls: Mutex<Vec<(Instant, Vec<String>)>>,
+    }
+
+    impl SesApi for Arc<Script> {
+        async fn mail_from_attributes(
+            &self,
+            identities: &[String],
+        ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((Instant::now(), identities.to_vec()));
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Ok(HashMap::new()))
+        }
+
+        async fn list_identities(
+            &self,
+            _identity_type: Option<IdentityType>,
+            _next_token: Option<String>,
+        ) -> Result<IdentityPage, SesError> {
+            self.pages
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Ok(IdentityPage::default()))
+        }
+    }
+
+    fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
+        MailFromAttributes {
+            domain: Some(domain.into()),
+            status,
+            behavior: BehaviorOnMxFailure::RejectMessage,
+        }
+    }
+
+    fn poller(script: &Arc<Script>, fixed: &[&str]) -> (Poller<Arc<Script>>, Arc<Shared>) {
+        let shared = Arc::new(Shared::new(Telemetry::new(60.0).unwrap()));
+        let settings = PollerSettings {
+            fixed: fixed.iter().map(|s| s.to_string()).collect(),
+            discovery: None,
+            poll_interval: Duration::from_secs(60),
+            rate: 1.0,
+            timeout: Duration::from_secs(10),
+        };
+        (
+            Poller::new(Arc::clone(script), settings, Arc::clone(&shared)),
+            shared,
+        )
+    }
+
+    fn throttled() -> SesError {
+        SesError::Throttled {
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_spaces_requests_evenly() {
+        let limiter = RateLimiter::new(2.0);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            limiter.acquire().await;
+            times.push(Instant::now());
+        }
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(500));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        {
+            let mut answers = script.answers.lock().unwrap();
+            answers.push_back(Ok(HashMap::new()));
+            answers.push_back(Err(throttled()));
+            answers.push_back(Ok(HashMap::new()));
+            answers.push_back(Ok(HashMap::new()));
+        }
+        let (mut p, shared) = poller(&script, &refs);
+        p.cycle().await;
+        let calls = script.calls.lock().unwrap();
+        assert_eq!(
+            calls.iter().map(|c| c.1.len()).collect::<Vec<_>>(),
+            vec![100, 100, 100, 50]
+        );
+        for pair in calls.windows(2) {
+            assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(1));
+        }
+        // The throttled batch was retried in the same cycle: every identity is fresh.
+        assert_eq!(p.records().len(), 250);
+        assert_eq!(shared.telemetry.up.get(), 1);
+        assert!(shared.is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_batch_keeps_the_last_values() {
+        let script = Arc::new(Script::default());
+        let mut first = HashMap::new();
+        first.insert(
+            "example.com".to_string(),
+            ok("mail.example.com", MailFromStatus::Failed),
+        );
+        script.answers.lock().unwrap().push_back(Ok(first));
+        let (mut p, shared) = poller(&script, &["example.com"]);
+        p.cycle().await;
+        let before = p.records().clone();
+        assert_eq!(shared.telemetry.up.get(), 1);
+
+        for _ in 0..MAX_ATTEMPTS_OTHER {
+            script
+                .answers
+                .lock()
+                .unwrap()
+                .push_back(Err(SesError::Server {
+                    status: 503,
+                    message: "unavailable".into(),
+                }));
+        }
+        p.cycle().await;
+        assert_eq!(p.records(), &before, "values and refresh time kept");
+        assert_eq!(shared.telemetry.up.get(), 0);
+        let text = String::from_utf8(shared.exposition().plain.to_vec()).unwrap();
+        assert!(text.contains(
+            "aws_ses_identity_mail_from_status{identity=\"example.com\",status=\"Failed\"} 1"
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn omitted_identities_are_missing_and_domains_match_any_case() {
+        let script = Arc::new(Script::default());
+        let mut answer = HashMap::new();
+        answer.insert(
+            "Example.COM".to_string(),
+            ok("mail.example.com", MailFromStatus::Success),
+        );
+        script.answers.lock().unwrap().push_back(Ok(answer));
+        let (mut p, _) = poller(&script, &["example.com", "gone.example.org"]);
+        p.cycle().await;
+        assert!(matches!(
+            p.records()["example.com"].observation,
+            Observation::Present(_)
+        ));
+        assert_eq!(
+            p.records()["gone.example.org"].observation,
+            Observation::Missing
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_are_not_retried() {
+        let script = Arc::new(Script::default());
+        script
+            .answers
+            .lock()
+            .unwrap()
+            .push_back(Err(SesError::Client {
+                code: "AccessDenied".into(),
+                status: 403,
+                message: "no".into(),
+            }));
+        let (mut p, shared) = poller(&script, &["example.com"]);
+        p.cycle().await;
+        assert_eq!(script.calls.lock().unwrap().len(), 1);
+        assert!(p.records().is_empty(), "never fetched, so no series");
+        assert!(!shared.is_ready());
+        assert_eq!(shared.telemetry.up.get(), 0);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let t = throttled();
+        for attempt in 1..10 {
+            let d = backoff(attempt, &t);
+            assert!(d <= MAX_BACKOFF);
+            let floor = Duration::from_secs(1)
+                .saturating_mul(1 << (attempt - 1))
+                .min(MAX_BACKOFF)
+                / 2;
+            assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The only module that touches the AWS SDK. It offers [`SesApi`], one HTTP attempt
+//! per call, and turns SDK results into domain types and SDK errors into [`SesError`]
+//! kinds. Rate limiting and retries are the poller's: the SDK's own retries are
+//! switched off so that every HTTP attempt passes through the poller's limiter.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_ses::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use crate::model::{BehaviorOnMxFailure, IdentityType, MailFromAttributes, MailFromStatus};
+
+/// The most identities `GetIdentityMailFromDomainAttributes` takes in one call.
+pub const MAX_IDENTITIES_PER_CALL: usize = 100;
+/// The largest page `ListIdentities` returns.
+pub const LIST_PAGE_SIZE: i32 = 1000;
+
+/// The SES API operations the exporter calls; each has its own rate limit at AWS,
+/// and so its own limiter and its own label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListIdentities,
+    GetIdentityMailFromDomainAttributes,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 2] = [
+        Operation::ListIdentities,
+        Operation::GetIdentityMailFromDomainAttributes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListIdentities => "ListIdentities",
+            Operation::GetIdentityMailFromDomainAttributes => "GetIdentityMailFromDomainAttributes",
+        }
+    }
+}
+
+/// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Success,
+    Throttled,
+    ClientError,
+    ServerError,
+    Timeout,
+    TransportError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Success,
+        Outcome::Throttled,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::TransportError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Throttled => "throttled",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::Timeout => "timeout",
+            Outcome::TransportError => "transport_error",
+        }
+    }
+}
+
+/// A failed SES call, by what the poller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SesError {
+    /// SES said slow down (`Throttling`, HTTP 429, ...): back off and retry.
+    #[error("throttled by SES ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// SES refused the request (AccessDenied, InvalidParameterValue, missing
+    /// credentials, ...): retrying the same request will not help.
+    #[error("rejected by SES ({code}, HTTP {status}): {message}")]
+    Client {
+        code: String,
+        status: u16,
+        message: String,
+    },
+    /// The request never became an HTTP request (e.g. no credentials could be loaded).
+    #[error("request could not be made: {0}")]
+    Construction(String),
+    /// SES failed (5xx) or answered something that is not a valid response.
+    #[error("SES server error (HTTP {status}): {message}")]
+    Server { status: u16, message: String },
+    #[error("no answer from SES within the timeout: {0}")]
+    Timeout(String),
+    /// Connection refused or reset, name not resolved, TLS failure, ...
+    #[error("could not reach SES: {0}")]
+    Transport(String),
+}
+
+impl SesError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            SesError::Throttled { .. } => Outcome::Throttled,
+            SesError::Client { .. } | SesError::Construction(_) => Outcome::ClientError,
+            SesError::Server { .. } => Outcome::ServerError,
+            SesError::Timeout(_) => Outcome::Timeout,
+            SesError::Transport(_) => Outcome::TransportError,
+        }
+    }
+
+    /// Whether another attempt of the same request may succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, SesError::Client { .. } | SesError::Construction(_))
+    }
+
+    /// A short, stable description of the kind of failure, used to log an error once
+    /// per change of state rather than once per attempt.
+    pub fn state_key(&self) -> String {
+        match self {
+            SesError::Throttled { code, .. } => format!("throttled:{code}"),
+            SesError::Client { code, .. } => format!("client_error:{code}"),
+            SesError::Construction(_) => "client_error:construction".to_owned(),
+            SesError::Server { status, .. } => format!("server_error:{status}"),
+            SesError::Timeout(_) => "timeout".to_owned(),
+            SesError::Transport(_) => "transport_error".to_owned(),
+        }
+    }
+}
+
+/// One page of `ListIdentities`.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityPage {
+    pub identities: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// What the poller needs from SES. Each call is exactly one HTTP attempt, so the
+/// caller's rate limiter sees every request. Implemented by [`AwsSes`] and by test
+/// doubles.
+pub trait SesApi: Send + Sync + 'static {
+    /// `GetIdentityMailFromDomainAttributes` for at most [`MAX_IDENTITIES_PER_CALL`]
+    /// identities. Identities SES leaves out are absent from the map.
+    fn mail_from_attributes(
+        &self,
+        identities: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, MailFromAttributes>, SesError>> + Send;
+
+    /// One page of `ListIdentities`; `None` lists both domains and addresses.
+    fn list_identities(
+        &self,
+        identity_type: Option<IdentityType>,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<IdentityPage, SesError>> + Send;
+}
+
+/// [`SesApi`] over the real SDK, configured from the standard aws-config chain
+/// (environment, profile, web identity, container and instance credentials), so
+/// `AWS_ENDPOINT_URL_SES` points it at an emulator.
+#[derive(Debug, Clone)]
+pub struct AwsSes {
+    client: aws_sdk_ses::Client,
+    region: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), or a region \
+         in the AWS profile"
+    )]
+    NoRegion,
+}
+
+impl AwsSes {
+    /// Loads the SDK configuration. `timeout` bounds each HTTP attempt, connect
+    /// included. Retries are disabled here because the poller does them through its
+    /// rate limiter; the SDK's would be extra, unaccounted requests.
+    pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(timeout)
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            )
+            .load()
+            .await;
+        let region = sdk.region().ok_or(SetupError::NoRegion)?.to_string();
+        Ok(AwsSes {
+            client: aws_sdk_ses::Client::new(&sdk),
+            region,
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+}
+
+impl SesApi for AwsSes {
+    async fn mail_from_attributes(
+        &self,
+        identities: &[String],
+    ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
+        let out = self
+            .client
+            .get_identity_mail_from_domain_attributes()
+            .set_identities(Some(identities.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .mail_from_domain_attributes()
+            .iter()
+            .map(|(identity, a)| {
+                (
+                    identity.clone(),
+                    attributes(
+                        a.mail_from_domain(),
+                        a.mail_from_domain_status().as_str(),
+                        a.behavior_on_mx_failure().as_str(),
+                    ),
+                )
+            })
+            .collect())
+    }
+
+    async fn list_identities(
+        &self,
+        identity_type: Option<IdentityType>,
+        next_token: Option<String>,
+    ) -> Result<IdentityPage, SesError> {
+        let out = self
+            .client
+            .list_identities()
+            .set_identity_type(identity_type.map(|t| match t {
+                IdentityType::Domain => aws_sdk_ses::types::IdentityType::Domain,
+                IdentityType::EmailAddress => aws_sdk_ses::types::IdentityType::EmailAddress,
+            }))
+            .max_items(LIST_PAGE_SIZE)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(IdentityPage {
+            identities: out.identities().to_vec(),
+            // An empty token is no token: taking it for one would loop forever.
+            next_token: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// Turns the SDK's view of one identity into ours. The SDK fills a missing domain
+/// with `""` and missing enums with an unknown value; neither is invented into a state.
+pub fn attributes(domain: &str, status: &str, behavior: &str) -> MailFromAttributes {
+    MailFromAttributes {
+        domain: (!domain.is_empty()).then(|| domain.to_owned()),
+        status: MailFromStatus::parse(status),
+        behavior: BehaviorOnMxFailure::parse(behavior),
+    }
+}
+
+/// Error codes AWS uses for throttling across its Query APIs.
+const THROTTLING_CODES: [&str; 6] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+];
+
+fn classify<E>(err: SdkError<E, HttpResponse>) -> SesError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // The whole chain, e.g. "dispatch failure: io error: Connection refused".
+    let text = format!("{}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let code = ctx.err().code().unwrap_or("").to_owned();
+            let message = ctx.err().message().unwrap_or("").to_owned();
+            if status == 429 || THROTTLING_CODES.contains(&code.as_str()) {
+                SesError::Throttled { code, message }
+            } else if (400..500).contains(&status) && !code.is_empty() {
+                SesError::Client {
+                    code,
+                    status,
+                    message,
+                }
+            } else {
+                // 5xx, or a body that is neither a response nor an error: the server
+                // is at fault, and a later attempt may work.
+                let message = if message.is_empty() { text } else { message };
+                SesError::Server { status, message }
+            }
+        }
+        SdkError::ResponseError(ctx) => SesError::Server {
+            status: ctx.raw().status().as_u16(),
+            message: text,
+        },
+        SdkError::TimeoutError(_) => SesError::Timeout(text),
+        SdkError::DispatchFailure(ctx) if ctx.is_timeout() => SesError::Timeout(text),
+        SdkError::DispatchFailure(ctx) if ctx.is_user() => SesError::Construction(text),
+        SdkError::ConstructionFailure(_) => SesError::Construction(text),
+        _ => SesError::Transport(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_fields_are_not_configured() {
+        let a = attributes("", "", "");
+        assert_eq!(a.domain, None);
+        assert_eq!(a.status, MailFromStatus::Unknown);
+        assert_eq!(a.behavior, BehaviorOnMxFailure::Unknown);
+        let a = attributes("mail.example.com", "Failed", "RejectMessage");
+        assert_eq!(a.domain.as_deref(), Some("mail.example.com"));
+        assert_eq!(a.status, MailFromStatus::Failed);
+        assert_eq!(a.behavior, BehaviorOnMxFailure::RejectMessage);
+    }
+
+    #[test]
+    fn only_client_errors_are_final() {
+        let throttled = SesError::Throttled {
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+        };
+        assert!(throttled.retryable());
+        assert_eq!(throttled.outcome(), Outcome::Throttled);
+        let denied = SesError::Client {
+            code: "AccessDenied".into(),
+            status: 403,
+            message: String::new(),
+        };
+        assert!(!denied.retryable());
+        assert_eq!(denied.outcome(), Outcome::ClientError);
+        assert!(SesError::Timeout(String::new()).retryable());
+        assert_eq!(
+            SesError::Transport(String::new()).outcome(),
+            Outcome::TransportError
+        );
+    }
+}
