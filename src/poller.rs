@@ -218,6 +218,7 @@ impl<S: SesApi> Poller<S> {
     /// Runs cycles until `shutdown` turns true (or its sender goes away). Intervals
     /// run start to start; a cycle that overruns starts the next one at once.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut overrunning = false;
         loop {
             let start = Instant::now();
             tokio::select! {
@@ -228,13 +229,18 @@ impl<S: SesApi> Poller<S> {
             let next = start + self.settings.poll_interval;
             if Instant::now() >= next {
                 self.caller.shared.telemetry.poll_overruns.inc();
-                warn!(
-                    took = ?start.elapsed(),
-                    interval = ?self.settings.poll_interval,
-                    "poll cycle took longer than the poll interval; starting the next one now"
-                );
+                // Warn when cycles start overrunning, not at every overrun after.
+                if !overrunning {
+                    warn!(
+                        took = ?start.elapsed(),
+                        interval = ?self.settings.poll_interval,
+                        "poll cycle took longer than the poll interval; starting the next one now"
+                    );
+                }
+                overrunning = true;
                 continue;
             }
+            overrunning = false;
             tokio::select! {
                 biased;
                 () = stopped(&mut shutdown) => return,
@@ -290,7 +296,8 @@ impl<S: SesApi> Poller<S> {
                     // exhausted retries of throttling, 5xx or network errors the
                     // other batches would fare no better; stop spending budget.
                     if err.retryable() {
-                        warn!(error = %err, "giving up on this poll cycle; identities keep their last values");
+                        // The error itself was logged by `call`, once per change.
+                        debug!(error = %err, "giving up on this poll cycle; identities keep their last values");
                         break;
                     }
                 }
