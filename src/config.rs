@@ -79,7 +79,12 @@ pub struct Flags {
     pub log_format: LogFormat,
 
     /// SES requests per second, per API operation, retries included [default: 1].
-    #[arg(long = "ses.rate", env = "SES_EXPORTER_SES_RATE", value_name = "N")]
+    #[arg(
+        long = "ses.rate",
+        env = "SES_EXPORTER_SES_RATE",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub ses_rate: Option<f64>,
 
     /// Timeout of one HTTP attempt to SES [default: 10s].
@@ -274,11 +279,21 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 
 /// Reads the file named by the flags, if any, and validates both together.
 pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-    let raw = match &flags.config_file {
+    let path = flags.config_file.clone();
+    let raw = match &path {
         Some(path) => read_file(path)?,
         None => None,
     };
-    validate(flags, raw)
+    validate(flags, raw).map_err(|err| match (err, path) {
+        // Keys from the file are named with the file, so the user knows where to look.
+        (ConfigError::Invalid { key, reason }, Some(path)) if !key.starts_with("--") => {
+            ConfigError::Invalid {
+                key: format!("config file {}: {key}", path.display()),
+                reason,
+            }
+        }
+        (err, _) => err,
+    })
 }
 
 /// Reads and parses a config file; an empty file is a valid, empty configuration.

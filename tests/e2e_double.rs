@@ -38,16 +38,33 @@ fn every_status_and_behavior_is_exported_as_ses_reports_it() {
     ] {
         for (behavior, b) in [("UseDefaultValue", "default"), ("RejectMessage", "reject")] {
             let id = format!("{short}-{b}.example.com");
-            for s in ["Pending", "Success", "Failed", "TemporaryFailure", "Unknown"] {
-                assert_eq!(m.status(&id, s), Some(f64::from(u8::from(s == status))), "{id} {s}");
+            for s in [
+                "Pending",
+                "Success",
+                "Failed",
+                "TemporaryFailure",
+                "Unknown",
+            ] {
+                assert_eq!(
+                    m.status(&id, s),
+                    Some(f64::from(u8::from(s == status))),
+                    "{id} {s}"
+                );
             }
             for other in ["UseDefaultValue", "RejectMessage"] {
                 let series = format!(
                     "aws_ses_identity_mail_from_behavior_on_mx_failure{{identity=\"{id}\",behavior=\"{other}\"}}"
                 );
-                assert_eq!(m.get(&series), Some(f64::from(u8::from(other == behavior))), "{series}");
+                assert_eq!(
+                    m.get(&series),
+                    Some(f64::from(u8::from(other == behavior))),
+                    "{series}"
+                );
             }
-            assert_eq!(m.identity("aws_ses_identity_mail_from_configured", &id), Some(1.0));
+            assert_eq!(
+                m.identity("aws_ses_identity_mail_from_configured", &id),
+                Some(1.0)
+            );
             let info = format!(
                 "aws_ses_identity_mail_from_info{{identity=\"{id}\",identity_type=\"Domain\",mail_from_domain=\"bounce.{id}\"}}"
             );
@@ -62,7 +79,10 @@ fn every_status_and_behavior_is_exported_as_ses_reports_it() {
     );
     // No custom MAIL FROM: configured 0 and no status state set at all.
     for id in ["no-mail-from.example.com", "ops@example.com"] {
-        assert_eq!(m.identity("aws_ses_identity_mail_from_configured", id), Some(0.0));
+        assert_eq!(
+            m.identity("aws_ses_identity_mail_from_configured", id),
+            Some(0.0)
+        );
         assert_eq!(m.status(id, "Success"), None);
     }
     assert_eq!(
@@ -115,7 +135,11 @@ fn rate_contract(rate: u32) {
 
     let requests = double.requests();
     for op in [GET_OP, LIST_OP] {
-        let times: Vec<f64> = requests.iter().filter(|r| r.action == op).map(|r| r.t).collect();
+        let times: Vec<f64> = requests
+            .iter()
+            .filter(|r| r.action == op)
+            .map(|r| r.t)
+            .collect();
         let r = rate as usize;
         for i in 0..times.len().saturating_sub(r) {
             let gap = times[i + r] - times[i];
@@ -134,7 +158,10 @@ fn rate_contract(rate: u32) {
         "every throttled attempt is counted"
     );
     let gets = requests.iter().filter(|r| r.action == GET_OP).count() as f64;
-    assert_eq!(m.requests(GET_OP, "success") + m.requests(GET_OP, "throttled"), gets);
+    assert_eq!(
+        m.requests(GET_OP, "success") + m.requests(GET_OP, "throttled"),
+        gets
+    );
     // Every identity was fetched in this first cycle, throttled batches included.
     let refreshed: Vec<f64> = m
         .samples
@@ -145,7 +172,11 @@ fn rate_contract(rate: u32) {
     assert_eq!(refreshed.len(), 360);
     assert!(refreshed.iter().all(|t| *t >= started));
     assert_eq!(m.get("aws_ses_exporter_poll_overruns_total"), Some(0.0));
-    assert!(m.get("aws_ses_exporter_rate_limit_wait_seconds_total").unwrap() > 0.0);
+    assert!(
+        m.get("aws_ses_exporter_rate_limit_wait_seconds_total")
+            .unwrap()
+            > 0.0
+    );
 }
 
 #[test]
@@ -161,13 +192,19 @@ fn rate_contract_holds_at_three_requests_per_second_under_throttling() {
 #[test]
 fn an_outage_keeps_the_last_values_and_reports_down_then_recovers() {
     let double = Double::start(&["--rate", "5"]);
-    let exporter = Exporter::start(&double.url(), None, &["--poll.interval", "1s", "--ses.rate", "5"]);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &["--poll.interval", "1s", "--ses.rate", "5"],
+    );
     exporter.wait_ready();
     let good = Metrics::parse(&exporter.metrics());
     assert_eq!(good.get("aws_ses_exporter_up"), Some(1.0));
 
     double.set_faults(r#"{"error_status": 503}"#);
-    let down = exporter.wait_metrics("up to drop to 0", |m| m.get("aws_ses_exporter_up") == Some(0.0));
+    let down = exporter.wait_metrics("up to drop to 0", |m| {
+        m.get("aws_ses_exporter_up") == Some(0.0)
+    });
     let failing_since = now();
     // Scrapes during the outage: the identity values are exactly the last good ones.
     for _ in 0..3 {
@@ -184,16 +221,29 @@ fn an_outage_keeps_the_last_values_and_reports_down_then_recovers() {
         assert_eq!(m.status("failed-reject.example.com", "Failed"), Some(1.0));
     }
     assert!(down.requests(GET_OP, "server_error") >= 1.0);
-    assert!(get(exporter.addr, "/-/ready").status == 200, "readiness stays once data exists");
-    let last_success = good.get("aws_ses_exporter_last_success_timestamp_seconds").unwrap();
-    assert_eq!(down.get("aws_ses_exporter_last_success_timestamp_seconds"), Some(last_success));
+    assert!(
+        get(exporter.addr, "/-/ready").status == 200,
+        "readiness stays once data exists"
+    );
+    let last_success = good
+        .get("aws_ses_exporter_last_success_timestamp_seconds")
+        .unwrap();
+    assert_eq!(
+        down.get("aws_ses_exporter_last_success_timestamp_seconds"),
+        Some(last_success)
+    );
     let warnings = exporter
         .proc
         .log()
         .lines()
         .filter(|l| l.contains("level=warn") && l.contains("SES request failed"))
         .count();
-    assert_eq!(warnings, 1, "an error is logged once per change of state:\n{}", exporter.proc.log());
+    assert_eq!(
+        warnings,
+        1,
+        "an error is logged once per change of state:\n{}",
+        exporter.proc.log()
+    );
 
     double.set_faults("{}");
     let back = exporter.wait_metrics("recovery", |m| m.get("aws_ses_exporter_up") == Some(1.0));
@@ -208,15 +258,22 @@ fn a_listed_identity_ses_does_not_know_exists_0_without_other_series() {
     let exporter = Exporter::start(&double.url(), Some(config), &[]);
     exporter.wait_ready();
     let m = Metrics::parse(&exporter.metrics());
-    assert_eq!(m.identity("aws_ses_identity_exists", "ghost.example.com"), Some(0.0));
-    assert_eq!(m.identity("aws_ses_identity_exists", "success-reject.example.com"), Some(1.0));
+    assert_eq!(
+        m.identity("aws_ses_identity_exists", "ghost.example.com"),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.identity("aws_ses_identity_exists", "success-reject.example.com"),
+        Some(1.0)
+    );
     let mut ghost = m.series_of("ghost.example.com");
     ghost.sort();
     assert_eq!(
         ghost,
         vec![
             "aws_ses_identity_exists{identity=\"ghost.example.com\"}".to_owned(),
-            "aws_ses_identity_last_refresh_timestamp_seconds{identity=\"ghost.example.com\"}".to_owned(),
+            "aws_ses_identity_last_refresh_timestamp_seconds{identity=\"ghost.example.com\"}"
+                .to_owned(),
         ]
     );
     assert_eq!(m.get("aws_ses_exporter_identities"), Some(2.0));
@@ -234,12 +291,19 @@ fn discovery_pages_filters_and_batches() {
     assert_eq!(m.get("aws_ses_exporter_identities"), Some(2510.0));
     let reqs = double.requests();
     let lists = reqs.iter().filter(|r| r.action == LIST_OP).count();
-    let gets: Vec<usize> = reqs.iter().filter(|r| r.action == GET_OP).map(|r| r.identities).collect();
+    let gets: Vec<usize> = reqs
+        .iter()
+        .filter(|r| r.action == GET_OP)
+        .map(|r| r.identities)
+        .collect();
     assert_eq!(lists, 3);
     assert_eq!(gets.len(), 26);
     assert!(gets.iter().all(|n| *n <= 100));
     assert_eq!(gets.iter().sum::<usize>(), 2510);
-    assert!(reqs.iter().all(|r| r.status == 200), "the double refused a request");
+    assert!(
+        reqs.iter().all(|r| r.status == 200),
+        "the double refused a request"
+    );
     drop(exporter);
 
     let config = r#"
@@ -257,9 +321,15 @@ discovery:
         .filter(|k| k.starts_with("aws_ses_identity_exists"))
         .collect();
     assert_eq!(exists.len(), 5, "{exists:?}");
-    assert!(m.identity("aws_ses_identity_exists", "success-reject.example.com").is_some());
-    assert!(m.identity("aws_ses_identity_exists", "failed-reject.example.com").is_none());
-    assert!(m.identity("aws_ses_identity_exists", "ops@example.com").is_none());
+    assert!(m
+        .identity("aws_ses_identity_exists", "success-reject.example.com")
+        .is_some());
+    assert!(m
+        .identity("aws_ses_identity_exists", "failed-reject.example.com")
+        .is_none());
+    assert!(m
+        .identity("aws_ses_identity_exists", "ops@example.com")
+        .is_none());
 }
 
 #[test]
@@ -268,10 +338,19 @@ fn a_deleted_identity_loses_its_series_after_the_next_discovery() {
     let exporter = Exporter::start(
         &double.url(),
         None,
-        &["--poll.interval", "1s", "--discovery.interval", "2s", "--ses.rate", "5"],
+        &[
+            "--poll.interval",
+            "1s",
+            "--discovery.interval",
+            "2s",
+            "--ses.rate",
+            "5",
+        ],
     );
     exporter.wait_ready();
-    assert!(!Metrics::parse(&exporter.metrics()).series_of("failed-reject.example.com").is_empty());
+    assert!(!Metrics::parse(&exporter.metrics())
+        .series_of("failed-reject.example.com")
+        .is_empty());
     double.delete_identity("failed-reject.example.com");
     let m = exporter.wait_metrics("the deleted identity to vanish", |m| {
         m.series_of("failed-reject.example.com").is_empty()
@@ -283,49 +362,86 @@ fn a_deleted_identity_loses_its_series_after_the_next_discovery() {
 fn before_the_first_answer_identity_series_are_absent_and_not_ready() {
     let double = Double::start(&["--rate", "5"]);
     double.set_faults(r#"{"access_denied": true}"#);
-    let exporter = Exporter::start(&double.url(), None, &["--poll.interval", "1s", "--ses.rate", "5"]);
-    let m = exporter.wait_metrics("a failed cycle", |m| m.requests(LIST_OP, "client_error") >= 1.0);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &["--poll.interval", "1s", "--ses.rate", "5"],
+    );
+    let m = exporter.wait_metrics("a failed cycle", |m| {
+        m.requests(LIST_OP, "client_error") >= 1.0
+    });
     assert_eq!(m.get("aws_ses_exporter_up"), Some(0.0));
-    assert!(!m.text.contains("aws_ses_identity_"), "identity series before any answer:\n{}", m.text);
-    assert!(m.get("aws_ses_exporter_last_success_timestamp_seconds").is_none());
+    assert!(
+        !m.text.contains("aws_ses_identity_"),
+        "identity series before any answer:\n{}",
+        m.text
+    );
+    assert!(m
+        .get("aws_ses_exporter_last_success_timestamp_seconds")
+        .is_none());
     assert_eq!(get(exporter.addr, "/-/ready").status, 503);
     assert_eq!(get(exporter.addr, "/-/healthy").status, 200);
     assert!(exporter.proc.log().contains("AccessDenied"));
 
     double.set_faults("{}");
     exporter.wait_ready();
-    let m = exporter.wait_metrics("identities", |m| m.get("aws_ses_exporter_identities") == Some(10.0));
+    let m = exporter.wait_metrics("identities", |m| {
+        m.get("aws_ses_exporter_identities") == Some(10.0)
+    });
     assert!(m.text.contains("aws_ses_identity_mail_from_status"));
 }
 
 #[test]
 fn http_surface() {
     let double = Double::start(&[]);
-    let exporter = Exporter::start(&double.url(), None, &["--web.telemetry-path", "/probe/metrics"]);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &["--web.telemetry-path", "/probe/metrics"],
+    );
     exporter.wait_ready();
     let addr = exporter.addr;
 
     let landing = get(addr, "/");
     assert_eq!(landing.status, 200);
-    assert!(landing.header("content-type").unwrap().starts_with("text/html"));
+    assert!(landing
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     assert!(landing.text().contains("href=\"/probe/metrics\""));
 
     assert_eq!(get(addr, "/metrics").status, 404);
     let plain = get(addr, "/probe/metrics");
     assert_eq!(plain.status, 200);
-    assert_eq!(plain.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        plain.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     assert_eq!(plain.header("content-encoding"), None);
 
-    let gz = http(addr, "GET", "/probe/metrics", &[("Accept-Encoding", "gzip")], b"").unwrap();
+    let gz = http(
+        addr,
+        "GET",
+        "/probe/metrics",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
-    assert_eq!(gz.header("content-length").unwrap(), gz.body.len().to_string());
+    assert_eq!(
+        gz.header("content-length").unwrap(),
+        gz.body.len().to_string()
+    );
     let mut unzipped = String::new();
     use std::io::Read;
     flate2::read::MultiGzDecoder::new(&gz.body[..])
         .read_to_string(&mut unzipped)
         .expect("valid gzip");
     let identity_lines = |t: &str| -> Vec<String> {
-        t.lines().filter(|l| l.contains("aws_ses_identity_")).map(str::to_owned).collect()
+        t.lines()
+            .filter(|l| l.contains("aws_ses_identity_"))
+            .map(str::to_owned)
+            .collect()
     };
     assert_eq!(identity_lines(&unzipped), identity_lines(&plain.text()));
     assert!(unzipped.contains("aws_ses_exporter_build_info{"));
@@ -334,7 +450,13 @@ fn http_surface() {
     let head = http(addr, "HEAD", "/probe/metrics", &[], b"").unwrap();
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    assert!(head.header("content-length").unwrap().parse::<usize>().unwrap() > 1000);
+    assert!(
+        head.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 1000
+    );
 
     let post = http(addr, "POST", "/probe/metrics", &[], b"x").unwrap();
     assert_eq!(post.status, 405);
@@ -348,7 +470,11 @@ fn http_surface() {
             Some((_, rest)) => rest.trim(),
             None => line.split_once(' ').map_or("", |(_, rest)| rest),
         };
-        assert_eq!(after.split_whitespace().count(), 1, "a sample with a timestamp: {line}");
+        assert_eq!(
+            after.split_whitespace().count(),
+            1,
+            "a sample with a timestamp: {line}"
+        );
     }
 }
 
@@ -359,7 +485,10 @@ fn sigterm_stops_cleanly_and_fast() {
     exporter.wait_ready();
     let pid = exporter.proc.child.id().to_string();
     let sent = Instant::now();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
     let code = common::wait_for(Duration::from_secs(15), "the exporter to exit", || {
         exporter.proc.child.try_wait().unwrap()

@@ -39,7 +39,10 @@ const MAX_IDENTITIES: usize = 100;
 const MAX_LIST_ITEMS: usize = 1000;
 
 #[derive(Debug, Parser)]
-#[command(name = "ses-double", about = "SES Query API test double (loopback only)")]
+#[command(
+    name = "ses-double",
+    about = "SES Query API test double (loopback only)"
+)]
 struct Args {
     /// Address to listen on. Port 0 picks a free port; the first line on stdout
     /// is `listening on http://ADDR` once the port accepts connections.
@@ -268,7 +271,11 @@ impl Body for MaybeBroken {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<MaybeBroken> {
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<MaybeBroken> {
     let body: Bytes = body.into();
     let len = body.len() as u64;
     let mut resp = Response::new(MaybeBroken {
@@ -319,10 +326,21 @@ impl Double {
         let (parts, body) = req.into_parts();
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return error_xml(StatusCode::BAD_REQUEST, "Sender", "MalformedInput", "unreadable body"),
+            Err(_) => {
+                return error_xml(
+                    StatusCode::BAD_REQUEST,
+                    "Sender",
+                    "MalformedInput",
+                    "unreadable body",
+                )
+            }
         };
         let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-        let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         let action = get("Action").unwrap_or("").to_owned();
         let identities: Vec<String> = {
             let mut members: Vec<(usize, String)> = form
@@ -391,7 +409,12 @@ impl Double {
             return (r, "client_error", delay);
         }
         if get("Version") != Some("2010-12-01") {
-            let r = error_xml(StatusCode::BAD_REQUEST, "Sender", "InvalidAction", "missing or unknown Version");
+            let r = error_xml(
+                StatusCode::BAD_REQUEST,
+                "Sender",
+                "InvalidAction",
+                "missing or unknown Version",
+            );
             return (r, "client_error", delay);
         }
 
@@ -400,13 +423,21 @@ impl Double {
             let window = Duration::from_secs_f64((1.0 / self.rate).max(1.0));
             let capacity = ((self.rate * window.as_secs_f64()).round() as usize).max(1);
             let recent = st.recent.entry(action.to_owned()).or_default();
-            while recent.front().is_some_and(|t| arrived.duration_since(*t) >= window) {
+            while recent
+                .front()
+                .is_some_and(|t| arrived.duration_since(*t) >= window)
+            {
                 recent.pop_front();
             }
             let over = recent.len() >= capacity;
             recent.push_back(arrived);
             if over {
-                let r = error_xml(StatusCode::BAD_REQUEST, "Sender", "Throttling", "Rate exceeded");
+                let r = error_xml(
+                    StatusCode::BAD_REQUEST,
+                    "Sender",
+                    "Throttling",
+                    "Rate exceeded",
+                );
                 return (r, "throttled", delay);
             }
         }
@@ -418,14 +449,28 @@ impl Double {
             *c
         };
         if applies {
-            if faults.throttle_all || (faults.throttle_every > 0 && count % faults.throttle_every == 0) {
-                let r = error_xml(StatusCode::BAD_REQUEST, "Sender", "Throttling", "Rate exceeded");
+            if faults.throttle_all
+                || (faults.throttle_every > 0 && count % faults.throttle_every == 0)
+            {
+                let r = error_xml(
+                    StatusCode::BAD_REQUEST,
+                    "Sender",
+                    "Throttling",
+                    "Rate exceeded",
+                );
                 return (r, "throttled", delay);
             }
-            if faults.error_status >= 400 && (faults.error_count == 0 || st.errors_sent < faults.error_count) {
+            if faults.error_status >= 400
+                && (faults.error_count == 0 || st.errors_sent < faults.error_count)
+            {
                 st.errors_sent += 1;
-                let status = StatusCode::from_u16(faults.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let code = if status == StatusCode::SERVICE_UNAVAILABLE { "ServiceUnavailable" } else { "InternalFailure" };
+                let status = StatusCode::from_u16(faults.error_status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    "ServiceUnavailable"
+                } else {
+                    "InternalFailure"
+                };
                 let r = error_xml(status, "Receiver", code, "injected failure");
                 return (r, "server_error", delay);
             }
@@ -439,7 +484,11 @@ impl Double {
                 return (r, "client_error", delay);
             }
             if faults.malformed {
-                let r = respond(StatusCode::OK, "text/xml", "<GetIdentityMailFromDomainAttributesResponse><Broken");
+                let r = respond(
+                    StatusCode::OK,
+                    "text/xml",
+                    "<GetIdentityMailFromDomainAttributesResponse><Broken",
+                );
                 return (r, "malformed", delay);
             }
         }
@@ -451,12 +500,18 @@ impl Double {
                         StatusCode::BAD_REQUEST,
                         "Sender",
                         "InvalidParameterValue",
-                        &format!("Identities: at most {MAX_IDENTITIES} identities per request, got {}", identities.len()),
+                        &format!(
+                            "Identities: at most {MAX_IDENTITIES} identities per request, got {}",
+                            identities.len()
+                        ),
                     );
                     return (r, "client_error", delay);
                 }
                 if applies {
-                    if let Some(bad) = identities.iter().find(|i| faults.invalid_identities.contains(i)) {
+                    if let Some(bad) = identities
+                        .iter()
+                        .find(|i| faults.invalid_identities.contains(i))
+                    {
                         let r = error_xml(
                             StatusCode::BAD_REQUEST,
                             "Sender",
@@ -466,12 +521,26 @@ impl Double {
                         return (r, "client_error", delay);
                     }
                 }
-                respond(StatusCode::OK, "text/xml", mail_from_xml(&st.identities, identities))
+                respond(
+                    StatusCode::OK,
+                    "text/xml",
+                    mail_from_xml(&st.identities, identities),
+                )
             }
-            "ListIdentities" => match list_xml(&st.identities, get("IdentityType"), get("MaxItems"), get("NextToken")) {
+            "ListIdentities" => match list_xml(
+                &st.identities,
+                get("IdentityType"),
+                get("MaxItems"),
+                get("NextToken"),
+            ) {
                 Ok(body) => respond(StatusCode::OK, "text/xml", body),
                 Err(msg) => {
-                    let r = error_xml(StatusCode::BAD_REQUEST, "Sender", "InvalidParameterValue", &msg);
+                    let r = error_xml(
+                        StatusCode::BAD_REQUEST,
+                        "Sender",
+                        "InvalidParameterValue",
+                        &msg,
+                    );
                     return (r, "client_error", delay);
                 }
             },
@@ -518,7 +587,11 @@ impl Double {
                     st.errors_sent = 0;
                     respond(StatusCode::NO_CONTENT, "text/plain", "")
                 }
-                Err(e) => respond(StatusCode::BAD_REQUEST, "text/plain", format!("bad faults: {e}\n")),
+                Err(e) => respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("bad faults: {e}\n"),
+                ),
             },
             (Method::GET, "/_double/identities") => json(&self.lock().identities.clone()),
             (method, p) if p.starts_with("/_double/identities/") => {
@@ -530,7 +603,11 @@ impl Double {
                             self.lock().identities.insert(name, id);
                             respond(StatusCode::NO_CONTENT, "text/plain", "")
                         }
-                        Err(e) => respond(StatusCode::BAD_REQUEST, "text/plain", format!("bad identity: {e}\n")),
+                        Err(e) => respond(
+                            StatusCode::BAD_REQUEST,
+                            "text/plain",
+                            format!("bad identity: {e}\n"),
+                        ),
                     },
                     Method::DELETE => {
                         self.lock().identities.remove(&name);
@@ -539,7 +616,11 @@ impl Double {
                     _ => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", ""),
                 }
             }
-            _ => respond(StatusCode::NOT_FOUND, "text/plain", "unknown control path\n"),
+            _ => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "unknown control path\n",
+            ),
         }
     }
 }
@@ -572,13 +653,22 @@ fn mail_from_xml(store: &BTreeMap<String, Identity>, asked: &[String]) -> String
         entries.push_str(&xml_escape(name));
         entries.push_str("</key><value>");
         if let Some(domain) = &id.mail_from_domain {
-            entries.push_str(&format!("<MailFromDomain>{}</MailFromDomain>", xml_escape(domain)));
+            entries.push_str(&format!(
+                "<MailFromDomain>{}</MailFromDomain>",
+                xml_escape(domain)
+            ));
             if let Some(status) = &id.status {
-                entries.push_str(&format!("<MailFromDomainStatus>{}</MailFromDomainStatus>", xml_escape(status)));
+                entries.push_str(&format!(
+                    "<MailFromDomainStatus>{}</MailFromDomainStatus>",
+                    xml_escape(status)
+                ));
             }
         }
         if let Some(b) = &id.behavior {
-            entries.push_str(&format!("<BehaviorOnMXFailure>{}</BehaviorOnMXFailure>", xml_escape(b)));
+            entries.push_str(&format!(
+                "<BehaviorOnMXFailure>{}</BehaviorOnMXFailure>",
+                xml_escape(b)
+            ));
         }
         entries.push_str("</value></entry>");
     }
@@ -611,7 +701,11 @@ fn list_xml(
         None => MAX_LIST_ITEMS,
         Some(m) => match m.parse::<usize>() {
             Ok(n) if (1..=MAX_LIST_ITEMS).contains(&n) => n,
-            _ => return Err(format!("MaxItems: must be 1 to {MAX_LIST_ITEMS}, got {m:?}")),
+            _ => {
+                return Err(format!(
+                    "MaxItems: must be 1 to {MAX_LIST_ITEMS}, got {m:?}"
+                ))
+            }
         },
     };
     let start = match next_token {
@@ -664,7 +758,8 @@ async fn forward(
         Ok(s) => s,
         Err(e) => return fail(format!("upstream {upstream}: {e}")),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
         Ok(x) => x,
         Err(e) => return fail(format!("upstream handshake: {e}")),
     };
@@ -672,7 +767,8 @@ async fn forward(
     let mut req = Request::from_parts(parts, Full::new(body));
     req.headers_mut().insert(
         http::header::HOST,
-        http::HeaderValue::from_str(&upstream.to_string()).unwrap_or(http::HeaderValue::from_static("localhost")),
+        http::HeaderValue::from_str(&upstream.to_string())
+            .unwrap_or(http::HeaderValue::from_static("localhost")),
     );
     let resp = match sender.send_request(req).await {
         Ok(r) => r,

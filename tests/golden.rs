@@ -1,0 +1,218 @@
+//! Golden files of the exposition: a fixture snapshot rendered to exact text, and the
+//! real binary's `/metrics` against the demo double with only volatile values
+//! masked. Set UPDATE_GOLDEN=1 to rewrite them; CI fails on any difference. Every
+//! golden file, and a live scrape, must pass `promtool check metrics`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, UNIX_EPOCH};
+
+use ses_identity_exporter::metrics::render_identities;
+use ses_identity_exporter::model::{
+    BehaviorOnMxFailure, IdentityRecord, MailFromAttributes, MailFromStatus, Observation, Snapshot,
+};
+
+use common::{manifest_dir, Double, Exporter};
+
+fn golden(name: &str) -> PathBuf {
+    manifest_dir().join("tests/golden").join(name)
+}
+
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .filter(|(e, a)| e != a)
+            .take(5)
+            .map(|(e, a)| format!("-{e}\n+{a}"))
+            .collect();
+        panic!(
+            "{} differs ({} vs {} lines); first differences:\n{}\nrun with UPDATE_GOLDEN=1 and review the diff",
+            path.display(),
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+/// `promtool check metrics` on `text`; promtool is a test dependency (`make test`
+/// installs Debian's prometheus package).
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus package (make test does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+}
+
+fn record(observation: Observation, secs: u64) -> IdentityRecord {
+    IdentityRecord {
+        observation,
+        refreshed_at: UNIX_EPOCH + Duration::from_millis(secs * 1000 + 250),
+    }
+}
+
+fn present(
+    domain: Option<&str>,
+    status: MailFromStatus,
+    behavior: BehaviorOnMxFailure,
+) -> Observation {
+    Observation::Present(MailFromAttributes {
+        domain: domain.map(str::to_owned),
+        status,
+        behavior,
+    })
+}
+
+fn fixture() -> Snapshot {
+    use BehaviorOnMxFailure::{RejectMessage, UseDefaultValue};
+    use MailFromStatus::{Failed, Pending, Success, TemporaryFailure};
+    let mut s = Snapshot::new();
+    let t = 1_764_000_000;
+    for (status, name) in [
+        (Pending, "pending"),
+        (Success, "success"),
+        (Failed, "failed"),
+        (TemporaryFailure, "tempfail"),
+    ] {
+        for (behavior, b) in [(UseDefaultValue, "default"), (RejectMessage, "reject")] {
+            let id = format!("{name}-{b}.example.com");
+            let domain = format!("mail.{id}");
+            s.insert(id, record(present(Some(&domain), status, behavior), t));
+        }
+    }
+    s.insert(
+        "odd.example.com".into(),
+        record(
+            present(
+                Some("mail.odd.example.com"),
+                MailFromStatus::Unknown,
+                BehaviorOnMxFailure::Unknown,
+            ),
+            t,
+        ),
+    );
+    s.insert(
+        "plain.example.com".into(),
+        record(
+            present(None, MailFromStatus::Unknown, UseDefaultValue),
+            t + 1,
+        ),
+    );
+    s.insert(
+        "ops@example.com".into(),
+        record(
+            present(None, MailFromStatus::Unknown, UseDefaultValue),
+            t + 1,
+        ),
+    );
+    s.insert(
+        "quote\"back\\slash@example.com".into(),
+        record(present(None, MailFromStatus::Unknown, RejectMessage), t + 2),
+    );
+    s.insert(
+        "ghost.example.com".into(),
+        record(Observation::Missing, t + 3),
+    );
+    s
+}
+
+#[test]
+fn fixture_snapshot_renders_exactly() {
+    assert_golden("identities.prom", &render_identities(&fixture()));
+}
+
+#[test]
+fn only_missing_identities_render_only_exists_and_refresh() {
+    let mut s = Snapshot::new();
+    s.insert(
+        "ghost.example.com".into(),
+        record(Observation::Missing, 1_764_000_000),
+    );
+    assert_golden("missing-only.prom", &render_identities(&s));
+}
+
+/// Masks what changes from run to run; drops the process metrics (platform-specific).
+fn stable(scrape: &str) -> String {
+    let volatile = [
+        "_timestamp_seconds",
+        "aws_ses_exporter_poll_duration_seconds",
+        "aws_ses_exporter_rate_limit_wait_seconds_total",
+    ];
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with("process_") && !l.contains(" process_"))
+        .map(|l| {
+            if l.starts_with('#') {
+                l.to_owned()
+            } else if l.starts_with("aws_ses_exporter_build_info{") {
+                "aws_ses_exporter_build_info{...} 1".to_owned()
+            } else if volatile.iter().any(|v| l.contains(v)) {
+                let (series, _) = l.rsplit_once(' ').unwrap();
+                format!("{series} <volatile>")
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect()
+}
+
+#[test]
+fn demo_scrape_matches_golden_and_passes_promtool() {
+    let double = Double::start(&[]);
+    let exporter = Exporter::start(&double.url(), None, &[]);
+    exporter.wait_ready();
+    let scrape = exporter
+        .wait_metrics("a complete cycle", |m| {
+            m.get("aws_ses_exporter_up") == Some(1.0)
+        })
+        .text;
+    promtool_check(&scrape);
+    assert_golden("demo.prom", &stable(&scrape));
+}
+
+#[test]
+fn golden_files_pass_promtool() {
+    let dir = manifest_dir().join("tests/golden");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "prom") && !is_masked(&path) {
+            promtool_check(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+/// The demo golden has masked values, so it is checked live instead.
+fn is_masked(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "demo.prom")
+}
