@@ -663,6 +663,48 @@ mod tests {
         assert_eq!(shared.telemetry.up.get(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
+        let script = Arc::new(Script::default());
+        // 250 identities at 1 request/s: a cycle takes about 3 s, the interval is 1 s.
+        let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (mut p, shared) = poller(&script, &refs);
+        p.settings.poll_interval = Duration::from_secs(1);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(p.run(rx));
+        sleep(Duration::from_secs(20)).await;
+        tx.send(true).unwrap();
+        task.await.unwrap();
+        let calls = script.calls.lock().unwrap();
+        // Back to back: every call about 1.02 s after the previous, no idle gap.
+        for pair in calls.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100), "{gap:?}");
+        }
+        assert!(calls.len() >= 18, "{} calls in 20 s", calls.len());
+        assert!(shared.telemetry.poll_overruns.get() >= 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_run_start_to_start() {
+        let script = Arc::new(Script::default());
+        let (p, shared) = poller(&script, &["example.com"]);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(p.run(rx));
+        sleep(Duration::from_secs(185)).await;
+        tx.send(true).unwrap();
+        task.await.unwrap();
+        let calls = script.calls.lock().unwrap();
+        // Cycles at 0, 60, 120 and 180 s.
+        assert_eq!(calls.len(), 4);
+        for pair in calls.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_100), "{gap:?}");
+        }
+        assert_eq!(shared.telemetry.poll_overruns.get(), 0);
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let t = throttled();
