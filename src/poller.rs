@@ -680,7 +680,10 @@ mod tests {
         // Back to back: every call about 1.02 s after the previous, no idle gap.
         for pair in calls.windows(2) {
             let gap = pair[1].0 - pair[0].0;
-            assert!(gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100), "{gap:?}");
+            assert!(
+                gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100),
+                "{gap:?}"
+            );
         }
         assert!(calls.len() >= 18, "{} calls in 20 s", calls.len());
         assert!(shared.telemetry.poll_overruns.get() >= 5);
@@ -700,7 +703,10 @@ mod tests {
         assert_eq!(calls.len(), 4);
         for pair in calls.windows(2) {
             let gap = pair[1].0 - pair[0].0;
-            assert!(gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_100), "{gap:?}");
+            assert!(
+                gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_100),
+                "{gap:?}"
+            );
         }
         assert_eq!(shared.telemetry.poll_overruns.get(), 0);
     }

@@ -12,7 +12,13 @@ fn client(url: &str) -> aws_sdk_ses::Client {
     let conf = aws_sdk_ses::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("AKIDTESTTESTTESTTEST", "secret", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            "AKIDTESTTESTTESTTEST",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
         .endpoint_url(url)
         // Each call here must be exactly one request to the double.
         .retry_config(aws_sdk_ses::config::retry::RetryConfig::disabled())
@@ -21,7 +27,10 @@ fn client(url: &str) -> aws_sdk_ses::Client {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -43,7 +52,10 @@ fn rejects_more_than_100_identities() {
             .send()
             .await
             .expect("100 identities are fine");
-        assert!(ok.mail_from_domain_attributes().is_empty(), "unknown identities are left out");
+        assert!(
+            ok.mail_from_domain_attributes().is_empty(),
+            "unknown identities are left out"
+        );
     });
     let statuses: Vec<u16> = double.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![400, 200]);
@@ -86,7 +98,11 @@ fn throttles_above_its_rate_and_on_demand() {
     runtime().block_on(async {
         let first = ses.list_identities().send().await;
         assert!(first.is_ok());
-        let second = ses.list_identities().send().await.expect_err("a second request within 1 s");
+        let second = ses
+            .list_identities()
+            .send()
+            .await
+            .expect_err("a second request within 1 s");
         assert_eq!(second.code(), Some("Throttling"));
         // The limit is per operation: another operation still goes through.
         ses.get_identity_mail_from_domain_attributes()
@@ -100,7 +116,10 @@ fn throttles_above_its_rate_and_on_demand() {
     let ses = client(&double.url());
     runtime().block_on(async {
         assert!(ses.list_identities().send().await.is_ok());
-        assert_eq!(ses.list_identities().send().await.unwrap_err().code(), Some("Throttling"));
+        assert_eq!(
+            ses.list_identities().send().await.unwrap_err().code(),
+            Some("Throttling")
+        );
         assert!(ses.list_identities().send().await.is_ok());
     });
 }
