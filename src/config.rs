@@ -29,6 +29,9 @@ pub const DEFAULT_SES_RATE: f64 = 1.0;
     about = "Prometheus exporter for the custom MAIL FROM state of Amazon SES identities"
 )]
 pub struct Flags {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Path to the YAML configuration file. Without one, every identity in the
     /// region is discovered and watched.
     #[arg(
@@ -110,6 +113,15 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub discovery_interval: Option<String>,
+}
+
+/// Subcommands; without one the exporter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask a running exporter's /-/healthy (at --web.listen-address, on loopback for
+    /// a wildcard address) and exit 0 if it answers 200: a container HEALTHCHECK that
+    /// needs no shell or curl.
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,12 +8,15 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use ses_identity_exporter::config::{self, Config, Flags};
+use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::ses::AwsSes;
 use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.command == Some(Command::Healthcheck) {
+        return healthcheck(&flags.web_listen_address);
+    }
     let config = match config::load(flags) {
         Ok(config) => config,
         Err(err) => {
@@ -125,4 +128,55 @@ async fn shutdown_signal() {
         () = ctrl_c => info!("received SIGINT"),
         () = term => info!("received SIGTERM"),
     }
+}
+
+/// `healthcheck`: a blocking probe of `/-/healthy`, run before any runtime exists.
+fn healthcheck(listen_address: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    let target = probe_address(listen_address);
+    let result = (|| -> std::io::Result<String> {
+        let addr = target
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("address resolves to nothing"))?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+        stream.write_all(b"GET /-/healthy HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    })();
+    match result {
+        Ok(head) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(head) => {
+            eprintln!(
+                "healthcheck: {target} answered {:?}",
+                head.lines().next().unwrap_or("")
+            );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("healthcheck: {target}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where a probe on this host reaches a server bound to `listen_address`: loopback
+/// for `:PORT` and the wildcard addresses, the address itself otherwise.
+fn probe_address(listen_address: &str) -> String {
+    if let Some(port) = listen_address.strip_prefix(':') {
+        return format!("127.0.0.1:{port}");
+    }
+    for wildcard in ["0.0.0.0:", "[::]:"] {
+        if let Some(port) = listen_address.strip_prefix(wildcard) {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    listen_address.to_owned()
 }
