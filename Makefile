@@ -3,20 +3,30 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: all build test test-deps venv demo lint fmt ci clean-venv
+.PHONY: all build release test test-deps venv node-deps demo lint fmt ci clean-venv
 
 all: build
 
 build:
 	$(CARGO) build --locked --bins
 
-## The whole test suite: installs what it needs (moto in .venv, promtool), then
-## unit, golden, config, moto and SES-double tests.
+## The release binary, built exactly as deploy/docker/Dockerfile builds it.
+release:
+	$(CARGO) build --release --locked --bin ses-identity-exporter
+
+## The whole test suite: installs what it needs (Python tools in .venv, node
+## packages, Debian's prometheus and alertmanager), then every cargo test: unit,
+## golden, config, moto, SES double, deploy artifacts and a real Prometheus.
 test: test-deps
 	$(CARGO) test --locked --all-targets
 
-test-deps: venv
-	@scripts/install-promtool.sh
+test-deps: venv node-deps
+	@scripts/install-test-tools.sh
+
+node-deps: tests/k8s-validate/node_modules/.package-lock.json
+
+tests/k8s-validate/node_modules/.package-lock.json: tests/k8s-validate/package-lock.json
+	npm ci --prefix tests/k8s-validate --no-audit --no-fund --loglevel=error
 
 venv: $(VENV)/bin/moto_server
 

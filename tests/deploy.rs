@@ -1,0 +1,347 @@
+//! The shipped artifacts, each checked by the tool its users' systems use: the alert
+//! rules by promtool (lint and unit tests), the kustomize base and overlay rendered by
+//! kubectl and validated offline (core objects by kubernetes-validate --strict, the
+//! prometheus-operator objects by their schemas), the PrometheusRule against the rule
+//! file, the Dockerfile by hadolint, the systemd unit by systemd-analyze, the
+//! Alertmanager example by amtool, the IAM policy and the dashboard as JSON.
+//! The tools come from `make test-deps`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::manifest_dir;
+
+fn tool(name: &str) -> PathBuf {
+    let venv = manifest_dir().join(".venv/bin").join(name);
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .current_dir(manifest_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("{shown}: {e} (run `make test-deps`)"));
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}", text(out));
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_the_rules() {
+    let out =
+        run(Command::new("promtool").args(["check", "rules", "deploy/prometheus/alerts.yml"]));
+    assert_ok(&out, "promtool check rules");
+    assert!(
+        text(&out).contains("SUCCESS: 10 rules found"),
+        "{}",
+        text(&out)
+    );
+    let out = run(Command::new("promtool").args(["test", "rules", "tests/rules/alerts.test.yml"]));
+    assert_ok(&out, "promtool test rules");
+}
+
+#[test]
+fn every_alert_has_a_unit_test_and_a_runbook_entry() {
+    let rules =
+        std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yml")).unwrap();
+    let tests =
+        std::fs::read_to_string(manifest_dir().join("tests/rules/alerts.test.yml")).unwrap();
+    let runbook = std::fs::read_to_string(manifest_dir().join("docs/runbook.md")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 10);
+    for alert in alerts {
+        // A test that expects it to fire, not only to stay quiet.
+        let firing = tests
+            .split("      - eval_time:")
+            .any(|t| t.contains(&format!("alertname: {alert}\n")) && t.contains("exp_labels"));
+        assert!(firing, "no promtool test expects {alert} to fire");
+        assert!(
+            runbook.contains(&format!("## {alert}\n")),
+            "no runbook entry for {alert}"
+        );
+    }
+}
+
+#[test]
+fn the_prometheusrule_carries_exactly_the_rule_file() {
+    let committed =
+        std::fs::read_to_string(manifest_dir().join("deploy/kubernetes/base/prometheusrule.yaml"))
+            .unwrap();
+    let out = run(Command::new("bash").arg("scripts/gen-prometheusrule.sh"));
+    assert_ok(&out, "gen-prometheusrule.sh");
+    let regenerated =
+        std::fs::read_to_string(manifest_dir().join("deploy/kubernetes/base/prometheusrule.yaml"))
+            .unwrap();
+    assert_eq!(
+        committed, regenerated,
+        "run scripts/gen-prometheusrule.sh and commit the result"
+    );
+    // And semantically: the spec is the rule file.
+    let rule: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    let cr: serde_yaml::Value = serde_yaml::from_str(&committed).unwrap();
+    assert_eq!(cr["spec"], rule);
+}
+
+fn kustomize(dir: &str) -> Vec<serde_yaml::Value> {
+    let out = run(Command::new("kubectl").args(["kustomize", dir]));
+    assert_ok(&out, "kubectl kustomize");
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&rendered)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn to_yaml(docs: &[&serde_yaml::Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn validate_kustomization(dir: &str) -> Vec<serde_yaml::Value> {
+    let docs = kustomize(dir);
+    let (crds, core): (Vec<&serde_yaml::Value>, Vec<&serde_yaml::Value>) =
+        docs.iter().partition(|d| {
+            d["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+        });
+    assert_eq!(crds.len(), 2, "ServiceMonitor and PrometheusRule");
+    let tmp = tempfile::tempdir().unwrap();
+    let core_file = tmp.path().join("core.yaml");
+    std::fs::write(&core_file, to_yaml(&core)).unwrap();
+    let out = run(Command::new(tool("kubernetes-validate"))
+        .arg("--strict")
+        .arg(&core_file));
+    assert_ok(&out, "kubernetes-validate --strict");
+    let report = text(&out);
+    assert!(
+        !report.contains("WARN") && !report.contains("ERROR"),
+        "{report}"
+    );
+    assert_eq!(
+        report.matches(" passed for resource ").count(),
+        core.len(),
+        "{report}"
+    );
+
+    let mut node = Command::new("node")
+        .arg("tests/k8s-validate/validate.mjs")
+        .current_dir(manifest_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    use std::io::Write;
+    node.stdin
+        .take()
+        .unwrap()
+        .write_all(to_yaml(&crds).as_bytes())
+        .unwrap();
+    let out = node.wait_with_output().unwrap();
+    assert_ok(&out, "prometheus-operator schema validation");
+    assert!(text(&out).contains("2 prometheus-operator objects valid"));
+    docs
+}
+
+fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn kustomize_base_renders_valid_hardened_objects() {
+    let docs = validate_kustomization("deploy/kubernetes/base");
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/-/ready");
+    assert!(c["resources"]["limits"]["memory"].as_str().is_some());
+    assert!(
+        find(&docs, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .is_some()
+    );
+    // The ServiceMonitor selects the Service, on the port the Service names.
+    let svc = find(&docs, "Service");
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&svc["metadata"]["labels"][k], v);
+    }
+    // The job label (Service name) is the one the rules select on.
+    assert_eq!(svc["metadata"]["name"], "ses-identity-exporter");
+}
+
+#[test]
+fn kube_prometheus_stack_overlay_adds_the_release_label() {
+    let docs = validate_kustomization("deploy/kubernetes/overlays/kube-prometheus-stack");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        let d = find(&docs, kind);
+        assert_eq!(
+            d["metadata"]["labels"]["release"], "kube-prometheus-stack",
+            "{kind}"
+        );
+        assert_eq!(d["metadata"]["namespace"], "monitoring");
+    }
+}
+
+#[test]
+fn hadolint_accepts_the_dockerfile() {
+    let out = run(Command::new(tool("hadolint")).arg("deploy/docker/Dockerfile"));
+    assert_ok(&out, "hadolint");
+    let dockerfile =
+        std::fs::read_to_string(manifest_dir().join("deploy/docker/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("gcr.io/distroless/cc-debian12:nonroot"));
+    // The build command is the one CI runs (`make release`).
+    let makefile = std::fs::read_to_string(manifest_dir().join("Makefile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release --locked --bin ses-identity-exporter"));
+    assert!(makefile.contains("$(CARGO) build --release --locked --bin ses-identity-exporter"));
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit() {
+    // systemd-analyze verify needs ExecStart to exist: point it at the built binary.
+    let unit = std::fs::read_to_string(
+        manifest_dir().join("deploy/systemd/ses-identity-exporter.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/ses-identity-exporter\n"));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ses-identity-exporter.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "ExecStart=/usr/local/bin/ses-identity-exporter",
+            &format!("ExecStart={}", common::EXPORTER),
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    assert_ok(&out, "systemd-analyze verify");
+    assert!(
+        text(&out).trim().is_empty(),
+        "systemd-analyze warnings:\n{}",
+        text(&out)
+    );
+    for hardening in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+        "EnvironmentFile=",
+    ] {
+        assert!(unit.contains(hardening), "unit lacks {hardening}");
+    }
+}
+
+#[test]
+fn amtool_accepts_the_alertmanager_example() {
+    let out =
+        run(Command::new("amtool").args(["check-config", "deploy/alertmanager/alertmanager.yml"]));
+    assert_ok(&out, "amtool check-config");
+}
+
+#[test]
+fn iam_policy_allows_exactly_the_calls_made() {
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("deploy/iam/policy.json")).unwrap(),
+    )
+    .unwrap();
+    let actions: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ses:GetIdentityMailFromDomainAttributes",
+            "ses:ListIdentities"
+        ]
+    );
+    // Every operation the code can call is in the policy.
+    let ses_rs = std::fs::read_to_string(manifest_dir().join("src/ses.rs")).unwrap();
+    for call in [
+        "get_identity_mail_from_domain_attributes()",
+        "list_identities()",
+    ] {
+        assert!(ses_rs.contains(call));
+    }
+    assert_eq!(
+        ses_rs
+            .matches("self\n            .client\n            .")
+            .count(),
+        2,
+        "a new SES call needs the IAM policy updated"
+    );
+    for f in ["irsa-trust-policy.json", "pod-identity-trust-policy.json"] {
+        let _: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(manifest_dir().join("deploy/iam").join(f)).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn dashboard_is_valid_json_with_the_required_variables() {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("dashboards/ses-identity-exporter.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(vars, ["datasource", "identity"]);
+    let types: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
+    for t in ["stat", "table", "state-timeline", "timeseries"] {
+        assert!(types.contains(&t), "no {t} panel");
+    }
+}
