@@ -1,0 +1,266 @@
+//! A real Prometheus (Debian's package) scraping the real exporter, which polls the
+//! SES double holding identities in every state, with the shipped scrape config and
+//! rule file. Asserted through Prometheus' HTTP API: the target is up, every PromQL
+//! expression of the dashboard returns data, and the Failed alerts fire for exactly
+//! the failed identities with the right severity.
+//!
+//! Documented transforms, and nothing else:
+//! - rules: every `for:` becomes `for: 10s` (the real durations are proven by
+//!   `promtool test rules`); `keep_firing_for` and expressions are unchanged;
+//! - prometheus.yml: the target becomes the test exporter's address, the intervals
+//!   2s, and the Alertmanager section is dropped (none runs here);
+//! - dashboard expressions: `$identity` → `.+` (the variable's "All" value),
+//!   `$__rate_interval` → `20s` (ten scrape intervals), and a templating query
+//!   `label_values(EXPR, LABEL)` is run as `group by (LABEL) (EXPR)`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, http, manifest_dir, wait_for, Double, Exporter, Proc};
+
+fn transform_rules(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("for: ") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}for: 10s")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn transform_config(config: &str, target: &str) -> String {
+    let config = config
+        .replace("localhost:10150", target)
+        .replace("scrape_interval: 30s", "scrape_interval: 2s")
+        .replace("evaluation_interval: 30s", "evaluation_interval: 2s");
+    // Drop the alerting section: no Alertmanager in this test.
+    let start = config.find("alerting:").expect("alerting section");
+    let end = config.find("scrape_configs:").expect("scrape_configs");
+    format!("{}{}", &config[..start], &config[end..])
+}
+
+struct Prometheus {
+    _proc: Proc,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = manifest_dir().join("deploy/prometheus");
+        let rules = std::fs::read_to_string(shipped.join("alerts.yml")).unwrap();
+        std::fs::write(dir.path().join("alerts.yml"), transform_rules(&rules)).unwrap();
+        let config = std::fs::read_to_string(shipped.join("prometheus.yml")).unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            transform_config(&config, target),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus not found: install Debian's prometheus package (make test-deps)");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let proc = Proc {
+            child,
+            log: Default::default(),
+        };
+        wait_for(Duration::from_secs(60), "Prometheus /-/ready", || {
+            http(addr, "GET", "/-/ready", &[], b"")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        Prometheus {
+            _proc: proc,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn query(&self, promql: &str) -> serde_json::Value {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", promql)
+            .finish();
+        let r = http(
+            self.addr,
+            "POST",
+            "/api/v1/query",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .expect("query Prometheus");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(v["status"], "success", "{promql}: {v}");
+        v["data"]["result"].clone()
+    }
+
+    fn firing(&self) -> Vec<serde_json::Value> {
+        let r = http(self.addr, "GET", "/api/v1/alerts", &[], b"").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every PromQL expression of the dashboard, templating queries included, after the
+/// documented substitutions.
+fn dashboard_queries() -> Vec<String> {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("dashboards/ses-identity-exporter.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(
+                t["expr"]
+                    .as_str()
+                    .expect("every target has an expr")
+                    .to_owned(),
+            );
+        }
+    }
+    for var in dash["templating"]["list"].as_array().unwrap() {
+        if var["type"] == "query" {
+            let q = var["query"]["query"].as_str().expect("query variable");
+            let inner = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .expect("label_values(EXPR, LABEL)");
+            let (expr, label) = inner.rsplit_once(',').unwrap();
+            exprs.push(format!("group by ({}) ({})", label.trim(), expr.trim()));
+        }
+    }
+    exprs
+        .into_iter()
+        .map(|e| {
+            e.replace("$identity", ".+")
+                .replace("$__rate_interval", "20s")
+        })
+        .inspect(|e| assert!(!e.contains('$'), "unsubstituted variable in {e}"))
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
+    let double = Double::start(&["--rate", "10"]);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &["--ses.rate", "10", "--poll.interval", "5s"],
+    );
+    exporter.wait_ready();
+    let prom = Prometheus::start(&exporter.addr.to_string());
+
+    wait_for(Duration::from_secs(60), "the target to be up", || {
+        let r = prom.query("up{job=\"ses-identity-exporter\"} == 1");
+        (!r.as_array().unwrap().is_empty()).then_some(())
+    });
+
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 15, "{queries:?}");
+    for q in &queries {
+        wait_for(Duration::from_secs(60), &format!("data for {q}"), || {
+            let r = prom.query(q);
+            (!r.as_array().unwrap().is_empty()).then_some(())
+        });
+    }
+
+    let alerts = wait_for(
+        Duration::from_secs(90),
+        "both Failed alerts to fire",
+        || {
+            let a = prom.firing();
+            let names: Vec<&str> = a
+                .iter()
+                .filter_map(|x| x["labels"]["alertname"].as_str())
+                .collect();
+            (names.contains(&"SesMailFromFailedRejectingMail")
+                && names.contains(&"SesMailFromFailed"))
+            .then_some(a)
+        },
+    );
+    let of = |name: &str| -> Vec<(String, String, String)> {
+        alerts
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .map(|a| {
+                (
+                    a["labels"]["identity"].as_str().unwrap_or("").to_owned(),
+                    a["labels"]["severity"].as_str().unwrap_or("").to_owned(),
+                    a["labels"]["mail_from_domain"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        of("SesMailFromFailedRejectingMail"),
+        vec![(
+            "failed-reject.example.com".into(),
+            "critical".into(),
+            "bounce.failed-reject.example.com".into()
+        )]
+    );
+    assert_eq!(
+        of("SesMailFromFailed"),
+        vec![(
+            "failed-default.example.com".into(),
+            "warning".into(),
+            "bounce.failed-default.example.com".into()
+        )]
+    );
+    // No alert of any kind for a healthy identity, and no exporter alert.
+    for a in &alerts {
+        let id = a["labels"]["identity"].as_str().unwrap_or("");
+        assert!(
+            !id.starts_with("success-")
+                && id != "no-mail-from.example.com"
+                && id != "ops@example.com",
+            "alert for a healthy identity: {a}"
+        );
+        assert!(
+            !a["labels"]["alertname"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("SesExporter"),
+            "exporter alert on a healthy exporter: {a}"
+        );
+    }
+    let failed = alerts
+        .iter()
+        .find(|a| a["labels"]["identity"] == "failed-reject.example.com")
+        .unwrap();
+    assert!(failed["annotations"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("bounce.failed-reject.example.com"));
+}
