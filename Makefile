@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: all build release test test-deps venv node-deps demo lint fmt ci clean-venv
+.PHONY: all build release measure-rss test test-deps venv node-deps demo lint fmt ci clean-venv
 
 all: build
 
@@ -13,6 +13,10 @@ build:
 ## The release binary, built exactly as deploy/docker/Dockerfile builds it.
 release:
 	$(CARGO) build --release --locked --bin ses-identity-exporter
+
+## Peak RSS at 10,000 identities (the figure behind the Kubernetes resources).
+measure-rss:
+	@scripts/measure-rss.sh 10000
 
 ## The whole test suite: installs what it needs (Python tools in .venv, node
 ## packages, Debian's prometheus and alertmanager), then every cargo test: unit,

@@ -50,7 +50,8 @@ pub struct Flags {
         long = "web.listen-address",
         env = "SES_EXPORTER_WEB_LISTEN_ADDRESS",
         default_value = DEFAULT_LISTEN_ADDRESS,
-        value_name = "ADDR"
+        value_name = "ADDR",
+        global = true
     )]
     pub web_listen_address: String,
 

@@ -499,3 +499,29 @@ fn sigterm_stops_cleanly_and_fast() {
     // Port closed: nothing listens any more.
     assert!(std::net::TcpStream::connect(exporter.addr).is_err());
 }
+
+#[test]
+fn healthcheck_subcommand_probes_a_running_exporter() {
+    let double = Double::start(&[]);
+    let exporter = Exporter::start(&double.url(), None, &[]);
+    let probe = |addr: &str| {
+        std::process::Command::new(common::EXPORTER)
+            .env_clear()
+            .args(["healthcheck", "--web.listen-address", addr])
+            .output()
+            .unwrap()
+    };
+    let ok = probe(&exporter.addr.to_string());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A wildcard address is probed on loopback, as in the container.
+    let wildcard = probe(&format!("0.0.0.0:{}", exporter.addr.port()));
+    assert!(wildcard.status.success());
+    drop(exporter);
+    let down = probe(&format!("127.0.0.1:{}", common::free_port()));
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("healthcheck:"));
+}
