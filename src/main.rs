@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::ses::AwsSes;
+use ses_identity_exporter::poller::min_cycle_seconds;
 use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {
@@ -54,11 +55,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--web.listen-address {:?}", config.listen_address))?;
     let ses = AwsSes::from_env(config.ses.timeout).await?;
+    // With a static list the cycle time is known now; with discovery the poller
+    // logs it once it knows how many identities there are.
+    let min_cycle_seconds = match &config.identities.discovery {
+        None => format!(
+            "{:.1}",
+            min_cycle_seconds(config.identities.fixed.len(), config.ses.rate)
+        ),
+        Some(_) => "after discovery".to_owned(),
+    };
     info!(
         version = build::VERSION,
         revision = build::REVISION,
         region = ses.region(),
         identities = describe_source(&config),
+        min_cycle_seconds,
         poll_interval = ?config.poll_interval,
         ses_rate = config.ses.rate,
         listen_address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

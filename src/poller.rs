@@ -73,6 +73,13 @@ impl RateLimiter {
     }
 }
 
+/// The shortest possible cycle for `identities` at `rate`: the first call goes at
+/// once, each further one waits one limiter interval.
+pub fn min_cycle_seconds(identities: usize, rate: f64) -> f64 {
+    let calls = identities.div_ceil(MAX_IDENTITIES_PER_CALL);
+    calls.saturating_sub(1) as f64 * SPACING_MARGIN / rate
+}
+
 /// Backoff before attempt `attempt + 1`: exponential with "equal jitter" (half fixed,
 /// half random), so several exporters throttled together do not retry in step.
 fn backoff(attempt: u32, err: &SesError) -> Duration {
@@ -340,7 +347,7 @@ impl<S: SesApi> Poller<S> {
         }
         self.announced_count = Some(count);
         let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
-        let seconds = calls as f64 * SPACING_MARGIN / self.settings.rate;
+        let seconds = min_cycle_seconds(count, self.settings.rate);
         info!(
             identities = count,
             calls_per_cycle = calls,
