@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: all build release measure-rss test test-deps venv node-deps demo lint fmt ci clean-venv
+.PHONY: all build release measure-rss bench bench-smoke test test-deps venv node-deps demo lint fmt ci clean-venv
 
 all: build
 
@@ -17,6 +17,16 @@ release:
 ## Peak RSS at 10,000 identities (the figure behind the Kubernetes resources).
 measure-rss:
 	@scripts/measure-rss.sh 10000
+
+## Benchmarks (refresh, scrape against nginx, memory, start-up, idle, size) on
+## loopback against the SES double; writes docs/benchmarks.md. About 10 minutes.
+bench: test-deps
+	python3 bench/bench.py
+
+## The same, small and short, so it cannot rot (CI); the report goes to .tmp/.
+bench-smoke: test-deps
+	@mkdir -p .tmp
+	python3 bench/bench.py --smoke --out .tmp/benchmarks-smoke.md
 
 ## The whole test suite: installs what it needs (Python tools in .venv, node
 ## packages, Debian's prometheus and alertmanager), then every cargo test: unit,

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs the system tools the tests use, from Debian's packages: promtool and the
-# Prometheus server (package prometheus), amtool (prometheus-alertmanager). kubectl,
+# Installs the system tools the tests and benchmarks use, from Debian's packages:
+# promtool and the Prometheus server (package prometheus), amtool
+# (prometheus-alertmanager), wrk and nginx (nginx-light) for the scrape benchmark. kubectl,
 # systemd-analyze and node come with the machine image. Installs as root; otherwise
 # says what is missing.
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing test tools: install Debian's ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
@@ -17,12 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   # Their services are not needed: tests start their own servers on loopback.
-  for svc in prometheus prometheus-alertmanager; do
+  for svc in prometheus prometheus-alertmanager nginx; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
       systemctl stop "$svc" || true
     fi
   done
 fi
-for t in promtool prometheus amtool kubectl systemd-analyze node npm; do
+for t in promtool prometheus amtool wrk nginx kubectl systemd-analyze node npm; do
   command -v "$t" >/dev/null 2>&1 || { echo "test tool $t not found" >&2; exit 1; }
 done
