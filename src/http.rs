@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::metrics::gzip_fast;
-use crate::state::Shared;
+use crate::state::{Shared, Tail, TAIL_MAX_AGE};
 use crate::stopped;
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
@@ -114,6 +114,11 @@ pub async fn serve(
                 continue;
             }
         };
+        // Without TCP_NODELAY the last partial segment of a response waits for the
+        // client's delayed ACK (about 40 ms on Linux): a p99 cliff under load.
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
         let router = Arc::clone(&router);
         let service = service_fn(move |req| {
             let router = Arc::clone(&router);
@@ -179,23 +184,30 @@ impl Router {
 
     async fn metrics(&self, gzip: bool) -> Response<Chunks> {
         let cached = self.shared.exposition();
-        let shared = Arc::clone(&self.shared);
-        // The process metrics read /proc: file I/O, so off the async threads.
-        let tail = tokio::task::spawn_blocking(move || {
-            let text = shared.telemetry.render();
-            if gzip {
-                Bytes::from(gzip_fast(text.as_bytes()))
-            } else {
-                Bytes::from(text)
+        let tail = match self.shared.fresh_tail(TAIL_MAX_AGE) {
+            Some(tail) => tail,
+            None => {
+                let shared = Arc::clone(&self.shared);
+                // The process metrics read /proc: file I/O, so off the async threads.
+                let tail = tokio::task::spawn_blocking(move || {
+                    let text = shared.telemetry.render();
+                    let tail = Arc::new(Tail {
+                        gzip: Bytes::from(gzip_fast(text.as_bytes())),
+                        plain: Bytes::from(text),
+                    });
+                    shared.store_tail(Arc::clone(&tail));
+                    tail
+                })
+                .await
+                .unwrap_or_default();
+                tail
             }
-        })
-        .await
-        .unwrap_or_default();
+        };
         let body = if gzip {
             // Two gzip members back to back are one valid gzip stream (RFC 1952).
-            Chunks::new([cached.gzip.clone(), tail])
+            Chunks::new([cached.gzip.clone(), tail.gzip.clone()])
         } else {
-            Chunks::new([cached.plain.clone(), tail])
+            Chunks::new([cached.plain.clone(), tail.plain.clone()])
         };
         let mut resp = Response::new(body);
         let headers = resp.headers_mut();

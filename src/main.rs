@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use ses_identity_exporter::config::{self, Command, Config, Flags};
-use ses_identity_exporter::ses::AwsSes;
 use ses_identity_exporter::poller::min_cycle_seconds;
+use ses_identity_exporter::ses::AwsSes;
 use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {

@@ -3,7 +3,10 @@
 //! scrape; a scrape only ever clones an `Arc`, so it never waits for the poller.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::metrics::{Exposition, Telemetry};
 
@@ -14,6 +17,20 @@ pub struct Shared {
     /// Set after the first successful cycle; `/-/ready` answers 200 from then on.
     ready: AtomicBool,
     pub telemetry: Telemetry,
+    /// The rendered self and process metrics, reused for [`TAIL_MAX_AGE`]: rendering
+    /// reads /proc and gathers the registry, which would otherwise make a scrape's
+    /// cost grow with the number of scrapers.
+    tail: Mutex<Option<(Instant, Arc<Tail>)>>,
+}
+
+/// How long a rendered tail is served before it is rendered again.
+pub const TAIL_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The small per-scrape part of the exposition, plain and as its own gzip member.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub plain: Bytes,
+    pub gzip: Bytes,
 }
 
 impl Shared {
@@ -22,7 +39,21 @@ impl Shared {
             exposition: RwLock::new(Arc::new(Exposition::default())),
             ready: AtomicBool::new(false),
             telemetry,
+            tail: Mutex::new(None),
         }
+    }
+
+    /// The cached tail if it is younger than `max_age`.
+    pub fn fresh_tail(&self, max_age: Duration) -> Option<Arc<Tail>> {
+        let guard = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, tail)| Arc::clone(tail))
+    }
+
+    pub fn store_tail(&self, tail: Arc<Tail>) {
+        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), tail));
     }
 
     pub fn exposition(&self) -> Arc<Exposition> {
