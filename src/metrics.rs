@@ -55,7 +55,10 @@ fn gzip_level(data: &[u8], level: Compression) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 8 + 64), level);
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
+    let mut out = enc.finish().unwrap_or_default();
+    // The buffer lives as long as the snapshot: give back what the guess overshot.
+    out.shrink_to_fit();
+    out
 }
 
 /// Writes a label value with the escapes the text format requires.
