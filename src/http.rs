@@ -185,22 +185,21 @@ impl Router {
     async fn metrics(&self, gzip: bool) -> Response<Chunks> {
         let cached = self.shared.exposition();
         let tail = match self.shared.fresh_tail(TAIL_MAX_AGE) {
-            Some(tail) => tail,
-            None => {
+            Ok(tail) => tail,
+            Err(generation) => {
                 let shared = Arc::clone(&self.shared);
                 // The process metrics read /proc: file I/O, so off the async threads.
-                let tail = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     let text = shared.telemetry.render();
                     let tail = Arc::new(Tail {
                         gzip: Bytes::from(gzip_fast(text.as_bytes())),
                         plain: Bytes::from(text),
                     });
-                    shared.store_tail(Arc::clone(&tail));
+                    shared.store_tail(generation, Arc::clone(&tail));
                     tail
                 })
                 .await
-                .unwrap_or_default();
-                tail
+                .unwrap_or_default()
             }
         };
         let body = if gzip {

@@ -317,13 +317,15 @@ impl<S: SesApi> Poller<S> {
             }
         }
         self.publish().await;
-
         let telemetry = &self.caller.shared.telemetry;
         telemetry.poll_duration.set(started.elapsed().as_secs_f64());
         telemetry.up.set(i64::from(complete));
         if complete {
             telemetry.set_last_success(SystemTime::now());
         }
+        // A tail rendered between the publish and the lines above would pair this
+        // cycle's identities with the last cycle's health for up to a second.
+        self.caller.shared.invalidate_tail();
         if answered {
             self.caller.shared.set_ready();
         }

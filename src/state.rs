@@ -20,7 +20,15 @@ pub struct Shared {
     /// The rendered self and process metrics, reused for [`TAIL_MAX_AGE`]: rendering
     /// reads /proc and gathers the registry, which would otherwise make a scrape's
     /// cost grow with the number of scrapers.
-    tail: Mutex<Option<(Instant, Arc<Tail>)>>,
+    tail: Mutex<TailCache>,
+}
+
+/// The cached tail and a generation bumped by every invalidation, so a tail whose
+/// rendering started before an invalidation is not stored after it.
+#[derive(Default)]
+struct TailCache {
+    generation: u64,
+    tail: Option<(Instant, Arc<Tail>)>,
 }
 
 /// How long a rendered tail is served before it is rendered again.
@@ -39,21 +47,33 @@ impl Shared {
             exposition: RwLock::new(Arc::new(Exposition::default())),
             ready: AtomicBool::new(false),
             telemetry,
-            tail: Mutex::new(None),
+            tail: Mutex::new(TailCache::default()),
         }
     }
 
-    /// The cached tail if it is younger than `max_age`.
-    pub fn fresh_tail(&self, max_age: Duration) -> Option<Arc<Tail>> {
-        let guard = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < max_age)
-            .map(|(_, tail)| Arc::clone(tail))
+    /// The cached tail if it is younger than `max_age`; otherwise the generation to
+    /// hand to [`Shared::store_tail`] with a freshly rendered one.
+    pub fn fresh_tail(&self, max_age: Duration) -> Result<Arc<Tail>, u64> {
+        let cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        match &cache.tail {
+            Some((at, tail)) if at.elapsed() < max_age => Ok(Arc::clone(tail)),
+            _ => Err(cache.generation),
+        }
     }
 
-    pub fn store_tail(&self, tail: Arc<Tail>) {
-        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), tail));
+    /// Makes the next scrape render the health metrics afresh.
+    pub fn invalidate_tail(&self) {
+        let mut cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.tail = None;
+    }
+
+    /// Caches a tail rendered at `generation`, unless invalidated since.
+    pub fn store_tail(&self, generation: u64, tail: Arc<Tail>) {
+        let mut cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            cache.tail = Some((Instant::now(), tail));
+        }
     }
 
     pub fn exposition(&self) -> Arc<Exposition> {
@@ -64,7 +84,10 @@ impl Shared {
         }
     }
 
+    /// Swaps in a new identity exposition and drops the cached tail, so the next
+    /// scrape pairs the new identity values with the health metrics of this moment.
     pub fn publish(&self, exposition: Exposition) {
+        self.invalidate_tail();
         let new = Arc::new(exposition);
         let old = match self.exposition.write() {
             Ok(mut guard) => std::mem::replace(&mut *guard, new),
@@ -81,5 +104,24 @@ impl Shared {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_rendered_before_an_invalidation_is_not_cached() {
+        let shared = Shared::new(Telemetry::new(60.0).expect("registry"));
+        let generation = shared.fresh_tail(TAIL_MAX_AGE).expect_err("nothing cached");
+        shared.invalidate_tail(); // the poller published while the scrape rendered
+        shared.store_tail(generation, Arc::new(Tail::default()));
+        let generation = shared
+            .fresh_tail(TAIL_MAX_AGE)
+            .expect_err("the stale tail was dropped");
+        shared.store_tail(generation, Arc::new(Tail::default()));
+        assert!(shared.fresh_tail(TAIL_MAX_AGE).is_ok());
+        assert!(shared.fresh_tail(Duration::ZERO).is_err(), "expires");
     }
 }

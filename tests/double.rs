@@ -3,40 +3,14 @@
 
 mod common;
 
-use aws_sdk_ses::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ses::error::ProvideErrorMetadata;
 
-use common::{http, Double, REGION};
-
-fn client(url: &str) -> aws_sdk_ses::Client {
-    let conf = aws_sdk_ses::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "AKIDTESTTESTTESTTEST",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(url)
-        // Each call here must be exactly one request to the double.
-        .retry_config(aws_sdk_ses::config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_ses::Client::from_conf(conf)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{http, runtime, sdk_client, Double};
 
 #[test]
 fn rejects_more_than_100_identities() {
     let double = Double::start(&["--rate", "0"]);
-    let ses = client(&double.url());
+    let ses = sdk_client(&double.url());
     runtime().block_on(async {
         let ids: Vec<String> = (0..101).map(|i| format!("d{i}.example.com")).collect();
         let err = ses
@@ -64,7 +38,7 @@ fn rejects_more_than_100_identities() {
 #[test]
 fn pages_list_identities() {
     let double = Double::start(&["--rate", "0", "--seed-count", "5"]);
-    let ses = client(&double.url());
+    let ses = sdk_client(&double.url());
     let all = runtime().block_on(async {
         let mut token = None;
         let mut all = Vec::new();
@@ -94,7 +68,7 @@ fn pages_list_identities() {
 #[test]
 fn throttles_above_its_rate_and_on_demand() {
     let double = Double::start(&["--rate", "1"]);
-    let ses = client(&double.url());
+    let ses = sdk_client(&double.url());
     runtime().block_on(async {
         let first = ses.list_identities().send().await;
         assert!(first.is_ok());
@@ -113,7 +87,7 @@ fn throttles_above_its_rate_and_on_demand() {
     });
     let double = Double::start(&["--rate", "0"]);
     double.set_faults(r#"{"throttle_every": 2, "actions": ["ListIdentities"]}"#);
-    let ses = client(&double.url());
+    let ses = sdk_client(&double.url());
     runtime().block_on(async {
         assert!(ses.list_identities().send().await.is_ok());
         assert_eq!(
@@ -138,7 +112,7 @@ fn refuses_unsigned_requests_and_reports_statuses() {
     assert_eq!(r.status, 403);
     assert!(r.text().contains("<Code>MissingAuthenticationToken</Code>"));
 
-    let ses = client(&double.url());
+    let ses = sdk_client(&double.url());
     runtime().block_on(async {
         let out = ses
             .get_identity_mail_from_domain_attributes()

@@ -4,37 +4,12 @@
 
 mod common;
 
-use aws_sdk_ses::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ses::types::BehaviorOnMxFailure;
 
-use common::{Double, Exporter, Metrics, Moto, REGION};
+use common::{runtime, sdk_client, Double, Exporter, Metrics, Moto};
 
 const GET_OP: &str = "GetIdentityMailFromDomainAttributes";
 const LIST_OP: &str = "ListIdentities";
-
-/// A client for seeding moto, configured in code so nothing on the machine is read.
-fn seeder(url: &str) -> aws_sdk_ses::Client {
-    let conf = aws_sdk_ses::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "AKIDTESTTESTTESTTEST",
-            "test-secret-key",
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(url)
-        .build();
-    aws_sdk_ses::Client::from_conf(conf)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn set_mail_from(
     ses: &aws_sdk_ses::Client,
@@ -55,7 +30,7 @@ async fn set_mail_from(
 fn discovers_250_identities_and_fetches_them_in_3_calls_counted_at_the_server() {
     let moto = Moto::start();
     let rt = runtime();
-    let ses = seeder(&moto.url());
+    let ses = sdk_client(&moto.url());
     rt.block_on(async {
         for i in 0..250 {
             ses.verify_domain_identity()
@@ -133,7 +108,7 @@ fn discovers_250_identities_and_fetches_them_in_3_calls_counted_at_the_server() 
 fn mail_from_set_unset_changed_and_deleted_identities_follow_ses() {
     let moto = Moto::start();
     let rt = runtime();
-    let ses = seeder(&moto.url());
+    let ses = sdk_client(&moto.url());
     rt.block_on(async {
         for d in ["a.example.net", "b.example.net"] {
             ses.verify_domain_identity()

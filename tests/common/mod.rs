@@ -239,6 +239,37 @@ pub struct DoubleRequest {
     pub outcome: String,
 }
 
+// ---------------------------------------------------------------- AWS SDK
+
+/// An SES client for seeding or probing a server on loopback, configured in code so
+/// nothing on the machine (profiles, instance metadata) is read. SDK retries are off:
+/// each call is exactly one request.
+pub fn sdk_client(url: &str) -> aws_sdk_ses::Client {
+    use aws_sdk_ses::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_ses::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            "AKIDTESTTESTTESTTEST",
+            "test-secret-key",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(url)
+        .retry_config(aws_sdk_ses::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_ses::Client::from_conf(conf)
+}
+
+/// A runtime for the SDK calls of a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 // ---------------------------------------------------------------- moto
 
 pub struct Moto {
