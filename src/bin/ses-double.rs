@@ -298,6 +298,17 @@ fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
+/// SES's answer above its rate limit.
+fn throttling() -> (Response<MaybeBroken>, &'static str) {
+    let resp = error_xml(
+        StatusCode::BAD_REQUEST,
+        "Sender",
+        "Throttling",
+        "Rate exceeded",
+    );
+    (resp, "throttled")
+}
+
 fn request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
@@ -367,7 +378,8 @@ impl Double {
             return resp;
         }
 
-        let (resp, outcome, delay) = self.answer(&parts, &action, &identities, get, arrived_at);
+        let (resp, outcome) = self.answer(&parts, &action, &identities, get, arrived_at);
+        let delay = Duration::from_millis(self.lock().faults.delay_ms);
         let status = resp.status().as_u16();
         self.lock().records.push(Record {
             t: arrived,
@@ -390,32 +402,35 @@ impl Double {
         identities: &[String],
         get: impl Fn(&str) -> Option<&'a str>,
         arrived: Instant,
-    ) -> (Response<MaybeBroken>, &'static str, Duration) {
+    ) -> (Response<MaybeBroken>, &'static str) {
         let mut st = self.lock();
         let faults = st.faults.clone();
-        let delay = Duration::from_millis(faults.delay_ms);
         let signed = parts
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential="));
         if parts.method != Method::POST || !signed {
-            let r = error_xml(
-                StatusCode::FORBIDDEN,
-                "Sender",
-                "MissingAuthenticationToken",
-                "Request is missing Authentication Token",
+            return (
+                error_xml(
+                    StatusCode::FORBIDDEN,
+                    "Sender",
+                    "MissingAuthenticationToken",
+                    "Request is missing Authentication Token",
+                ),
+                "client_error",
             );
-            return (r, "client_error", delay);
         }
         if get("Version") != Some("2010-12-01") {
-            let r = error_xml(
-                StatusCode::BAD_REQUEST,
-                "Sender",
-                "InvalidAction",
-                "missing or unknown Version",
+            return (
+                error_xml(
+                    StatusCode::BAD_REQUEST,
+                    "Sender",
+                    "InvalidAction",
+                    "missing or unknown Version",
+                ),
+                "client_error",
             );
-            return (r, "client_error", delay);
         }
 
         // The rate limit: every arrival counts, like a strict server.
@@ -432,13 +447,7 @@ impl Double {
             let over = recent.len() >= capacity;
             recent.push_back(arrived);
             if over {
-                let r = error_xml(
-                    StatusCode::BAD_REQUEST,
-                    "Sender",
-                    "Throttling",
-                    "Rate exceeded",
-                );
-                return (r, "throttled", delay);
+                return throttling();
             }
         }
 
@@ -452,13 +461,7 @@ impl Double {
             if faults.throttle_all
                 || (faults.throttle_every > 0 && count % faults.throttle_every == 0)
             {
-                let r = error_xml(
-                    StatusCode::BAD_REQUEST,
-                    "Sender",
-                    "Throttling",
-                    "Rate exceeded",
-                );
-                return (r, "throttled", delay);
+                return throttling();
             }
             if faults.error_status >= 400
                 && (faults.error_count == 0 || st.errors_sent < faults.error_count)
@@ -471,54 +474,64 @@ impl Double {
                 } else {
                     "InternalFailure"
                 };
-                let r = error_xml(status, "Receiver", code, "injected failure");
-                return (r, "server_error", delay);
+                return (
+                    error_xml(status, "Receiver", code, "injected failure"),
+                    "server_error",
+                );
             }
             if faults.access_denied {
-                let r = error_xml(
-                    StatusCode::FORBIDDEN,
-                    "Sender",
-                    "AccessDenied",
-                    &format!("User is not authorized to perform: ses:{action}"),
+                return (
+                    error_xml(
+                        StatusCode::FORBIDDEN,
+                        "Sender",
+                        "AccessDenied",
+                        &format!("User is not authorized to perform: ses:{action}"),
+                    ),
+                    "client_error",
                 );
-                return (r, "client_error", delay);
             }
             if faults.malformed {
-                let r = respond(
-                    StatusCode::OK,
-                    "text/xml",
-                    "<GetIdentityMailFromDomainAttributesResponse><Broken",
+                return (
+                    respond(
+                        StatusCode::OK,
+                        "text/xml",
+                        "<GetIdentityMailFromDomainAttributesResponse><Broken",
+                    ),
+                    "malformed",
                 );
-                return (r, "malformed", delay);
             }
         }
 
         let mut resp = match action {
             "GetIdentityMailFromDomainAttributes" => {
                 if identities.len() > MAX_IDENTITIES {
-                    let r = error_xml(
-                        StatusCode::BAD_REQUEST,
-                        "Sender",
-                        "InvalidParameterValue",
-                        &format!(
+                    return (
+                        error_xml(
+                            StatusCode::BAD_REQUEST,
+                            "Sender",
+                            "InvalidParameterValue",
+                            &format!(
                             "Identities: at most {MAX_IDENTITIES} identities per request, got {}",
                             identities.len()
                         ),
+                        ),
+                        "client_error",
                     );
-                    return (r, "client_error", delay);
                 }
                 if applies {
                     if let Some(bad) = identities
                         .iter()
                         .find(|i| faults.invalid_identities.contains(i))
                     {
-                        let r = error_xml(
-                            StatusCode::BAD_REQUEST,
-                            "Sender",
-                            "InvalidParameterValue",
-                            &format!("Invalid identity: {bad}"),
+                        return (
+                            error_xml(
+                                StatusCode::BAD_REQUEST,
+                                "Sender",
+                                "InvalidParameterValue",
+                                &format!("Invalid identity: {bad}"),
+                            ),
+                            "client_error",
                         );
-                        return (r, "client_error", delay);
                     }
                 }
                 respond(
@@ -535,23 +548,27 @@ impl Double {
             ) {
                 Ok(body) => respond(StatusCode::OK, "text/xml", body),
                 Err(msg) => {
-                    let r = error_xml(
-                        StatusCode::BAD_REQUEST,
-                        "Sender",
-                        "InvalidParameterValue",
-                        &msg,
+                    return (
+                        error_xml(
+                            StatusCode::BAD_REQUEST,
+                            "Sender",
+                            "InvalidParameterValue",
+                            &msg,
+                        ),
+                        "client_error",
                     );
-                    return (r, "client_error", delay);
                 }
             },
             other => {
-                let r = error_xml(
-                    StatusCode::BAD_REQUEST,
-                    "Sender",
-                    "InvalidAction",
-                    &format!("The action {other} is not valid for this web service"),
+                return (
+                    error_xml(
+                        StatusCode::BAD_REQUEST,
+                        "Sender",
+                        "InvalidAction",
+                        &format!("The action {other} is not valid for this web service"),
+                    ),
+                    "client_error",
                 );
-                return (r, "client_error", delay);
             }
         };
         if applies && faults.reset {
@@ -560,9 +577,9 @@ impl Double {
                 body.data = Some(data.slice(..data.len() / 2));
                 body.fail_after = true;
             }
-            return (resp, "reset", delay);
+            return (resp, "reset");
         }
-        (resp, "ok", delay)
+        (resp, "ok")
     }
 
     async fn control(&self, req: Request<Incoming>) -> Response<MaybeBroken> {
