@@ -509,7 +509,7 @@ def main():
         "",
         f"- Start-up, process start to `/-/healthy` answering (region and credentials from the environment, IMDS off, first cycle excluded): median {start_med:.1f} ms, max {start_max:.1f} ms.",
         f"- Idle CPU between cycles (`--poll.interval 120s`, {idle_s} s): {idle:.3f} CPU seconds.",
-        f"- Release binary (`lto = \"thin\"`, `codegen-units = 4`, `strip = true`): {size / 1048576:.1f} MiB.",
+        f"- Release binary (`lto = \"fat\"`, `codegen-units = 1`, `strip = true`): {size / 1048576:.1f} MiB.",
         "",
     ]
     report = "\n".join(lines)
