@@ -212,6 +212,10 @@ pub struct Poller<S> {
     discovered: Option<Vec<String>>,
     next_discovery: Option<Instant>,
     last_publish: Option<Instant>,
+    /// An intermediate publish still rendering. The cycle does not wait for it (at
+    /// 100,000 identities a render takes seconds), but the final publish of the cycle
+    /// waits for it, so an older snapshot never replaces a newer one.
+    rendering: Option<tokio::task::JoinHandle<()>>,
     announced_count: Option<usize>,
 }
 
@@ -231,6 +235,7 @@ impl<S: SesApi> Poller<S> {
             discovered: None,
             next_discovery: None,
             last_publish: None,
+            rendering: None,
             announced_count: None,
         }
     }
@@ -326,7 +331,7 @@ impl<S: SesApi> Poller<S> {
                 .last_publish
                 .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
             {
-                self.publish().await;
+                self.publish_in_background();
             }
         }
         self.publish().await;
@@ -450,8 +455,12 @@ impl<S: SesApi> Poller<S> {
     }
 
     /// Renders the current records off the async threads (a large account's body is
-    /// megabytes and gzip is CPU work) and swaps them in.
+    /// megabytes and gzip is CPU work) and swaps them in, after any render still
+    /// running.
     async fn publish(&mut self) {
+        if let Some(previous) = self.rendering.take() {
+            let _ = previous.await;
+        }
         let snapshot = self.records.clone();
         match tokio::task::spawn_blocking(move || Exposition::build(&snapshot)).await {
             Ok(exposition) => self.caller.shared.publish(exposition),
@@ -459,6 +468,20 @@ impl<S: SesApi> Poller<S> {
                 error!(error = %err, "rendering the snapshot failed; serving the previous one")
             }
         }
+        self.last_publish = Some(Instant::now());
+    }
+
+    /// Publishes what was fetched so far without holding up the cycle; skipped while
+    /// the previous such render is still running.
+    fn publish_in_background(&mut self) {
+        if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        let snapshot = self.records.clone();
+        let shared = Arc::clone(&self.caller.shared);
+        self.rendering = Some(tokio::task::spawn_blocking(move || {
+            shared.publish(Exposition::build(&snapshot));
+        }));
         self.last_publish = Some(Instant::now());
     }
 
