@@ -22,13 +22,12 @@ use crate::ses::{Operation, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::state::Shared;
 use crate::stopped;
 
-/// Requests are spaced by this much more than `1 / rate`. The limiter can only
-/// space the moments it lets requests go; the time from there to SES (signing, a
-/// new connection) varies by a few milliseconds, and that jitter must not make two
-/// requests arrive closer than the limit allows.
+/// Requests are planned this much further apart than `1 / rate`, so the sliding
+/// window (see [`RateLimiter`]) rarely has to hold one back.
 const SPACING_MARGIN: f64 = 1.02;
-/// How late a timer wake-up may be before it shifts the plan (see [`RateLimiter`]).
-const TIMER_SLACK: Duration = Duration::from_millis(2);
+/// Added to the limiter's window: the time from letting a request go to its arrival
+/// at SES varies by a few milliseconds, and must not fit an extra request in.
+const WINDOW_MARGIN: Duration = Duration::from_millis(5);
 /// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
 /// so a batch rides out half a minute of throttling before the cycle gives up.
 const MAX_ATTEMPTS_THROTTLED: u32 = 6;
@@ -43,45 +42,61 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(10);
 /// quota of 10,000 identities) is a server bug, not an account.
 const MAX_LIST_PAGES: usize = 1000;
 
-/// Lets at most `rate` requests a second through, spaced evenly: no burst, so no
-/// window of one second ever holds more than `rate` requests.
+/// Lets at most `rate` requests a second through: a sliding-window limit, so no
+/// window of one second ever holds more than `rate` requests let go, with requests
+/// planned evenly `SPACING_MARGIN / rate` apart (no bursts).
 pub struct RateLimiter {
-    /// The planned spacing, `SPACING_MARGIN / rate`.
+    /// The planned spacing.
     interval: Duration,
-    /// The least spacing ever allowed between two requests let go: `1 / rate` less
-    /// [`TIMER_SLACK`] (at least 90 % of it).
-    floor: Duration,
-    /// The slot of the next request. A tokio mutex held across the sleep on purpose:
-    /// the lock is the queue, so waiters go one by one, in order.
-    next: tokio::sync::Mutex<Option<Instant>>,
+    /// At most `capacity` requests in any `window` (`capacity / rate` seconds plus
+    /// [`WINDOW_MARGIN`]).
+    capacity: usize,
+    window: Duration,
+    /// A tokio mutex held across the sleep on purpose: the lock is the queue, so
+    /// waiters go one by one, in order.
+    state: tokio::sync::Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    /// The planned slot of the next request.
+    next: Option<Instant>,
+    /// When the last `capacity` requests were let go.
+    recent: std::collections::VecDeque<Instant>,
 }
 
 impl RateLimiter {
     pub fn new(rate: f64) -> RateLimiter {
+        // With a rate below 1 the window is longer than a second and holds one request.
+        let capacity = (rate.floor() as usize).max(1);
         RateLimiter {
             interval: Duration::from_secs_f64(SPACING_MARGIN / rate),
-            floor: Duration::from_secs_f64(
-                (1.0 / rate - TIMER_SLACK.as_secs_f64()).max(0.9 / rate),
-            ),
-            next: tokio::sync::Mutex::new(None),
+            capacity,
+            window: Duration::from_secs_f64(capacity as f64 / rate) + WINDOW_MARGIN,
+            state: tokio::sync::Mutex::new(LimiterState::default()),
         }
     }
 
     /// Waits for this request's slot and returns how long that took.
     pub async fn acquire(&self) -> Duration {
-        let mut next = self.next.lock().await;
+        let mut state = self.state.lock().await;
         let asked = Instant::now();
-        let slot = match *next {
-            Some(slot) if slot > asked => slot,
-            _ => asked,
-        };
+        let mut slot = state.next.map_or(asked, |next| next.max(asked));
+        if state.recent.len() == self.capacity {
+            if let Some(oldest) = state.recent.front() {
+                slot = slot.max(*oldest + self.window);
+            }
+        }
         sleep_until(slot).await;
+        // The window counts the moments requests really went (a timer wakes up to a
+        // millisecond late); the plan counts from the planned slot, so that lateness
+        // does not add up over a thousand requests.
         let granted = Instant::now();
-        // Slots follow the plan, so the timer's lateness (about a millisecond: tokio
-        // rounds sleeps up to its 1 ms tick) does not add up over a thousand requests
-        // and cost 5 % of a cycle at 50 requests/s; but a request let go very late
-        // never lets the next one closer than the floor to it.
-        *next = Some((slot + self.interval).max(granted + self.floor));
+        state.recent.push_back(granted);
+        if state.recent.len() > self.capacity {
+            state.recent.pop_front();
+        }
+        state.next = Some(slot + self.interval);
         granted - asked
     }
 }
@@ -604,6 +619,19 @@ mod tests {
         for pair in times.windows(2) {
             assert!(pair[1] - pair[0] >= Duration::from_millis(500));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_holds_back_a_request_the_plan_would_let_go() {
+        let limiter = RateLimiter::new(3.0);
+        let first = Instant::now();
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        // As after late timer wake-ups: the plan says "now", the window says no.
+        limiter.state.lock().await.next = Some(Instant::now());
+        limiter.acquire().await;
+        assert!(Instant::now() - first >= Duration::from_secs(1) + WINDOW_MARGIN);
     }
 
     #[tokio::test(start_paused = true)]
