@@ -163,23 +163,17 @@ pub type Snapshot = BTreeMap<String, IdentityRecord>;
 /// A change worth an info log: the state an operator would alert on moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
-    pub identity: String,
     pub before: Option<Observation>,
     pub after: Observation,
 }
 
 /// Compares an identity's previous and new observation and says whether the change is
 /// one an operator cares about (existence, MAIL FROM domain, status or behaviour).
-pub fn status_change(
-    identity: &str,
-    before: Option<&Observation>,
-    after: &Observation,
-) -> Option<StatusChange> {
+pub fn status_change(before: Option<&Observation>, after: &Observation) -> Option<StatusChange> {
     if before == Some(after) {
         return None;
     }
     Some(StatusChange {
-        identity: identity.to_owned(),
         before: before.cloned(),
         after: after.clone(),
     })
@@ -236,7 +230,7 @@ mod tests {
             status: MailFromStatus::Success,
             behavior: BehaviorOnMxFailure::RejectMessage,
         });
-        assert!(status_change("example.com", Some(&ok), &ok).is_none());
+        assert!(status_change(Some(&ok), &ok).is_none());
         let failed = Observation::Present(MailFromAttributes {
             status: MailFromStatus::Failed,
             ..match &ok {
@@ -244,8 +238,8 @@ mod tests {
                 Observation::Missing => unreachable!(),
             }
         });
-        let change = status_change("example.com", Some(&ok), &failed).expect("a change");
+        let change = status_change(Some(&ok), &failed).expect("a change");
         assert_eq!(change.after, failed);
-        assert!(status_change("example.com", None, &Observation::Missing).is_some());
+        assert!(status_change(None, &Observation::Missing).is_some());
     }
 }

@@ -456,7 +456,7 @@ impl<S: SesApi> Poller<S> {
                 None => Observation::Missing,
             };
             let before = self.records.get(id).map(|r| &r.observation);
-            if let Some(change) = status_change(id, before, &observation) {
+            if let Some(change) = status_change(before, &observation) {
                 log_change(&change.before, &change.after, id);
             }
             self.records.insert(
