@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::metrics::gzip_fast;
-use crate::state::{Shared, Tail, TAIL_MAX_AGE};
+use crate::exposition::Piece;
+use crate::state::{Shared, TAIL_MAX_AGE};
 use crate::stopped;
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
@@ -190,11 +190,11 @@ impl Router {
                 let shared = Arc::clone(&self.shared);
                 // The process metrics read /proc: file I/O, so off the async threads.
                 tokio::task::spawn_blocking(move || {
-                    let text = shared.telemetry.render();
-                    let tail = Arc::new(Tail {
-                        gzip: Bytes::from(gzip_fast(text.as_bytes())),
-                        plain: Bytes::from(text),
-                    });
+                    // Fast compression: it is a few KB, rendered at most once a second.
+                    let tail = Arc::new(Piece::new(
+                        &shared.telemetry.render(),
+                        flate2::Compression::fast(),
+                    ));
                     shared.store_tail(generation, Arc::clone(&tail));
                     tail
                 })
@@ -204,9 +204,9 @@ impl Router {
         };
         let body = if gzip {
             // Two gzip members back to back are one valid gzip stream (RFC 1952).
-            Chunks::new([cached.gzip.clone(), tail.gzip.clone()])
+            Chunks::new(cached.gzip_with(&tail))
         } else {
-            Chunks::new([cached.plain.clone(), tail.plain.clone()])
+            Chunks::new(cached.plain_with(&tail))
         };
         let mut resp = Response::new(body);
         let headers = resp.headers_mut();

@@ -11,8 +11,9 @@
 //!   rate limiter per SES operation through which every attempt passes, retries with
 //!   backoff; keeps the last good value of every identity and publishes snapshots.
 //! - [`model`]: plain types for an identity's MAIL FROM state and the snapshot.
-//! - [`metrics`]: snapshot → exposition text, rendered once per snapshot and kept
-//!   plain and gzipped; the self-metrics registry, rendered per scrape.
+//! - [`exposition`]: snapshot → identity exposition, pre-rendered and pre-compressed
+//!   in pieces that the next snapshot reuses where their inputs did not change.
+//! - [`metrics`]: the self-metrics registry, rendered for scrapes.
 //! - [`state`]: what the poller publishes and the HTTP server reads.
 //! - [`http`]: hyper routes; a scrape clones an `Arc` and never waits for SES.
 //! - [`logging`]: logfmt/JSON set-up.
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 
 pub mod build;
 pub mod config;
+pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod metrics;

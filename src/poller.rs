@@ -13,7 +13,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Discovery;
-use crate::metrics::Exposition;
+use crate::exposition::Renderer;
 use crate::model::{
     status_change, IdentityRecord, IdentityType, MailFromAttributes, MailFromStatus, Observation,
     Snapshot,
@@ -36,8 +36,10 @@ const MAX_ATTEMPTS_OTHER: u32 = 3;
 /// Longest single backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// During a long cycle, what was fetched so far is published at most this often, so
-/// a large account's first values do not wait for the whole cycle.
-const PUBLISH_EVERY: Duration = Duration::from_secs(10);
+/// a large account's first values do not wait for the whole cycle. A publish
+/// re-renders only the pieces whose identities changed, so it can be frequent, and
+/// the publish at the end of a cycle has little left to render.
+const PUBLISH_EVERY: Duration = Duration::from_secs(2);
 /// A `ListIdentities` loop that has not ended after this many pages (10 at the SES
 /// quota of 10,000 identities) is a server bug, not an account.
 const MAX_LIST_PAGES: usize = 1000;
@@ -220,23 +222,39 @@ impl<S: SesApi> Caller<S> {
 pub struct Poller<S> {
     caller: Caller<S>,
     settings: PollerSettings,
-    /// Every identity fetched at least once and still watched.
-    records: Snapshot,
+    /// Every identity fetched at least once and still watched. Shared with a render
+    /// in progress instead of copied; changed copy-on-write while one runs.
+    records: Arc<Snapshot>,
     /// The last successful discovery; kept when a later one fails, so a failing
     /// `ListIdentities` never drops identities.
     discovered: Option<Vec<String>>,
+    /// The static list and the discovered identities, sorted and without duplicates;
+    /// rebuilt only when a discovery succeeds, and without discovery it is the static
+    /// list itself, so a large list is held once, not copied every cycle.
+    watched: Arc<[String]>,
+    /// The static list, sorted and without duplicates.
+    fixed: Arc<[String]>,
     next_discovery: Option<Instant>,
     last_publish: Option<Instant>,
-    /// An intermediate publish still rendering. The cycle does not wait for it (at
-    /// 100,000 identities a render takes seconds), but the final publish of the cycle
-    /// waits for it, so an older snapshot never replaces a newer one.
-    rendering: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the pieces of the last exposition so the next one re-renders only what
+    /// changed. Away (inside `rendering`) while a render runs.
+    renderer: Option<Renderer>,
+    /// An intermediate publish still rendering. The cycle does not wait for it, but
+    /// the final publish of the cycle waits for it, so an older snapshot never
+    /// replaces a newer one.
+    rendering: Option<tokio::task::JoinHandle<Renderer>>,
     announced_count: Option<usize>,
 }
 
 impl<S: SesApi> Poller<S> {
-    pub fn new(ses: S, settings: PollerSettings, shared: Arc<Shared>) -> Poller<S> {
+    pub fn new(ses: S, mut settings: PollerSettings, shared: Arc<Shared>) -> Poller<S> {
+        let mut fixed = std::mem::take(&mut settings.fixed);
+        fixed.sort_unstable();
+        fixed.dedup();
+        let fixed: Arc<[String]> = Arc::from(fixed);
         Poller {
+            watched: Arc::clone(&fixed),
+            fixed,
             caller: Caller {
                 ses,
                 shared,
@@ -246,10 +264,11 @@ impl<S: SesApi> Poller<S> {
                 error_state: Mutex::new(HashMap::new()),
             },
             settings,
-            records: Snapshot::new(),
+            records: Arc::new(Snapshot::new()),
             discovered: None,
             next_discovery: None,
             last_publish: None,
+            renderer: Some(Renderer::default()),
             rendering: None,
             announced_count: None,
         }
@@ -302,6 +321,7 @@ impl<S: SesApi> Poller<S> {
                     Ok(found) => {
                         answered = true;
                         self.discovered = Some(found);
+                        self.watched = self.union();
                         self.next_discovery = Some(started + discovery.interval);
                     }
                     // Tried again next cycle; until then the last list stands.
@@ -310,10 +330,15 @@ impl<S: SesApi> Poller<S> {
             }
         }
 
-        let watched = self.watched();
+        let watched = Arc::clone(&self.watched);
         // Identities no longer watched (deleted, filtered out) lose their series.
-        self.records
-            .retain(|id, _| watched.binary_search(id).is_ok());
+        if self
+            .records
+            .keys()
+            .any(|id| watched.binary_search(id).is_err())
+        {
+            Arc::make_mut(&mut self.records).retain(|id, _| watched.binary_search(id).is_ok());
+        }
         telemetry.identities.set(watched.len() as i64);
         self.announce(watched.len());
 
@@ -346,7 +371,7 @@ impl<S: SesApi> Poller<S> {
                 .last_publish
                 .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
             {
-                self.publish_in_background();
+                self.publish_in_background().await;
             }
         }
         self.publish().await;
@@ -366,14 +391,14 @@ impl<S: SesApi> Poller<S> {
     }
 
     /// The static list and the discovered identities, sorted and without duplicates.
-    fn watched(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.settings.fixed.clone();
+    fn union(&self) -> Arc<[String]> {
+        let mut all: Vec<String> = self.fixed.to_vec();
         if let Some(found) = &self.discovered {
             all.extend(found.iter().cloned());
         }
         all.sort_unstable();
         all.dedup();
-        all
+        Arc::from(all)
     }
 
     fn announce(&mut self, count: usize) {
@@ -459,7 +484,7 @@ impl<S: SesApi> Poller<S> {
             if let Some(change) = status_change(before, &observation) {
                 log_change(&change.before, &change.after, id);
             }
-            self.records.insert(
+            Arc::make_mut(&mut self.records).insert(
                 id.clone(),
                 IdentityRecord {
                     observation,
@@ -469,16 +494,20 @@ impl<S: SesApi> Poller<S> {
         }
     }
 
-    /// Renders the current records off the async threads (a large account's body is
-    /// megabytes and gzip is CPU work) and swaps them in, after any render still
-    /// running.
+    /// Renders the current records off the async threads (the first render of a large
+    /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
+    /// render still running.
     async fn publish(&mut self) {
-        if let Some(previous) = self.rendering.take() {
-            let _ = previous.await;
-        }
-        let snapshot = self.records.clone();
-        match tokio::task::spawn_blocking(move || Exposition::build(&snapshot)).await {
-            Ok(exposition) => self.caller.shared.publish(exposition),
+        let mut renderer = self.take_renderer().await;
+        let snapshot = Arc::clone(&self.records);
+        let shared = Arc::clone(&self.caller.shared);
+        let render = tokio::task::spawn_blocking(move || {
+            shared.publish(renderer.build(&snapshot));
+            renderer
+        });
+        match render.await {
+            Ok(renderer) => self.renderer = Some(renderer),
+            // The next publish starts from an empty renderer: it renders every piece.
             Err(err) => {
                 error!(error = %err, "rendering the snapshot failed; serving the previous one")
             }
@@ -488,16 +517,31 @@ impl<S: SesApi> Poller<S> {
 
     /// Publishes what was fetched so far without holding up the cycle; skipped while
     /// the previous such render is still running.
-    fn publish_in_background(&mut self) {
+    async fn publish_in_background(&mut self) {
         if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
             return;
         }
-        let snapshot = self.records.clone();
+        let mut renderer = self.take_renderer().await;
+        let snapshot = Arc::clone(&self.records);
         let shared = Arc::clone(&self.caller.shared);
         self.rendering = Some(tokio::task::spawn_blocking(move || {
-            shared.publish(Exposition::build(&snapshot));
+            shared.publish(renderer.build(&snapshot));
+            renderer
         }));
         self.last_publish = Some(Instant::now());
+    }
+
+    /// The renderer, waiting for a render in progress to hand it back.
+    async fn take_renderer(&mut self) -> Renderer {
+        if let Some(render) = self.rendering.take() {
+            match render.await {
+                Ok(renderer) => return renderer,
+                Err(err) => {
+                    error!(error = %err, "rendering the snapshot failed; serving the previous one")
+                }
+            }
+        }
+        self.renderer.take().unwrap_or_default()
     }
 
     /// The current records, for tests.
@@ -689,7 +733,7 @@ mod tests {
         p.cycle().await;
         assert_eq!(p.records(), &before, "values and refresh time kept");
         assert_eq!(shared.telemetry.up.get(), 0);
-        let text = String::from_utf8(shared.exposition().plain.to_vec()).unwrap();
+        let text = shared.exposition().text();
         assert!(text.contains(
             "aws_ses_identity_mail_from_status{identity=\"example.com\",status=\"Failed\"} 1"
         ));

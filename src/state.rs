@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::metrics::{Exposition, Telemetry};
+use crate::exposition::{Exposition, Piece};
+use crate::metrics::Telemetry;
 
 pub struct Shared {
     /// A std lock, not a tokio one: it is held only to clone or swap an `Arc`, never
@@ -34,12 +33,8 @@ struct TailCache {
 /// How long a rendered tail is served before it is rendered again.
 pub const TAIL_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// The small per-scrape part of the exposition, plain and as its own gzip member.
-#[derive(Debug, Default)]
-pub struct Tail {
-    pub plain: Bytes,
-    pub gzip: Bytes,
-}
+/// The small per-scrape part of the exposition: the health and process metrics.
+pub type Tail = Piece;
 
 impl Shared {
     pub fn new(telemetry: Telemetry) -> Shared {

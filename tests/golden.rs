@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use ses_identity_exporter::metrics::render_identities;
+use ses_identity_exporter::exposition::render_identities;
 use ses_identity_exporter::model::{
     BehaviorOnMxFailure, IdentityRecord, MailFromAttributes, MailFromStatus, Observation, Snapshot,
 };
