@@ -114,6 +114,18 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub discovery_interval: Option<String>,
+
+    /// Threads serving HTTP and running the poller. One is plenty: a scrape sends
+    /// bytes rendered in advance, and rendering runs on a separate blocking pool
+    /// (node_exporter's --runtime.gomaxprocs defaults to 1 for the same reason).
+    #[arg(
+        long = "runtime.worker-threads",
+        env = "SES_EXPORTER_RUNTIME_WORKER_THREADS",
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub worker_threads: u16,
 }
 
 /// Subcommands; without one the exporter runs.
@@ -229,6 +241,7 @@ pub struct Config {
     pub identities: Identities,
     pub poll_interval: Duration,
     pub ses: SesSettings,
+    pub worker_threads: usize,
 }
 
 /// Which identities to watch: a static list, discovery, or both (the union).
@@ -412,6 +425,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         identities: Identities { fixed, discovery },
         poll_interval,
         ses: SesSettings { rate, timeout },
+        worker_threads: usize::from(flags.worker_threads),
     })
 }
 

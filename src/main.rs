@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     logging::init(config.log_level, config.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
         .enable_all()
         .build()
     {
