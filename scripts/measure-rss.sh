@@ -42,4 +42,7 @@ bytes=$(curl -sf "http://127.0.0.1:$port/metrics" | wc -c)
 gz=$(curl -sf -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics" | wc -c)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$exp_pid/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$exp_pid/status")
-echo "identities=$n peak_rss_kib=$hwm rss_now_kib=$rss exposition_bytes=$bytes gzip_bytes=$gz"
+# Where the resident memory is now: heap and stacks, and pages of the binary and libc.
+anon=$(awk '/RssAnon/ {print $2}' "/proc/$exp_pid/status")
+file=$(awk '/RssFile/ {print $2}' "/proc/$exp_pid/status")
+echo "identities=$n peak_rss_kib=$hwm rss_now_kib=$rss anon_kib=$anon file_kib=$file exposition_bytes=$bytes gzip_bytes=$gz"
