@@ -169,10 +169,10 @@ def ids(n):
     return [f"id-{i:05d}.bench.example" for i in range(n)]
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmHWM"):
     with open(f"/proc/{pid}/status") as f:
         s = f.read()
-    return int(re.search(r"VmHWM:\s+(\d+)", s).group(1))
+    return int(re.search(field + r":\s+(\d+)", s).group(1))
 
 
 def max_window(times, window=1.0):
@@ -376,7 +376,15 @@ def bench_memory(sizes):
                 if ts is not None and m.get("aws_ses_exporter_identities") == n:
                     cycles_seen.add(ts)
                 time.sleep(0.2)
-            rows.append({"n": n, "peak_rss_kib": rss_kib(exp.pid)})
+            rows.append(
+                {
+                    "n": n,
+                    "peak_rss_kib": rss_kib(exp.pid),
+                    # At the end, for where it goes: heap and stacks vs pages of the binary.
+                    "anon_kib": rss_kib(exp.pid, "RssAnon"),
+                    "file_kib": rss_kib(exp.pid, "RssFile"),
+                }
+            )
             PROCS.stop(exp)
             PROCS.stop(double)
     return rows
@@ -505,10 +513,10 @@ def main():
             f"| {r['encoding']} | {r['bytes']:,} | {r['exporter_rps']:,.0f} | {r['nginx_rps']:,.0f} | {r['rps_ratio']:.2f} | {r['exporter_p99_ms']:.2f} | {r['nginx_p99_ms']:.2f} | {r['p99_ratio']:.2f} |"
         )
     base = memory[0]["peak_rss_kib"]
-    lines += ["", "## Memory (peak RSS over three cycles with scrapes, plain and gzip)", "", "| identities | peak RSS (MiB) | bytes per identity above 0 |", "|---:|---:|---:|"]
+    lines += ["", "## Memory (peak RSS over three cycles with scrapes, plain and gzip)", "", "| identities | peak RSS (MiB) | bytes per identity above 0 | at the end: anonymous (MiB) | at the end: file-backed, i.e. binary and libraries (MiB) |", "|---:|---:|---:|---:|---:|"]
     for r in memory:
         per = (r["peak_rss_kib"] - base) * 1024 / r["n"] if r["n"] else 0
-        lines.append(f"| {r['n']:,} | {r['peak_rss_kib'] / 1024:.1f} | {per:,.0f} |")
+        lines.append(f"| {r['n']:,} | {r['peak_rss_kib'] / 1024:.1f} | {per:,.0f} | {r['anon_kib'] / 1024:.1f} | {r['file_kib'] / 1024:.1f} |")
     lines += [
         "",
         "## Start-up, idle, binary",
