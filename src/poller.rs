@@ -225,6 +225,10 @@ pub struct Poller<S> {
     /// Every identity fetched at least once and still watched. Shared with a render
     /// in progress instead of copied; changed copy-on-write while one runs.
     records: Arc<Snapshot>,
+    /// Answers that arrived while a render still held `records`, merged in before the
+    /// next render: a render running at the moment a batch lands would otherwise
+    /// force a copy of every record (2 MB at 10,000 identities).
+    pending: HashMap<String, IdentityRecord>,
     /// The last successful discovery; kept when a later one fails, so a failing
     /// `ListIdentities` never drops identities.
     discovered: Option<Vec<String>>,
@@ -265,6 +269,7 @@ impl<S: SesApi> Poller<S> {
             },
             settings,
             records: Arc::new(Snapshot::new()),
+            pending: HashMap::new(),
             discovered: None,
             next_discovery: None,
             last_publish: None,
@@ -338,6 +343,8 @@ impl<S: SesApi> Poller<S> {
             .any(|id| watched.binary_search(id).is_err())
         {
             Arc::make_mut(&mut self.records).retain(|id, _| watched.binary_search(id).is_ok());
+            self.pending
+                .retain(|id, _| watched.binary_search(id).is_ok());
         }
         telemetry.identities.set(watched.len() as i64);
         self.announce(watched.len());
@@ -480,18 +487,39 @@ impl<S: SesApi> Poller<S> {
                 Some(a) => Observation::Present(a.clone()),
                 None => Observation::Missing,
             };
-            let before = self.records.get(id).map(|r| &r.observation);
+            let before = self
+                .pending
+                .get(id)
+                .or_else(|| self.records.get(id))
+                .map(|r| &r.observation);
             if let Some(change) = status_change(before, &observation) {
                 log_change(&change.before, &change.after, id);
             }
-            Arc::make_mut(&mut self.records).insert(
-                id.clone(),
-                IdentityRecord {
-                    observation,
-                    refreshed_at: now,
-                },
-            );
+            let record = IdentityRecord {
+                observation,
+                refreshed_at: now,
+            };
+            match Arc::get_mut(&mut self.records) {
+                Some(records) => {
+                    records.insert(id.clone(), record);
+                }
+                None => {
+                    self.pending.insert(id.clone(), record);
+                }
+            }
         }
+    }
+
+    /// Moves the answers held back during a render into `records`; called when no
+    /// render holds them any more.
+    fn merge_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // No render runs here, so this does not copy; if one somehow did, copying is
+        // still correct.
+        let records = Arc::make_mut(&mut self.records);
+        records.extend(self.pending.drain());
     }
 
     /// Renders the current records off the async threads (the first render of a large
@@ -499,6 +527,7 @@ impl<S: SesApi> Poller<S> {
     /// render still running.
     async fn publish(&mut self) {
         let mut renderer = self.take_renderer().await;
+        self.merge_pending();
         let snapshot = Arc::clone(&self.records);
         let shared = Arc::clone(&self.caller.shared);
         let render = tokio::task::spawn_blocking(move || {
@@ -522,6 +551,7 @@ impl<S: SesApi> Poller<S> {
             return;
         }
         let mut renderer = self.take_renderer().await;
+        self.merge_pending();
         let snapshot = Arc::clone(&self.records);
         let shared = Arc::clone(&self.caller.shared);
         self.rendering = Some(tokio::task::spawn_blocking(move || {
@@ -650,6 +680,44 @@ mod tests {
             code: "Throttling".into(),
             message: "Rate exceeded".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn answers_landing_during_a_render_wait_and_are_not_lost() {
+        let script = Arc::new(Script::default());
+        let (mut p, shared) = poller(&script, &["a.example.com", "b.example.com"]);
+        let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
+        let first: HashMap<_, _> = [(
+            "a.example.com".to_string(),
+            ok("m.a", MailFromStatus::Success),
+        )]
+        .into();
+        p.apply(&batch, &first, SystemTime::now());
+        assert!(p.pending.is_empty(), "no render: written in place");
+
+        // A render holds the records: the next answers wait instead of copying them.
+        let render = Arc::clone(&p.records);
+        let second: HashMap<_, _> = [(
+            "a.example.com".to_string(),
+            ok("m.a", MailFromStatus::Failed),
+        )]
+        .into();
+        p.apply(&batch, &second, SystemTime::now());
+        assert_eq!(p.pending.len(), 2);
+        assert!(Arc::ptr_eq(&render, &p.records), "not copied");
+        drop(render);
+
+        p.publish().await;
+        assert!(p.pending.is_empty());
+        let a = &p.records()["a.example.com"].observation;
+        assert!(matches!(a, Observation::Present(x) if x.status == MailFromStatus::Failed));
+        assert_eq!(
+            p.records()["b.example.com"].observation,
+            Observation::Missing
+        );
+        assert!(shared.exposition().text().contains(
+            "aws_ses_identity_mail_from_status{identity=\"a.example.com\",status=\"Failed\"} 1"
+        ));
     }
 
     #[tokio::test(start_paused = true)]
