@@ -22,15 +22,16 @@ DEBUG = os.path.join(bench.ROOT, "target/debug/ses-identity-exporter")
 OWNERS = re.compile(r"(ses_identity_exporter::[A-Za-z_:<>]+|aws_[a-z_]+::|hyper::|tokio::|rustls::|serde_yaml::|regex[a-z_]*::|clap[a-z_]*::)")
 
 
-def main():
+def heap_at_peak(n):
+    """(peak snapshot's heap bytes, [(bytes, share, owner)]) for n identities."""
     subprocess.run(["cargo", "build", "--locked", "--bin", "ses-identity-exporter"], cwd=bench.ROOT, check=True)
     out = os.path.join(tempfile.gettempdir(), "ses-exporter.massif")
     with tempfile.TemporaryDirectory() as tmp:
-        double, url = bench.start_double(tmp, N, 0)
+        double, url = bench.start_double(tmp, n, 0)
         port = bench.free_port()
         cfg = os.path.join(tmp, "config.yaml")
         with open(cfg, "w") as f:
-            f.write("identities:\n" + "".join(f"  - {i}\n" for i in bench.ids(N)))
+            f.write("identities:\n" + "".join(f"  - {i}\n" for i in bench.ids(n)))
         cmd = ["valgrind", "--tool=massif", f"--massif-out-file={out}", DEBUG,
                "--web.listen-address", f"127.0.0.1:{port}", "--config.file", cfg,
                "--ses.rate", "200", "--poll.interval", "5s", "--log.level", "warn"]
@@ -51,9 +52,7 @@ def main():
     peak = int(re.search(r"Detailed snapshots: \[.*?(\d+) \(peak\)", text).group(1))
     section = text[text.index(f"\n{peak:>3} "):]
     total = re.search(r"^\s*\d+\s+[\d,]+\s+([\d,]+)", section, re.M).group(1)
-    print(f"{N:,} identities, heap at its peak (snapshot {peak}): {total} bytes with allocator overhead")
-    print("| bytes | share | first owner on the allocation's stack |")
-    print("|---:|---:|---|")
+    rows = []
     # Each top-level entry starts with "->"; its owner is the first named frame below it.
     tree = section.split("\n", 3)[3]
     tree = tree[: tree.find("\n----")] if "\n----" in tree else tree
@@ -63,7 +62,21 @@ def main():
         if not head:
             continue
         owner = next((m.group(1) for m in OWNERS.finditer(entry)), "(below threshold or runtime)")
-        print(f"| {head.group(2)} | {head.group(1)} % | `{owner}` |")
+        rows.append((head.group(2), head.group(1), owner))
+    return total, rows
+
+
+def report(n):
+    """Markdown lines of the heap at its peak."""
+    total, rows = heap_at_peak(n)
+    lines = [f"Heap at its peak, {n:,} identities: {total} bytes, allocator overhead included.", "",
+             "| bytes | share | first owner on the allocation's stack |", "|---:|---:|---|"]
+    lines += [f"| {b} | {share} % | `{owner}` |" for b, share, owner in rows]
+    return lines
+
+
+def main():
+    print("\n".join(report(N)))
 
 
 if __name__ == "__main__":
