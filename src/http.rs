@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::exposition::Piece;
-use crate::state::{Shared, TAIL_MAX_AGE};
+use crate::state::{Shared, TailLookup, TAIL_MAX_AGE};
 use crate::stopped;
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
@@ -202,26 +202,23 @@ impl Router {
 
     async fn metrics(&self, gzip: bool) -> Response<Chunks> {
         let cached = self.shared.exposition();
-        let tail = match self.shared.fresh_tail(TAIL_MAX_AGE) {
-            Ok(tail) => tail,
-            Err(generation) => {
+        let tail = match self.shared.tail(TAIL_MAX_AGE) {
+            TailLookup::Fresh(tail) | TailLookup::Stale(tail, None) => tail,
+            TailLookup::Stale(tail, Some(generation)) => {
+                // Refreshed in the background; this scrape sends the one it has.
+                let shared = Arc::clone(&self.shared);
+                tokio::task::spawn_blocking(move || render_tail(&shared, generation));
+                tail
+            }
+            TailLookup::Missing(generation) => {
                 let shared = Arc::clone(&self.shared);
                 // The process metrics read /proc: file I/O, so off the async threads.
-                tokio::task::spawn_blocking(move || {
-                    // Fast compression: it is a few KB, rendered at most once a second.
-                    let tail = Arc::new(Piece::new(
-                        &shared.telemetry.render(),
-                        flate2::Compression::fast(),
-                    ));
-                    shared.store_tail(generation, Arc::clone(&tail));
-                    tail
-                })
-                .await
-                .unwrap_or_default()
+                tokio::task::spawn_blocking(move || render_tail(&shared, generation))
+                    .await
+                    .unwrap_or_default()
             }
         };
         let body = if gzip {
-            // Two gzip members back to back are one valid gzip stream (RFC 1952).
             Chunks::new(cached.gzip_with(&tail))
         } else {
             Chunks::new(cached.plain_with(&tail))
@@ -235,6 +232,17 @@ impl Router {
         }
         resp
     }
+}
+
+/// Renders the health and process metrics and caches them for `generation`.
+fn render_tail(shared: &Shared, generation: u64) -> Arc<Piece> {
+    // Fast compression: it is a few KB, rendered at most about once a second.
+    let tail = Arc::new(Piece::new(
+        &shared.telemetry.render(),
+        flate2::Compression::fast(),
+    ));
+    shared.store_tail(generation, Arc::clone(&tail));
+    tail
 }
 
 enum Page {

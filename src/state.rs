@@ -28,10 +28,26 @@ pub struct Shared {
 struct TailCache {
     generation: u64,
     tail: Option<(Instant, Arc<Tail>)>,
+    /// Since when a scrape is refreshing an expired tail; the others keep serving it
+    /// meanwhile. A refresh that never reports back is given up after
+    /// [`REFRESH_GIVE_UP`], so one lost render cannot freeze the health metrics.
+    refreshing: Option<Instant>,
+}
+
+/// What a scrape finds in the tail cache.
+pub enum TailLookup {
+    Fresh(Arc<Tail>),
+    /// Older than the maximum age: serve it; if a generation is given, this scrape
+    /// was chosen to render the next one (in the background) and hand it to
+    /// [`Shared::store_tail`].
+    Stale(Arc<Tail>, Option<u64>),
+    /// None since a publish: render one now, for this generation.
+    Missing(u64),
 }
 
 /// How long a rendered tail is served before it is rendered again.
 pub const TAIL_MAX_AGE: Duration = Duration::from_secs(1);
+const REFRESH_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// The small per-scrape part of the exposition: the health and process metrics.
 pub type Tail = Piece;
@@ -46,13 +62,28 @@ impl Shared {
         }
     }
 
-    /// The cached tail if it is younger than `max_age`; otherwise the generation to
-    /// hand to [`Shared::store_tail`] with a freshly rendered one.
-    pub fn fresh_tail(&self, max_age: Duration) -> Result<Arc<Tail>, u64> {
-        let cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+    /// The cached tail, and whether this scrape should render the next one. Once the
+    /// tail has expired exactly one scrape is told to refresh it while the others
+    /// keep sending the expired one: rendering reads /proc, and ten scrapers each
+    /// rendering at the same moment stalled every response in flight.
+    pub fn tail(&self, max_age: Duration) -> TailLookup {
+        let mut cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = cache.generation;
+        let refreshing = cache
+            .refreshing
+            .is_some_and(|since| since.elapsed() < REFRESH_GIVE_UP);
         match &cache.tail {
-            Some((at, tail)) if at.elapsed() < max_age => Ok(Arc::clone(tail)),
-            _ => Err(cache.generation),
+            Some((at, tail)) if at.elapsed() < max_age => TailLookup::Fresh(Arc::clone(tail)),
+            Some((_, tail)) => {
+                let tail = Arc::clone(tail);
+                if refreshing {
+                    TailLookup::Stale(tail, None)
+                } else {
+                    cache.refreshing = Some(Instant::now());
+                    TailLookup::Stale(tail, Some(generation))
+                }
+            }
+            None => TailLookup::Missing(generation),
         }
     }
 
@@ -61,6 +92,7 @@ impl Shared {
         let mut cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         cache.generation += 1;
         cache.tail = None;
+        cache.refreshing = None;
     }
 
     /// Caches a tail rendered at `generation`, unless invalidated since.
@@ -68,6 +100,7 @@ impl Shared {
         let mut cache = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         if cache.generation == generation {
             cache.tail = Some((Instant::now(), tail));
+            cache.refreshing = None;
         }
     }
 
@@ -106,17 +139,43 @@ impl Shared {
 mod tests {
     use super::*;
 
+    fn generation(lookup: TailLookup) -> Option<u64> {
+        match lookup {
+            TailLookup::Missing(g) | TailLookup::Stale(_, Some(g)) => Some(g),
+            _ => None,
+        }
+    }
+
     #[test]
     fn a_tail_rendered_before_an_invalidation_is_not_cached() {
         let shared = Shared::new(Telemetry::new(60.0).expect("registry"));
-        let generation = shared.fresh_tail(TAIL_MAX_AGE).expect_err("nothing cached");
+        let first = generation(shared.tail(TAIL_MAX_AGE)).expect("nothing cached");
         shared.invalidate_tail(); // the poller published while the scrape rendered
-        shared.store_tail(generation, Arc::new(Tail::default()));
-        let generation = shared
-            .fresh_tail(TAIL_MAX_AGE)
-            .expect_err("the stale tail was dropped");
-        shared.store_tail(generation, Arc::new(Tail::default()));
-        assert!(shared.fresh_tail(TAIL_MAX_AGE).is_ok());
-        assert!(shared.fresh_tail(Duration::ZERO).is_err(), "expires");
+        shared.store_tail(first, Arc::new(Tail::default()));
+        let TailLookup::Missing(second) = shared.tail(TAIL_MAX_AGE) else {
+            panic!("the stale tail was dropped");
+        };
+        shared.store_tail(second, Arc::new(Tail::default()));
+        assert!(matches!(shared.tail(TAIL_MAX_AGE), TailLookup::Fresh(_)));
+    }
+
+    #[test]
+    fn one_scrape_refreshes_an_expired_tail_while_the_others_serve_it() {
+        let shared = Shared::new(Telemetry::new(60.0).expect("registry"));
+        let g = generation(shared.tail(TAIL_MAX_AGE)).expect("empty");
+        shared.store_tail(g, Arc::new(Tail::default()));
+        let chosen = generation(shared.tail(Duration::ZERO)).expect("first is chosen");
+        for _ in 0..5 {
+            assert!(
+                matches!(shared.tail(Duration::ZERO), TailLookup::Stale(_, None)),
+                "the others only serve it"
+            );
+        }
+        shared.store_tail(chosen, Arc::new(Tail::default()));
+        assert!(matches!(shared.tail(TAIL_MAX_AGE), TailLookup::Fresh(_)));
+        assert!(
+            generation(shared.tail(Duration::ZERO)).is_some(),
+            "after a refresh the next expiry chooses again"
+        );
     }
 }
