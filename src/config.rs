@@ -64,6 +64,28 @@ pub struct Flags {
     )]
     pub web_telemetry_path: String,
 
+    /// Most HTTP connections open at once; beyond it new connections wait in the
+    /// kernel's queue until one closes (as Prometheus's own --web.max-connections).
+    #[arg(
+        long = "web.max-connections",
+        env = "SES_EXPORTER_WEB_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub web_max_connections: u32,
+
+    /// Time a client has to send a request's headers, counted from the connection's
+    /// start or the end of its previous response: it also closes idle keep-alive
+    /// connections.
+    #[arg(
+        long = "web.read-header-timeout",
+        env = "SES_EXPORTER_WEB_READ_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub web_read_header_timeout: String,
+
     /// Log level of the exporter's own messages. RUST_LOG, when set, takes precedence.
     #[arg(
         long = "log.level",
@@ -234,6 +256,8 @@ impl DiscoveryType {
 pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
+    pub max_connections: usize,
+    pub read_header_timeout: Duration,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
@@ -415,9 +439,13 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         None
     };
 
+    let read_header_timeout =
+        parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
     Ok(Config {
         listen_address: flags.web_listen_address,
         telemetry_path: flags.web_telemetry_path,
+        max_connections: flags.web_max_connections as usize,
+        read_header_timeout,
         log_level: flags.log_level,
         log_format: flags.log_format,
         config_file: flags.config_file,

@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::exposition::Piece;
@@ -28,9 +28,6 @@ use crate::stopped;
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// A client that has not sent its request headers by then is dropped; this also
-/// closes idle keep-alive connections that never send another request.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// In-flight requests get this long after a shutdown signal (under the 10 s a
 /// Kubernetes or systemd stop allows by default, with room for the rest).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -104,24 +101,65 @@ struct Router {
 
 /// Serves HTTP on `listener` until `shutdown` turns true, then stops accepting and
 /// gives in-flight requests [`DRAIN_TIMEOUT`] to finish.
+/// What the server is told by flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub telemetry_path: String,
+    pub max_connections: usize,
+    pub read_header_timeout: Duration,
+}
+
+/// Request headers larger than this are refused (hyper answers 431): a scrape's
+/// request is a few hundred bytes, and this is what hyper buffers per connection.
+const MAX_REQUEST_BUFFER: usize = 16 * 1024;
+/// More header fields than this are refused too.
+const MAX_HEADERS: usize = 64;
+
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    telemetry_path: String,
+    settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = Arc::new(Router {
-        landing: Bytes::from(landing_page(&telemetry_path)),
+        landing: Bytes::from(landing_page(&settings.telemetry_path)),
         shared,
-        telemetry_path,
+        telemetry_path: settings.telemetry_path.clone(),
     });
     let graceful = GracefulShutdown::new();
+    // A permit per open connection, taken before accepting: at the cap, new
+    // connections wait in the kernel's backlog instead of costing memory here.
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let mut warned_full = false;
     loop {
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !warned_full {
+                    warn!(
+                        max_connections = settings.max_connections,
+                        "connection limit reached; new connections wait until one closes"
+                    );
+                    warned_full = true;
+                }
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut shutdown) => break,
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => accepted,
         };
+        if slots.available_permits() > 0 {
+            warned_full = false;
+        }
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(err) => {
@@ -142,15 +180,20 @@ pub async fn serve(
             let router = Arc::clone(&router);
             async move { Ok::<_, Infallible>(router.handle(req).await) }
         });
+        // hyper (>= 1.6) also starts this timeout when a keep-alive connection goes
+        // idle after a response, so idle and slow clients are both evicted.
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(settings.read_header_timeout)
+            .max_buf_size(MAX_REQUEST_BUFFER)
+            .max_headers(MAX_HEADERS)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(err) = conn.await {
                 debug!(%peer, error = %err, "HTTP connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

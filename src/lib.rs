@@ -78,7 +78,11 @@ pub async fn run<S: SesApi>(
     let server = tokio::spawn(http::serve(
         listener,
         Arc::clone(&shared),
-        config.telemetry_path.clone(),
+        http::Settings {
+            telemetry_path: config.telemetry_path.clone(),
+            max_connections: config.max_connections,
+            read_header_timeout: config.read_header_timeout,
+        },
         stop_rx,
     ));
 
