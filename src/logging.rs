@@ -20,7 +20,7 @@ use crate::config::{LogFormat, LogLevel};
 pub fn filter(level: LogLevel) -> EnvFilter {
     if let Ok(user) = std::env::var("RUST_LOG") {
         if !user.trim().is_empty() {
-            if let Ok(filter) = EnvFilter::try_new(&user) {
+            if let Ok(filter) = EnvFilter::try_new(with_secret_caps(&user)) {
                 return filter;
             }
             eprintln!("ignoring RUST_LOG={user:?}: not a valid filter");
@@ -34,6 +34,21 @@ pub fn filter(level: LogLevel) -> EnvFilter {
     EnvFilter::new(format!(
         "{deps},ses_identity_exporter={own},ses_double={own}"
     ))
+}
+
+/// Targets of the AWS SDK whose debug lines carry credentials (the endpoint resolver
+/// prints the whole identity: the access key ID, with the secret redacted). Capped at
+/// info even under a `RUST_LOG=debug`, unless the user names them explicitly.
+const SECRET_BEARING: &[&str] = &["aws_smithy_runtime::client::orchestrator::endpoints"];
+
+fn with_secret_caps(user: &str) -> String {
+    let mut filter = user.to_owned();
+    for target in SECRET_BEARING {
+        if !user.contains(target) {
+            filter.push_str(&format!(",{target}=info"));
+        }
+    }
+    filter
 }
 
 /// Installs the global subscriber; call once, at start-up.
@@ -155,5 +170,15 @@ mod tests {
         assert_eq!(quoted(""), "\"\"");
         assert_eq!(quoted("two words"), "\"two words\"");
         assert_eq!(quoted("a\"b\nc"), "\"a\\\"b\\nc\"");
+    }
+
+    #[test]
+    fn a_user_filter_gets_the_secret_caps_unless_it_names_them() {
+        assert_eq!(
+            with_secret_caps("debug"),
+            "debug,aws_smithy_runtime::client::orchestrator::endpoints=info"
+        );
+        let explicit = "aws_smithy_runtime::client::orchestrator::endpoints=trace";
+        assert_eq!(with_secret_caps(explicit), explicit);
     }
 }
