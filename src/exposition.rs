@@ -332,16 +332,18 @@ enum Family {
     Info,
     Configured,
     Exists,
+    Rejected,
     Refresh,
 }
 
 impl Family {
-    const ALL: [Family; 6] = [
+    const ALL: [Family; 7] = [
         Family::Status,
         Family::Behavior,
         Family::Info,
         Family::Configured,
         Family::Exists,
+        Family::Rejected,
         Family::Refresh,
     ];
 
@@ -352,6 +354,7 @@ impl Family {
             Family::Info => "aws_ses_identity_mail_from_info",
             Family::Configured => "aws_ses_identity_mail_from_configured",
             Family::Exists => "aws_ses_identity_exists",
+            Family::Rejected => "aws_ses_identity_rejected",
             Family::Refresh => "aws_ses_identity_last_refresh_timestamp_seconds",
         }
     }
@@ -363,6 +366,7 @@ impl Family {
             Family::Info => "The identity's type and custom MAIL FROM domain (empty when none is configured); always 1.",
             Family::Configured => "1 if the identity has a custom MAIL FROM domain, 0 if mail uses SES's default MAIL FROM.",
             Family::Exists => "1 if SES returned the identity, 0 if it was asked for but left out (the identity does not exist in this region, or is not visible to these credentials).",
+            Family::Rejected => "1 for an identity SES refuses as invalid (InvalidParameterValue when asked for it alone); its other series are absent and aws_ses_identity_exists is 0.",
             Family::Refresh => "Unix time at which SES last answered for this identity; a failed fetch leaves it unchanged.",
         }
     }
@@ -375,7 +379,8 @@ impl Family {
             (Family::Behavior | Family::Info | Family::Configured, o) => {
                 matches!(o, Observation::Present(_))
             }
-            (Family::Status, Observation::Missing) => false,
+            (Family::Status, Observation::Missing | Observation::Rejected) => false,
+            (Family::Rejected, o) => matches!(o, Observation::Rejected),
             (Family::Exists | Family::Refresh, _) => true,
         }
     }
@@ -390,8 +395,9 @@ impl Family {
             (Family::Configured, Observation::Present(a)) => a.configured().hash(h),
             (Family::Exists, o) => matches!(o, Observation::Present(_)).hash(h),
             (Family::Refresh, _) => unix_millis(record.refreshed_at).hash(h),
+            (Family::Rejected, _) => {}
             // Not included in these families; nothing is written.
-            (_, Observation::Missing) => {}
+            (_, Observation::Missing | Observation::Rejected) => {}
         }
     }
 
@@ -433,6 +439,10 @@ impl Family {
                     u8::from(matches!(o, Observation::Present(_)))
                 );
             }
+            (Family::Rejected, _) => {
+                sample_start(out, name, id);
+                out.push_str("\"} 1\n");
+            }
             (Family::Refresh, _) => {
                 sample_start(out, name, id);
                 let _ = writeln!(
@@ -441,7 +451,7 @@ impl Family {
                     unix_millis(record.refreshed_at) as f64 / 1000.0
                 );
             }
-            (_, Observation::Missing) => {}
+            (_, Observation::Missing | Observation::Rejected) => {}
         }
     }
 }

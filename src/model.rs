@@ -144,6 +144,10 @@ pub enum Observation {
     /// not visible to these credentials) in this region.
     Missing,
     Present(MailFromAttributes),
+    /// SES refused the identity itself (`InvalidParameterValue` for a batch that held
+    /// only it): the name is not a valid identity. Asked alone every cycle, so it
+    /// recovers by itself once fixed.
+    Rejected,
 }
 
 /// One identity as last seen by the poller.
@@ -183,6 +187,7 @@ impl fmt::Display for Observation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Observation::Missing => f.write_str("not returned by SES"),
+            Observation::Rejected => f.write_str("rejected by SES as not a valid identity"),
             Observation::Present(MailFromAttributes {
                 domain: None,
                 behavior,
@@ -235,7 +240,7 @@ mod tests {
             status: MailFromStatus::Failed,
             ..match &ok {
                 Observation::Present(a) => a.clone(),
-                Observation::Missing => unreachable!(),
+                Observation::Missing | Observation::Rejected => unreachable!(),
             }
         });
         let change = status_change(Some(&ok), &failed).expect("a change");

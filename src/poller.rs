@@ -349,7 +349,36 @@ impl<S: SesApi> Poller<S> {
         telemetry.identities.set(watched.len() as i64);
         self.announce(watched.len());
 
-        for batch in watched.chunks(MAX_IDENTITIES_PER_CALL) {
+        // Identities SES refused as invalid are asked alone, so one bad name costs one
+        // call per cycle instead of failing the batch of 99 good ones with it.
+        let is_rejected = |id: &String| {
+            matches!(
+                self.records.get(id).map(|r| &r.observation),
+                Some(Observation::Rejected)
+            )
+        };
+        let alone: Vec<String> = watched
+            .iter()
+            .filter(|id| is_rejected(id))
+            .cloned()
+            .collect();
+        // Usually none are rejected: then the watched list is batched as it is, uncopied.
+        let batched: std::borrow::Cow<[String]> = if alone.is_empty() {
+            std::borrow::Cow::Borrowed(&watched[..])
+        } else {
+            watched
+                .iter()
+                .filter(|id| !is_rejected(id))
+                .cloned()
+                .collect()
+        };
+        // A stack of batches, first batch on top.
+        let mut work: Vec<&[String]> = alone
+            .chunks(1)
+            .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
+            .rev()
+            .collect();
+        while let Some(batch) = work.pop() {
             let result = self
                 .caller
                 .call(Operation::GetIdentityMailFromDomainAttributes, || {
@@ -361,12 +390,28 @@ impl<S: SesApi> Poller<S> {
                     answered = true;
                     self.apply(batch, &found, SystemTime::now());
                 }
+                // One identity SES does not accept fails its whole batch: halve the
+                // batch so the others are fetched and the offender is found, in about
+                // 2 x log2(100) = 14 more calls, each through the rate limiter.
+                Err(err) if err.is_invalid_parameter() && batch.len() > 1 => {
+                    let (first, second) = batch.split_at(batch.len() / 2);
+                    debug!(
+                        identities = batch.len(),
+                        "SES refused a parameter of this batch; splitting it"
+                    );
+                    work.push(second);
+                    work.push(first);
+                }
+                Err(err) if err.is_invalid_parameter() => {
+                    answered = true;
+                    self.reject(&batch[0], SystemTime::now());
+                }
                 Err(err) => {
                     complete = false;
-                    // A refusal can be about this batch (an identity SES rejects, an
-                    // IAM policy on some identities): go on with the others. After
-                    // exhausted retries of throttling, 5xx or network errors the
-                    // other batches would fare no better; stop spending budget.
+                    // A refusal can be about this batch (an IAM policy on some
+                    // identities): go on with the others. After exhausted retries of
+                    // throttling, 5xx or network errors the other batches would fare no
+                    // better; stop spending budget.
                     if err.retryable() {
                         // The error itself was logged by `call`, once per change.
                         debug!(error = %err, "giving up on this poll cycle; identities keep their last values");
@@ -510,6 +555,30 @@ impl<S: SesApi> Poller<S> {
         }
     }
 
+    /// Records an identity SES refused on its own as not a valid identity.
+    fn reject(&mut self, id: &str, now: SystemTime) {
+        let before = self
+            .pending
+            .get(id)
+            .or_else(|| self.records.get(id))
+            .map(|r| &r.observation);
+        if !matches!(before, Some(Observation::Rejected)) {
+            warn!(identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
+        }
+        let record = IdentityRecord {
+            observation: Observation::Rejected,
+            refreshed_at: now,
+        };
+        match Arc::get_mut(&mut self.records) {
+            Some(records) => {
+                records.insert(id.to_owned(), record);
+            }
+            None => {
+                self.pending.insert(id.to_owned(), record);
+            }
+        }
+    }
+
     /// Moves the answers held back during a render into `records`; called when no
     /// render holds them any more.
     fn merge_pending(&mut self) {
@@ -621,6 +690,8 @@ mod tests {
         answers: Mutex<VecDeque<Result<HashMap<String, MailFromAttributes>, SesError>>>,
         pages: Mutex<VecDeque<Result<IdentityPage, SesError>>>,
         calls: Mutex<Vec<(Instant, Vec<String>)>>,
+        /// A batch holding this identity is refused with InvalidParameterValue.
+        invalid: Mutex<Option<String>>,
     }
 
     impl SesApi for Arc<Script> {
@@ -632,6 +703,15 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((Instant::now(), identities.to_vec()));
+            if let Some(bad) = self.invalid.lock().unwrap().as_ref() {
+                if identities.contains(bad) {
+                    return Err(SesError::Client {
+                        code: "InvalidParameterValue".into(),
+                        status: 400,
+                        message: format!("Invalid identity: {bad}"),
+                    });
+                }
+            }
             self.answers
                 .lock()
                 .unwrap()
@@ -680,6 +760,62 @@ mod tests {
             code: "Throttling".into(),
             message: "Rate exceeded".into(),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
+        let script = Arc::new(Script::default());
+        let names: Vec<String> = (0..100).map(|i| format!("id-{i:03}.example.com")).collect();
+        let bad = names[37].clone();
+        *script.invalid.lock().unwrap() = Some(bad.clone());
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (mut p, shared) = poller(&script, &refs);
+
+        p.cycle().await;
+        let calls = script.calls.lock().unwrap().len();
+        assert!(
+            calls <= 1 + 2 * 7,
+            "{calls} calls to find one identity in 100"
+        );
+        assert_eq!(p.records()[&bad].observation, Observation::Rejected);
+        let others = p.records().iter().filter(|(id, _)| **id != bad).count();
+        assert_eq!(others, 99, "the other 99 were fetched");
+        assert_eq!(
+            shared.telemetry.up.get(),
+            1,
+            "a rejected name is not an outage"
+        );
+        let text = shared.exposition().text();
+        assert!(text.contains(&format!(
+            "aws_ses_identity_rejected{{identity=\"{bad}\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "aws_ses_identity_exists{{identity=\"{bad}\"}} 0\n"
+        )));
+
+        // Next cycle: the bad one alone, the 99 in one batch.
+        script.calls.lock().unwrap().clear();
+        p.cycle().await;
+        let calls = script.calls.lock().unwrap().clone();
+        let sizes: Vec<usize> = calls.iter().map(|(_, b)| b.len()).collect();
+        assert_eq!(sizes, vec![1, 99]);
+
+        // Fixed at SES: it recovers by itself.
+        *script.invalid.lock().unwrap() = None;
+        script.answers.lock().unwrap().push_back(Ok([(
+            bad.clone(),
+            ok("mail.x", MailFromStatus::Success),
+        )]
+        .into()));
+        p.cycle().await;
+        assert!(matches!(
+            p.records()[&bad].observation,
+            Observation::Present(_)
+        ));
+        assert!(!shared
+            .exposition()
+            .text()
+            .contains("aws_ses_identity_rejected"));
     }
 
     #[tokio::test]

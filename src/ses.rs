@@ -113,6 +113,12 @@ impl SesError {
         }
     }
 
+    /// SES refused a parameter of the request; for a batch that means one of its
+    /// identities is not a valid identity name.
+    pub fn is_invalid_parameter(&self) -> bool {
+        matches!(self, SesError::Client { code, .. } if code == "InvalidParameterValue")
+    }
+
     /// Whether another attempt of the same request may succeed.
     pub fn retryable(&self) -> bool {
         !matches!(self, SesError::Client { .. } | SesError::Construction(_))

@@ -531,3 +531,54 @@ fn healthcheck_subcommand_probes_a_running_exporter() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("healthcheck:"));
 }
+
+#[test]
+fn an_identity_ses_refuses_is_split_out_and_the_rest_keep_updating() {
+    let double = Double::start(&["--seed", "demo", "--rate", "20"]);
+    double.set_faults(r#"{"invalid_identities": ["bad.example.com"]}"#);
+    let yaml = "identities:\n  - failed-reject.example.com\n  - bad.example.com\n  - success-reject.example.com\n";
+    let exporter = Exporter::start(
+        &double.url(),
+        Some(yaml),
+        &["--poll.interval", "1s", "--ses.rate", "20"],
+    );
+    let m = exporter.wait_metrics("the refused identity marked, the others fetched", |m| {
+        m.identity("aws_ses_identity_rejected", "bad.example.com") == Some(1.0)
+            && m.status("success-reject.example.com", "Success").is_some()
+    });
+    assert_eq!(m.status("failed-reject.example.com", "Failed"), Some(1.0));
+    assert_eq!(m.status("success-reject.example.com", "Success"), Some(1.0));
+    assert_eq!(
+        m.identity("aws_ses_identity_exists", "bad.example.com"),
+        Some(0.0)
+    );
+    assert_eq!(m.get("aws_ses_exporter_up"), Some(1.0));
+    assert!(exporter
+        .proc
+        .log()
+        .contains("refuses this identity as invalid"));
+
+    // Later cycles ask the refused one alone and the others together: the double
+    // sees refusals of exactly one identity and answers for two.
+    let seen = common::wait_for(Duration::from_secs(30), "a cycle after the split", || {
+        let r = double.requests();
+        let tail: Vec<_> = r.iter().rev().take(2).collect();
+        // The first cycle made three requests (the batch of 3, then 1 and 2).
+        (r.len() >= 5
+            && tail
+                .iter()
+                .any(|q| q.identities == 1 && q.outcome == "client_error")
+            && tail.iter().any(|q| q.identities == 2 && q.outcome == "ok"))
+        .then_some(r.len())
+    });
+    assert!(seen >= 5);
+
+    // Fixed at SES: the identity recovers without a restart (the double does not
+    // know it, so SES leaves it out: exists 0, no longer rejected).
+    double.set_faults(r#"{"invalid_identities": []}"#);
+    exporter.wait_metrics("recovered", |m| {
+        m.identity("aws_ses_identity_rejected", "bad.example.com")
+            .is_none()
+            && m.identity("aws_ses_identity_exists", "bad.example.com") == Some(0.0)
+    });
+}

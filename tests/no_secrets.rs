@@ -15,7 +15,7 @@ const BASIC: &str = "c2NyYXBlcjpodW50ZXIy"; // scraper:hunter2
 const PASSWORD: &str = "hunter2";
 
 fn run_and_collect(extra_env: &[(&str, &str)]) -> String {
-    let double = Double::start(&["--seed", "demo"]);
+    let double = Double::start(&["--seed", "demo", "--rate", "20"]);
     let mut env = vec![
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
