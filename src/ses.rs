@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ses::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
@@ -318,9 +319,24 @@ where
         SdkError::TimeoutError(_) => SesError::Timeout(text),
         SdkError::DispatchFailure(ctx) if ctx.is_timeout() => SesError::Timeout(text),
         SdkError::DispatchFailure(ctx) if ctx.is_user() => SesError::Construction(text),
+        // No credentials could be loaded: the request never left, and retrying the
+        // same chain will not help until the environment changes.
+        SdkError::DispatchFailure(_) if caused_by_credentials(&err) => SesError::Construction(text),
         SdkError::ConstructionFailure(_) => SesError::Construction(text),
         _ => SesError::Transport(text),
     }
+}
+
+/// Whether a credentials provider failure is anywhere in the error's source chain.
+fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<CredentialsError>().is_some() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
