@@ -40,7 +40,7 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final deflate block (fixed Huffman, end-of-block only).
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// Text plus its deflate blocks (ending in a sync flush, not final) and CRC-32.
+/// Text plus its deflate blocks (ending in a sync flush, not final).
 #[derive(Debug, Clone, Default)]
 pub struct Piece {
     pub plain: Bytes,
