@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: all build release measure-rss bench bench-smoke test test-deps venv node-deps demo lint fmt ci clean-venv
+.PHONY: all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint fmt ci clean-venv
 
 all: build
 
@@ -27,6 +27,11 @@ bench: test-deps
 bench-smoke: test-deps
 	@mkdir -p .tmp
 	python3 bench/bench.py --smoke --out .tmp/benchmarks-smoke.md
+
+## Soak: 10 minutes of scrapes while the double's faults flip every 30 s; RSS and
+## open file descriptors sampled; writes docs/soak.md. Not part of CI.
+soak:
+	python3 bench/soak.py
 
 ## The whole test suite: installs what it needs (Python tools in .venv, node
 ## packages, Debian's prometheus and alertmanager), then every cargo test: unit,
