@@ -532,41 +532,26 @@ impl<S: SesApi> Poller<S> {
                 Some(a) => Observation::Present(a.clone()),
                 None => Observation::Missing,
             };
-            let before = self
-                .pending
-                .get(id)
-                .or_else(|| self.records.get(id))
-                .map(|r| &r.observation);
-            if let Some(change) = status_change(before, &observation) {
+            if let Some(change) = status_change(self.current(id), &observation) {
                 log_change(&change.before, &change.after, id);
             }
-            let record = IdentityRecord {
-                observation,
-                refreshed_at: now,
-            };
-            match Arc::get_mut(&mut self.records) {
-                Some(records) => {
-                    records.insert(id.clone(), record);
-                }
-                None => {
-                    self.pending.insert(id.clone(), record);
-                }
-            }
+            self.store(id, observation, now);
         }
     }
 
-    /// Records an identity SES refused on its own as not a valid identity.
-    fn reject(&mut self, id: &str, now: SystemTime) {
-        let before = self
-            .pending
+    /// The last observation of an identity, including one still held back.
+    fn current(&self, id: &str) -> Option<&Observation> {
+        self.pending
             .get(id)
             .or_else(|| self.records.get(id))
-            .map(|r| &r.observation);
-        if !matches!(before, Some(Observation::Rejected)) {
-            warn!(identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
-        }
+            .map(|r| &r.observation)
+    }
+
+    /// Records an observation in place, or holds it back while a render has the
+    /// records (see `pending`).
+    fn store(&mut self, id: &str, observation: Observation, now: SystemTime) {
         let record = IdentityRecord {
-            observation: Observation::Rejected,
+            observation,
             refreshed_at: now,
         };
         match Arc::get_mut(&mut self.records) {
@@ -577,6 +562,14 @@ impl<S: SesApi> Poller<S> {
                 self.pending.insert(id.to_owned(), record);
             }
         }
+    }
+
+    /// Records an identity SES refused on its own as not a valid identity.
+    fn reject(&mut self, id: &str, now: SystemTime) {
+        if !matches!(self.current(id), Some(Observation::Rejected)) {
+            warn!(identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
+        }
+        self.store(id, Observation::Rejected, now);
     }
 
     /// Moves the answers held back during a render into `records`; called when no
@@ -595,22 +588,10 @@ impl<S: SesApi> Poller<S> {
     /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
     /// render still running.
     async fn publish(&mut self) {
-        let mut renderer = self.take_renderer().await;
-        self.merge_pending();
-        let snapshot = Arc::clone(&self.records);
-        let shared = Arc::clone(&self.caller.shared);
-        let render = tokio::task::spawn_blocking(move || {
-            shared.publish(renderer.build(&snapshot));
-            renderer
-        });
-        match render.await {
-            Ok(renderer) => self.renderer = Some(renderer),
-            // The next publish starts from an empty renderer: it renders every piece.
-            Err(err) => {
-                error!(error = %err, "rendering the snapshot failed; serving the previous one")
-            }
-        }
-        self.last_publish = Some(Instant::now());
+        self.start_render().await;
+        // Waited for, so the cycle ends with its values served.
+        let renderer = self.take_renderer().await;
+        self.renderer = Some(renderer);
     }
 
     /// Publishes what was fetched so far without holding up the cycle; skipped while
@@ -619,6 +600,12 @@ impl<S: SesApi> Poller<S> {
         if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
             return;
         }
+        self.start_render().await;
+    }
+
+    /// Starts rendering the current records on the blocking pool, after any render
+    /// still running, and publishes the result when done.
+    async fn start_render(&mut self) {
         let mut renderer = self.take_renderer().await;
         self.merge_pending();
         let snapshot = Arc::clone(&self.records);
