@@ -64,6 +64,17 @@ pub struct Flags {
     )]
     pub web_telemetry_path: String,
 
+    /// Path to a web configuration file (the exporter-toolkit format: TLS, client
+    /// certificates, basic auth, headers, rate limit). Reloaded on SIGHUP and when it
+    /// or a file it names changes.
+    #[arg(
+        long = "web.config.file",
+        env = "SES_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    pub web_config_file: Option<PathBuf>,
+
     /// Most HTTP connections open at once; beyond it new connections wait in the
     /// kernel's queue until one closes (as Prometheus's own --web.max-connections).
     #[arg(
@@ -261,6 +272,7 @@ pub struct Config {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
+    pub web_config_file: Option<PathBuf>,
     pub check_only: bool,
     pub identities: Identities,
     pub poll_interval: Duration,
@@ -449,6 +461,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         log_level: flags.log_level,
         log_format: flags.log_format,
         config_file: flags.config_file,
+        web_config_file: flags.web_config_file,
         check_only: flags.config_check,
         identities: Identities { fixed, discovery },
         poll_interval,

@@ -1,6 +1,8 @@
-//! The only module that touches hyper: the routes (`/`, the telemetry path,
-//! `/-/healthy`, `/-/ready`), content negotiation and gzip, and graceful shutdown.
-//! A scrape reads what the poller published and never calls AWS.
+//! The only module that touches hyper: connections (plain or TLS, HTTP/1.1 or
+//! HTTP/2 by ALPN), the web config's rate limit, basic auth and headers, the routes
+//! (`/`, the telemetry path, `/-/healthy`, `/-/ready`), content negotiation and
+//! gzip, and graceful shutdown. A scrape reads what the poller published and never
+//! calls AWS.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,10 +16,10 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -26,6 +28,7 @@ use tracing::{debug, info, warn};
 use crate::exposition::Piece;
 use crate::state::{Shared, TailLookup, TAIL_MAX_AGE};
 use crate::stopped;
+use crate::web::{WebConfig, WebState};
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +99,7 @@ impl Body for Chunks {
 
 struct Router {
     shared: Arc<Shared>,
+    web: Arc<WebState>,
     telemetry_path: String,
     landing: Bytes,
 }
@@ -115,6 +119,10 @@ pub struct Settings {
 const MAX_REQUEST_BYTES: usize = 32 * 1024;
 /// More header fields than this are refused with 431.
 const MAX_HEADERS: usize = 64;
+/// Streams one HTTP/2 connection may run at once: a scraper needs one.
+const MAX_H2_STREAMS: u32 = 16;
+/// What a 401 asks for (RFC 7617).
+const AUTHENTICATE: &str = "Basic realm=\"ses-identity-exporter\", charset=\"UTF-8\"";
 
 /// The accepted socket, counting what the client sends between two responses.
 struct Guarded {
@@ -181,12 +189,14 @@ impl AsyncWrite for Guarded {
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    web: Arc<WebState>,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = Arc::new(Router {
         landing: Bytes::from(landing_page(&settings.telemetry_path)),
         shared,
+        web,
         telemetry_path: settings.telemetry_path.clone(),
     });
     let graceful = GracefulShutdown::new();
@@ -238,29 +248,21 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
-        let router = Arc::clone(&router);
-        let service = service_fn(move |req| {
-            let router = Arc::clone(&router);
-            async move { Ok::<_, Infallible>(router.handle(req).await) }
-        });
-        // hyper (>= 1.6) also starts this timeout when a keep-alive connection goes
-        // idle after a response, so idle and slow clients are both evicted.
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.read_header_timeout)
-            .max_headers(MAX_HEADERS)
-            .serve_connection(
-                TokioIo::new(Guarded {
-                    inner: stream,
-                    read_since_write: 0,
-                }),
-                service,
-            );
-        let conn = graceful.watch(conn);
+        // The web config in force when the connection arrives decides plain or TLS;
+        // a reload applies to new connections (and to every request's auth).
+        let web = router.web.current();
+        let conn = Connection {
+            router: Arc::clone(&router),
+            watcher: graceful.watcher(),
+            read_header_timeout: settings.read_header_timeout,
+            peer,
+        };
+        let io = Guarded {
+            inner: stream,
+            read_since_write: 0,
+        };
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                debug!(%peer, error = %err, "HTTP connection ended with an error");
-            }
+            conn.run(io, &web).await;
             drop(permit);
         });
     }
@@ -271,8 +273,127 @@ pub async fn serve(
     }
 }
 
+/// One accepted connection: a TLS handshake if the web config asks for it, then
+/// HTTP/1.1, or HTTP/2 where ALPN chose it.
+struct Connection {
+    router: Arc<Router>,
+    watcher: Watcher,
+    read_header_timeout: Duration,
+    peer: std::net::SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, io: Guarded, web: &WebConfig) {
+        let Some(tls) = &web.tls else {
+            return self.http1(io).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+        // A client that stalls the handshake is evicted as one that stalls its
+        // request headers would be.
+        let stream = match tokio::time::timeout(self.read_header_timeout, acceptor.accept(io)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                // Debug only: anyone can make a handshake fail, so at info this would
+                // let them write the logs.
+                debug!(peer = %self.peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(peer = %self.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.http2(stream).await;
+        } else {
+            self.http1(stream).await;
+        }
+    }
+
+    async fn http1<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router;
+        let service = service_fn(move |req| {
+            let router = Arc::clone(&router);
+            async move { Ok::<_, Infallible>(router.handle(req).await) }
+        });
+        // hyper (>= 1.6) also starts this timeout when a keep-alive connection goes
+        // idle after a response, so idle and slow clients are both evicted.
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.read_header_timeout)
+            .max_headers(MAX_HEADERS)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(err) = self.watcher.watch(conn).await {
+            debug!(peer = %self.peer, error = %err, "HTTP connection ended with an error");
+        }
+    }
+
+    async fn http2<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router;
+        let service = service_fn(move |req| {
+            let router = Arc::clone(&router);
+            async move { Ok::<_, Infallible>(router.handle(req).await) }
+        });
+        // The header list limit matches what HTTP/1.1 connections may send; pings
+        // close a connection whose peer has gone.
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_REQUEST_BYTES as u32)
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .keep_alive_interval(Some(self.read_header_timeout))
+            .keep_alive_timeout(self.read_header_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(err) = self.watcher.watch(conn).await {
+            debug!(peer = %self.peer, error = %err, "HTTP/2 connection ended with an error");
+        }
+    }
+}
+
 impl Router {
+    /// Every response carries the web config's headers.
     async fn handle(&self, req: Request<Incoming>) -> Response<Chunks> {
+        let web = self.web.current();
+        let mut resp = self.guarded(req, &web).await;
+        let headers = resp.headers_mut();
+        for (name, value) in &web.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        resp
+    }
+
+    /// The rate limit and basic auth, for every path but the probes: /-/healthy and
+    /// /-/ready reveal nothing, and a probe that needed credentials would restart a
+    /// healthy pod the day the password changes.
+    async fn guarded(&self, req: Request<Incoming>, web: &WebConfig) -> Response<Chunks> {
+        let path = req.uri().path();
+        if path != "/-/healthy" && path != "/-/ready" {
+            if let Some(limit) = &web.rate_limit {
+                if !limit.allow() {
+                    return plain(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n");
+                }
+            }
+            if let Some(users) = &web.users {
+                if !users.check(req.headers().get(header::AUTHORIZATION)).await {
+                    let mut resp = plain(StatusCode::UNAUTHORIZED, "401 unauthorized\n");
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(AUTHENTICATE),
+                    );
+                    return resp;
+                }
+            }
+        }
+        self.route(req).await
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Chunks> {
         let path = req.uri().path();
         let page = if path == self.telemetry_path {
             Page::Metrics

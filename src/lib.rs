@@ -15,7 +15,11 @@
 //!   in pieces that the next snapshot reuses where their inputs did not change.
 //! - [`metrics`]: the self-metrics registry, rendered for scrapes.
 //! - [`state`]: what the poller publishes and the HTTP server reads.
-//! - [`http`]: hyper routes; a scrape clones an `Arc` and never waits for SES.
+//! - [`web`]: `--web.config.file` (the exporter-toolkit format) → TLS, basic auth,
+//!   headers, rate limit; reloaded on SIGHUP and when its files change.
+//! - [`tls`]: the rustls adapter for it; [`auth`]: basic auth with bcrypt.
+//! - [`http`]: hyper connections and routes; a scrape clones an `Arc` and never
+//!   waits for SES.
 //! - [`logging`]: logfmt/JSON set-up.
 //!
 //! The binary parses flags and calls [`run`] with a bound listener and a shutdown
@@ -29,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod auth;
 pub mod build;
 pub mod config;
 pub mod exposition;
@@ -39,11 +44,14 @@ pub mod model;
 pub mod poller;
 pub mod ses;
 pub mod state;
+pub mod tls;
+pub mod web;
 
 use config::Config;
 use poller::{Poller, PollerSettings};
 use ses::SesApi;
 use state::Shared;
+use web::WebState;
 
 /// How long the poller and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
@@ -59,6 +67,7 @@ pub enum RunError {
 /// is (a snapshot is swapped whole, so nothing half-done is ever served).
 pub async fn run<S: SesApi>(
     config: &Config,
+    web: WebState,
     ses: S,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -75,9 +84,12 @@ pub async fn run<S: SesApi>(
         timeout: config.ses.timeout,
     };
     let poller = tokio::spawn(Poller::new(ses, settings, Arc::clone(&shared)).run(stop_rx.clone()));
+    let web = Arc::new(web);
+    let web_watch = tokio::spawn(Arc::clone(&web).watch(Arc::clone(&shared), stop_rx.clone()));
     let server = tokio::spawn(http::serve(
         listener,
         Arc::clone(&shared),
+        web,
         http::Settings {
             telemetry_path: config.telemetry_path.clone(),
             max_connections: config.max_connections,
@@ -92,6 +104,7 @@ pub async fn run<S: SesApi>(
     let stopping = async {
         let _ = server.await;
         let _ = poller.await;
+        let _ = web_watch.await;
     };
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping)
         .await

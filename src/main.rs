@@ -11,12 +11,13 @@ use tracing::{error, info, warn};
 use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::poller::min_cycle_seconds;
 use ses_identity_exporter::ses::AwsSes;
-use ses_identity_exporter::{build, logging};
+use ses_identity_exporter::web::{self, WebConfig, WebState};
+use ses_identity_exporter::{build, logging, tls};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
     if flags.command == Some(Command::Healthcheck) {
-        return healthcheck(&flags.web_listen_address);
+        return healthcheck(&flags.web_listen_address, flags.web_config_file.as_deref());
     }
     let config = match config::load(flags) {
         Ok(config) => config,
@@ -25,11 +26,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Loaded before anything starts, so a broken web config stops the exporter
+    // instead of leaving /metrics open that the file meant to protect.
+    let web = match config.web_config_file.as_deref().map(web::load).transpose() {
+        Ok(web) => web,
+        Err(err) => {
+            eprintln!("ses-identity-exporter: invalid web configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
     if config.check_only {
         println!("configuration OK: {}", describe_source(&config));
+        if let Some(web) = &web {
+            println!("web configuration OK: {}", web::describe(web));
+        }
         return ExitCode::SUCCESS;
     }
     logging::init(config.log_level, config.log_format);
+    web::log_start(
+        web.as_ref().unwrap_or(&WebConfig::default()),
+        config.web_config_file.as_deref(),
+    );
+    let web = match (config.web_config_file.clone(), web) {
+        (Some(path), Some(web)) => WebState::from_file(path, web),
+        _ => WebState::fixed(WebConfig::default()),
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
@@ -42,7 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!(error = format!("{err:#}"), "exporter failed");
@@ -51,7 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address)
         .await
         .with_context(|| format!("--web.listen-address {:?}", config.listen_address))?;
@@ -74,6 +95,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         poll_interval = ?config.poll_interval,
         ses_rate = config.ses.rate,
         listen_address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        tls = web.current().tls.is_some(),
         "starting ses-identity-exporter"
     );
     if config.ses.rate > 1.0 {
@@ -83,7 +105,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              only use it where AWS raised the account's limit"
         );
     }
-    ses_identity_exporter::run(&config, ses, listener, shutdown_signal()).await?;
+    ses_identity_exporter::run(&config, web, ses, listener, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -143,11 +165,21 @@ async fn shutdown_signal() {
 }
 
 /// `healthcheck`: a blocking probe of `/-/healthy`, run before any runtime exists.
-fn healthcheck(listen_address: &str) -> ExitCode {
+/// With TLS in the web config it speaks TLS (not checking the certificate: it asks
+/// its own host); where the handshake needs a client certificate it can only check
+/// that the port accepts connections.
+fn healthcheck(listen_address: &str, web_config: Option<&std::path::Path>) -> ExitCode {
     use std::io::{Read, Write};
     use std::net::{TcpStream, ToSocketAddrs};
     use std::time::Duration;
 
+    let mode = match web_config.map(web::probe_mode).transpose() {
+        Ok(mode) => mode,
+        Err(err) => {
+            eprintln!("healthcheck: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let target = probe_address(listen_address);
     let result = (|| -> std::io::Result<String> {
         let addr = target
@@ -156,9 +188,31 @@ fn healthcheck(listen_address: &str) -> ExitCode {
             .ok_or_else(|| std::io::Error::other("address resolves to nothing"))?;
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
         stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-        stream.write_all(b"GET /-/healthy HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        stream.set_write_timeout(Some(Duration::from_secs(3)))?;
+        let request = b"GET /-/healthy HTTP/1.0\r\nHost: localhost\r\n\r\n";
         let mut head = [0u8; 64];
-        let n = stream.read(&mut head)?;
+        let n = match mode {
+            Some(mode) if mode.client_cert_required => {
+                return Ok(
+                    "HTTP/1.1 200 (TCP only: the TLS handshake needs a client certificate)"
+                        .to_owned(),
+                );
+            }
+            Some(mode) if mode.tls => {
+                let config = tls::probe_client_config().map_err(std::io::Error::other)?;
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(std::io::Error::other)?;
+                let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+                    .map_err(std::io::Error::other)?;
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                tls.write_all(request)?;
+                tls.read(&mut head)?
+            }
+            _ => {
+                stream.write_all(request)?;
+                stream.read(&mut head)?
+            }
+        };
         Ok(String::from_utf8_lossy(&head[..n]).into_owned())
     })();
     match result {

@@ -31,6 +31,8 @@ pub struct Telemetry {
     pub ses_requests: IntCounterVec,
     pub rate_limit_wait: Counter,
     pub identities: IntGauge,
+    web_config_reload_successful: IntGauge,
+    web_config_reload_timestamp: Gauge,
 }
 
 impl Telemetry {
@@ -71,6 +73,17 @@ impl Telemetry {
             "aws_ses_exporter_identities",
             "Identities currently watched (static list plus discovered, after filters).",
         )?;
+        let web_config_reload_successful = IntGauge::new(
+            "aws_ses_exporter_web_config_last_reload_successful",
+            "1 if the last load of --web.config.file (at start-up, on SIGHUP or on a file change) succeeded, 0 if it failed and the previous one stays in force.",
+        )?;
+        let web_config_reload_timestamp = Gauge::new(
+            "aws_ses_exporter_web_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of --web.config.file (the start-up time without one).",
+        )?;
+        // The start-up load succeeded, or the exporter would not be running.
+        web_config_reload_successful.set(1);
+        web_config_reload_timestamp.set(unix_seconds(SystemTime::now()));
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "aws_ses_exporter_build_info",
@@ -101,6 +114,8 @@ impl Telemetry {
         registry.register(Box::new(ses_requests.clone()))?;
         registry.register(Box::new(rate_limit_wait.clone()))?;
         registry.register(Box::new(identities.clone()))?;
+        registry.register(Box::new(web_config_reload_successful.clone()))?;
+        registry.register(Box::new(web_config_reload_timestamp.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -118,7 +133,18 @@ impl Telemetry {
             ses_requests,
             rate_limit_wait,
             identities,
+            web_config_reload_successful,
+            web_config_reload_timestamp,
         })
+    }
+
+    /// Records the outcome of a web config reload.
+    pub fn web_config_reloaded(&self, ok: bool) {
+        self.web_config_reload_successful.set(i64::from(ok));
+        if ok {
+            self.web_config_reload_timestamp
+                .set(unix_seconds(SystemTime::now()));
+        }
     }
 
     pub fn count_request(&self, op: Operation, outcome: Outcome) {

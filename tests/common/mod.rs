@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod pki;
+
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
 pub const DOUBLE: &str = env!("CARGO_BIN_EXE_ses-double");
 pub const REGION: &str = "us-east-1";
