@@ -18,6 +18,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::{free_port, http, manifest_dir, wait_for, Double, Exporter, Proc};
 
 fn transform_rules(rules: &str) -> String {
@@ -60,11 +61,13 @@ impl Prometheus {
         let rules = std::fs::read_to_string(shipped.join("alerts.yml")).unwrap();
         std::fs::write(dir.path().join("alerts.yml"), transform_rules(&rules)).unwrap();
         let config = std::fs::read_to_string(shipped.join("prometheus.yml")).unwrap();
-        std::fs::write(
-            dir.path().join("prometheus.yml"),
-            transform_config(&config, target),
-        )
-        .unwrap();
+        Prometheus::launch(dir, &transform_config(&config, target))
+    }
+
+    /// Runs Prometheus with `config` as prometheus.yml in `dir` (relative file names
+    /// in it resolve there).
+    fn launch(dir: tempfile::TempDir, config: &str) -> Prometheus {
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -263,4 +266,89 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
         .as_str()
         .unwrap()
         .contains("bounce.failed-reject.example.com"));
+}
+
+/// The web config as users deploy it: Prometheus scrapes over TLS, presenting a
+/// client certificate the exporter verifies (CA and SAN) and basic auth credentials.
+/// A job with a wrong password is refused (up 0) and gets no identity series.
+#[test]
+fn prometheus_scrapes_over_tls_with_a_client_certificate_and_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::ca(dir.path(), "ca");
+    pki.leaf("ca", "server", "IP:127.0.0.1,DNS:localhost", "serverAuth");
+    pki.leaf(
+        "ca",
+        "prometheus",
+        "DNS:prometheus.monitoring.svc",
+        "clientAuth",
+    );
+    let hash = bcrypt::hash_with_result("scrape-pw", 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+             client_ca_file: ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n  \
+             client_allowed_sans: [prometheus.monitoring.svc]\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let double = Double::start(&["--seed", "demo"]);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &[
+            "--poll.interval",
+            "5s",
+            "--web.config.file",
+            &web.display().to_string(),
+        ],
+    );
+
+    std::fs::write(dir.path().join("good-pw"), "scrape-pw").unwrap();
+    std::fs::write(dir.path().join("bad-pw"), "guess").unwrap();
+    let job = |name: &str, password_file: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    \
+             basic_auth: {{username: prometheus, password_file: {password_file}}}\n    \
+             tls_config: {{ca_file: {ca}, cert_file: {cert}, key_file: {key}, server_name: localhost}}\n    \
+             static_configs: [{{targets: ['{target}']}}]\n",
+            ca = pki.path("ca.pem"),
+            cert = pki.path("prometheus.pem"),
+            key = pki.path("prometheus.key"),
+            target = exporter.addr,
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}",
+        job("tls", &dir.path().join("good-pw").display().to_string()),
+        job(
+            "wrong-password",
+            &dir.path().join("bad-pw").display().to_string()
+        ),
+    );
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::launch(prom_dir, &config);
+
+    wait_for(Duration::from_secs(60), "the TLS target to be up", || {
+        let r = prom.query("up{job=\"tls\"} == 1");
+        (!r.as_array().unwrap().is_empty()).then_some(())
+    });
+    wait_for(Duration::from_secs(60), "identity series over TLS", || {
+        let r = prom.query("aws_ses_identity_mail_from_status{job=\"tls\"} == 1");
+        (!r.as_array().unwrap().is_empty()).then_some(())
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "the wrong-password job to be down",
+        || {
+            let r = prom.query("up{job=\"wrong-password\"} == 0");
+            (!r.as_array().unwrap().is_empty()).then_some(())
+        },
+    );
+    let leaked = prom.query("count({job=\"wrong-password\", __name__=~\"aws_ses_.*\"})");
+    assert!(leaked.as_array().unwrap().is_empty(), "{leaked}");
 }
