@@ -190,12 +190,7 @@ impl AwsSes {
     pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(timeout)
-                    .operation_attempt_timeout(timeout)
-                    .build(),
-            )
+            .timeout_config(attempt_timeouts(timeout))
             .load()
             .await;
         let region = sdk.region().ok_or(SetupError::NoRegion)?.to_string();
@@ -205,9 +200,42 @@ impl AwsSes {
         })
     }
 
+    /// The SDK with a given HTTP client, endpoint and credentials and nothing from
+    /// the environment: how the tests inject a DNS resolver into the real SDK path
+    /// (so an unresolvable endpoint is tested without a query leaving the machine).
+    pub fn with_http_client(
+        timeout: Duration,
+        region: &str,
+        endpoint: &str,
+        credentials: aws_credential_types::Credentials,
+        http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    ) -> AwsSes {
+        let conf = aws_sdk_ses::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .endpoint_url(endpoint)
+            .credentials_provider(credentials)
+            .http_client(http_client)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(attempt_timeouts(timeout))
+            .build();
+        AwsSes {
+            client: aws_sdk_ses::Client::from_conf(conf),
+            region: region.to_owned(),
+        }
+    }
+
     pub fn region(&self) -> &str {
         &self.region
     }
+}
+
+/// `timeout` bounds each HTTP attempt, connecting (name resolution included) too.
+fn attempt_timeouts(timeout: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .build()
 }
 
 impl SesApi for AwsSes {

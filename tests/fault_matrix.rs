@@ -6,7 +6,16 @@
 
 mod common;
 
-use common::{Double, Exporter};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
+use common::{Double, Exporter, Metrics};
+use ses_identity_exporter::config::{validate, Flags};
+use ses_identity_exporter::ses::AwsSes;
+use ses_identity_exporter::web::{WebConfig, WebState};
 
 const GET_OP: &str = "GetIdentityMailFromDomainAttributes";
 const RATE: usize = 5;
@@ -17,6 +26,27 @@ const REFRESH: &str = "aws_ses_identity_last_refresh_timestamp_seconds";
 /// Runs one fault: good values first, then `fault` (double faults JSON) until the
 /// exporter has failed at least two cycles, then recovery.
 fn fault(fault: &str, outcome: &str, log_says: &str) {
+    fault_held(fault, outcome, log_says, Duration::ZERO);
+}
+
+/// The last good values, untouched, nothing invented; staleness visible.
+fn assert_kept(m: &Metrics, frozen: f64) {
+    assert_eq!(m.status("failed-reject.example.com", "Failed"), Some(1.0));
+    assert_eq!(m.status("failed-reject.example.com", "Success"), Some(0.0));
+    assert_eq!(
+        m.status("success-default.example.com", "Success"),
+        Some(1.0)
+    );
+    assert_eq!(m.get("aws_ses_exporter_up"), Some(0.0));
+    assert_eq!(
+        m.identity(REFRESH, "failed-reject.example.com"),
+        Some(frozen),
+        "staleness shows: the refresh time does not move"
+    );
+}
+
+/// As [`fault`], with the fault held for at least `hold` and checked every 10 s.
+fn fault_held(fault: &str, outcome: &str, log_says: &str, hold: Duration) {
     let double = Double::start(&["--seed", "demo", "--rate", "0"]);
     let mut exporter = Exporter::start(
         &double.url(),
@@ -42,28 +72,27 @@ fn fault(fault: &str, outcome: &str, log_says: &str) {
     let frozen = before
         .identity(REFRESH, "failed-reject.example.com")
         .expect("refresh time kept");
+    let held_from = Instant::now();
     let during = exporter.wait_metrics("two more failed attempts", |m| {
         m.requests(GET_OP, outcome) >= before.requests(GET_OP, outcome) + 2.0
     });
-    // The last good values, untouched; nothing invented.
-    assert_eq!(
-        during.status("failed-reject.example.com", "Failed"),
-        Some(1.0)
-    );
-    assert_eq!(
-        during.status("failed-reject.example.com", "Success"),
-        Some(0.0)
-    );
-    assert_eq!(
-        during.status("success-default.example.com", "Success"),
-        Some(1.0)
-    );
-    assert_eq!(during.get("aws_ses_exporter_up"), Some(0.0));
-    assert_eq!(
-        during.identity(REFRESH, "failed-reject.example.com"),
-        Some(frozen),
-        "staleness shows: the refresh time does not move"
-    );
+    assert_kept(&during, frozen);
+    // A long fault: the duration itself is what is tested, so it is waited out.
+    while held_from.elapsed() < hold {
+        std::thread::sleep(Duration::from_secs(10));
+        assert_kept(&Metrics::parse(&exporter.metrics()), frozen);
+        assert!(exporter.proc.is_running());
+    }
+    if !hold.is_zero() {
+        let during = Metrics::parse(&exporter.metrics());
+        let attempts = during.requests(GET_OP, outcome) - before.requests(GET_OP, outcome);
+        let minutes = held_from.elapsed().as_secs_f64() / 60.0;
+        println!(
+            "{outcome} for {minutes:.1} min: {attempts} attempts, {:.1}/min (limit {}/min)",
+            attempts / minutes,
+            RATE * 60
+        );
+    }
     // Logged once for this state, however many attempts failed.
     let log = exporter.proc.log();
     let warned = log
@@ -129,6 +158,27 @@ fn throttling_that_does_not_stop() {
     fault(r#"{"throttle_all": true}"#, "throttled", "Throttling");
 }
 
+/// "Throttling for minutes": two minutes of nothing but Throttling. The exporter
+/// keeps backing off within the rate limit, keeps the last values, warns once, and
+/// recovers by itself.
+#[test]
+fn throttling_held_for_minutes() {
+    fault_held(
+        r#"{"throttle_all": true}"#,
+        "throttled",
+        "Throttling",
+        Duration::from_secs(120),
+    );
+}
+
+/// Requests signed with expired credentials (SES answers `ExpiredToken`): a client
+/// error, not retried within the cycle; the next cycle asks again, by which time a
+/// refreshing provider (IRSA, instance role) has new credentials.
+#[test]
+fn expired_credentials() {
+    fault(r#"{"expired_token": true}"#, "client_error", "ExpiredToken");
+}
+
 #[test]
 fn access_denied() {
     fault(r#"{"access_denied": true}"#, "client_error", "AccessDenied");
@@ -183,4 +233,136 @@ fn missing_credentials() {
         double.requests().is_empty(),
         "without credentials no request reaches SES"
     );
+}
+
+/// A DNS resolver injected into the SDK's HTTP client: answers `ses.test.invalid`
+/// with 127.0.0.1 while `working`, NXDOMAIN otherwise. No query leaves the process.
+#[derive(Debug, Clone, Default)]
+struct Resolver {
+    working: Arc<AtomicBool>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl ResolveDns for Resolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let answer = if self.working.load(Ordering::SeqCst) && name == "ses.test.invalid" {
+            Ok(vec![IpAddr::from([127, 0, 0, 1])])
+        } else {
+            Err(ResolveDnsError::new(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{name}: NXDOMAIN (injected)"),
+            )))
+        };
+        DnsFuture::ready(answer)
+    }
+}
+
+/// An endpoint whose name does not resolve, through the real SDK path with the
+/// resolver injected: a transport error, nothing invented, not ready; then the name
+/// resolves and the exporter recovers by itself; then it stops resolving again and
+/// the last good values stay.
+#[test]
+fn an_endpoint_that_does_not_resolve() {
+    let double = Double::start(&["--seed", "demo", "--rate", "0"]);
+    let port = double.url().rsplit(':').next().unwrap().to_owned();
+    let resolver = Resolver::default();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_with_resolver(resolver.clone());
+    let ses = AwsSes::with_http_client(
+        Duration::from_secs(1),
+        common::REGION,
+        &format!("http://ses.test.invalid:{port}"),
+        aws_credential_types::Credentials::new("AKIDTEST", "test-secret", None, None, "test"),
+        http,
+    );
+    let flags = <Flags as clap::Parser>::try_parse_from([
+        "ses-identity-exporter",
+        "--poll.interval",
+        "1s",
+        "--ses.rate",
+        "5",
+        "--ses.timeout",
+        "1s",
+    ])
+    .unwrap();
+    let config = validate(flags, Some(serde_yaml::from_str(IDENTITIES).unwrap())).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = rt.spawn(async move {
+        ses_identity_exporter::run(
+            &config,
+            WebState::fixed(WebConfig::default()),
+            ses,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let scrape = || Metrics::parse(&common::get(addr, "/metrics").text());
+    let wait = |what: &str, pred: &dyn Fn(&Metrics) -> bool| {
+        common::wait_for(Duration::from_secs(60), what, || {
+            let m = scrape();
+            pred(&m).then_some(m)
+        })
+    };
+
+    let m = wait("failed cycles", &|m| {
+        m.requests(GET_OP, "transport_error") >= 2.0
+    });
+    assert_eq!(m.get("aws_ses_exporter_up"), Some(0.0));
+    assert!(
+        !m.text.contains("aws_ses_identity_"),
+        "invented values:\n{}",
+        m.text
+    );
+    assert_eq!(common::get(addr, "/-/ready").status, 503);
+    assert!(
+        resolver.asked.load(Ordering::SeqCst) >= 2,
+        "the injected resolver was asked"
+    );
+    assert!(double.requests().is_empty(), "nothing reached SES");
+
+    resolver.working.store(true, Ordering::SeqCst);
+    let good = wait("recovery once the name resolves", &|m| {
+        m.get("aws_ses_exporter_up") == Some(1.0)
+            && m.status("failed-reject.example.com", "Failed") == Some(1.0)
+    });
+    assert_eq!(common::get(addr, "/-/ready").status, 200);
+
+    // The name goes; a connection already open would keep working (as with real
+    // DNS), so the double drops it once and every new one needs the resolver.
+    resolver.working.store(false, Ordering::SeqCst);
+    double.set_faults(r#"{"reset": true}"#);
+    let before = good.requests(GET_OP, "transport_error");
+    let failed = wait("failures after the name goes", &|m| {
+        m.get("aws_ses_exporter_up") == Some(0.0) && m.requests(GET_OP, "transport_error") > before
+    });
+    let frozen = failed
+        .identity(REFRESH, "failed-reject.example.com")
+        .expect("kept");
+    let reached = double.requests().len();
+    let during = wait("two more failures", &|m| {
+        m.requests(GET_OP, "transport_error") >= failed.requests(GET_OP, "transport_error") + 2.0
+    });
+    assert_eq!(
+        double.requests().len(),
+        reached,
+        "requests reached SES without the name resolving"
+    );
+    assert_kept(&during, frozen);
+
+    let _ = stop.send(());
+    let finished = rt.block_on(exporter).unwrap();
+    assert!(finished.is_ok());
 }

@@ -98,6 +98,8 @@ struct Faults {
     error_count: u64,
     /// Answer `AccessDenied` (403).
     access_denied: bool,
+    /// Answer `ExpiredToken` (403): the request was signed with expired credentials.
+    expired_token: bool,
     /// Answer HTTP 200 with a body that is not the expected XML.
     malformed: bool,
     /// Send half of a correct response, then drop the connection.
@@ -486,6 +488,17 @@ impl Double {
                         "Sender",
                         "AccessDenied",
                         &format!("User is not authorized to perform: ses:{action}"),
+                    ),
+                    "client_error",
+                );
+            }
+            if faults.expired_token {
+                return (
+                    error_xml(
+                        StatusCode::FORBIDDEN,
+                        "Sender",
+                        "ExpiredToken",
+                        "The security token included in the request is expired",
                     ),
                     "client_error",
                 );
