@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and benchmarks use, from Debian's packages:
 # promtool and the Prometheus server (package prometheus), amtool
-# (prometheus-alertmanager), wrk and nginx (nginx-light) for the scrape benchmark. kubectl,
+# (prometheus-alertmanager), wrk and nginx (nginx-light) for the scrape benchmark,
+# openssl and curl for the TLS tests. kubectl,
 # systemd-analyze and node come with the machine image. Installs as root; otherwise
 # says what is missing.
 set -euo pipefail
@@ -10,6 +11,9 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+# TLS tests: certificates made with openssl, curl as the client.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing test tools: install Debian's ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
@@ -26,6 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
   done
 fi
-for t in promtool prometheus amtool wrk nginx kubectl systemd-analyze node npm; do
+for t in promtool prometheus amtool wrk nginx openssl curl kubectl systemd-analyze node npm; do
   command -v "$t" >/dev/null 2>&1 || { echo "test tool $t not found" >&2; exit 1; }
 done
