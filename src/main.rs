@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     };
     // Loaded before anything starts, so a broken web config stops the exporter
     // instead of leaving /metrics open that the file meant to protect.
-    let web = match config.web_config_file.as_deref().map(web::load).transpose() {
+    let loaded = config.web_config_file.as_deref().map(|path| {
+        let digest = web::input_digest(path);
+        web::load(path).map(|web| (web, digest))
+    });
+    let web = match loaded.transpose() {
         Ok(web) => web,
         Err(err) => {
             eprintln!("ses-identity-exporter: invalid web configuration: {err}");
@@ -37,18 +41,17 @@ fn main() -> ExitCode {
     };
     if config.check_only {
         println!("configuration OK: {}", describe_source(&config));
-        if let Some(web) = &web {
+        if let Some((web, _)) = &web {
             println!("web configuration OK: {}", web::describe(web));
         }
         return ExitCode::SUCCESS;
     }
     logging::init(config.log_level, config.log_format);
-    web::log_start(
-        web.as_ref().unwrap_or(&WebConfig::default()),
-        config.web_config_file.as_deref(),
-    );
     let web = match (config.web_config_file.clone(), web) {
-        (Some(path), Some(web)) => WebState::from_file(path, web),
+        (Some(path), Some((web, digest))) => {
+            web::log_start(&web, &path);
+            WebState::from_file(path, web, digest)
+        }
         _ => WebState::fixed(WebConfig::default()),
     };
 

@@ -521,9 +521,9 @@ impl WebState {
         }
     }
 
-    /// Loaded from `path` at start-up.
-    pub fn from_file(path: PathBuf, config: WebConfig) -> WebState {
-        let digest = input_digest(&path);
+    /// Loaded from `path` at start-up; `digest` is [`input_digest`] taken before
+    /// the load, so a change made during it is still seen as a change.
+    pub fn from_file(path: PathBuf, config: WebConfig, digest: u64) -> WebState {
         WebState {
             path: Some(path),
             current: RwLock::new(Arc::new(config)),
@@ -637,7 +637,7 @@ pub fn describe(config: &WebConfig) -> String {
 
 /// A digest of the file and of every file it names (certificate, key, client CA),
 /// so a rotated certificate is noticed even when the config file is unchanged.
-fn input_digest(path: &Path) -> u64 {
+pub fn input_digest(path: &Path) -> u64 {
     let mut h = DefaultHasher::new();
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -665,10 +665,7 @@ fn input_digest(path: &Path) -> u64 {
 
 /// Logs what a start-up web config turns on, with a warning where it is weaker than
 /// it may look.
-pub fn log_start(config: &WebConfig, path: Option<&Path>) {
-    let Some(path) = path else {
-        return;
-    };
+pub fn log_start(config: &WebConfig, path: &Path) {
     info!(file = %path.display(), summary = %describe(config), "web config loaded");
     if config.tls.is_none() && config.users.is_some() {
         warn!("basic auth without TLS: passwords cross the network readable by anyone on the path");

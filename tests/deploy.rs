@@ -222,6 +222,62 @@ fn kube_prometheus_stack_overlay_adds_the_release_label() {
 }
 
 #[test]
+fn tls_overlay_serves_https_with_basic_auth_and_its_example_web_config_loads() {
+    let docs = validate_kustomization("deploy/kubernetes/overlays/tls-basic-auth");
+    let c = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["livenessProbe"]["httpGet"]["scheme"], "HTTPS");
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let env = c["env"].as_sequence().unwrap();
+    let web = env
+        .iter()
+        .find(|e| e["name"] == "SES_EXPORTER_WEB_CONFIG_FILE")
+        .expect("web config env");
+    let mount = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "web")
+        .expect("web mount");
+    let dir = mount["mountPath"].as_str().unwrap();
+    assert_eq!(web["value"].as_str().unwrap(), format!("{dir}/web.yml"));
+    let ep = &find(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(ep["scheme"], "https");
+    assert_eq!(
+        ep["tlsConfig"]["serverName"],
+        "ses-identity-exporter.monitoring.svc"
+    );
+    assert!(ep["basicAuth"]["password"]["name"].as_str().is_some());
+
+    // The example web.yml loads with a certificate, key and CA as the Secret
+    // would mount them (file names relative to web.yml).
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::ca(tmp.path(), "ca");
+    pki.leaf(
+        "ca",
+        "server",
+        "DNS:ses-identity-exporter.monitoring.svc",
+        "serverAuth",
+    );
+    for (from, to) in [
+        ("server.pem", "tls.crt"),
+        ("server.key", "tls.key"),
+        ("ca.pem", "ca.crt"),
+    ] {
+        std::fs::copy(tmp.path().join(from), tmp.path().join(to)).unwrap();
+    }
+    std::fs::copy(
+        manifest_dir().join("deploy/kubernetes/overlays/tls-basic-auth/web.yml.example"),
+        tmp.path().join("web.yml"),
+    )
+    .unwrap();
+    let out = run(Command::new(common::EXPORTER)
+        .args(["--config.check", "--web.config.file"])
+        .arg(tmp.path().join("web.yml")));
+    assert_ok(&out, "--config.check of web.yml.example");
+    assert!(text(&out).contains("tls=true"), "{}", text(&out));
+}
+
+#[test]
 fn hadolint_accepts_the_dockerfile() {
     let out = run(Command::new(tool("hadolint")).arg("deploy/docker/Dockerfile"));
     assert_ok(&out, "hadolint");
