@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -311,15 +312,29 @@ impl Connection {
         }
     }
 
+    /// The service both protocols run: every request goes to [`Router::handle`].
+    fn service(
+        &self,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Chunks>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Chunks>, Infallible>> + Send + 'static,
+    > + Clone
+           + Send
+           + 'static {
+        let router = Arc::clone(&self.router);
+        service_fn(move |req| {
+            let router = Arc::clone(&router);
+            async move { Ok::<_, Infallible>(router.handle(req).await) }
+        })
+    }
+
     async fn http1<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let router = self.router;
-        let service = service_fn(move |req| {
-            let router = Arc::clone(&router);
-            async move { Ok::<_, Infallible>(router.handle(req).await) }
-        });
+        let service = self.service();
         // hyper (>= 1.6) also starts this timeout when a keep-alive connection goes
         // idle after a response, so idle and slow clients are both evicted.
         let conn = http1::Builder::new()
@@ -336,11 +351,7 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let router = self.router;
-        let service = service_fn(move |req| {
-            let router = Arc::clone(&router);
-            async move { Ok::<_, Infallible>(router.handle(req).await) }
-        });
+        let service = self.service();
         // The header list limit matches what HTTP/1.1 connections may send; pings
         // close a connection whose peer has gone.
         let conn = http2::Builder::new(TokioExecutor::new())

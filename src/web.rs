@@ -123,18 +123,23 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
 /// paths are relative to the file's directory, as in the toolkit). Costs one bcrypt
 /// when users are configured: call it off the async threads.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let raw = parse(&text).map_err(|source| WebConfigError::Parse {
-        path: path.to_owned(),
-        source,
-    })?;
+    let raw = read(path)?;
     build(raw, &base_dir(path)).map_err(|(key, reason)| WebConfigError::Invalid {
         path: path.to_owned(),
         key,
         reason,
+    })
+}
+
+/// Reads and parses the file, nothing more.
+fn read(path: &Path) -> Result<RawWebConfig, WebConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|source| WebConfigError::Parse {
+        path: path.to_owned(),
+        source,
     })
 }
 
@@ -388,14 +393,7 @@ pub struct ProbeMode {
 
 /// Reads only what the healthcheck needs from the file: no certificates, no bcrypt.
 pub fn probe_mode(path: &Path) -> Result<ProbeMode, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let raw = parse(&text).map_err(|source| WebConfigError::Parse {
-        path: path.to_owned(),
-        source,
-    })?;
+    let raw = read(path)?;
     let tls = raw.tls_server_config.unwrap_or_default();
     Ok(ProbeMode {
         tls: tls_enabled(&tls),

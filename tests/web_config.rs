@@ -73,6 +73,16 @@ fn tls_get(pki: &Pki, exporter: &Exporter, path: &str, extra: &[&str]) -> Curl {
     curl(&args)
 }
 
+/// curl's arguments to present certificate `name` and its key.
+fn as_client(pki: &Pki, name: &str) -> Vec<String> {
+    vec![
+        "--cert".to_owned(),
+        pki.path(&format!("{name}.pem")),
+        "--key".to_owned(),
+        pki.path(&format!("{name}.key")),
+    ]
+}
+
 fn wait_ready_tls(pki: &Pki, exporter: &Exporter, extra: &[&str]) {
     wait_for(Duration::from_secs(60), "/-/ready over TLS", || {
         (tls_get(pki, exporter, "/-/ready", extra).status == 200).then_some(())
@@ -218,15 +228,7 @@ fn client_certificates_and_allowed_sans() {
     )
     .unwrap();
     let (_double, exporter) = start(&config);
-    let as_client = |name: &str| {
-        vec![
-            "--cert".to_owned(),
-            pki.path(&format!("{name}.pem")),
-            "--key".to_owned(),
-            pki.path(&format!("{name}.key")),
-        ]
-    };
-    let client = as_client("client");
+    let client = as_client(&pki, "client");
     let client: Vec<&str> = client.iter().map(String::as_str).collect();
     wait_ready_tls(&pki, &exporter, &client);
     let ok = tls_get(&pki, &exporter, "/metrics", &client);
@@ -234,7 +236,7 @@ fn client_certificates_and_allowed_sans() {
     assert!(ok.body.contains(IDENTITY_FAMILY));
 
     for who in ["stranger", "forged"] {
-        let args = as_client(who);
+        let args = as_client(&pki, who);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = tls_get(&pki, &exporter, "/-/healthy", &args);
         assert_eq!(r.status, 0, "{who} got an answer: {r:?}");
@@ -274,12 +276,7 @@ fn any_client_certificate_with_an_allowed_san() {
     let (_double, exporter) = start(&config);
     // Not verified against a CA (RequireAnyClientCert), but the SAN must match.
     for (who, answered) in [("client", true), ("forged", true), ("stranger", false)] {
-        let args = [
-            "--cert".to_owned(),
-            pki.path(&format!("{who}.pem")),
-            "--key".to_owned(),
-            pki.path(&format!("{who}.key")),
-        ];
+        let args = as_client(&pki, who);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = tls_get(&pki, &exporter, "/-/healthy", &args);
         assert_eq!(r.status == 200, answered, "{who}: {r:?}");
