@@ -148,6 +148,52 @@ pub struct Flags {
     )]
     pub discovery_interval: Option<String>,
 
+    /// Look up each custom MAIL FROM domain's MX and SPF records in DNS (the dns
+    /// collector; on by default).
+    #[arg(
+        long = "collector.dns",
+        env = "SES_EXPORTER_COLLECTOR_DNS",
+        overrides_with = "no_collector_dns"
+    )]
+    pub collector_dns: bool,
+
+    /// Switch the dns collector off.
+    #[arg(
+        long = "no-collector.dns",
+        env = "SES_EXPORTER_NO_COLLECTOR_DNS",
+        overrides_with = "collector_dns"
+    )]
+    pub no_collector_dns: bool,
+
+    /// DNS server for the dns collector, IP or IP:PORT (port 53 by default); repeat
+    /// or separate with commas for several. Default: the system's (/etc/resolv.conf).
+    #[arg(
+        long = "dns.nameserver",
+        env = "SES_EXPORTER_DNS_NAMESERVER",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub dns_nameserver: Vec<String>,
+
+    /// Time one DNS lookup may take.
+    #[arg(
+        long = "dns.timeout",
+        env = "SES_EXPORTER_DNS_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub dns_timeout: String,
+
+    /// DNS lookups in flight at once.
+    #[arg(
+        long = "dns.concurrency",
+        env = "SES_EXPORTER_DNS_CONCURRENCY",
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub dns_concurrency: u16,
+
     /// Threads serving HTTP and running the poller. One is plenty: a scrape sends
     /// bytes rendered in advance, and rendering runs on a separate blocking pool
     /// (node_exporter's --runtime.gomaxprocs defaults to 1 for the same reason).
@@ -278,6 +324,8 @@ pub struct Config {
     pub poll_interval: Duration,
     pub ses: SesSettings,
     pub worker_threads: usize,
+    /// The dns collector's settings; `None` when it is switched off.
+    pub dns: Option<crate::dns::DnsSettings>,
 }
 
 /// Which identities to watch: a static list, discovery, or both (the union).
@@ -453,6 +501,18 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
 
     let read_header_timeout =
         parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
+    let dns_timeout = parse_duration("--dns.timeout", &flags.dns_timeout)?;
+    let nameservers = flags
+        .dns_nameserver
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| parse_nameserver(a.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dns = (!flags.no_collector_dns).then(|| crate::dns::DnsSettings {
+        nameservers,
+        timeout: dns_timeout,
+        concurrency: usize::from(flags.dns_concurrency),
+    });
     Ok(Config {
         listen_address: flags.web_listen_address,
         telemetry_path: flags.web_telemetry_path,
@@ -467,7 +527,24 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         poll_interval,
         ses: SesSettings { rate, timeout },
         worker_threads: usize::from(flags.worker_threads),
+        dns,
     })
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`. No host names: the resolver cannot be found by
+/// resolving.
+fn parse_nameserver(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            invalid(
+                "--dns.nameserver",
+                format!("{text:?} is not an IP address or IP:PORT (host names cannot be used for the resolver itself)"),
+            )
+        })
 }
 
 fn pick_duration(

@@ -115,30 +115,34 @@ impl Exposition {
         Renderer::default().build(snapshot)
     }
 
-    /// The plain body: the identity pieces, then `tail`.
-    pub fn plain_with(&self, tail: &Piece) -> Vec<Bytes> {
-        let mut parts = Vec::with_capacity(self.plain.len() + 1);
+    /// The plain body: the identity pieces, then the `tails` (the dns collector's
+    /// families, the health metrics).
+    pub fn plain_with(&self, tails: &[&Piece]) -> Vec<Bytes> {
+        let mut parts = Vec::with_capacity(self.plain.len() + tails.len());
         parts.extend(self.plain.iter().cloned());
-        parts.push(tail.plain.clone());
+        parts.extend(tails.iter().map(|t| t.plain.clone()));
         parts
     }
 
-    /// The gzip body: one member holding the identity pieces and `tail`. Only the
-    /// trailer is computed per scrape (the CRC continued over the tail's few KB).
-    pub fn gzip_with(&self, tail: &Piece) -> [Bytes; 3] {
+    /// The gzip body: one member holding the identity pieces and the `tails`. Only
+    /// the trailer is computed per scrape (the CRC continued over the tails).
+    pub fn gzip_with(&self, tails: &[&Piece]) -> Vec<Bytes> {
         let mut crc = crc32fast::Hasher::new_with_initial(self.crc);
-        crc.update(&tail.plain);
+        let mut size = self.plain_len;
+        let mut parts = Vec::with_capacity(tails.len() + 2);
+        parts.push(self.gzip_head.clone());
+        for tail in tails {
+            crc.update(&tail.plain);
+            size += tail.plain.len() as u64;
+            parts.push(tail.deflate.clone());
+        }
         // ISIZE is the length modulo 2^32, as RFC 1952 defines it.
-        let size = (self.plain_len + tail.plain.len() as u64) as u32;
         let mut end = Vec::with_capacity(FINAL_BLOCK.len() + 8);
         end.extend_from_slice(&FINAL_BLOCK);
         end.extend_from_slice(&crc.finalize().to_le_bytes());
-        end.extend_from_slice(&size.to_le_bytes());
-        [
-            self.gzip_head.clone(),
-            tail.deflate.clone(),
-            Bytes::from(end),
-        ]
+        end.extend_from_slice(&(size as u32).to_le_bytes());
+        parts.push(Bytes::from(end));
+        parts
     }
 
     /// The identity text alone, for tests and golden files.
@@ -533,7 +537,11 @@ mod tests {
 
     /// The whole gzip response, decoded by a decoder that checks CRC and length.
     fn gunzip(e: &Exposition, tail: &Piece) -> String {
-        let body: Vec<u8> = e.gzip_with(tail).iter().flat_map(|b| b.to_vec()).collect();
+        let body: Vec<u8> = e
+            .gzip_with(&[tail])
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
         let mut out = String::new();
         flate2::read::GzDecoder::new(&body[..])
             .read_to_string(&mut out)
@@ -542,7 +550,11 @@ mod tests {
     }
 
     fn plain(e: &Exposition, tail: &Piece) -> String {
-        let body: Vec<u8> = e.plain_with(tail).iter().flat_map(|b| b.to_vec()).collect();
+        let body: Vec<u8> = e
+            .plain_with(&[tail])
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
         String::from_utf8(body).expect("utf-8")
     }
 
@@ -586,8 +598,20 @@ mod tests {
         assert!(text.contains(
             "aws_ses_identity_mail_from_status{identity=\"id-00999.example.com\",status=\"Success\"} 1\n"
         ));
+        // Two tails (the dns collector's and the health one) in the same member.
+        let dns = Piece::new("dns 1\n", Compression::fast());
+        let both: Vec<u8> = e
+            .gzip_with(&[&dns, &t])
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
+        let mut two = String::new();
+        flate2::read::GzDecoder::new(&both[..])
+            .read_to_string(&mut two)
+            .expect("valid gzip with two tails");
+        assert!(two.ends_with("dns 1\nup 1\n"));
         // One member: a decoder that stops after the first member sees everything.
-        let body: Vec<u8> = e.gzip_with(&t).iter().flat_map(|b| b.to_vec()).collect();
+        let body: Vec<u8> = e.gzip_with(&[&t]).iter().flat_map(|b| b.to_vec()).collect();
         let mut d = flate2::bufread::GzDecoder::new(&body[..]);
         let mut first = String::new();
         d.read_to_string(&mut first).expect("first member");

@@ -461,10 +461,11 @@ impl Router {
                     .unwrap_or_default()
             }
         };
+        let dns = self.shared.dns();
         let body = if gzip {
-            Chunks::new(cached.gzip_with(&tail))
+            Chunks::new(cached.gzip_with(&[&dns, &tail]))
         } else {
-            Chunks::new(cached.plain_with(&tail))
+            Chunks::new(cached.plain_with(&[&dns, &tail]))
         };
         let mut resp = Response::new(body);
         let headers = resp.headers_mut();

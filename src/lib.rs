@@ -10,6 +10,8 @@
 //! - [`poller`]: the schedule, discovery (`ListIdentities`), batches of 100, one
 //!   rate limiter per SES operation through which every attempt passes, retries with
 //!   backoff; keeps the last good value of every identity and publishes snapshots.
+//! - [`dns`]: the dns collector: each MAIL FROM domain's MX and SPF records, looked
+//!   up directly so a broken record shows before SES fails the domain.
 //! - [`model`]: plain types for an identity's MAIL FROM state and the snapshot.
 //! - [`exposition`]: snapshot → identity exposition, pre-rendered and pre-compressed
 //!   in pieces that the next snapshot reuses where their inputs did not change.
@@ -36,6 +38,7 @@ use tracing::{info, warn};
 pub mod auth;
 pub mod build;
 pub mod config;
+pub mod dns;
 pub mod exposition;
 pub mod http;
 pub mod logging;
@@ -60,6 +63,8 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
 pub enum RunError {
     #[error("cannot set up the exporter's own metrics")]
     Telemetry(#[from] prometheus::Error),
+    #[error(transparent)]
+    Dns(#[from] dns::SetupError),
 }
 
 /// Runs the poller and the HTTP server until `shutdown` resolves, then stops both:
@@ -83,6 +88,21 @@ pub async fn run<S: SesApi>(
         rate: config.ses.rate,
         timeout: config.ses.timeout,
     };
+    let dns = match &config.dns {
+        Some(dns_settings) => {
+            let resolver = dns::HickoryDns::new(dns_settings)?;
+            shared.telemetry.enable_dns();
+            let collector = dns::Collector::new(
+                resolver,
+                ses.region(),
+                dns_settings.clone(),
+                config.poll_interval,
+                Arc::clone(&shared),
+            );
+            Some(tokio::spawn(collector.run(stop_rx.clone())))
+        }
+        None => None,
+    };
     let poller = tokio::spawn(Poller::new(ses, settings, Arc::clone(&shared)).run(stop_rx.clone()));
     let web = Arc::new(web);
     let web_watch = tokio::spawn(Arc::clone(&web).watch(Arc::clone(&shared), stop_rx.clone()));
@@ -105,6 +125,9 @@ pub async fn run<S: SesApi>(
         let _ = server.await;
         let _ = poller.await;
         let _ = web_watch.await;
+        if let Some(dns) = dns {
+            let _ = dns.await;
+        }
     };
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping)
         .await

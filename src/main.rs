@@ -92,7 +92,7 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
     info!(
         version = build::VERSION,
         revision = build::REVISION,
-        region = ses.region(),
+        region = ses_identity_exporter::ses::SesApi::region(&ses),
         identities = describe_source(&config),
         min_cycle_seconds,
         poll_interval = ?config.poll_interval,

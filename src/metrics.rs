@@ -33,6 +33,7 @@ pub struct Telemetry {
     pub identities: IntGauge,
     web_config_reload_successful: IntGauge,
     web_config_reload_timestamp: Gauge,
+    dns_lookups: IntCounterVec,
 }
 
 impl Telemetry {
@@ -81,6 +82,13 @@ impl Telemetry {
             "aws_ses_exporter_web_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful load of --web.config.file (the start-up time without one).",
         )?;
+        let dns_lookups = IntCounterVec::new(
+            Opts::new(
+                "aws_ses_exporter_dns_lookups_total",
+                "DNS lookups of MAIL FROM domains made by the dns collector, by record type and outcome (answers cached by the resolver included).",
+            ),
+            &["record", "outcome"],
+        )?;
         // The start-up load succeeded, or the exporter would not be running.
         web_config_reload_successful.set(1);
         web_config_reload_timestamp.set(unix_seconds(SystemTime::now()));
@@ -114,6 +122,7 @@ impl Telemetry {
         registry.register(Box::new(ses_requests.clone()))?;
         registry.register(Box::new(rate_limit_wait.clone()))?;
         registry.register(Box::new(identities.clone()))?;
+        registry.register(Box::new(dns_lookups.clone()))?;
         registry.register(Box::new(web_config_reload_successful.clone()))?;
         registry.register(Box::new(web_config_reload_timestamp.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -135,7 +144,23 @@ impl Telemetry {
             identities,
             web_config_reload_successful,
             web_config_reload_timestamp,
+            dns_lookups,
         })
+    }
+
+    /// Creates every dns lookup series at 0, when the dns collector runs (without
+    /// it the family stays absent).
+    pub fn enable_dns(&self) {
+        for record in crate::dns::RECORDS {
+            for outcome in crate::dns::Outcome::ALL {
+                self.dns_lookups
+                    .with_label_values(&[record, outcome.as_str()]);
+            }
+        }
+    }
+
+    pub fn count_dns_lookup(&self, record: &str, outcome: &str) {
+        self.dns_lookups.with_label_values(&[record, outcome]).inc();
     }
 
     /// Records the outcome of a web config reload.

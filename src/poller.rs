@@ -611,6 +611,15 @@ impl<S: SesApi> Poller<S> {
         let snapshot = Arc::clone(&self.records);
         let shared = Arc::clone(&self.caller.shared);
         self.rendering = Some(tokio::task::spawn_blocking(move || {
+            shared.set_mail_from_domains(
+                snapshot
+                    .iter()
+                    .filter_map(|(id, record)| match &record.observation {
+                        Observation::Present(a) => a.domain.clone().map(|d| (id.clone(), d)),
+                        _ => None,
+                    })
+                    .collect(),
+            );
             shared.publish(renderer.build(&snapshot));
             renderer
         }));
@@ -682,6 +691,10 @@ mod tests {
     }
 
     impl SesApi for Arc<Script> {
+        fn region(&self) -> &str {
+            "us-east-1"
+        }
+
         async fn mail_from_attributes(
             &self,
             identities: &[String],

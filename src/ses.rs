@@ -150,6 +150,9 @@ pub struct IdentityPage {
 /// caller's rate limiter sees every request. Implemented by [`AwsSes`] and by test
 /// doubles.
 pub trait SesApi: Send + Sync + 'static {
+    /// The region the calls go to (the dns collector checks MX records against it).
+    fn region(&self) -> &str;
+
     /// `GetIdentityMailFromDomainAttributes` for at most [`MAX_IDENTITIES_PER_CALL`]
     /// identities. Identities SES leaves out are absent from the map.
     fn mail_from_attributes(
@@ -224,10 +227,6 @@ impl AwsSes {
             region: region.to_owned(),
         }
     }
-
-    pub fn region(&self) -> &str {
-        &self.region
-    }
 }
 
 /// `timeout` bounds each HTTP attempt, connecting (name resolution included) too.
@@ -239,6 +238,10 @@ fn attempt_timeouts(timeout: Duration) -> TimeoutConfig {
 }
 
 impl SesApi for AwsSes {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
     async fn mail_from_attributes(
         &self,
         identities: &[String],

@@ -2,6 +2,7 @@
 //! exposition, readiness, and the self-metrics. Data flows one way, poller → state →
 //! scrape; a scrape only ever clones an `Arc`, so it never waits for the poller.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -20,6 +21,12 @@ pub struct Shared {
     /// reads /proc and gathers the registry, which would otherwise make a scrape's
     /// cost grow with the number of scrapers.
     tail: Mutex<TailCache>,
+    /// Identity → custom MAIL FROM domain, as of the poller's last render: what the
+    /// dns collector checks. A map of names, not the records, so it never holds the
+    /// poller's records alive (that would make the poller copy them).
+    mail_from_domains: RwLock<Arc<BTreeMap<String, String>>>,
+    /// The dns collector's families, rendered when its results change.
+    dns: RwLock<Arc<Piece>>,
 }
 
 /// The cached tail and a generation bumped by every invalidation, so a tail whose
@@ -59,6 +66,8 @@ impl Shared {
             ready: AtomicBool::new(false),
             telemetry,
             tail: Mutex::new(TailCache::default()),
+            mail_from_domains: RwLock::new(Arc::new(BTreeMap::new())),
+            dns: RwLock::new(Arc::new(Piece::default())),
         }
     }
 
@@ -124,6 +133,33 @@ impl Shared {
         // The previous body is freed here, outside the lock (or by the last scrape
         // still sending it).
         drop(old);
+    }
+
+    pub fn set_mail_from_domains(&self, domains: BTreeMap<String, String>) {
+        let mut guard = self
+            .mail_from_domains
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if **guard != domains {
+            *guard = Arc::new(domains);
+        }
+    }
+
+    pub fn mail_from_domains(&self) -> Arc<BTreeMap<String, String>> {
+        Arc::clone(
+            &self
+                .mail_from_domains
+                .read()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    pub fn publish_dns(&self, piece: Piece) {
+        *self.dns.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(piece);
+    }
+
+    pub fn dns(&self) -> Arc<Piece> {
+        Arc::clone(&self.dns.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn set_ready(&self) {

@@ -287,6 +287,7 @@ fn an_endpoint_that_does_not_resolve() {
         "5",
         "--ses.timeout",
         "1s",
+        "--no-collector.dns",
     ])
     .unwrap();
     let config = validate(flags, Some(serde_yaml::from_str(IDENTITIES).unwrap())).unwrap();

@@ -353,6 +353,20 @@ pub fn aws_env(dir: &Path, endpoint: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The dns collector would ask the system's resolvers about the test identities'
+/// MAIL FROM domains: a query leaving the machine. It is off unless a test names
+/// its own (loopback) DNS server.
+pub fn dns_off_unless_asked(args: &[&str]) -> Vec<&'static str> {
+    if args
+        .iter()
+        .any(|a| a.starts_with("--dns.nameserver") || a.starts_with("--collector.dns"))
+    {
+        Vec::new()
+    } else {
+        vec!["--no-collector.dns"]
+    }
+}
+
 impl Exporter {
     /// Starts the exporter against `endpoint` with `args`, an optional config file,
     /// and waits for its start-up log line, which carries the bound address.
@@ -373,6 +387,7 @@ impl Exporter {
             .envs(extra_env.iter().copied())
             .args(["--web.listen-address", "127.0.0.1:0"])
             .args(args)
+            .args(dns_off_unless_asked(args))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(yaml) = config_yaml {

@@ -1,0 +1,607 @@
+//! The `dns` collector: looks up each custom MAIL FROM domain's MX and SPF records
+//! itself, so a removed or edited record shows before SES's own periodic check flips
+//! the domain to Failed. The only module that touches the DNS resolver
+//! (hickory-resolver); the verdicts ([`mx_correct`], [`spf_correct`]) are pure.
+//!
+//! Lookups are spread over the poll interval (one every `interval / N`), at most
+//! `--dns.concurrency` at once, each bounded by `--dns.timeout`. Answers are cached by
+//! the resolver for their TTL, bounded to [`MIN_TTL`]..[`MAX_TTL`] (negative answers
+//! to [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]). A failed lookup (timeout, SERVFAIL) keeps the
+//! last answer: it is never turned into "record missing".
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hickory_resolver::config::{
+    NameServerConfig, NameServerConfigGroup, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::exposition::{escape, unix_millis, Piece};
+use crate::state::Shared;
+use crate::stopped;
+
+/// Answers are kept at least this long, whatever their TTL says (a TTL of 0 would
+/// otherwise send every check to the network).
+pub const MIN_TTL: Duration = Duration::from_secs(30);
+/// And at most this long, so a changed record is seen within this (plus the poll
+/// interval) even where its TTL is a day.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 60);
+pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(5 * 60);
+/// Results are rendered at most this often while lookups come in.
+const RENDER_EVERY: Duration = Duration::from_secs(2);
+/// With no MAIL FROM domain known yet (the first poll cycle has not ended), look
+/// again this soon rather than a whole interval later.
+const EMPTY_RETRY: Duration = Duration::from_secs(5);
+
+/// How a lookup ended; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The name does not exist: an answer (the record is missing).
+    NxDomain,
+    /// The name exists without this record type: an answer (the record is missing).
+    NoRecords,
+    /// The server failed: no answer; the last one stands.
+    ServFail,
+    Timeout,
+    /// Anything else (refused, network error): no answer.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::NxDomain,
+        Outcome::NoRecords,
+        Outcome::ServFail,
+        Outcome::Timeout,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NxDomain => "nxdomain",
+            Outcome::NoRecords => "no_records",
+            Outcome::ServFail => "servfail",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// Whether DNS answered: the record's presence or absence is known.
+    fn answered(self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::NxDomain | Outcome::NoRecords)
+    }
+}
+
+/// The record types looked up; the `record` label.
+pub const RECORDS: [&str; 2] = ["MX", "TXT"];
+
+/// MX and TXT lookups. [`HickoryDns`] in production; the tests use a real DNS server
+/// on loopback through it.
+pub trait Dns: Send + Sync + 'static {
+    /// The MX exchanges of `name` (host names, without the trailing dot).
+    fn mx(&self, name: &str) -> impl Future<Output = Result<Vec<String>, Outcome>> + Send;
+    /// The TXT records of `name`, each one's strings joined (as SPF reads them).
+    fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, Outcome>> + Send;
+}
+
+/// What `--collector.dns` and its flags say.
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    /// Empty: the system's resolvers (/etc/resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the DNS resolver for the dns collector (read /etc/resolv.conf): {0}; name resolvers with --dns.nameserver or switch the collector off with --no-collector.dns")]
+pub struct SetupError(#[source] ResolveError);
+
+/// [`Dns`] over hickory-resolver.
+pub struct HickoryDns {
+    resolver: TokioResolver,
+}
+
+impl HickoryDns {
+    pub fn new(settings: &DnsSettings) -> Result<HickoryDns, SetupError> {
+        let (config, mut opts) = if settings.nameservers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf().map_err(SetupError)?
+        } else {
+            let mut group = NameServerConfigGroup::new();
+            for addr in &settings.nameservers {
+                for protocol in [Protocol::Udp, Protocol::Tcp] {
+                    let mut ns = NameServerConfig::new(*addr, protocol);
+                    // Named servers are trusted to say a name does not exist.
+                    ns.trust_negative_responses = true;
+                    group.push(ns);
+                }
+            }
+            (
+                ResolverConfig::from_parts(None, vec![], group),
+                ResolverOpts::default(),
+            )
+        };
+        opts.timeout = settings.timeout;
+        // One try per server: the collector's own timeout bounds the whole lookup.
+        opts.attempts = 1;
+        opts.positive_min_ttl = Some(MIN_TTL);
+        opts.positive_max_ttl = Some(MAX_TTL);
+        opts.negative_min_ttl = Some(MIN_TTL);
+        opts.negative_max_ttl = Some(MAX_NEGATIVE_TTL);
+        // The names are absolute; no search domains from resolv.conf.
+        opts.ndots = 0;
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                .with_options(opts)
+                .build();
+        Ok(HickoryDns { resolver })
+    }
+}
+
+/// A resolver error as an outcome; only a definitive negative answer counts as one.
+fn classify(name: &str, record: &str, err: &ResolveError) -> Outcome {
+    let outcome = match err.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NXDomain => Outcome::NxDomain,
+            ResponseCode::NoError => Outcome::NoRecords,
+            ResponseCode::ServFail => Outcome::ServFail,
+            _ => Outcome::Error,
+        },
+        Some(ProtoErrorKind::Timeout) => Outcome::Timeout,
+        _ => Outcome::Error,
+    };
+    debug!(name, record, outcome = outcome.as_str(), error = %err, "DNS lookup failed");
+    outcome
+}
+
+/// Makes `name` absolute, so no search domain is tried.
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    }
+}
+
+impl Dns for HickoryDns {
+    async fn mx(&self, name: &str) -> Result<Vec<String>, Outcome> {
+        match self.resolver.mx_lookup(fqdn(name)).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|mx| mx.exchange().to_utf8().trim_end_matches('.').to_owned())
+                .collect()),
+            Err(err) => Err(classify(name, "MX", &err)),
+        }
+    }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, Outcome> {
+        match self.resolver.txt_lookup(fqdn(name)).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|txt| {
+                    // A TXT record is several strings; SPF joins them with nothing
+                    // between (RFC 7208, 3.3).
+                    txt.txt_data()
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect::<String>()
+                })
+                .collect()),
+            Err(err) => Err(classify(name, "TXT", &err)),
+        }
+    }
+}
+
+/// The MX host SES wants for a MAIL FROM domain in `region`.
+pub fn expected_mx(region: &str) -> String {
+    format!("feedback-smtp.{region}.amazonses.com")
+}
+
+/// Whether one of the MX exchanges is the region's SES feedback host (names compare
+/// case-insensitively, with or without the trailing dot).
+pub fn mx_correct(exchanges: &[String], region: &str) -> bool {
+    let want = expected_mx(region);
+    exchanges
+        .iter()
+        .any(|e| e.trim_end_matches('.').eq_ignore_ascii_case(&want))
+}
+
+/// Whether the TXT records hold exactly one SPF record (two are an error, RFC 7208
+/// 4.5) and it has the term `include:amazonses.com` with a pass qualifier.
+pub fn spf_correct(txts: &[String]) -> bool {
+    let spf: Vec<&String> = txts
+        .iter()
+        .filter(|t| {
+            let mut terms = t.split_ascii_whitespace();
+            terms
+                .next()
+                .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
+        })
+        .collect();
+    let [record] = spf.as_slice() else {
+        return false;
+    };
+    record.split_ascii_whitespace().skip(1).any(|term| {
+        let term = term.strip_prefix('+').unwrap_or(term);
+        term.eq_ignore_ascii_case("include:amazonses.com")
+    })
+}
+
+/// The last check of one identity's MAIL FROM domain.
+#[derive(Debug, Clone)]
+struct Checked {
+    domain: String,
+    /// The last answered verdicts; `None` until DNS answered once.
+    mx: Option<bool>,
+    spf: Option<bool>,
+    mx_outcome: Outcome,
+    txt_outcome: Outcome,
+    at: SystemTime,
+}
+
+/// One lookup's result, sent back to the collector.
+struct Done {
+    identity: String,
+    domain: String,
+    mx: Result<Vec<String>, Outcome>,
+    txt: Result<Vec<String>, Outcome>,
+}
+
+/// The collector task: checks the domains the poller last published, renders the
+/// results into [`Shared`] for scrapes.
+pub struct Collector<D: Dns> {
+    dns: Arc<D>,
+    region: String,
+    settings: DnsSettings,
+    interval: Duration,
+    shared: Arc<Shared>,
+    results: BTreeMap<String, Checked>,
+    dirty: bool,
+    rendered_at: Option<Instant>,
+}
+
+impl<D: Dns> Collector<D> {
+    pub fn new(
+        dns: D,
+        region: &str,
+        settings: DnsSettings,
+        interval: Duration,
+        shared: Arc<Shared>,
+    ) -> Collector<D> {
+        Collector {
+            dns: Arc::new(dns),
+            region: region.to_owned(),
+            settings,
+            interval,
+            shared,
+            results: BTreeMap::new(),
+            dirty: false,
+            rendered_at: None,
+        }
+    }
+
+    /// Checks every MAIL FROM domain once per interval, spread over it, until
+    /// `shutdown`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        info!(
+            expected_mx = %expected_mx(&self.region),
+            nameservers = ?self.settings.nameservers,
+            "dns collector started"
+        );
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        loop {
+            let start = Instant::now();
+            let domains = self.shared.mail_from_domains();
+            // Identities that went (or lost their MAIL FROM domain) lose their series.
+            let before = self.results.len();
+            self.results
+                .retain(|id, c| domains.get(id).is_some_and(|d| *d == c.domain));
+            self.dirty |= self.results.len() != before;
+            let spacing = self.interval / u32::try_from(domains.len().max(1)).unwrap_or(u32::MAX);
+            let mut running = JoinSet::new();
+            for (i, (identity, domain)) in domains.iter().enumerate() {
+                let at = start + spacing * u32::try_from(i).unwrap_or(u32::MAX);
+                // Wait for this lookup's moment, taking in finished ones meanwhile.
+                loop {
+                    tokio::select! {
+                        () = stopped(&mut shutdown) => return,
+                        () = tokio::time::sleep_until(at) => break,
+                        Some(done) = running.join_next(), if !running.is_empty() => {
+                            if let Ok(done) = done {
+                                self.apply(done);
+                            }
+                        }
+                    }
+                }
+                let permit = tokio::select! {
+                    () = stopped(&mut shutdown) => return,
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                };
+                let dns = Arc::clone(&self.dns);
+                let timeout = self.settings.timeout;
+                let (identity, domain) = (identity.clone(), domain.clone());
+                running.spawn(async move {
+                    let (mx, txt) = tokio::join!(
+                        bounded(timeout, dns.mx(&domain)),
+                        bounded(timeout, dns.txt(&domain))
+                    );
+                    drop(permit);
+                    Done {
+                        identity,
+                        domain,
+                        mx,
+                        txt,
+                    }
+                });
+                self.render_if_due(false);
+            }
+            loop {
+                tokio::select! {
+                    () = stopped(&mut shutdown) => return,
+                    done = running.join_next() => match done {
+                        Some(Ok(done)) => self.apply(done),
+                        Some(Err(_)) => {}
+                        None => break,
+                    },
+                }
+            }
+            self.render_if_due(true);
+            let next = start
+                + if domains.is_empty() {
+                    EMPTY_RETRY.min(self.interval)
+                } else {
+                    self.interval
+                };
+            tokio::select! {
+                () = stopped(&mut shutdown) => return,
+                () = tokio::time::sleep_until(next) => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, done: Done) {
+        let telemetry = &self.shared.telemetry;
+        let mx_outcome = done.mx.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
+        let txt_outcome = done.txt.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
+        telemetry.count_dns_lookup("MX", mx_outcome.as_str());
+        telemetry.count_dns_lookup("TXT", txt_outcome.as_str());
+        // Only an answer changes a verdict; a failure keeps the last one.
+        let mx = match &done.mx {
+            Ok(exchanges) => Some(mx_correct(exchanges, &self.region)),
+            Err(o) if o.answered() => Some(false),
+            Err(_) => None,
+        };
+        let spf = match &done.txt {
+            Ok(txts) => Some(spf_correct(txts)),
+            Err(o) if o.answered() => Some(false),
+            Err(_) => None,
+        };
+        let entry = self
+            .results
+            .entry(done.identity.clone())
+            .or_insert_with(|| Checked {
+                domain: done.domain.clone(),
+                mx: None,
+                spf: None,
+                mx_outcome,
+                txt_outcome,
+                at: SystemTime::now(),
+            });
+        if entry.domain != done.domain {
+            // Another MAIL FROM domain: the old verdicts say nothing about it.
+            *entry = Checked {
+                domain: done.domain.clone(),
+                mx: None,
+                spf: None,
+                mx_outcome,
+                txt_outcome,
+                at: SystemTime::now(),
+            };
+        }
+        if let (Some(before), Some(now)) = (entry.mx, mx) {
+            if before && !now {
+                warn!(
+                    identity = %done.identity,
+                    mail_from_domain = %done.domain,
+                    expected = %expected_mx(&self.region),
+                    "the MAIL FROM domain's MX record no longer points at SES: SES will fail it at its next check"
+                );
+            } else if !before && now {
+                info!(identity = %done.identity, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
+            }
+        }
+        entry.mx = mx.or(entry.mx);
+        entry.spf = spf.or(entry.spf);
+        entry.mx_outcome = mx_outcome;
+        entry.txt_outcome = txt_outcome;
+        entry.at = SystemTime::now();
+        self.dirty = true;
+    }
+
+    /// Renders the results when they changed, at most every [`RENDER_EVERY`] unless
+    /// `now` (the end of a round).
+    fn render_if_due(&mut self, now: bool) {
+        if !self.dirty {
+            return;
+        }
+        if !now && self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {
+            return;
+        }
+        let text = render(&self.results);
+        self.shared
+            .publish_dns(Piece::new(&text, flate2::Compression::fast()));
+        self.dirty = false;
+        self.rendered_at = Some(Instant::now());
+    }
+}
+
+/// A lookup that has not answered within `timeout` is a timeout.
+async fn bounded(
+    timeout: Duration,
+    lookup: impl Future<Output = Result<Vec<String>, Outcome>>,
+) -> Result<Vec<String>, Outcome> {
+    tokio::time::timeout(timeout, lookup)
+        .await
+        .unwrap_or(Err(Outcome::Timeout))
+}
+
+/// The dns collector's families, for the identities checked so far.
+fn render(results: &BTreeMap<String, Checked>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
+        let mut body = String::new();
+        lines(&mut body);
+        if !body.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            out.push_str(&body);
+        }
+    };
+    let id = |out: &mut String, name: &str, identity: &str| {
+        out.push_str(name);
+        out.push_str("{identity=\"");
+        escape(out, identity);
+        out.push('"');
+    };
+    family(
+        "aws_ses_identity_mail_from_mx_correct",
+        "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
+        &mut |out| {
+            for (identity, c) in results {
+                if let Some(ok) = c.mx {
+                    id(out, "aws_ses_identity_mail_from_mx_correct", identity);
+                    let _ = writeln!(out, "}} {}", u8::from(ok));
+                }
+            }
+        },
+    );
+    family(
+        "aws_ses_identity_mail_from_spf_correct",
+        "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
+        &mut |out| {
+            for (identity, c) in results {
+                if let Some(ok) = c.spf {
+                    id(out, "aws_ses_identity_mail_from_spf_correct", identity);
+                    let _ = writeln!(out, "}} {}", u8::from(ok));
+                }
+            }
+        },
+    );
+    family(
+        "aws_ses_identity_mail_from_dns_lookup",
+        "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error.",
+        &mut |out| {
+            for (identity, c) in results {
+                for (record, outcome) in [("MX", c.mx_outcome), ("TXT", c.txt_outcome)] {
+                    id(out, "aws_ses_identity_mail_from_dns_lookup", identity);
+                    let _ = writeln!(out, ",record=\"{record}\",outcome=\"{}\"}} 1", outcome.as_str());
+                }
+            }
+        },
+    );
+    family(
+        "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
+        "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min).",
+        &mut |out| {
+            for (identity, c) in results {
+                id(out, "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", identity);
+                let _ = writeln!(out, "}} {}", unix_millis(c.at) as f64 / 1000.0);
+            }
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn mx_must_name_the_regions_feedback_host() {
+        assert!(mx_correct(
+            &s(&["feedback-smtp.us-east-1.amazonses.com"]),
+            "us-east-1"
+        ));
+        assert!(mx_correct(
+            &s(&["mx.example.com", "FEEDBACK-SMTP.us-east-1.amazonses.com."]),
+            "us-east-1"
+        ));
+        assert!(!mx_correct(
+            &s(&["feedback-smtp.eu-west-1.amazonses.com"]),
+            "us-east-1"
+        ));
+        assert!(!mx_correct(
+            &s(&["feedback-smtp.us-east-1.amazonses.com.evil.example"]),
+            "us-east-1"
+        ));
+        assert!(!mx_correct(&[], "us-east-1"));
+    }
+
+    #[test]
+    fn spf_needs_one_record_including_amazonses_with_pass() {
+        assert!(spf_correct(&s(&["v=spf1 include:amazonses.com ~all"])));
+        assert!(spf_correct(&s(&[
+            "google-site-verification=x",
+            "V=SPF1 +include:AmazonSES.com -all"
+        ])));
+        assert!(!spf_correct(&s(&["v=spf1 include:_spf.google.com ~all"])));
+        assert!(!spf_correct(&s(&["v=spf1 -include:amazonses.com ~all"])));
+        assert!(!spf_correct(&s(&[
+            "v=spf1 include:amazonses.com.evil ~all"
+        ])));
+        assert!(!spf_correct(&s(&["v=spf10 include:amazonses.com"])));
+        // Two SPF records are a permanent error: SPF fails for everyone.
+        assert!(!spf_correct(&s(&[
+            "v=spf1 include:amazonses.com ~all",
+            "v=spf1 -all"
+        ])));
+        assert!(!spf_correct(&[]));
+    }
+
+    #[test]
+    fn a_failed_lookup_keeps_the_last_answer_and_never_invents_one() {
+        let mut results = BTreeMap::new();
+        results.insert(
+            "a.example.com".to_owned(),
+            Checked {
+                domain: "bounce.a.example.com".into(),
+                mx: None,
+                spf: None,
+                mx_outcome: Outcome::Timeout,
+                txt_outcome: Outcome::ServFail,
+                at: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+            },
+        );
+        let text = render(&results);
+        assert!(
+            !text.contains("mx_correct{"),
+            "no verdict without an answer:\n{text}"
+        );
+        assert!(text.contains(
+            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
+        ));
+        assert!(text.contains("last_check_timestamp_seconds{identity=\"a.example.com\"} 5\n"));
+    }
+}

@@ -1,0 +1,274 @@
+//! The dns collector against a real authoritative DNS server on loopback (Python's
+//! dnslib, tests/dns/server.py) serving right, wrong, missing, failing and slow
+//! answers for the SES double's demo identities. No query leaves the machine: the
+//! exporter is given only that server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{manifest_dir, wait_for, Double, Exporter, Metrics, Proc};
+
+const MX_OK: &str = "10 feedback-smtp.us-east-1.amazonses.com";
+const SPF_OK: &str = "v=spf1 include:amazonses.com ~all";
+
+/// The DNS server, with its zones file (rewritten to change answers).
+pub struct DnsServer {
+    _proc: Proc,
+    pub port: u16,
+    pub zones: PathBuf,
+}
+
+impl DnsServer {
+    pub fn start(dir: &Path, zones: &serde_json::Value) -> DnsServer {
+        let path = dir.join("zones.json");
+        std::fs::write(&path, zones.to_string()).unwrap();
+        let python = manifest_dir().join(".venv/bin/python");
+        let mut child = Command::new(&python)
+            .arg(manifest_dir().join("tests/dns/server.py"))
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python in .venv (make venv installs dnslib)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("DNS server did not start: {line:?}"));
+        DnsServer {
+            _proc: Proc {
+                child,
+                log: Default::default(),
+            },
+            port,
+            zones: path,
+        }
+    }
+
+    pub fn set(&self, zones: &serde_json::Value) {
+        // Written whole, then renamed: the server never reads half a file.
+        let tmp = self.zones.with_extension("tmp");
+        std::fs::write(&tmp, zones.to_string()).unwrap();
+        std::fs::rename(&tmp, &self.zones).unwrap();
+    }
+
+    /// Every query so far: (arrival, end, name, type).
+    pub fn queries(&self) -> Vec<(f64, f64, String, String)> {
+        let log =
+            std::fs::read_to_string(self.zones.with_extension("json.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["t"].as_f64().unwrap_or(0.0),
+                    v["end"].as_f64().unwrap_or(0.0),
+                    v["name"].as_str().unwrap_or("").to_owned(),
+                    v["type"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn zones() -> serde_json::Value {
+    serde_json::json!({
+        "bounce.success-reject.example.com": {"MX": [MX_OK], "TXT": [SPF_OK]},
+        // Another region's host; an SPF record without SES.
+        "bounce.success-default.example.com": {
+            "MX": ["10 feedback-smtp.eu-west-1.amazonses.com"],
+            "TXT": ["v=spf1 include:_spf.google.com ~all"]
+        },
+        // bounce.failed-reject.example.com: absent, NXDOMAIN.
+        // Exists, with neither MX nor TXT.
+        "bounce.failed-default.example.com": {},
+        "bounce.pending-reject.example.com": {"servfail": true},
+        "bounce.pending-default.example.com": {"delay_ms": 3000, "MX": [MX_OK], "TXT": [SPF_OK]},
+        // Two SPF records: an SPF error for every receiver.
+        "bounce.temporaryfailure-reject.example.com": {
+            "MX": [MX_OK], "TXT": [SPF_OK, "v=spf1 -all"]
+        },
+        "bounce.temporaryfailure-default.example.com": {
+            "MX": ["20 mx.example.net", MX_OK],
+            "TXT": ["some-verification=abc", "v=spf1 ip4:192.0.2.1 include:amazonses.com -all"]
+        },
+    })
+}
+
+fn lookup(m: &Metrics, identity: &str, record: &str, outcome: &str) -> Option<f64> {
+    m.get(&format!(
+        "aws_ses_identity_mail_from_dns_lookup{{identity=\"{identity}\",record=\"{record}\",outcome=\"{outcome}\"}}"
+    ))
+}
+
+fn verdict(m: &Metrics, family: &str, identity: &str) -> Option<f64> {
+    m.identity(
+        &format!("aws_ses_identity_mail_from_{family}_correct"),
+        identity,
+    )
+}
+
+#[test]
+fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(dir.path(), &zones());
+    let double = Double::start(&["--seed", "demo"]);
+    let ns = format!("127.0.0.1:{}", dns.port);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &[
+            "--poll.interval",
+            "4s",
+            "--dns.nameserver",
+            &ns,
+            "--dns.timeout",
+            "1s",
+            "--dns.concurrency",
+            "2",
+        ],
+    );
+    let m = exporter.wait_metrics("a DNS round", |m| {
+        lookup(m, "pending-default.example.com", "MX", "timeout") == Some(1.0)
+            && verdict(m, "mx", "temporaryfailure-default.example.com").is_some()
+    });
+    let expect = |id: &str, mx: Option<f64>, spf: Option<f64>, outcome: &str| {
+        assert_eq!(verdict(&m, "mx", id), mx, "{id} mx\n{}", m.text);
+        assert_eq!(verdict(&m, "spf", id), spf, "{id} spf");
+        assert_eq!(lookup(&m, id, "MX", outcome), Some(1.0), "{id} MX outcome");
+    };
+    expect("success-reject.example.com", Some(1.0), Some(1.0), "ok");
+    expect("success-default.example.com", Some(0.0), Some(0.0), "ok");
+    expect(
+        "failed-reject.example.com",
+        Some(0.0),
+        Some(0.0),
+        "nxdomain",
+    );
+    expect(
+        "failed-default.example.com",
+        Some(0.0),
+        Some(0.0),
+        "no_records",
+    );
+    // No answer: no verdict at all, only the outcome.
+    expect("pending-reject.example.com", None, None, "servfail");
+    expect("pending-default.example.com", None, None, "timeout");
+    expect(
+        "temporaryfailure-reject.example.com",
+        Some(1.0),
+        Some(0.0),
+        "ok",
+    );
+    expect(
+        "temporaryfailure-default.example.com",
+        Some(1.0),
+        Some(1.0),
+        "ok",
+    );
+    // Identities without a custom MAIL FROM domain are not looked up.
+    assert_eq!(verdict(&m, "mx", "no-mail-from.example.com"), None);
+    assert!(m
+        .get("aws_ses_exporter_dns_lookups_total{outcome=\"nxdomain\",record=\"MX\"}")
+        .is_some_and(|v| v >= 1.0));
+    let checked = m
+        .identity(
+            "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
+            "success-reject.example.com",
+        )
+        .expect("last check time");
+    assert!(checked > 1.7e9);
+
+    // Spread, not a burst: 8 domains in a 4 s interval are asked about 0.5 s apart;
+    // and never more than 2 domains (4 queries) in flight.
+    // (The server logs a query once answered: the slow one 3 s late.)
+    let (queries, firsts) = wait_for(
+        Duration::from_secs(15),
+        "8 domains in the query log",
+        || {
+            let queries = dns.queries();
+            let mut firsts: Vec<f64> = Vec::new();
+            for (t, _, name, kind) in &queries {
+                let earlier =
+                    |(u, _, n, k): &(f64, f64, String, String)| n == name && k == "MX" && u < t;
+                if kind == "MX" && !queries.iter().any(earlier) {
+                    firsts.push(*t);
+                }
+            }
+            (firsts.len() == 8).then_some((queries, firsts))
+        },
+    );
+    let span = firsts.iter().cloned().fold(f64::MIN, f64::max)
+        - firsts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(span >= 2.0, "first lookups within {span:.2} s: a burst");
+    let in_flight = queries
+        .iter()
+        .map(|(t, _, _, _)| {
+            queries
+                .iter()
+                .filter(|(u, e, _, _)| u <= t && e > t)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        in_flight <= 4,
+        "{in_flight} queries at once with --dns.concurrency 2"
+    );
+
+    // The records change: success-reject loses its MX (SES still says Success: the
+    // case the alert is for); temporaryfailure-default's server turns slow. Answers
+    // are cached for at least 30 s, so this takes up to a minute.
+    let mut changed = zones();
+    changed["bounce.success-reject.example.com"] = serde_json::json!({"TXT": [SPF_OK]});
+    changed["bounce.temporaryfailure-default.example.com"]["delay_ms"] = serde_json::json!(3000);
+    dns.set(&changed);
+    let m = wait_for(Duration::from_secs(90), "the changes to show", || {
+        let m = Metrics::parse(&exporter.metrics());
+        (verdict(&m, "mx", "success-reject.example.com") == Some(0.0)
+            && lookup(&m, "temporaryfailure-default.example.com", "MX", "timeout") == Some(1.0))
+        .then_some(m)
+    });
+    assert_eq!(
+        lookup(&m, "success-reject.example.com", "MX", "no_records"),
+        Some(1.0)
+    );
+    assert_eq!(verdict(&m, "spf", "success-reject.example.com"), Some(1.0));
+    // The slow server's last answers stand: a timeout is not "record missing".
+    assert_eq!(
+        verdict(&m, "mx", "temporaryfailure-default.example.com"),
+        Some(1.0)
+    );
+    assert_eq!(
+        verdict(&m, "spf", "temporaryfailure-default.example.com"),
+        Some(1.0)
+    );
+    let log = exporter.proc.log();
+    assert!(
+        log.contains("no longer points at SES") && log.contains("success-reject.example.com"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_collector_can_be_switched_off_and_takes_ip_addresses_only() {
+    let double = Double::start(&["--seed", "demo"]);
+    let exporter = Exporter::start(&double.url(), None, &["--poll.interval", "1h"]);
+    exporter.wait_ready();
+    let text = exporter.metrics();
+    assert!(!text.contains("aws_ses_identity_mail_from_mx_correct"));
+    assert!(!text.contains("aws_ses_exporter_dns_lookups_total"));
+    let out = Command::new(common::EXPORTER)
+        .env_clear()
+        .args(["--config.check", "--dns.nameserver", "dns.google"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dns.nameserver"));
+}
