@@ -5,77 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{manifest_dir, wait_for, Double, Exporter, Metrics, Proc};
+use common::dns::DnsServer;
+use common::{wait_for, Double, Exporter, Metrics};
 
 const MX_OK: &str = "10 feedback-smtp.us-east-1.amazonses.com";
 const SPF_OK: &str = "v=spf1 include:amazonses.com ~all";
-
-/// The DNS server, with its zones file (rewritten to change answers).
-pub struct DnsServer {
-    _proc: Proc,
-    pub port: u16,
-    pub zones: PathBuf,
-}
-
-impl DnsServer {
-    pub fn start(dir: &Path, zones: &serde_json::Value) -> DnsServer {
-        let path = dir.join("zones.json");
-        std::fs::write(&path, zones.to_string()).unwrap();
-        let python = manifest_dir().join(".venv/bin/python");
-        let mut child = Command::new(&python)
-            .arg(manifest_dir().join("tests/dns/server.py"))
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python in .venv (make venv installs dnslib)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("DNS server did not start: {line:?}"));
-        DnsServer {
-            _proc: Proc {
-                child,
-                log: Default::default(),
-            },
-            port,
-            zones: path,
-        }
-    }
-
-    pub fn set(&self, zones: &serde_json::Value) {
-        // Written whole, then renamed: the server never reads half a file.
-        let tmp = self.zones.with_extension("tmp");
-        std::fs::write(&tmp, zones.to_string()).unwrap();
-        std::fs::rename(&tmp, &self.zones).unwrap();
-    }
-
-    /// Every query so far: (arrival, end, name, type).
-    pub fn queries(&self) -> Vec<(f64, f64, String, String)> {
-        let log =
-            std::fs::read_to_string(self.zones.with_extension("json.log")).unwrap_or_default();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| {
-                (
-                    v["t"].as_f64().unwrap_or(0.0),
-                    v["end"].as_f64().unwrap_or(0.0),
-                    v["name"].as_str().unwrap_or("").to_owned(),
-                    v["type"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
-    }
-}
 
 fn zones() -> serde_json::Value {
     serde_json::json!({
@@ -172,6 +109,7 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
         Some(1.0),
         "ok",
     );
+    promtool_check(&m.text);
     // Identities without a custom MAIL FROM domain are not looked up.
     assert_eq!(verdict(&m, "mx", "no-mail-from.example.com"), None);
     assert!(m
@@ -271,4 +209,32 @@ fn the_collector_can_be_switched_off_and_takes_ip_addresses_only() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dns.nameserver"));
+}
+
+/// The scrape with the dns collector's families passes `promtool check metrics`.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (make test installs Debian's prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
 }

@@ -18,6 +18,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::dns::DnsServer;
 use common::pki::Pki;
 use common::{free_port, http, manifest_dir, wait_for, Double, Exporter, Proc};
 
@@ -173,10 +174,40 @@ fn dashboard_queries() -> Vec<String> {
 #[test]
 fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
     let double = Double::start(&["--rate", "10"]);
+    // DNS for every demo MAIL FROM domain: right, except success-reject's MX, which
+    // points at another region while SES still says Success.
+    let dns_dir = tempfile::tempdir().unwrap();
+    let mut zones = serde_json::Map::new();
+    for status in ["success", "pending", "failed", "temporaryfailure"] {
+        for behavior in ["default", "reject"] {
+            zones.insert(
+                format!("bounce.{status}-{behavior}.example.com"),
+                serde_json::json!({
+                    "MX": ["10 feedback-smtp.us-east-1.amazonses.com"],
+                    "TXT": ["v=spf1 include:amazonses.com ~all"]
+                }),
+            );
+        }
+    }
+    zones.insert(
+        "bounce.success-reject.example.com".into(),
+        serde_json::json!({
+            "MX": ["10 feedback-smtp.eu-west-1.amazonses.com"],
+            "TXT": ["v=spf1 include:amazonses.com ~all"]
+        }),
+    );
+    let dns = DnsServer::start(dns_dir.path(), &serde_json::Value::Object(zones));
     let exporter = Exporter::start(
         &double.url(),
         None,
-        &["--ses.rate", "10", "--poll.interval", "5s"],
+        &[
+            "--ses.rate",
+            "10",
+            "--poll.interval",
+            "5s",
+            "--dns.nameserver",
+            &format!("127.0.0.1:{}", dns.port),
+        ],
     );
     exporter.wait_ready();
     let prom = Prometheus::start(&exporter.addr.to_string());
@@ -197,7 +228,7 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
 
     let alerts = wait_for(
         Duration::from_secs(90),
-        "both Failed alerts to fire",
+        "both Failed alerts and the MX alert to fire",
         || {
             let a = prom.firing();
             let names: Vec<&str> = a
@@ -205,7 +236,8 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
                 .filter_map(|x| x["labels"]["alertname"].as_str())
                 .collect();
             (names.contains(&"SesMailFromFailedRejectingMail")
-                && names.contains(&"SesMailFromFailed"))
+                && names.contains(&"SesMailFromFailed")
+                && names.contains(&"SesMailFromMxWrongRejectingMail"))
             .then_some(a)
         },
     );
@@ -241,9 +273,23 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
             "bounce.failed-default.example.com".into()
         )]
     );
-    // No alert of any kind for a healthy identity, and no exporter alert.
+    // The DNS check sees what SES does not yet: success-reject's MX is wrong.
+    assert_eq!(
+        of("SesMailFromMxWrongRejectingMail"),
+        vec![(
+            "success-reject.example.com".into(),
+            "critical".into(),
+            "bounce.success-reject.example.com".into()
+        )]
+    );
+    assert!(of("SesMailFromMxWrong").is_empty());
+    assert!(of("SesMailFromSpfMissing").is_empty());
+    // No other alert for a healthy identity, and no exporter alert.
     for a in &alerts {
         let id = a["labels"]["identity"].as_str().unwrap_or("");
+        if a["labels"]["alertname"] == "SesMailFromMxWrongRejectingMail" {
+            continue;
+        }
         assert!(
             !id.starts_with("success-")
                 && id != "no-mail-from.example.com"

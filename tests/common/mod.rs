@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod dns;
 pub mod pki;
 
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
