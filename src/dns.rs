@@ -40,8 +40,9 @@ pub const MIN_TTL: Duration = Duration::from_secs(30);
 /// interval) even where its TTL is a day.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 60);
 pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(5 * 60);
-/// Results are rendered at most this often while lookups come in.
-const RENDER_EVERY: Duration = Duration::from_secs(2);
+/// Results are rendered at most this often while lookups come in (a render of
+/// 10,000 identities is a few MB of text).
+const RENDER_EVERY: Duration = Duration::from_secs(5);
 /// With no MAIL FROM domain known yet (the first poll cycle has not ended), look
 /// again this soon rather than a whole interval later.
 const EMPTY_RETRY: Duration = Duration::from_secs(5);
@@ -274,6 +275,9 @@ pub struct Collector<D: Dns> {
     results: BTreeMap<String, Checked>,
     dirty: bool,
     rendered_at: Option<Instant>,
+    /// The render in progress, on the blocking pool: one at a time, so an older
+    /// render can never be published after a newer one.
+    rendering: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl<D: Dns> Collector<D> {
@@ -293,6 +297,7 @@ impl<D: Dns> Collector<D> {
             results: BTreeMap::new(),
             dirty: false,
             rendered_at: None,
+            rendering: None,
         }
     }
 
@@ -352,7 +357,7 @@ impl<D: Dns> Collector<D> {
                         txt,
                     }
                 });
-                self.render_if_due(false);
+                self.render_if_due(false).await;
             }
             loop {
                 tokio::select! {
@@ -364,7 +369,7 @@ impl<D: Dns> Collector<D> {
                     },
                 }
             }
-            self.render_if_due(true);
+            self.render_if_due(true).await;
             let next = start
                 + if domains.is_empty() {
                     EMPTY_RETRY.min(self.interval)
@@ -438,17 +443,31 @@ impl<D: Dns> Collector<D> {
     }
 
     /// Renders the results when they changed, at most every [`RENDER_EVERY`] unless
-    /// `now` (the end of a round).
-    fn render_if_due(&mut self, now: bool) {
+    /// `now` (the end of a round), off the async threads.
+    async fn render_if_due(&mut self, now: bool) {
         if !self.dirty {
             return;
         }
         if !now && self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {
             return;
         }
-        let text = render(&self.results);
-        self.shared
-            .publish_dns(Piece::new(&text, flate2::Compression::fast()));
+        match self.rendering.take() {
+            // Still busy: try again later, unless this is the end of a round.
+            Some(busy) if !now && !busy.is_finished() => {
+                self.rendering = Some(busy);
+                return;
+            }
+            Some(busy) => {
+                let _ = busy.await;
+            }
+            None => {}
+        }
+        let results = self.results.clone();
+        let shared = Arc::clone(&self.shared);
+        self.rendering = Some(tokio::task::spawn_blocking(move || {
+            let text = render(&results);
+            shared.publish_dns(Piece::new(&text, flate2::Compression::fast()));
+        }));
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
     }
