@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -275,9 +276,11 @@ pub struct Collector<D: Dns> {
     results: BTreeMap<String, Checked>,
     dirty: bool,
     rendered_at: Option<Instant>,
+    /// Keeps the pieces of the last render, to reuse the unchanged ones.
+    renderer: Option<Renderer>,
     /// The render in progress, on the blocking pool: one at a time, so an older
     /// render can never be published after a newer one.
-    rendering: Option<tokio::task::JoinHandle<()>>,
+    rendering: Option<tokio::task::JoinHandle<Renderer>>,
 }
 
 impl<D: Dns> Collector<D> {
@@ -297,6 +300,7 @@ impl<D: Dns> Collector<D> {
             results: BTreeMap::new(),
             dirty: false,
             rendered_at: None,
+            renderer: None,
             rendering: None,
         }
     }
@@ -451,22 +455,21 @@ impl<D: Dns> Collector<D> {
         if !now && self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {
             return;
         }
-        match self.rendering.take() {
+        let mut renderer = match self.rendering.take() {
             // Still busy: try again later, unless this is the end of a round.
             Some(busy) if !now && !busy.is_finished() => {
                 self.rendering = Some(busy);
                 return;
             }
-            Some(busy) => {
-                let _ = busy.await;
-            }
-            None => {}
-        }
+            // A render that failed leaves nothing to reuse: the next one is whole.
+            Some(busy) => busy.await.unwrap_or_default(),
+            None => self.renderer.take().unwrap_or_default(),
+        };
         let results = self.results.clone();
         let shared = Arc::clone(&self.shared);
         self.rendering = Some(tokio::task::spawn_blocking(move || {
-            let text = render(&results);
-            shared.publish_dns(Piece::new(&text, flate2::Compression::fast()));
+            shared.publish_dns(renderer.render(&results));
+            renderer
         }));
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
@@ -483,70 +486,136 @@ async fn bounded(
         .unwrap_or(Err(Outcome::Timeout))
 }
 
-/// The dns collector's families, for the identities checked so far.
-fn render(results: &BTreeMap<String, Checked>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
-        let mut body = String::new();
-        lines(&mut body);
-        if !body.is_empty() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            out.push_str(&body);
+/// Identities per rendered piece. Lookups go in name order and pieces hold runs of
+/// names, so the results of one render window fall in a few pieces: only those are
+/// rendered again, the rest are shared with the body being served.
+const CHUNK: usize = 128;
+
+/// One family of the dns collector: its header and how an identity's lines read.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    /// Writes the identity's lines (none if it has no value for this family).
+    lines: fn(&mut String, &str, &Checked),
+    /// Feeds exactly what `lines` reads, for the piece's fingerprint.
+    inputs: fn(&mut DefaultHasher, &Checked),
+}
+
+fn series(out: &mut String, name: &str, identity: &str) {
+    out.push_str(name);
+    out.push_str("{identity=\"");
+    escape(out, identity);
+    out.push('"');
+}
+
+const FAMILIES: [Family; 4] = [
+    Family {
+        name: "aws_ses_identity_mail_from_mx_correct",
+        help: "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
+        lines: |out, identity, c| {
+            if let Some(ok) = c.mx {
+                series(out, "aws_ses_identity_mail_from_mx_correct", identity);
+                let _ = writeln!(out, "}} {}", u8::from(ok));
+            }
+        },
+        inputs: |h, c| c.mx.hash(h),
+    },
+    Family {
+        name: "aws_ses_identity_mail_from_spf_correct",
+        help: "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
+        lines: |out, identity, c| {
+            if let Some(ok) = c.spf {
+                series(out, "aws_ses_identity_mail_from_spf_correct", identity);
+                let _ = writeln!(out, "}} {}", u8::from(ok));
+            }
+        },
+        inputs: |h, c| c.spf.hash(h),
+    },
+    Family {
+        name: "aws_ses_identity_mail_from_dns_lookup",
+        help: "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error.",
+        lines: |out, identity, c| {
+            for (record, outcome) in [("MX", c.mx_outcome), ("TXT", c.txt_outcome)] {
+                series(out, "aws_ses_identity_mail_from_dns_lookup", identity);
+                let _ = writeln!(out, ",record=\"{record}\",outcome=\"{}\"}} 1", outcome.as_str());
+            }
+        },
+        inputs: |h, c| (c.mx_outcome.as_str(), c.txt_outcome.as_str()).hash(h),
+    },
+    Family {
+        name: "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
+        help: "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min).",
+        lines: |out, identity, c| {
+            series(out, "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", identity);
+            let _ = writeln!(out, "}} {}", unix_millis(c.at) as f64 / 1000.0);
+        },
+        inputs: |h, c| unix_millis(c.at).hash(h),
+    },
+];
+
+/// Renders the dns families as pieces, keeping each piece with a fingerprint of its
+/// inputs so the next render reuses the unchanged ones.
+#[derive(Default)]
+pub struct Renderer {
+    /// Per family, per chunk of names: (fingerprint, piece).
+    pieces: Vec<Vec<(u64, Arc<Piece>)>>,
+    headers: Vec<Arc<Piece>>,
+}
+
+impl Renderer {
+    fn render(&mut self, results: &BTreeMap<String, Checked>) -> Vec<Arc<Piece>> {
+        if self.headers.is_empty() {
+            self.headers = FAMILIES
+                .iter()
+                .map(|f| {
+                    let text = format!("# HELP {} {}\n# TYPE {} gauge\n", f.name, f.help, f.name);
+                    Arc::new(Piece::new(&text, flate2::Compression::fast()))
+                })
+                .collect();
         }
-    };
-    let id = |out: &mut String, name: &str, identity: &str| {
-        out.push_str(name);
-        out.push_str("{identity=\"");
-        escape(out, identity);
-        out.push('"');
-    };
-    family(
-        "aws_ses_identity_mail_from_mx_correct",
-        "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
-        &mut |out| {
-            for (identity, c) in results {
-                if let Some(ok) = c.mx {
-                    id(out, "aws_ses_identity_mail_from_mx_correct", identity);
-                    let _ = writeln!(out, "}} {}", u8::from(ok));
+        self.pieces.resize_with(FAMILIES.len(), Vec::new);
+        let entries: Vec<(&String, &Checked)> = results.iter().collect();
+        let mut out = Vec::new();
+        for (f, family) in FAMILIES.iter().enumerate() {
+            let before = std::mem::take(&mut self.pieces[f]);
+            let mut now = Vec::with_capacity(entries.len().div_ceil(CHUNK));
+            for (i, chunk) in entries.chunks(CHUNK).enumerate() {
+                let mut h = DefaultHasher::new();
+                for (identity, checked) in chunk {
+                    identity.hash(&mut h);
+                    (family.inputs)(&mut h, checked);
                 }
+                let fingerprint = h.finish();
+                let piece = match before.get(i) {
+                    Some((fp, piece)) if *fp == fingerprint => Arc::clone(piece),
+                    _ => {
+                        let mut text = String::with_capacity(chunk.len() * 128);
+                        for (identity, checked) in chunk {
+                            (family.lines)(&mut text, identity, checked);
+                        }
+                        Arc::new(Piece::new(&text, flate2::Compression::fast()))
+                    }
+                };
+                now.push((fingerprint, piece));
             }
-        },
-    );
-    family(
-        "aws_ses_identity_mail_from_spf_correct",
-        "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
-        &mut |out| {
-            for (identity, c) in results {
-                if let Some(ok) = c.spf {
-                    id(out, "aws_ses_identity_mail_from_spf_correct", identity);
-                    let _ = writeln!(out, "}} {}", u8::from(ok));
-                }
+            if now.iter().any(|(_, p)| !p.plain.is_empty()) {
+                out.push(Arc::clone(&self.headers[f]));
+                out.extend(now.iter().map(|(_, p)| Arc::clone(p)));
             }
-        },
-    );
-    family(
-        "aws_ses_identity_mail_from_dns_lookup",
-        "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error.",
-        &mut |out| {
-            for (identity, c) in results {
-                for (record, outcome) in [("MX", c.mx_outcome), ("TXT", c.txt_outcome)] {
-                    id(out, "aws_ses_identity_mail_from_dns_lookup", identity);
-                    let _ = writeln!(out, ",record=\"{record}\",outcome=\"{}\"}} 1", outcome.as_str());
-                }
-            }
-        },
-    );
-    family(
-        "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
-        "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min).",
-        &mut |out| {
-            for (identity, c) in results {
-                id(out, "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", identity);
-                let _ = writeln!(out, "}} {}", unix_millis(c.at) as f64 / 1000.0);
-            }
-        },
-    );
-    out
+            self.pieces[f] = now;
+        }
+        out
+    }
+}
+
+/// The dns collector's families as text (tests).
+#[cfg(test)]
+fn render(results: &BTreeMap<String, Checked>) -> String {
+    Renderer::default()
+        .render(results)
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.plain).into_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -622,5 +691,40 @@ mod tests {
             "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
         ));
         assert!(text.contains("last_check_timestamp_seconds{identity=\"a.example.com\"} 5\n"));
+    }
+
+    #[test]
+    fn a_render_reuses_the_pieces_whose_identities_did_not_change() {
+        let checked = |mx| Checked {
+            domain: "d".into(),
+            mx: Some(mx),
+            spf: Some(true),
+            mx_outcome: Outcome::Ok,
+            txt_outcome: Outcome::Ok,
+            at: SystemTime::UNIX_EPOCH,
+        };
+        let mut results: BTreeMap<String, Checked> = (0..1000)
+            .map(|i| (format!("id-{i:04}.example.com"), checked(true)))
+            .collect();
+        let mut r = Renderer::default();
+        let first = r.render(&results);
+        // 4 families x (header + 8 chunks of 128).
+        assert_eq!(first.len(), 4 * 9);
+        results.insert("id-0500.example.com".into(), checked(false));
+        let second = r.render(&results);
+        let fresh = first
+            .iter()
+            .zip(&second)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(fresh, 1, "only the mx_correct piece holding id-0500 is new");
+        let text: String = second
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.plain).into_owned())
+            .collect();
+        assert!(text.contains(
+            "aws_ses_identity_mail_from_mx_correct{identity=\"id-0500.example.com\"} 0\n"
+        ));
+        assert_eq!(text.matches("# TYPE").count(), 4);
     }
 }

@@ -462,10 +462,12 @@ impl Router {
             }
         };
         let dns = self.shared.dns();
+        let mut tails: Vec<&Piece> = dns.iter().map(|p| &**p).collect();
+        tails.push(&tail);
         let body = if gzip {
-            Chunks::new(cached.gzip_with(&[&dns, &tail]))
+            Chunks::new(cached.gzip_with(&tails))
         } else {
-            Chunks::new(cached.plain_with(&[&dns, &tail]))
+            Chunks::new(cached.plain_with(&tails))
         };
         let mut resp = Response::new(body);
         let headers = resp.headers_mut();

@@ -25,8 +25,8 @@ pub struct Shared {
     /// dns collector checks. A map of names, not the records, so it never holds the
     /// poller's records alive (that would make the poller copy them).
     mail_from_domains: RwLock<Arc<BTreeMap<String, String>>>,
-    /// The dns collector's families, rendered when its results change.
-    dns: RwLock<Arc<Piece>>,
+    /// The dns collector's families as pieces, rendered when its results change.
+    dns: RwLock<Arc<Vec<Arc<Piece>>>>,
 }
 
 /// The cached tail and a generation bumped by every invalidation, so a tail whose
@@ -67,7 +67,7 @@ impl Shared {
             telemetry,
             tail: Mutex::new(TailCache::default()),
             mail_from_domains: RwLock::new(Arc::new(BTreeMap::new())),
-            dns: RwLock::new(Arc::new(Piece::default())),
+            dns: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
@@ -154,11 +154,11 @@ impl Shared {
         )
     }
 
-    pub fn publish_dns(&self, piece: Piece) {
-        *self.dns.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(piece);
+    pub fn publish_dns(&self, pieces: Vec<Arc<Piece>>) {
+        *self.dns.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pieces);
     }
 
-    pub fn dns(&self) -> Arc<Piece> {
+    pub fn dns(&self) -> Arc<Vec<Arc<Piece>>> {
         Arc::clone(&self.dns.read().unwrap_or_else(|p| p.into_inner()))
     }
 

@@ -192,6 +192,27 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
         log.contains("no longer points at SES") && log.contains("success-reject.example.com"),
         "{log}"
     );
+
+    // Answers are cached, at least 30 s even with a TTL of 0 (the zones' TTL): an
+    // unchanged name answered `ok` is not asked again every 4 s poll interval.
+    let asked: Vec<f64> = dns
+        .queries()
+        .iter()
+        .filter(|(_, _, name, kind)| name == "bounce.success-default.example.com" && kind == "MX")
+        .map(|(t, _, _, _)| *t)
+        .collect();
+    // About 40 s have passed: 10 rounds, yet at most 2 queries.
+    assert!(
+        !asked.is_empty() && asked.len() <= 2,
+        "queries for a cached name: {asked:?}"
+    );
+    for pair in asked.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 29.0,
+            "asked again after {:.1} s",
+            pair[1] - pair[0]
+        );
+    }
 }
 
 #[test]
