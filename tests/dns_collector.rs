@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::dns::DnsServer;
-use common::{wait_for, Double, Exporter, Metrics};
+use common::{promtool_check, wait_for, Double, Exporter, Metrics};
 
 const MX_OK: &str = "10 feedback-smtp.us-east-1.amazonses.com";
 const SPF_OK: &str = "v=spf1 include:amazonses.com ~all";
@@ -230,32 +230,4 @@ fn the_collector_can_be_switched_off_and_takes_ip_addresses_only() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dns.nameserver"));
-}
-
-/// The scrape with the dns collector's families passes `promtool check metrics`.
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (make test installs Debian's prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
 }

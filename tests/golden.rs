@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use ses_identity_exporter::exposition::render_identities;
@@ -15,7 +13,7 @@ use ses_identity_exporter::model::{
     BehaviorOnMxFailure, IdentityRecord, MailFromAttributes, MailFromStatus, Observation, Snapshot,
 };
 
-use common::{manifest_dir, Double, Exporter};
+use common::{manifest_dir, promtool_check, Double, Exporter};
 
 fn golden(name: &str) -> PathBuf {
     manifest_dir().join("tests/golden").join(name)
@@ -44,34 +42,6 @@ fn assert_golden(name: &str, actual: &str) {
             diff.join("\n")
         );
     }
-}
-
-/// `promtool check metrics` on `text`; promtool is a test dependency (`make test`
-/// installs Debian's prometheus package).
-fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool not found: install Debian's prometheus package (make test does)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
 }
 
 fn record(observation: Observation, secs: u64) -> IdentityRecord {
