@@ -508,15 +508,20 @@ fn series(out: &mut String, name: &str, identity: &str) {
     out.push('"');
 }
 
+/// A 0/1 verdict line, none while DNS has not answered.
+fn verdict(out: &mut String, name: &str, identity: &str, value: Option<bool>) {
+    if let Some(ok) = value {
+        series(out, name, identity);
+        let _ = writeln!(out, "}} {}", u8::from(ok));
+    }
+}
+
 const FAMILIES: [Family; 4] = [
     Family {
         name: "aws_ses_identity_mail_from_mx_correct",
         help: "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
         lines: |out, identity, c| {
-            if let Some(ok) = c.mx {
-                series(out, "aws_ses_identity_mail_from_mx_correct", identity);
-                let _ = writeln!(out, "}} {}", u8::from(ok));
-            }
+            verdict(out, "aws_ses_identity_mail_from_mx_correct", identity, c.mx);
         },
         inputs: |h, c| c.mx.hash(h),
     },
@@ -524,10 +529,7 @@ const FAMILIES: [Family; 4] = [
         name: "aws_ses_identity_mail_from_spf_correct",
         help: "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
         lines: |out, identity, c| {
-            if let Some(ok) = c.spf {
-                series(out, "aws_ses_identity_mail_from_spf_correct", identity);
-                let _ = writeln!(out, "}} {}", u8::from(ok));
-            }
+            verdict(out, "aws_ses_identity_mail_from_spf_correct", identity, c.spf);
         },
         inputs: |h, c| c.spf.hash(h),
     },

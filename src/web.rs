@@ -339,24 +339,16 @@ fn tls_settings(raw: RawTls, dir: &Path, http2: bool) -> Result<Option<TlsSettin
         .into_iter()
         .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
         .collect();
-    let cipher_suites = raw
-        .cipher_suites
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            tls::cipher_suite(name).map_err(|e| invalid(format!("{K}.cipher_suites[{i}]"), e))
-        })
-        .collect::<Result<_, _>>()?;
-    let curves = raw
-        .curve_preferences
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            tls::curve(name).map_err(|e| invalid(format!("{K}.curve_preferences[{i}]"), e))
-        })
-        .collect::<Result<_, _>>()?;
+    let cipher_suites = parse_list(
+        &format!("{K}.cipher_suites"),
+        raw.cipher_suites,
+        tls::cipher_suite,
+    )?;
+    let curves = parse_list(
+        &format!("{K}.curve_preferences"),
+        raw.curve_preferences,
+        tls::curve,
+    )?;
     Ok(Some(TlsSettings {
         chain,
         key,
@@ -369,6 +361,20 @@ fn tls_settings(raw: RawTls, dir: &Path, http2: bool) -> Result<Option<TlsSettin
         prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
         http2,
     }))
+}
+
+/// Parses each name of a list; an error names the key and the item's index.
+fn parse_list<T>(
+    key: &str,
+    names: Option<Vec<String>>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, Invalid> {
+    names
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, name)| parse(name).map_err(|e| invalid(format!("{key}[{i}]"), e)))
+        .collect()
 }
 
 /// Whether a TLS section turns TLS on: any of its certificate, key or client-auth
