@@ -148,6 +148,74 @@ pub struct Flags {
     )]
     pub discovery_interval: Option<String>,
 
+    /// The mail_from collector: GetIdentityMailFromDomainAttributes (on by default).
+    #[arg(
+        long = "collector.mail_from",
+        env = "SES_EXPORTER_COLLECTOR_MAIL_FROM",
+        overrides_with = "no_collector_mail_from"
+    )]
+    pub collector_mail_from: bool,
+
+    /// Switch the mail_from collector off.
+    #[arg(
+        long = "no-collector.mail_from",
+        env = "SES_EXPORTER_NO_COLLECTOR_MAIL_FROM",
+        overrides_with = "collector_mail_from"
+    )]
+    pub no_collector_mail_from: bool,
+
+    /// The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off
+    /// by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).
+    #[arg(
+        long = "collector.dkim",
+        env = "SES_EXPORTER_COLLECTOR_DKIM",
+        overrides_with = "no_collector_dkim"
+    )]
+    pub collector_dkim: bool,
+
+    /// Switch the dkim collector off.
+    #[arg(
+        long = "no-collector.dkim",
+        env = "SES_EXPORTER_NO_COLLECTOR_DKIM",
+        overrides_with = "collector_dkim"
+    )]
+    pub no_collector_dkim: bool,
+
+    /// The verification collector: GetIdentityVerificationAttributes, each
+    /// identity's verification state (off by default: it needs
+    /// ses:GetIdentityVerificationAttributes).
+    #[arg(
+        long = "collector.verification",
+        env = "SES_EXPORTER_COLLECTOR_VERIFICATION",
+        overrides_with = "no_collector_verification"
+    )]
+    pub collector_verification: bool,
+
+    /// Switch the verification collector off.
+    #[arg(
+        long = "no-collector.verification",
+        env = "SES_EXPORTER_NO_COLLECTOR_VERIFICATION",
+        overrides_with = "collector_verification"
+    )]
+    pub no_collector_verification: bool,
+
+    /// The quota collector: GetSendQuota and GetAccountSendingEnabled per target
+    /// (off by default: it needs ses:GetSendQuota and ses:GetAccountSendingEnabled).
+    #[arg(
+        long = "collector.quota",
+        env = "SES_EXPORTER_COLLECTOR_QUOTA",
+        overrides_with = "no_collector_quota"
+    )]
+    pub collector_quota: bool,
+
+    /// Switch the quota collector off.
+    #[arg(
+        long = "no-collector.quota",
+        env = "SES_EXPORTER_NO_COLLECTOR_QUOTA",
+        overrides_with = "collector_quota"
+    )]
+    pub no_collector_quota: bool,
+
     /// Look up each custom MAIL FROM domain's MX and SPF records in DNS (the dns
     /// collector; on by default).
     #[arg(
@@ -249,6 +317,9 @@ pub struct RawFile {
     #[serde(default)]
     pub identities: Vec<String>,
     pub discovery: Option<RawDiscovery>,
+    /// Accounts and regions to poll; without it, one target: the region and
+    /// credentials of the environment.
+    pub targets: Option<Vec<RawTarget>>,
     #[serde(default)]
     pub poll: RawPoll,
     #[serde(default)]
@@ -265,6 +336,19 @@ pub struct RawDiscovery {
     #[serde(default)]
     pub exclude: Vec<String>,
     pub interval: Option<String>,
+}
+
+/// One target as written: a region, optionally a role to assume there, and
+/// optionally its own identity selection (else the top-level one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    pub identities: Option<Vec<String>>,
+    pub discovery: Option<RawDiscovery>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,12 +404,79 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub web_config_file: Option<PathBuf>,
     pub check_only: bool,
+    /// The top-level selection: what a target without its own watches.
     pub identities: Identities,
+    /// What to poll; at least one. Without `targets` in the file, one implicit
+    /// target: the environment's region and credentials, the top-level selection.
+    pub targets: Vec<Target>,
+    pub collectors: Collectors,
     pub poll_interval: Duration,
     pub ses: SesSettings,
     pub worker_threads: usize,
     /// The dns collector's settings; `None` when it is switched off.
     pub dns: Option<crate::dns::DnsSettings>,
+}
+
+/// One AWS account and region to poll.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `None` for the implicit target: the region of the environment's chain.
+    pub region: Option<String>,
+    pub role: Option<crate::ses::Role>,
+    pub identities: Identities,
+}
+
+impl Target {
+    /// The account the role lives in (the 5th field of its ARN).
+    pub fn role_account(&self) -> Option<&str> {
+        self.role
+            .as_ref()
+            .and_then(|r| r.arn.split(':').nth(4))
+            .filter(|a| !a.is_empty())
+    }
+}
+
+/// Which collectors run (node_exporter style `--collector.NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collectors {
+    pub mail_from: bool,
+    pub dkim: bool,
+    pub verification: bool,
+    pub quota: bool,
+}
+
+impl Default for Collectors {
+    fn default() -> Self {
+        Collectors {
+            mail_from: true,
+            dkim: false,
+            verification: false,
+            quota: false,
+        }
+    }
+}
+
+impl Collectors {
+    /// The enabled collectors' names, as in the flags and the `collector` label.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.mail_from, "mail_from"),
+            (self.dkim, "dkim"),
+            (self.verification, "verification"),
+            (self.quota, "quota"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    /// Collectors that call an operation per batch of 100 identities.
+    pub fn per_identity(&self) -> usize {
+        [self.mail_from, self.dkim, self.verification]
+            .into_iter()
+            .filter(|on| *on)
+            .count()
+    }
 }
 
 /// Which identities to watch: a static list, discovery, or both (the union).
@@ -465,39 +616,42 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         (None, None) => DEFAULT_SES_RATE,
     };
 
-    let fixed = normalise_identities(&file.identities)?;
-    let raw_discovery = file.discovery.unwrap_or_default();
-    // Discovery defaults to on when nothing else says what to watch: with no config
-    // at all the exporter watches the whole region.
-    let enabled = raw_discovery.enabled.unwrap_or(fixed.is_empty());
-    let discovery = if enabled {
-        Some(Discovery {
-            identity_type: raw_discovery.identity_type.unwrap_or(DiscoveryType::All),
-            include: compile_regexes("discovery.include", &raw_discovery.include)?,
-            exclude: compile_regexes("discovery.exclude", &raw_discovery.exclude)?,
-            interval: pick_duration(
-                flags.discovery_interval.as_deref(),
-                "--discovery.interval",
-                raw_discovery.interval.as_deref(),
-                "discovery.interval",
-                DEFAULT_DISCOVERY_INTERVAL,
-            )?,
-        })
-    } else {
-        // Still validate what was written, so a typo does not wait for the day
-        // discovery is switched on.
-        compile_regexes("discovery.include", &raw_discovery.include)?;
-        compile_regexes("discovery.exclude", &raw_discovery.exclude)?;
-        if fixed.is_empty() {
-            let why = if no_file {
-                "nothing to watch"
-            } else {
-                "the static list is empty and discovery is disabled: nothing to watch"
-            };
-            return Err(invalid("identities", why));
-        }
-        None
+    let discovery_interval = pick_duration(
+        flags.discovery_interval.as_deref(),
+        "--discovery.interval",
+        file.discovery.as_ref().and_then(|d| d.interval.as_deref()),
+        "discovery.interval",
+        DEFAULT_DISCOVERY_INTERVAL,
+    )?;
+    let top_discovery = file.discovery.unwrap_or_default();
+    let identities = selection(
+        "",
+        &file.identities,
+        &top_discovery,
+        discovery_interval,
+        no_file,
+        file.targets.is_some(),
+    )?;
+    let targets = match file.targets {
+        None => vec![Target {
+            region: None,
+            role: None,
+            identities: identities.clone(),
+        }],
+        Some(raw) => validate_targets(raw, &identities, flags.discovery_interval.as_deref())?,
     };
+    let collectors = Collectors {
+        mail_from: !flags.no_collector_mail_from,
+        dkim: flags.collector_dkim,
+        verification: flags.collector_verification,
+        quota: flags.collector_quota,
+    };
+    if collectors.names().is_empty() {
+        return Err(invalid(
+            "--no-collector.mail_from",
+            "every collector is off: enable at least one of --collector.mail_from, --collector.dkim, --collector.verification, --collector.quota",
+        ));
+    }
 
     let read_header_timeout =
         parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
@@ -523,12 +677,241 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         config_file: flags.config_file,
         web_config_file: flags.web_config_file,
         check_only: flags.config_check,
-        identities: Identities { fixed, discovery },
+        identities,
+        targets,
+        collectors,
         poll_interval,
         ses: SesSettings { rate, timeout },
         worker_threads: usize::from(flags.worker_threads),
         dns,
     })
+}
+
+/// An identity selection (`prefix` names where it is written: "" for the top
+/// level, `targets[i].` for a target's own).
+fn selection(
+    prefix: &str,
+    raw_identities: &[String],
+    raw_discovery: &RawDiscovery,
+    interval: Duration,
+    no_file: bool,
+    has_targets: bool,
+) -> Result<Identities, ConfigError> {
+    let fixed = normalise_identities(raw_identities).map_err(|e| prefixed(prefix, e))?;
+    // Discovery defaults to on when nothing else says what to watch: with no config
+    // at all the exporter watches the whole region.
+    let enabled = raw_discovery.enabled.unwrap_or(fixed.is_empty());
+    let include = compile_regexes(
+        &format!("{prefix}discovery.include"),
+        &raw_discovery.include,
+    )?;
+    let exclude = compile_regexes(
+        &format!("{prefix}discovery.exclude"),
+        &raw_discovery.exclude,
+    )?;
+    let discovery = if enabled {
+        Some(Discovery {
+            identity_type: raw_discovery.identity_type.unwrap_or(DiscoveryType::All),
+            include,
+            exclude,
+            interval,
+        })
+    } else {
+        // The regexes above are still validated, so a typo does not wait for the day
+        // discovery is switched on. With targets, an empty top level is fine when
+        // every target brings its own selection (checked per target).
+        if fixed.is_empty() && !has_targets {
+            let why = if no_file {
+                "nothing to watch"
+            } else {
+                "the static list is empty and discovery is disabled: nothing to watch"
+            };
+            return Err(invalid(format!("{prefix}identities"), why));
+        }
+        None
+    };
+    Ok(Identities { fixed, discovery })
+}
+
+fn prefixed(prefix: &str, err: ConfigError) -> ConfigError {
+    match err {
+        ConfigError::Invalid { key, reason } => ConfigError::Invalid {
+            key: format!("{prefix}{key}"),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// An AWS region name: lower-case words and a number joined by dashes
+/// (`eu-west-1`, `us-gov-west-1`, `cn-north-1`).
+fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/NAME` → the account.
+fn role_arn_account(arn: &str) -> Option<&str> {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    match fields.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource
+                    .strip_prefix("role/")
+                    .is_some_and(|n| !n.is_empty()) =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
+}
+
+/// STS's rules for a session name and an external ID: `[\w+=,.@-]` (and `:/` in an
+/// external ID), within the lengths STS accepts.
+fn sts_text_ok(text: &str, min: usize, max: usize, extra: &str) -> bool {
+    (min..=max).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) || extra.contains(c))
+}
+
+pub const DEFAULT_SESSION_NAME: &str = "ses-identity-exporter";
+
+fn validate_targets(
+    raw: Vec<RawTarget>,
+    top: &Identities,
+    discovery_interval_flag: Option<&str>,
+) -> Result<Vec<Target>, ConfigError> {
+    if raw.is_empty() {
+        return Err(invalid(
+            "targets",
+            "an empty list polls nothing: list at least one target, or remove the key to poll the environment's region",
+        ));
+    }
+    let mut seen: Vec<(String, String, usize)> = Vec::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, t) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("targets[{i}].{k}");
+        let region = match t.region.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(invalid(
+                    key("region"),
+                    "missing: every target names its region, e.g. eu-west-1",
+                ))
+            }
+            Some(r) if !valid_region(r) => {
+                return Err(invalid(
+                    key("region"),
+                    format!("{r:?} is not an AWS region name (e.g. eu-west-1)"),
+                ))
+            }
+            Some(r) => r.to_owned(),
+        };
+        let role = match t.role_arn.as_deref().map(str::trim) {
+            None => {
+                if t.external_id.is_some() || t.session_name.is_some() {
+                    let k = if t.external_id.is_some() {
+                        "external_id"
+                    } else {
+                        "session_name"
+                    };
+                    return Err(invalid(key(k), "only meaningful with role_arn"));
+                }
+                None
+            }
+            Some(arn) => {
+                if role_arn_account(arn).is_none() {
+                    return Err(invalid(
+                        key("role_arn"),
+                        format!(
+                            "{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
+                        ),
+                    ));
+                }
+                let session_name = t
+                    .session_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned());
+                if !sts_text_ok(&session_name, 2, 64, "") {
+                    return Err(invalid(
+                        key("session_name"),
+                        format!(
+                            "{session_name:?}: 2 to 64 characters of letters, digits and _+=,.@-"
+                        ),
+                    ));
+                }
+                if let Some(id) = &t.external_id {
+                    if !sts_text_ok(id, 2, 1224, ":/") {
+                        return Err(invalid(
+                            key("external_id"),
+                            "2 to 1224 characters of letters, digits and _+=,.@:/-",
+                        ));
+                    }
+                }
+                Some(crate::ses::Role {
+                    arn: arn.to_owned(),
+                    external_id: t.external_id.clone(),
+                    session_name,
+                })
+            }
+        };
+        // Two targets on the same account and region would export the same series
+        // and share one API budget: refuse what can be seen here (the rest is caught
+        // when STS names the accounts).
+        let scope = role
+            .as_ref()
+            .and_then(|r| role_arn_account(&r.arn))
+            .unwrap_or("")
+            .to_owned();
+        if let Some((_, _, j)) = seen.iter().find(|(a, r, _)| *a == scope && *r == region) {
+            let what = if scope.is_empty() {
+                "the environment's credentials".to_owned()
+            } else {
+                format!("account {scope}")
+            };
+            return Err(invalid(
+                format!("targets[{i}]"),
+                format!(
+                    "polls {what} in {region} like targets[{j}]: one target per account and region"
+                ),
+            ));
+        }
+        seen.push((scope, region.clone(), i));
+        let identities = if t.identities.is_none() && t.discovery.is_none() {
+            top.clone()
+        } else {
+            let raw_discovery = t.discovery.unwrap_or_default();
+            let interval = pick_duration(
+                discovery_interval_flag,
+                "--discovery.interval",
+                raw_discovery.interval.as_deref(),
+                &key("discovery.interval"),
+                DEFAULT_DISCOVERY_INTERVAL,
+            )?;
+            selection(
+                &format!("targets[{i}]."),
+                t.identities.as_deref().unwrap_or(&[]),
+                &raw_discovery,
+                interval,
+                false,
+                false,
+            )?
+        };
+        out.push(Target {
+            region: Some(region),
+            role,
+            identities,
+        });
+    }
+    Ok(out)
 }
 
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`. No host names: the resolver cannot be found by

@@ -245,10 +245,15 @@ pub fn spf_correct(txts: &[String]) -> bool {
     })
 }
 
+/// An identity of a target: (target index, identity name).
+type Subject = (usize, String);
+
 /// The last check of one identity's MAIL FROM domain.
 #[derive(Debug, Clone)]
 struct Checked {
     domain: String,
+    /// The target's label pairs.
+    labels: Arc<str>,
     /// The last answered verdicts; `None` until DNS answered once.
     mx: Option<bool>,
     spf: Option<bool>,
@@ -259,8 +264,10 @@ struct Checked {
 
 /// One lookup's result, sent back to the collector.
 struct Done {
-    identity: String,
+    subject: Subject,
     domain: String,
+    labels: Arc<str>,
+    region: Arc<str>,
     mx: Result<Vec<String>, Outcome>,
     txt: Result<Vec<String>, Outcome>,
 }
@@ -269,11 +276,10 @@ struct Done {
 /// results into [`Shared`] for scrapes.
 pub struct Collector<D: Dns> {
     dns: Arc<D>,
-    region: String,
     settings: DnsSettings,
     interval: Duration,
     shared: Arc<Shared>,
-    results: BTreeMap<String, Checked>,
+    results: BTreeMap<Subject, Checked>,
     dirty: bool,
     rendered_at: Option<Instant>,
     /// Keeps the pieces of the last render, to reuse the unchanged ones.
@@ -286,14 +292,12 @@ pub struct Collector<D: Dns> {
 impl<D: Dns> Collector<D> {
     pub fn new(
         dns: D,
-        region: &str,
         settings: DnsSettings,
         interval: Duration,
         shared: Arc<Shared>,
     ) -> Collector<D> {
         Collector {
             dns: Arc::new(dns),
-            region: region.to_owned(),
             settings,
             interval,
             shared,
@@ -309,22 +313,29 @@ impl<D: Dns> Collector<D> {
     /// `shutdown`.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         info!(
-            expected_mx = %expected_mx(&self.region),
             nameservers = ?self.settings.nameservers,
             "dns collector started"
         );
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         loop {
             let start = Instant::now();
-            let domains = self.shared.mail_from_domains();
+            let targets = self.shared.mail_from_domains();
+            let domains: BTreeMap<Subject, (&String, &Arc<str>, &Arc<str>)> = targets
+                .iter()
+                .flat_map(|(index, t)| {
+                    t.domains.iter().map(move |(identity, domain)| {
+                        ((*index, identity.clone()), (domain, &t.labels, &t.region))
+                    })
+                })
+                .collect();
             // Identities that went (or lost their MAIL FROM domain) lose their series.
             let before = self.results.len();
             self.results
-                .retain(|id, c| domains.get(id).is_some_and(|d| *d == c.domain));
+                .retain(|id, c| domains.get(id).is_some_and(|d| *d.0 == c.domain));
             self.dirty |= self.results.len() != before;
             let spacing = self.interval / u32::try_from(domains.len().max(1)).unwrap_or(u32::MAX);
             let mut running = JoinSet::new();
-            for (i, (identity, domain)) in domains.iter().enumerate() {
+            for (i, (subject, (domain, labels, region))) in domains.iter().enumerate() {
                 let at = start + spacing * u32::try_from(i).unwrap_or(u32::MAX);
                 // Wait for this lookup's moment, taking in finished ones meanwhile.
                 loop {
@@ -347,7 +358,8 @@ impl<D: Dns> Collector<D> {
                 };
                 let dns = Arc::clone(&self.dns);
                 let timeout = self.settings.timeout;
-                let (identity, domain) = (identity.clone(), domain.clone());
+                let (subject, domain) = (subject.clone(), (*domain).clone());
+                let (labels, region) = (Arc::clone(labels), Arc::clone(region));
                 running.spawn(async move {
                     let (mx, txt) = tokio::join!(
                         bounded(timeout, dns.mx(&domain)),
@@ -355,8 +367,10 @@ impl<D: Dns> Collector<D> {
                     );
                     drop(permit);
                     Done {
-                        identity,
+                        subject,
                         domain,
+                        labels,
+                        region,
                         mx,
                         txt,
                     }
@@ -395,7 +409,7 @@ impl<D: Dns> Collector<D> {
         telemetry.count_dns_lookup("TXT", txt_outcome.as_str());
         // Only an answer changes a verdict; a failure keeps the last one.
         let mx = match &done.mx {
-            Ok(exchanges) => Some(mx_correct(exchanges, &self.region)),
+            Ok(exchanges) => Some(mx_correct(exchanges, &done.region)),
             Err(o) if o.answered() => Some(false),
             Err(_) => None,
         };
@@ -406,9 +420,10 @@ impl<D: Dns> Collector<D> {
         };
         let entry = self
             .results
-            .entry(done.identity.clone())
+            .entry(done.subject.clone())
             .or_insert_with(|| Checked {
                 domain: done.domain.clone(),
+                labels: Arc::clone(&done.labels),
                 mx: None,
                 spf: None,
                 mx_outcome,
@@ -419,6 +434,7 @@ impl<D: Dns> Collector<D> {
             // Another MAIL FROM domain: the old verdicts say nothing about it.
             *entry = Checked {
                 domain: done.domain.clone(),
+                labels: Arc::clone(&done.labels),
                 mx: None,
                 spf: None,
                 mx_outcome,
@@ -429,13 +445,14 @@ impl<D: Dns> Collector<D> {
         if let (Some(before), Some(now)) = (entry.mx, mx) {
             if before && !now {
                 warn!(
-                    identity = %done.identity,
+                    aws_region = %done.region,
+                    identity = %done.subject.1,
                     mail_from_domain = %done.domain,
-                    expected = %expected_mx(&self.region),
+                    expected = %expected_mx(&done.region),
                     "the MAIL FROM domain's MX record no longer points at SES: SES will fail it at its next check"
                 );
             } else if !before && now {
-                info!(identity = %done.identity, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
+                info!(aws_region = %done.region, identity = %done.subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
             }
         }
         entry.mx = mx.or(entry.mx);
@@ -501,17 +518,22 @@ struct Family {
     inputs: fn(&mut DefaultHasher, &Checked),
 }
 
-fn series(out: &mut String, name: &str, identity: &str) {
+fn series(out: &mut String, name: &str, identity: &str, c: &Checked) {
     out.push_str(name);
-    out.push_str("{identity=\"");
+    out.push('{');
+    if !c.labels.is_empty() {
+        out.push_str(&c.labels);
+        out.push(',');
+    }
+    out.push_str("identity=\"");
     escape(out, identity);
     out.push('"');
 }
 
 /// A 0/1 verdict line, none while DNS has not answered.
-fn verdict(out: &mut String, name: &str, identity: &str, value: Option<bool>) {
+fn verdict(out: &mut String, name: &str, identity: &str, c: &Checked, value: Option<bool>) {
     if let Some(ok) = value {
-        series(out, name, identity);
+        series(out, name, identity, c);
         let _ = writeln!(out, "}} {}", u8::from(ok));
     }
 }
@@ -521,7 +543,7 @@ const FAMILIES: [Family; 4] = [
         name: "aws_ses_identity_mail_from_mx_correct",
         help: "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
         lines: |out, identity, c| {
-            verdict(out, "aws_ses_identity_mail_from_mx_correct", identity, c.mx);
+            verdict(out, "aws_ses_identity_mail_from_mx_correct", identity, c, c.mx);
         },
         inputs: |h, c| c.mx.hash(h),
     },
@@ -529,7 +551,7 @@ const FAMILIES: [Family; 4] = [
         name: "aws_ses_identity_mail_from_spf_correct",
         help: "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
         lines: |out, identity, c| {
-            verdict(out, "aws_ses_identity_mail_from_spf_correct", identity, c.spf);
+            verdict(out, "aws_ses_identity_mail_from_spf_correct", identity, c, c.spf);
         },
         inputs: |h, c| c.spf.hash(h),
     },
@@ -538,7 +560,7 @@ const FAMILIES: [Family; 4] = [
         help: "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error.",
         lines: |out, identity, c| {
             for (record, outcome) in [("MX", c.mx_outcome), ("TXT", c.txt_outcome)] {
-                series(out, "aws_ses_identity_mail_from_dns_lookup", identity);
+                series(out, "aws_ses_identity_mail_from_dns_lookup", identity, c);
                 let _ = writeln!(out, ",record=\"{record}\",outcome=\"{}\"}} 1", outcome.as_str());
             }
         },
@@ -548,7 +570,7 @@ const FAMILIES: [Family; 4] = [
         name: "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
         help: "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min).",
         lines: |out, identity, c| {
-            series(out, "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", identity);
+            series(out, "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", identity, c);
             let _ = writeln!(out, "}} {}", unix_millis(c.at) as f64 / 1000.0);
         },
         inputs: |h, c| unix_millis(c.at).hash(h),
@@ -565,7 +587,7 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    fn render(&mut self, results: &BTreeMap<String, Checked>) -> Vec<Arc<Piece>> {
+    fn render(&mut self, results: &BTreeMap<Subject, Checked>) -> Vec<Arc<Piece>> {
         if self.headers.is_empty() {
             self.headers = FAMILIES
                 .iter()
@@ -576,15 +598,15 @@ impl Renderer {
                 .collect();
         }
         self.pieces.resize_with(FAMILIES.len(), Vec::new);
-        let entries: Vec<(&String, &Checked)> = results.iter().collect();
+        let entries: Vec<(&Subject, &Checked)> = results.iter().collect();
         let mut out = Vec::new();
         for (f, family) in FAMILIES.iter().enumerate() {
             let before = std::mem::take(&mut self.pieces[f]);
             let mut now = Vec::with_capacity(entries.len().div_ceil(CHUNK));
             for (i, chunk) in entries.chunks(CHUNK).enumerate() {
                 let mut h = DefaultHasher::new();
-                for (identity, checked) in chunk {
-                    identity.hash(&mut h);
+                for (subject, checked) in chunk {
+                    subject.hash(&mut h);
                     (family.inputs)(&mut h, checked);
                 }
                 let fingerprint = h.finish();
@@ -592,7 +614,7 @@ impl Renderer {
                     Some((fp, piece)) if *fp == fingerprint => Arc::clone(piece),
                     _ => {
                         let mut text = String::with_capacity(chunk.len() * 128);
-                        for (identity, checked) in chunk {
+                        for ((_, identity), checked) in chunk {
                             (family.lines)(&mut text, identity, checked);
                         }
                         Arc::new(Piece::new(&text, flate2::Compression::fast()))
@@ -612,7 +634,7 @@ impl Renderer {
 
 /// The dns collector's families as text (tests).
 #[cfg(test)]
-fn render(results: &BTreeMap<String, Checked>) -> String {
+fn render(results: &BTreeMap<Subject, Checked>) -> String {
     Renderer::default()
         .render(results)
         .iter()
@@ -674,9 +696,10 @@ mod tests {
     fn a_failed_lookup_keeps_the_last_answer_and_never_invents_one() {
         let mut results = BTreeMap::new();
         results.insert(
-            "a.example.com".to_owned(),
+            (0, "a.example.com".to_owned()),
             Checked {
                 domain: "bounce.a.example.com".into(),
+                labels: Arc::from(""),
                 mx: None,
                 spf: None,
                 mx_outcome: Outcome::Timeout,
@@ -699,20 +722,24 @@ mod tests {
     fn a_render_reuses_the_pieces_whose_identities_did_not_change() {
         let checked = |mx| Checked {
             domain: "d".into(),
+            labels: Arc::from(crate::exposition::target_labels(
+                "111111111111",
+                "eu-west-1",
+            )),
             mx: Some(mx),
             spf: Some(true),
             mx_outcome: Outcome::Ok,
             txt_outcome: Outcome::Ok,
             at: SystemTime::UNIX_EPOCH,
         };
-        let mut results: BTreeMap<String, Checked> = (0..1000)
-            .map(|i| (format!("id-{i:04}.example.com"), checked(true)))
+        let mut results: BTreeMap<Subject, Checked> = (0..1000)
+            .map(|i| ((0, format!("id-{i:04}.example.com")), checked(true)))
             .collect();
         let mut r = Renderer::default();
         let first = r.render(&results);
         // 4 families x (header + 8 chunks of 128).
         assert_eq!(first.len(), 4 * 9);
-        results.insert("id-0500.example.com".into(), checked(false));
+        results.insert((0, "id-0500.example.com".into()), checked(false));
         let second = r.render(&results);
         let fresh = first
             .iter()
@@ -725,7 +752,7 @@ mod tests {
             .map(|p| String::from_utf8_lossy(&p.plain).into_owned())
             .collect();
         assert!(text.contains(
-            "aws_ses_identity_mail_from_mx_correct{identity=\"id-0500.example.com\"} 0\n"
+            "aws_ses_identity_mail_from_mx_correct{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",identity=\"id-0500.example.com\"} 0\n"
         ));
         assert_eq!(text.matches("# TYPE").count(), 4);
     }

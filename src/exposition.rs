@@ -16,19 +16,16 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
 use crate::model::{
-    BehaviorOnMxFailure, IdentityRecord, IdentityType, MailFromAttributes, MailFromStatus,
-    Observation, Snapshot,
+    BehaviorOnMxFailure, DkimAttributes, IdentityRecord, IdentityType, MailFromAttributes,
+    MailFromStatus, Observation, Quota, Snapshot, Verification, VerificationStatus,
 };
-
-/// Appended to the HELP of every identity family: the values are not fetched at
-/// scrape time, as the Prometheus exporter guidelines ask to make clear.
-const CACHED: &str = "Cached: fetched from SES by the background poller, not at scrape time.";
 
 /// A group of identities ends after an identity whose name hashes to 0 modulo this,
 /// so groups average this many identities and an identity added or removed changes
@@ -40,11 +37,23 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty final deflate block (fixed Huffman, end-of-block only).
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// Text plus its deflate blocks (ending in a sync flush, not final).
-#[derive(Debug, Clone, Default)]
+/// Text plus its deflate blocks (ending in a sync flush, not final) and its CRC-32,
+/// so bodies are assembled from pieces without reading their text again.
+#[derive(Debug, Clone)]
 pub struct Piece {
     pub plain: Bytes,
     pub deflate: Bytes,
+    pub crc: u32,
+}
+
+impl Default for Piece {
+    fn default() -> Self {
+        Piece {
+            plain: Bytes::new(),
+            deflate: Bytes::new(),
+            crc: crc32fast::hash(b""),
+        }
+    }
 }
 
 impl Piece {
@@ -56,10 +65,11 @@ impl Piece {
 
     /// As [`Piece::new`], with a compressor to reuse (its state is ~300 KB; one per
     /// piece would churn the allocator for nothing).
-    fn with(compressor: &mut Compress, text: &str) -> Piece {
+    pub fn with(compressor: &mut Compress, text: &str) -> Piece {
         Piece {
             plain: Bytes::copy_from_slice(text.as_bytes()),
             deflate: Bytes::from(deflate_sync(compressor, text.as_bytes())),
+            crc: crc32fast::hash(text.as_bytes()),
         }
     }
 }
@@ -85,7 +95,8 @@ fn deflate_sync(compressor: &mut Compress, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The identity exposition of one snapshot, ready to send plain or gzipped.
+/// The identity and account exposition of every target and collector, ready to send
+/// plain or gzipped.
 #[derive(Debug, Clone)]
 pub struct Exposition {
     /// The pieces' text, in order; shared with the next exposition where unchanged.
@@ -110,9 +121,11 @@ impl Default for Exposition {
 }
 
 impl Exposition {
-    /// Builds the exposition of `snapshot` from scratch (tests and one-off renders).
+    /// Builds the MAIL FROM exposition of one unlabelled snapshot from scratch (tests
+    /// and one-off renders).
     pub fn build(snapshot: &Snapshot) -> Exposition {
-        Renderer::default().build(snapshot)
+        let part = Arc::new(Renderer::<MailFromFamilies>::new(String::new()).build(snapshot));
+        Assembler::default().assemble(&[&[part]])
     }
 
     /// The plain body: the identity pieces, then the `tails` (the dns collector's
@@ -160,8 +173,175 @@ impl Exposition {
     }
 }
 
-/// Renders snapshots into expositions, keeping the previous build's pieces to reuse.
-pub struct Renderer {
+/// One metric family a collector exports: its name and HELP text.
+#[derive(Debug)]
+pub struct FamilyDef {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// The families one collector renders per identity, and how. Implemented once per
+/// identity collector (MAIL FROM, DKIM, verification).
+pub trait Families: Send + Sync + 'static {
+    /// What the collector's SES operation returns per identity.
+    type Attr: Clone + PartialEq + Send + Sync + 'static;
+    /// In the order they are exposed; indexes below refer to this list.
+    const FAMILIES: &'static [FamilyDef];
+
+    /// Whether the identity has lines in this family. Only identities that have been
+    /// fetched are in a snapshot, so one never fetched has no series at all.
+    fn includes(family: usize, record: &IdentityRecord<Self::Attr>) -> bool;
+    /// Feeds exactly what [`Families::write`] reads besides the identity's name.
+    fn hash_inputs(family: usize, h: &mut DefaultHasher, record: &IdentityRecord<Self::Attr>);
+    fn write(family: usize, line: &mut Line<'_>, record: &IdentityRecord<Self::Attr>);
+}
+
+/// Writes the start of a sample: `name{LABELS,identity="ID` (the identity omitted
+/// for account-level families); the caller writes the rest and the value.
+pub struct Line<'a> {
+    out: &'a mut String,
+    name: &'static str,
+    /// `aws_account_id="…",aws_region="…"`, escaped; empty in unlabelled tests.
+    labels: &'a str,
+    identity: Option<&'a str>,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(
+        out: &'a mut String,
+        name: &'static str,
+        labels: &'a str,
+        identity: Option<&'a str>,
+    ) -> Line<'a> {
+        Line {
+            out,
+            name,
+            labels,
+            identity,
+        }
+    }
+
+    /// Starts a sample. With an identity the text ends inside its label value (the
+    /// caller closes the quote); without one it ends after the target's labels.
+    pub fn start(&mut self) -> &mut String {
+        self.out.push_str(self.name);
+        self.out.push('{');
+        self.out.push_str(self.labels);
+        if let Some(id) = self.identity {
+            if !self.labels.is_empty() {
+                self.out.push(',');
+            }
+            self.out.push_str("identity=\"");
+            escape(self.out, id);
+        }
+        self.out
+    }
+}
+
+/// The target's label pairs as written in every one of its samples.
+pub fn target_labels(account_id: &str, region: &str) -> String {
+    let mut out = String::from("aws_account_id=\"");
+    escape(&mut out, account_id);
+    out.push_str("\",aws_region=\"");
+    escape(&mut out, region);
+    out.push('"');
+    out
+}
+
+/// One collector's families for one target, as pieces; the [`Assembler`] puts the
+/// families of every target together under one HELP/TYPE header each.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub defs: &'static [FamilyDef],
+    /// One list of pieces per entry of `defs`, empty where the family has no series.
+    pub families: Vec<Vec<Piece>>,
+}
+
+impl Rendered {
+    pub fn empty(defs: &'static [FamilyDef]) -> Rendered {
+        Rendered {
+            defs,
+            families: vec![Vec::new(); defs.len()],
+        }
+    }
+}
+
+/// Puts collectors' [`Rendered`] parts together into one exposition: family by
+/// family, each family's header once, followed by every target's pieces for it (the
+/// text format wants a family's samples together).
+pub struct Assembler {
+    headers: HashMap<&'static str, Piece>,
+    compressor: Compress,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler {
+            headers: HashMap::new(),
+            compressor: Compress::new(Compression::default(), false),
+        }
+    }
+}
+
+impl Assembler {
+    /// `groups`: one slice per collector, in exposition order, holding that
+    /// collector's parts, one per target, in target order.
+    pub fn assemble(&mut self, groups: &[&[Arc<Rendered>]]) -> Exposition {
+        let mut order: Vec<Piece> = Vec::new();
+        for parts in groups {
+            let Some(first) = parts.first() else { continue };
+            for (i, def) in first.defs.iter().enumerate() {
+                let pieces: Vec<&Piece> = parts
+                    .iter()
+                    .filter_map(|p| p.families.get(i))
+                    .flatten()
+                    .collect();
+                if pieces.is_empty() {
+                    continue;
+                }
+                let compressor = &mut self.compressor;
+                let header = self.headers.entry(def.name).or_insert_with(|| {
+                    let text = format!(
+                        "# HELP {} {}\n# TYPE {} gauge\n",
+                        def.name, def.help, def.name
+                    );
+                    Piece::with(compressor, &text)
+                });
+                // Clones share the bytes.
+                order.push(header.clone());
+                order.extend(pieces.into_iter().cloned());
+            }
+        }
+        // One contiguous gzip head (fewer buffers per response); the CRC of the whole
+        // text is combined from the pieces' own, without reading the text again.
+        let deflate_len: usize = order.iter().map(|p| p.deflate.len()).sum();
+        let mut head = Vec::with_capacity(GZIP_HEADER.len() + deflate_len);
+        head.extend_from_slice(&GZIP_HEADER);
+        let mut crc = crc32fast::Hasher::new();
+        let mut plain = Vec::with_capacity(order.len());
+        let mut plain_len = 0;
+        for piece in &order {
+            head.extend_from_slice(&piece.deflate);
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                piece.crc,
+                piece.plain.len() as u64,
+            ));
+            plain_len += piece.plain.len() as u64;
+            plain.push(piece.plain.clone());
+        }
+        Exposition {
+            plain,
+            plain_len,
+            crc: crc.finalize(),
+            gzip_head: Bytes::from(head),
+        }
+    }
+}
+
+/// Renders one collector's snapshots of one target into pieces, keeping the previous
+/// build's pieces to reuse.
+pub struct Renderer<F: Families> {
+    labels: String,
     pieces: HashMap<u128, Piece>,
     /// Raw deflate at the default level (6): pieces are compressed once, not per
     /// scrape, so the smaller body is worth the CPU.
@@ -170,131 +350,85 @@ pub struct Renderer {
     scratch: String,
     /// Pieces rendered (not reused) by the last build, for tests and debug logs.
     pub rendered_last: usize,
+    _families: std::marker::PhantomData<F>,
 }
 
-impl Default for Renderer {
-    fn default() -> Self {
+impl<F: Families> Renderer<F> {
+    /// A renderer whose samples carry `labels` (see [`target_labels`]).
+    pub fn new(labels: String) -> Renderer<F> {
         Renderer {
+            labels,
             pieces: HashMap::new(),
             compressor: Compress::new(Compression::default(), false),
             scratch: String::new(),
             rendered_last: 0,
+            _families: std::marker::PhantomData,
         }
     }
-}
 
-impl Renderer {
-    pub fn build(&mut self, snapshot: &Snapshot) -> Exposition {
+    pub fn build(&mut self, snapshot: &Snapshot<F::Attr>) -> Rendered {
         let mut next: HashMap<u128, Piece> = HashMap::with_capacity(self.pieces.len());
-        let mut order: Vec<u128> = Vec::new();
+        let mut out = Rendered::empty(F::FAMILIES);
         let mut rendered = 0;
         let ends: Vec<bool> = snapshot.keys().map(|id| ends_group(id)).collect();
 
-        for family in Family::ALL {
-            let mut members = snapshot
-                .iter()
-                .zip(&ends)
-                .filter(|((_, r), _)| family.includes(r))
-                .peekable();
-            if members.peek().is_none() {
-                continue;
-            }
-            let key = Key::new(family, true);
-            rendered += self.place(&mut next, &mut order, key.finish(), |out| {
-                let _ = writeln!(out, "# HELP {} {} {CACHED}", family.name(), family.help());
-                let _ = writeln!(out, "# TYPE {} gauge", family.name());
-            });
-            let mut group: Vec<(&str, &IdentityRecord)> = Vec::new();
-            let mut key = Key::new(family, false);
-            for ((id, record), &end) in members {
-                key.feed(family, id, record);
+        for family in 0..F::FAMILIES.len() {
+            let mut group: Vec<(&str, &IdentityRecord<F::Attr>)> = Vec::new();
+            let mut key = Key::new(family);
+            for ((id, record), &end) in snapshot.iter().zip(&ends) {
+                if !F::includes(family, record) {
+                    continue;
+                }
+                key.feed::<F>(family, id, record);
                 group.push((id, record));
                 if end {
-                    rendered += self.place_group(&mut next, &mut order, family, key, &group);
+                    rendered +=
+                        self.place(&mut next, &mut out.families[family], family, key, &group);
                     group.clear();
-                    key = Key::new(family, false);
+                    key = Key::new(family);
                 }
             }
             if !group.is_empty() {
-                rendered += self.place_group(&mut next, &mut order, family, key, &group);
-            }
-        }
-
-        // One contiguous gzip head; every kept piece's deflate becomes a slice of it, so
-        // the previous head is freed once the exposition still being served goes.
-        let deflate_len: usize = order.iter().map(|k| next[k].deflate.len()).sum();
-        let mut head = Vec::with_capacity(GZIP_HEADER.len() + deflate_len);
-        head.extend_from_slice(&GZIP_HEADER);
-        let mut spans = Vec::with_capacity(order.len());
-        for key in &order {
-            let start = head.len();
-            head.extend_from_slice(&next[key].deflate);
-            spans.push(start..head.len());
-        }
-        let head = Bytes::from(head);
-        let mut plain = Vec::with_capacity(order.len());
-        let mut crc = crc32fast::Hasher::new();
-        let mut plain_len = 0;
-        for (key, span) in order.iter().zip(spans) {
-            if let Some(piece) = next.get_mut(key) {
-                piece.deflate = head.slice(span);
-                crc.update(&piece.plain);
-                plain_len += piece.plain.len() as u64;
-                plain.push(piece.plain.clone());
+                rendered += self.place(&mut next, &mut out.families[family], family, key, &group);
             }
         }
         self.pieces = next;
         self.rendered_last = rendered;
         // A long identity list can leave a large scratch buffer; keep a modest one.
         self.scratch.shrink_to(64 * 1024);
-        Exposition {
-            plain,
-            plain_len,
-            crc: crc.finalize(),
-            gzip_head: head,
-        }
+        out
     }
 
-    fn place_group(
-        &mut self,
-        next: &mut HashMap<u128, Piece>,
-        order: &mut Vec<u128>,
-        family: Family,
-        key: Key,
-        group: &[(&str, &IdentityRecord)],
-    ) -> usize {
-        self.place(next, order, key.finish(), |out| {
-            for (id, record) in group {
-                family.write(out, id, record);
-            }
-        })
-    }
-
-    /// Puts the piece for `key` next in `order`: the previous build's if it has one,
+    /// Appends the piece for `key` to `pieces`: the previous build's if it has one,
     /// else a fresh render. Returns 1 when it rendered.
     fn place(
         &mut self,
         next: &mut HashMap<u128, Piece>,
-        order: &mut Vec<u128>,
-        key: u128,
-        render: impl FnOnce(&mut String),
+        pieces: &mut Vec<Piece>,
+        family: usize,
+        key: Key,
+        group: &[(&str, &IdentityRecord<F::Attr>)],
     ) -> usize {
-        order.push(key);
-        if next.contains_key(&key) {
+        let key = key.finish();
+        if let Some(piece) = next.get(&key) {
+            pieces.push(piece.clone());
             return 0;
         }
-        match self.pieces.remove(&key) {
-            Some(piece) => {
-                next.insert(key, piece);
-                0
-            }
+        let (piece, fresh) = match self.pieces.remove(&key) {
+            Some(piece) => (piece, 0),
             None => {
                 self.scratch.clear();
-                render(&mut self.scratch);
-                next.insert(key, Piece::with(&mut self.compressor, &self.scratch));
-                1
+                let name = F::FAMILIES[family].name;
+                for (id, record) in group {
+                    let mut line = Line::new(&mut self.scratch, name, &self.labels, Some(id));
+                    F::write(family, &mut line, record);
+                }
+                (Piece::with(&mut self.compressor, &self.scratch), 1)
             }
-        }
+        };
+        pieces.push(piece.clone());
+        next.insert(key, piece);
+        fresh
     }
 }
 
@@ -304,17 +438,19 @@ impl Renderer {
 struct Key(DefaultHasher, DefaultHasher);
 
 impl Key {
-    fn new(family: Family, header: bool) -> Key {
+    fn new(family: usize) -> Key {
         let mut a = DefaultHasher::new();
         let mut b = DefaultHasher::new();
-        (0xa5u8, family as u8, header).hash(&mut a);
-        (0x5au8, family as u8, header).hash(&mut b);
+        (0xa5u8, family).hash(&mut a);
+        (0x5au8, family).hash(&mut b);
         Key(a, b)
     }
 
-    fn feed(&mut self, family: Family, id: &str, record: &IdentityRecord) {
-        family.hash_inputs(&mut self.0, id, record);
-        family.hash_inputs(&mut self.1, id, record);
+    fn feed<F: Families>(&mut self, family: usize, id: &str, record: &IdentityRecord<F::Attr>) {
+        id.hash(&mut self.0);
+        id.hash(&mut self.1);
+        F::hash_inputs(family, &mut self.0, record);
+        F::hash_inputs(family, &mut self.1, record);
     }
 
     fn finish(&self) -> u128 {
@@ -328,89 +464,81 @@ fn ends_group(id: &str) -> bool {
     h.finish().is_multiple_of(GROUP)
 }
 
-/// The identity families, in the order they are exposed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Status,
-    Behavior,
-    Info,
-    Configured,
-    Exists,
-    Rejected,
-    Refresh,
-}
+/// The `mail_from` collector's families (`GetIdentityMailFromDomainAttributes`).
+pub struct MailFromFamilies;
 
-impl Family {
-    const ALL: [Family; 7] = [
-        Family::Status,
-        Family::Behavior,
-        Family::Info,
-        Family::Configured,
-        Family::Exists,
-        Family::Rejected,
-        Family::Refresh,
+const STATUS: usize = 0;
+const BEHAVIOR: usize = 1;
+const INFO: usize = 2;
+const CONFIGURED: usize = 3;
+const EXISTS: usize = 4;
+const REJECTED: usize = 5;
+const REFRESH: usize = 6;
+
+impl Families for MailFromFamilies {
+    type Attr = MailFromAttributes;
+    const FAMILIES: &'static [FamilyDef] = &[
+        FamilyDef {
+            name: "aws_ses_identity_mail_from_status",
+            help: "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1. Only for identities with a custom MAIL FROM domain. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_mail_from_behavior_on_mx_failure",
+            help: "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set. Both 0 when SES returned no or an unrecognised value. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_mail_from_info",
+            help: "The identity's type and custom MAIL FROM domain (empty when none is configured); always 1. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_mail_from_configured",
+            help: "1 if the identity has a custom MAIL FROM domain, 0 if mail uses SES's default MAIL FROM. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_exists",
+            help: "1 if SES returned the identity, 0 if it was asked for but left out (the identity does not exist in this account and region, or is not visible to these credentials). Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_rejected",
+            help: "1 for an identity SES refuses as invalid (InvalidParameterValue when asked for it alone); its other series are absent and aws_ses_identity_exists is 0. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_last_refresh_timestamp_seconds",
+            help: "Unix time at which SES last answered GetIdentityMailFromDomainAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
     ];
 
-    fn name(self) -> &'static str {
-        match self {
-            Family::Status => "aws_ses_identity_mail_from_status",
-            Family::Behavior => "aws_ses_identity_mail_from_behavior_on_mx_failure",
-            Family::Info => "aws_ses_identity_mail_from_info",
-            Family::Configured => "aws_ses_identity_mail_from_configured",
-            Family::Exists => "aws_ses_identity_exists",
-            Family::Rejected => "aws_ses_identity_rejected",
-            Family::Refresh => "aws_ses_identity_last_refresh_timestamp_seconds",
+    fn includes(family: usize, record: &IdentityRecord<MailFromAttributes>) -> bool {
+        match (family, &record.observation) {
+            (STATUS, Observation::Present(a)) => a.configured(),
+            (BEHAVIOR | INFO | CONFIGURED, o) => matches!(o, Observation::Present(_)),
+            (REJECTED, o) => matches!(o, Observation::Rejected),
+            (EXISTS | REFRESH, _) => true,
+            _ => false,
         }
     }
 
-    fn help(self) -> &'static str {
-        match self {
-            Family::Status => "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1. Only for identities with a custom MAIL FROM domain.",
-            Family::Behavior => "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set. Both 0 when SES returned no or an unrecognised value.",
-            Family::Info => "The identity's type and custom MAIL FROM domain (empty when none is configured); always 1.",
-            Family::Configured => "1 if the identity has a custom MAIL FROM domain, 0 if mail uses SES's default MAIL FROM.",
-            Family::Exists => "1 if SES returned the identity, 0 if it was asked for but left out (the identity does not exist in this region, or is not visible to these credentials).",
-            Family::Rejected => "1 for an identity SES refuses as invalid (InvalidParameterValue when asked for it alone); its other series are absent and aws_ses_identity_exists is 0.",
-            Family::Refresh => "Unix time at which SES last answered for this identity; a failed fetch leaves it unchanged.",
+    fn hash_inputs(
+        family: usize,
+        h: &mut DefaultHasher,
+        record: &IdentityRecord<MailFromAttributes>,
+    ) {
+        match (family, &record.observation) {
+            (STATUS, Observation::Present(a)) => a.status.hash(h),
+            (BEHAVIOR, Observation::Present(a)) => a.behavior.hash(h),
+            (INFO, Observation::Present(a)) => a.domain.hash(h),
+            (CONFIGURED, Observation::Present(a)) => a.configured().hash(h),
+            (EXISTS, o) => matches!(o, Observation::Present(_)).hash(h),
+            (REFRESH, _) => unix_millis(record.refreshed_at).hash(h),
+            _ => {}
         }
     }
 
-    /// Whether the identity has lines in this family. Only identities that have been
-    /// fetched are in a snapshot, so one never fetched has no series at all.
-    fn includes(self, record: &IdentityRecord) -> bool {
-        match (self, &record.observation) {
-            (Family::Status, Observation::Present(a)) => a.configured(),
-            (Family::Behavior | Family::Info | Family::Configured, o) => {
-                matches!(o, Observation::Present(_))
-            }
-            (Family::Status, Observation::Missing | Observation::Rejected) => false,
-            (Family::Rejected, o) => matches!(o, Observation::Rejected),
-            (Family::Exists | Family::Refresh, _) => true,
-        }
-    }
-
-    /// Feeds exactly what [`Family::write`] reads for this identity.
-    fn hash_inputs(self, h: &mut impl Hasher, id: &str, record: &IdentityRecord) {
-        id.hash(h);
-        match (self, &record.observation) {
-            (Family::Status, Observation::Present(a)) => a.status.hash(h),
-            (Family::Behavior, Observation::Present(a)) => a.behavior.hash(h),
-            (Family::Info, Observation::Present(a)) => a.domain.hash(h),
-            (Family::Configured, Observation::Present(a)) => a.configured().hash(h),
-            (Family::Exists, o) => matches!(o, Observation::Present(_)).hash(h),
-            (Family::Refresh, _) => unix_millis(record.refreshed_at).hash(h),
-            (Family::Rejected, _) => {}
-            // Not included in these families; nothing is written.
-            (_, Observation::Missing | Observation::Rejected) => {}
-        }
-    }
-
-    fn write(self, out: &mut String, id: &str, record: &IdentityRecord) {
-        let name = self.name();
-        match (self, &record.observation) {
-            (Family::Status, Observation::Present(a)) => {
+    fn write(family: usize, line: &mut Line<'_>, record: &IdentityRecord<MailFromAttributes>) {
+        match (family, &record.observation) {
+            (STATUS, Observation::Present(a)) => {
                 for s in MailFromStatus::ALL {
-                    sample_start(out, name, id);
+                    let out = line.start();
                     let _ = writeln!(
                         out,
                         "\",status=\"{}\"}} {}",
@@ -419,9 +547,9 @@ impl Family {
                     );
                 }
             }
-            (Family::Behavior, Observation::Present(a)) => {
+            (BEHAVIOR, Observation::Present(a)) => {
                 for b in BehaviorOnMxFailure::EXPORTED {
-                    sample_start(out, name, id);
+                    let out = line.start();
                     let _ = writeln!(
                         out,
                         "\",behavior=\"{}\"}} {}",
@@ -430,52 +558,194 @@ impl Family {
                     );
                 }
             }
-            (Family::Info, Observation::Present(a)) => write_info(out, name, id, a),
-            (Family::Configured, Observation::Present(a)) => {
-                sample_start(out, name, id);
-                let _ = writeln!(out, "\"}} {}", u8::from(a.configured()));
-            }
-            (Family::Exists, o) => {
-                sample_start(out, name, id);
-                let _ = writeln!(
+            (INFO, Observation::Present(a)) => {
+                let identity_type = line.identity.map(IdentityType::of);
+                let out = line.start();
+                let _ = write!(
                     out,
-                    "\"}} {}",
-                    u8::from(matches!(o, Observation::Present(_)))
+                    "\",identity_type=\"{}\",mail_from_domain=\"",
+                    identity_type.map_or("", IdentityType::as_str)
                 );
-            }
-            (Family::Rejected, _) => {
-                sample_start(out, name, id);
+                escape(out, a.domain.as_deref().unwrap_or(""));
                 out.push_str("\"} 1\n");
             }
-            (Family::Refresh, _) => {
-                sample_start(out, name, id);
-                let _ = writeln!(
-                    out,
-                    "\"}} {}",
-                    unix_millis(record.refreshed_at) as f64 / 1000.0
-                );
+            (CONFIGURED, Observation::Present(a)) => {
+                let _ = writeln!(line.start(), "\"}} {}", u8::from(a.configured()));
             }
-            (_, Observation::Missing | Observation::Rejected) => {}
+            (EXISTS, o) => {
+                let exists = matches!(o, Observation::Present(_));
+                let _ = writeln!(line.start(), "\"}} {}", u8::from(exists));
+            }
+            (REJECTED, _) => line.start().push_str("\"} 1\n"),
+            (REFRESH, _) => write_refresh(line, record.refreshed_at),
+            _ => {}
         }
     }
 }
 
-fn write_info(out: &mut String, name: &str, id: &str, a: &MailFromAttributes) {
-    sample_start(out, name, id);
-    let _ = write!(
-        out,
-        "\",identity_type=\"{}\",mail_from_domain=\"",
-        IdentityType::of(id).as_str()
-    );
-    escape(out, a.domain.as_deref().unwrap_or(""));
-    out.push_str("\"} 1\n");
+fn write_refresh(line: &mut Line<'_>, at: SystemTime) {
+    let _ = writeln!(line.start(), "\"}} {}", unix_millis(at) as f64 / 1000.0);
 }
 
-/// `name{identity="ID` — the caller writes the rest of the labels and the value.
-fn sample_start(out: &mut String, name: &str, id: &str) {
-    out.push_str(name);
-    out.push_str("{identity=\"");
-    escape(out, id);
+fn write_state_set<T: Copy + PartialEq>(
+    line: &mut Line<'_>,
+    states: &[T],
+    current: T,
+    name: impl Fn(T) -> &'static str,
+) {
+    for &s in states {
+        let out = line.start();
+        let _ = writeln!(
+            out,
+            "\",status=\"{}\"}} {}",
+            name(s),
+            u8::from(current == s)
+        );
+    }
+}
+
+/// The `dkim` collector's families (`GetIdentityDkimAttributes`).
+pub struct DkimFamilies;
+
+impl Families for DkimFamilies {
+    type Attr = DkimAttributes;
+    const FAMILIES: &'static [FamilyDef] = &[
+        FamilyDef {
+            name: "aws_ses_identity_dkim_enabled",
+            help: "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_dkim_status",
+            help: "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_dkim_last_refresh_timestamp_seconds",
+            help: "Unix time at which SES last answered GetIdentityDkimAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+    ];
+
+    fn includes(family: usize, record: &IdentityRecord<DkimAttributes>) -> bool {
+        family == 2 || matches!(record.observation, Observation::Present(_))
+    }
+
+    fn hash_inputs(family: usize, h: &mut DefaultHasher, record: &IdentityRecord<DkimAttributes>) {
+        match (family, &record.observation) {
+            (0, Observation::Present(a)) => a.enabled.hash(h),
+            (1, Observation::Present(a)) => a.status.hash(h),
+            (2, _) => unix_millis(record.refreshed_at).hash(h),
+            _ => {}
+        }
+    }
+
+    fn write(family: usize, line: &mut Line<'_>, record: &IdentityRecord<DkimAttributes>) {
+        match (family, &record.observation) {
+            (0, Observation::Present(a)) => {
+                let _ = writeln!(line.start(), "\"}} {}", u8::from(a.enabled));
+            }
+            (1, Observation::Present(a)) => write_state_set(
+                line,
+                &VerificationStatus::ALL,
+                a.status,
+                VerificationStatus::as_str,
+            ),
+            (2, _) => write_refresh(line, record.refreshed_at),
+            _ => {}
+        }
+    }
+}
+
+/// The `verification` collector's families (`GetIdentityVerificationAttributes`).
+pub struct VerificationFamilies;
+
+impl Families for VerificationFamilies {
+    type Attr = Verification;
+    const FAMILIES: &'static [FamilyDef] = &[
+        FamilyDef {
+            name: "aws_ses_identity_verification_status",
+            help: "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+        FamilyDef {
+            name: "aws_ses_identity_verification_last_refresh_timestamp_seconds",
+            help: "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+        },
+    ];
+
+    fn includes(family: usize, record: &IdentityRecord<Verification>) -> bool {
+        family == 1 || matches!(record.observation, Observation::Present(_))
+    }
+
+    fn hash_inputs(family: usize, h: &mut DefaultHasher, record: &IdentityRecord<Verification>) {
+        match (family, &record.observation) {
+            (0, Observation::Present(a)) => a.status.hash(h),
+            (1, _) => unix_millis(record.refreshed_at).hash(h),
+            _ => {}
+        }
+    }
+
+    fn write(family: usize, line: &mut Line<'_>, record: &IdentityRecord<Verification>) {
+        match (family, &record.observation) {
+            (0, Observation::Present(a)) => write_state_set(
+                line,
+                &VerificationStatus::ALL,
+                a.status,
+                VerificationStatus::as_str,
+            ),
+            (1, _) => write_refresh(line, record.refreshed_at),
+            _ => {}
+        }
+    }
+}
+
+/// The `quota` collector's families: account level, one series each per target.
+pub const QUOTA_FAMILIES: &[FamilyDef] = &[
+    FamilyDef {
+        name: "aws_ses_send_quota_max_24_hour_send",
+        help: "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited. Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+    FamilyDef {
+        name: "aws_ses_send_quota_max_send_rate",
+        help: "Emails per second the account may send in this region (GetSendQuota MaxSendRate). Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+    FamilyDef {
+        name: "aws_ses_send_quota_sent_last_24_hours",
+        help: "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours). Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+    FamilyDef {
+        name: "aws_ses_send_quota_last_refresh_timestamp_seconds",
+        help: "Unix time at which SES last answered GetSendQuota; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+    FamilyDef {
+        name: "aws_ses_account_sending_enabled",
+        help: "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account). Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+    FamilyDef {
+        name: "aws_ses_account_sending_enabled_last_refresh_timestamp_seconds",
+        help: "Unix time at which SES last answered GetAccountSendingEnabled; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+    },
+];
+
+/// Renders the quota collector's last answers for one target. Account-level values
+/// are a handful of lines, so they are rendered whole whenever they change.
+pub fn render_quota(labels: &str, quota: &Quota, compressor: &mut Compress) -> Rendered {
+    let mut out = Rendered::empty(QUOTA_FAMILIES);
+    let mut text = String::new();
+    let mut put = |family: usize, value: f64| {
+        text.clear();
+        let mut line = Line::new(&mut text, QUOTA_FAMILIES[family].name, labels, None);
+        let _ = writeln!(line.start(), "}} {value}");
+        out.families[family].push(Piece::with(compressor, &text));
+    };
+    if let Some((q, at)) = &quota.send_quota {
+        put(0, q.max_24_hour_send);
+        put(1, q.max_send_rate);
+        put(2, q.sent_last_24_hours);
+        put(3, unix_millis(*at) as f64 / 1000.0);
+    }
+    if let Some((enabled, at)) = &quota.sending_enabled {
+        put(4, f64::from(u8::from(*enabled)));
+        put(5, unix_millis(*at) as f64 / 1000.0);
+    }
+    out
 }
 
 /// Writes a label value with the escapes the text format requires.
@@ -529,6 +799,14 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn renderer() -> Renderer<MailFromFamilies> {
+        Renderer::new(String::new())
+    }
+
+    fn build(r: &mut Renderer<MailFromFamilies>, snap: &Snapshot) -> Exposition {
+        Assembler::default().assemble(&[&[Arc::new(r.build(snap))]])
     }
 
     fn tail() -> Piece {
@@ -621,11 +899,16 @@ mod tests {
 
     #[test]
     fn an_unchanged_snapshot_renders_nothing_again() {
-        let mut r = Renderer::default();
+        let mut r = renderer();
         let snap = snapshot(2000, 1_700_000_000);
-        let first = r.build(&snap);
-        assert_eq!(r.rendered_last, first.pieces());
-        let second = r.build(&snap);
+        let first = build(&mut r, &snap);
+        let headers = first
+            .plain
+            .iter()
+            .filter(|p| p.starts_with(b"# HELP"))
+            .count();
+        assert_eq!(r.rendered_last, first.pieces() - headers);
+        let second = build(&mut r, &snap);
         assert_eq!(r.rendered_last, 0);
         assert_eq!(second.text(), first.text());
         // The pieces are shared, not copied.
@@ -638,9 +921,9 @@ mod tests {
 
     #[test]
     fn a_new_refresh_time_re_renders_only_that_family() {
-        let mut r = Renderer::default();
-        let before = r.build(&snapshot(2000, 1_700_000_000));
-        let after = r.build(&snapshot(2000, 1_700_000_060));
+        let mut r = renderer();
+        let before = build(&mut r, &snapshot(2000, 1_700_000_000));
+        let after = build(&mut r, &snapshot(2000, 1_700_000_060));
         let refresh_pieces = after
             .plain
             .iter()
@@ -653,10 +936,10 @@ mod tests {
 
     #[test]
     fn reused_pieces_give_the_same_body_as_a_fresh_render() {
-        let mut r = Renderer::default();
+        let mut r = renderer();
         let mut snap = snapshot(3000, 1_700_000_000);
         let statuses = MailFromStatus::ALL;
-        r.build(&snap);
+        build(&mut r, &snap);
         for round in 0..8u64 {
             // Change a few statuses, drop and add identities, move some refresh times.
             let names: Vec<String> = snap.keys().cloned().collect();
@@ -680,7 +963,7 @@ mod tests {
                     refreshed_at: UNIX_EPOCH,
                 },
             );
-            let incremental = r.build(&snap);
+            let incremental = build(&mut r, &snap);
             let fresh = Exposition::build(&snap);
             assert_eq!(incremental.text(), fresh.text(), "round {round}");
             assert_eq!(
@@ -693,5 +976,56 @@ mod tests {
                 "round {round}: some pieces reused"
             );
         }
+    }
+
+    #[test]
+    fn targets_share_one_header_per_family_and_carry_their_labels() {
+        let snap = snapshot(3, 1_700_000_000);
+        let mut a = Renderer::<MailFromFamilies>::new(target_labels("111111111111", "eu-west-1"));
+        let mut b = Renderer::<MailFromFamilies>::new(target_labels("222222222222", "us-east-1"));
+        let parts = [Arc::new(a.build(&snap)), Arc::new(b.build(&snap))];
+        let e = Assembler::default().assemble(&[&parts]);
+        let text = e.text();
+        assert_eq!(
+            text.matches("# TYPE aws_ses_identity_mail_from_status gauge")
+                .count(),
+            1
+        );
+        assert!(text.contains("aws_ses_identity_mail_from_status{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",identity=\"id-00000.example.com\",status=\"Success\"} 1\n"));
+        assert!(text.contains("aws_ses_identity_exists{aws_account_id=\"222222222222\",aws_region=\"us-east-1\",identity=\"id-00002.example.com\"} 1\n"));
+        // One family's samples stay together: target b's status lines come before
+        // any line of the next family.
+        let last_status = text.rfind("aws_ses_identity_mail_from_status{").unwrap();
+        let first_behavior = text
+            .find("aws_ses_identity_mail_from_behavior_on_mx_failure{")
+            .unwrap();
+        assert!(last_status < first_behavior);
+        assert_eq!(gunzip(&e, &tail()), plain(&e, &tail()));
+    }
+
+    #[test]
+    fn quota_lines_have_the_targets_labels_and_only_known_values() {
+        let labels = target_labels("111111111111", "eu-west-1");
+        let mut c = Compress::new(Compression::fast(), false);
+        let nothing = render_quota(&labels, &Quota::default(), &mut c);
+        assert!(
+            nothing.families.iter().all(Vec::is_empty),
+            "nothing invented"
+        );
+        let quota = Quota {
+            send_quota: Some((
+                crate::model::SendQuota {
+                    max_24_hour_send: 50_000.0,
+                    max_send_rate: 14.0,
+                    sent_last_24_hours: 41_000.0,
+                },
+                UNIX_EPOCH + Duration::from_secs(10),
+            )),
+            sending_enabled: None,
+        };
+        let part = Arc::new(render_quota(&labels, &quota, &mut c));
+        let text = Assembler::default().assemble(&[&[part]]).text();
+        assert!(text.contains("aws_ses_send_quota_sent_last_24_hours{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 41000\n"));
+        assert!(!text.contains("aws_ses_account_sending_enabled"));
     }
 }

@@ -7,14 +7,17 @@
 //! - [`ses`]: the only code that talks to AWS. [`ses::SesApi`] is one HTTP attempt
 //!   per call (the SDK's own retries are off); [`ses::AwsSes`] implements it over
 //!   `aws-sdk-ses`, and SDK errors become [`ses::SesError`] kinds.
-//! - [`poller`]: the schedule, discovery (`ListIdentities`), batches of 100, one
-//!   rate limiter per SES operation through which every attempt passes, retries with
-//!   backoff; keeps the last good value of every identity and publishes snapshots.
+//! - [`poller`]: one per target (an AWS account and region): its account from STS,
+//!   the schedule, discovery (`ListIdentities`), the enabled collectors (MAIL FROM,
+//!   DKIM, verification, quota), each in batches of 100 through a rate limiter per
+//!   (account, region, operation) that every attempt passes, retries with backoff;
+//!   keeps the last good value of every identity and publishes each collector's part.
 //! - [`dns`]: the dns collector: each MAIL FROM domain's MX and SPF records, looked
 //!   up directly so a broken record shows before SES fails the domain.
 //! - [`model`]: plain types for an identity's MAIL FROM state and the snapshot.
 //! - [`exposition`]: snapshot → identity exposition, pre-rendered and pre-compressed
-//!   in pieces that the next snapshot reuses where their inputs did not change.
+//!   in pieces that the next snapshot reuses where their inputs did not change, and
+//!   the assembly of every target's and collector's pieces into one body.
 //! - [`metrics`]: the self-metrics registry, rendered for scrapes.
 //! - [`state`]: what the poller publishes and the HTTP server reads.
 //! - [`web`]: `--web.config.file` (the exporter-toolkit format) → TLS, basic auth,
@@ -67,43 +70,56 @@ pub enum RunError {
     Dns(#[from] dns::SetupError),
 }
 
-/// Runs the poller and the HTTP server until `shutdown` resolves, then stops both:
-/// no new connections, in-flight requests finish, the poller ends its cycle where it
-/// is (a snapshot is swapped whole, so nothing half-done is ever served).
+/// Runs one poller per target and the HTTP server until `shutdown` resolves, then
+/// stops them: no new connections, in-flight requests finish, each poller ends its
+/// cycle where it is (a snapshot is swapped whole, so nothing half-done is served).
+/// `sessions[i]` talks to AWS for `config.targets[i]`.
 pub async fn run<S: SesApi>(
     config: &Config,
     web: WebState,
-    ses: S,
+    sessions: Vec<S>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let telemetry = metrics::Telemetry::new(config.poll_interval.as_secs_f64())?;
     let shared = Arc::new(Shared::new(telemetry));
+    shared.expect_targets(sessions.len());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let settings = PollerSettings {
-        fixed: config.identities.fixed.clone(),
-        discovery: config.identities.discovery.clone(),
-        poll_interval: config.poll_interval,
-        rate: config.ses.rate,
-        timeout: config.ses.timeout,
-    };
     let dns = match &config.dns {
-        Some(dns_settings) => {
+        Some(dns_settings) if config.collectors.mail_from => {
             let resolver = dns::HickoryDns::new(dns_settings)?;
             shared.telemetry.enable_dns();
             let collector = dns::Collector::new(
                 resolver,
-                ses.region(),
                 dns_settings.clone(),
                 config.poll_interval,
                 Arc::clone(&shared),
             );
             Some(tokio::spawn(collector.run(stop_rx.clone())))
         }
-        None => None,
+        // Without the mail_from collector there are no MAIL FROM domains to check.
+        _ => None,
     };
-    let poller = tokio::spawn(Poller::new(ses, settings, Arc::clone(&shared)).run(stop_rx.clone()));
+    let limiters = Arc::new(poller::Limiters::default());
+    let mut pollers = Vec::with_capacity(sessions.len());
+    for (index, (target, ses)) in config.targets.iter().zip(sessions).enumerate() {
+        let settings = PollerSettings {
+            index,
+            region: ses.region().to_owned(),
+            provisional_account: target.role_account().unwrap_or("").to_owned(),
+            fixed: target.identities.fixed.clone(),
+            discovery: target.identities.discovery.clone(),
+            poll_interval: config.poll_interval,
+            rate: config.ses.rate,
+            timeout: config.ses.timeout,
+            collectors: config.collectors,
+        };
+        let poller = Poller::new(ses, settings, Arc::clone(&shared), Arc::clone(&limiters));
+        // Each target on its own task: a target waiting on a slow or failing account
+        // never holds up another.
+        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
+    }
     let web = Arc::new(web);
     let web_watch = tokio::spawn(Arc::clone(&web).watch(Arc::clone(&shared), stop_rx.clone()));
     let server = tokio::spawn(http::serve(
@@ -123,7 +139,9 @@ pub async fn run<S: SesApi>(
     let _ = stop_tx.send(true);
     let stopping = async {
         let _ = server.await;
-        let _ = poller.await;
+        for poller in pollers {
+            let _ = poller.await;
+        }
         let _ = web_watch.await;
         if let Some(dns) = dns {
             let _ = dns.await;

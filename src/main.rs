@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::poller::min_cycle_seconds;
-use ses_identity_exporter::ses::AwsSes;
+use ses_identity_exporter::ses::{self, AwsSes};
 use ses_identity_exporter::web::{self, WebConfig, WebState};
 use ses_identity_exporter::{build, logging, tls};
 
@@ -79,20 +79,40 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address)
         .await
         .with_context(|| format!("--web.listen-address {:?}", config.listen_address))?;
-    let ses = AwsSes::from_env(config.ses.timeout).await?;
-    // With a static list the cycle time is known now; with discovery the poller
-    // logs it once it knows how many identities there are.
-    let min_cycle_seconds = match &config.identities.discovery {
-        None => format!(
-            "{:.1}",
-            min_cycle_seconds(config.identities.fixed.len(), config.ses.rate)
-        ),
-        Some(_) => "after discovery".to_owned(),
+    let base = ses::base_config(config.ses.timeout).await;
+    let mut sessions = Vec::with_capacity(config.targets.len());
+    let mut regions = Vec::with_capacity(config.targets.len());
+    for target in &config.targets {
+        let region = match &target.region {
+            Some(region) => region.clone(),
+            None => ses::default_region(&base)?,
+        };
+        sessions.push(AwsSes::for_target(&base, &region, target.role.as_ref()).await);
+        regions.push(region);
+    }
+    // With static lists the cycle time is known now; with discovery each poller logs
+    // it once it knows how many identities there are.
+    let min_cycle_seconds = if config
+        .targets
+        .iter()
+        .all(|t| t.identities.discovery.is_none())
+    {
+        let most = config
+            .targets
+            .iter()
+            .map(|t| t.identities.fixed.len())
+            .max()
+            .unwrap_or(0);
+        format!("{:.1}", min_cycle_seconds(most, config.ses.rate))
+    } else {
+        "after discovery".to_owned()
     };
     info!(
         version = build::VERSION,
         revision = build::REVISION,
-        region = ses_identity_exporter::ses::SesApi::region(&ses),
+        targets = config.targets.len(),
+        regions = regions.join(","),
+        collectors = config.collectors.names().join(","),
         identities = describe_source(&config),
         min_cycle_seconds,
         poll_interval = ?config.poll_interval,
@@ -108,13 +128,29 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
              only use it where AWS raised the account's limit"
         );
     }
-    ses_identity_exporter::run(&config, web, ses, listener, shutdown_signal()).await?;
+    ses_identity_exporter::run(&config, web, sessions, listener, shutdown_signal()).await?;
     Ok(())
 }
 
 fn describe_source(config: &Config) -> String {
-    let fixed = config.identities.fixed.len();
-    match &config.identities.discovery {
+    let described: Vec<String> = config
+        .targets
+        .iter()
+        .map(|t| {
+            let selection = describe_selection(&t.identities);
+            match (&t.region, &t.role) {
+                (None, _) => selection,
+                (Some(region), None) => format!("{region}: {selection}"),
+                (Some(region), Some(role)) => format!("{region} as {}: {selection}", role.arn),
+            }
+        })
+        .collect();
+    described.join("; ")
+}
+
+fn describe_selection(identities: &config::Identities) -> String {
+    let fixed = identities.fixed.len();
+    match &identities.discovery {
         Some(d) if fixed > 0 => format!(
             "{fixed} listed plus discovery of {} identities every {:?}",
             d.identity_type.as_str(),

@@ -5,7 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Counter, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, CounterVec, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::ses::{Operation, Outcome};
@@ -16,21 +17,27 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The labels of every per-target series.
+const TARGET: [&str; 2] = ["aws_account_id", "aws_region"];
+
 /// The exporter's own health metrics, in a registry of their own (never the global
-/// one, so tests can run side by side). The poller writes them; scrapes read them.
+/// one, so tests can run side by side). Per-target series are written through a
+/// [`TargetTelemetry`]; scrapes read them.
 pub struct Telemetry {
     registry: Registry,
-    pub up: IntGauge,
-    /// Registered at the first successful cycle: before that there is no time to
-    /// report, and a 0 would read as "last success in 1970".
-    last_success: Gauge,
-    last_success_registered: std::sync::Once,
-    pub poll_duration: Gauge,
+    up: IntGaugeVec,
+    /// A target's series appears at its first successful cycle: before that there is
+    /// no time to report, and a 0 would read as "last success in 1970".
+    last_success: GaugeVec,
+    poll_duration: GaugeVec,
     pub poll_interval: Gauge,
-    pub poll_overruns: IntCounter,
-    pub ses_requests: IntCounterVec,
-    pub rate_limit_wait: Counter,
-    pub identities: IntGauge,
+    poll_overruns: IntCounterVec,
+    ses_requests: IntCounterVec,
+    sts_requests: IntCounterVec,
+    rate_limit_wait: CounterVec,
+    identities: IntGaugeVec,
+    collector_success: IntGaugeVec,
+    duplicate_targets: IntGauge,
     web_config_reload_successful: IntGauge,
     web_config_reload_timestamp: Gauge,
     dns_lookups: IntCounterVec,
@@ -39,40 +46,77 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(poll_interval_seconds: f64) -> Result<Telemetry, prometheus::Error> {
         let registry = Registry::new();
-        let up = IntGauge::new(
-            "aws_ses_exporter_up",
-            "1 if the last poll cycle fetched every batch (and the identity list, when due) from SES, 0 otherwise.",
+        let target_opts = |name: &str, help: &str| Opts::new(name, help);
+        let up = IntGaugeVec::new(
+            target_opts(
+                "aws_ses_exporter_up",
+                "1 if the target's last poll cycle fetched every batch of every enabled collector (and the identity list, when due) from SES, 0 otherwise.",
+            ),
+            &TARGET,
         )?;
-        let last_success = Gauge::new(
-            "aws_ses_exporter_last_success_timestamp_seconds",
-            "Unix time at which the last fully successful poll cycle ended.",
+        let last_success = GaugeVec::new(
+            target_opts(
+                "aws_ses_exporter_last_success_timestamp_seconds",
+                "Unix time at which the target's last fully successful poll cycle ended.",
+            ),
+            &TARGET,
         )?;
-        let poll_duration = Gauge::new(
-            "aws_ses_exporter_poll_duration_seconds",
-            "Duration of the last poll cycle, rate-limit waits and retries included.",
+        let poll_duration = GaugeVec::new(
+            target_opts(
+                "aws_ses_exporter_poll_duration_seconds",
+                "Duration of the target's last poll cycle, rate-limit waits and retries included.",
+            ),
+            &TARGET,
         )?;
         let poll_interval = Gauge::new(
             "aws_ses_exporter_poll_interval_seconds",
             "Configured time from the start of one poll cycle to the start of the next.",
         )?;
-        let poll_overruns = IntCounter::new(
-            "aws_ses_exporter_poll_overruns_total",
-            "Poll cycles that took longer than the poll interval, so the next one started late.",
+        let poll_overruns = IntCounterVec::new(
+            target_opts(
+                "aws_ses_exporter_poll_overruns_total",
+                "Poll cycles of the target that took longer than the poll interval, so the next one started late.",
+            ),
+            &TARGET,
         )?;
         let ses_requests = IntCounterVec::new(
             Opts::new(
                 "aws_ses_exporter_ses_requests_total",
-                "HTTP attempts made to SES, retries included, by API operation and outcome.",
+                "HTTP attempts made to SES, retries included, by target, API operation and outcome.",
             ),
-            &["operation", "outcome"],
+            &["aws_account_id", "aws_region", "operation", "outcome"],
         )?;
-        let rate_limit_wait = Counter::new(
-            "aws_ses_exporter_rate_limit_wait_seconds_total",
-            "Time SES requests spent waiting for the exporter's own rate limiter.",
+        let sts_requests = IntCounterVec::new(
+            Opts::new(
+                "aws_ses_exporter_sts_requests_total",
+                "STS GetCallerIdentity calls made to learn the target's account, by outcome. aws_account_id is empty until one succeeded for a target without a role.",
+            ),
+            &["aws_account_id", "aws_region", "outcome"],
         )?;
-        let identities = IntGauge::new(
-            "aws_ses_exporter_identities",
-            "Identities currently watched (static list plus discovered, after filters).",
+        let rate_limit_wait = CounterVec::new(
+            target_opts(
+                "aws_ses_exporter_rate_limit_wait_seconds_total",
+                "Time the target's SES requests spent waiting for the exporter's own rate limiters.",
+            ),
+            &TARGET,
+        )?;
+        let identities = IntGaugeVec::new(
+            target_opts(
+                "aws_ses_exporter_identities",
+                "Identities the target currently watches (static list plus discovered, after filters).",
+            ),
+            &TARGET,
+        )?;
+        let collector_success = IntGaugeVec::new(
+            Opts::new(
+                "aws_ses_exporter_collector_success",
+                "1 if the collector's part of the target's last poll cycle fetched everything it asked SES for, 0 otherwise.",
+            ),
+            &["aws_account_id", "aws_region", "collector"],
+        )?;
+        let duplicate_targets = IntGauge::new(
+            "aws_ses_exporter_duplicate_targets",
+            "Targets not polled because an earlier target already covers their AWS account and region (two roles into the same account).",
         )?;
         let web_config_reload_successful = IntGauge::new(
             "aws_ses_exporter_web_config_last_reload_successful",
@@ -106,22 +150,19 @@ impl Telemetry {
                 crate::build::RUSTC_VERSION,
             ])
             .set(1);
-        // Every combination exists from the start, so rate() and increase() see the
-        // first error rather than a series appearing out of nowhere.
-        for op in Operation::ALL {
-            for outcome in Outcome::ALL {
-                ses_requests.with_label_values(&[op.as_str(), outcome.as_str()]);
-            }
-        }
         poll_interval.set(poll_interval_seconds);
 
         registry.register(Box::new(up.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
         registry.register(Box::new(poll_duration.clone()))?;
         registry.register(Box::new(poll_interval.clone()))?;
         registry.register(Box::new(poll_overruns.clone()))?;
         registry.register(Box::new(ses_requests.clone()))?;
+        registry.register(Box::new(sts_requests.clone()))?;
         registry.register(Box::new(rate_limit_wait.clone()))?;
         registry.register(Box::new(identities.clone()))?;
+        registry.register(Box::new(collector_success.clone()))?;
+        registry.register(Box::new(duplicate_targets.clone()))?;
         registry.register(Box::new(dns_lookups.clone()))?;
         registry.register(Box::new(web_config_reload_successful.clone()))?;
         registry.register(Box::new(web_config_reload_timestamp.clone()))?;
@@ -135,17 +176,75 @@ impl Telemetry {
             registry,
             up,
             last_success,
-            last_success_registered: std::sync::Once::new(),
             poll_duration,
             poll_interval,
             poll_overruns,
             ses_requests,
+            sts_requests,
             rate_limit_wait,
             identities,
+            collector_success,
+            duplicate_targets,
             web_config_reload_successful,
             web_config_reload_timestamp,
             dns_lookups,
         })
+    }
+
+    /// The series of one target, created at 0 (`up` too: nothing fetched yet) so
+    /// rate() and increase() see a target's first error rather than a series
+    /// appearing out of nowhere. `operations` are the SES operations it will call.
+    pub fn target(
+        &self,
+        account: &str,
+        region: &str,
+        operations: &[Operation],
+        collectors: &[&'static str],
+    ) -> TargetTelemetry {
+        let labels = [account, region];
+        for op in operations {
+            for outcome in Outcome::ALL {
+                self.ses_requests.with_label_values(&[
+                    account,
+                    region,
+                    op.as_str(),
+                    outcome.as_str(),
+                ]);
+            }
+        }
+        for outcome in Outcome::ALL {
+            self.sts_requests
+                .with_label_values(&[account, region, outcome.as_str()]);
+        }
+        for c in collectors {
+            self.collector_success
+                .with_label_values(&[account, region, c])
+                .set(0);
+        }
+        TargetTelemetry {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            up: self.up.with_label_values(&labels),
+            poll_duration: self.poll_duration.with_label_values(&labels),
+            poll_overruns: self.poll_overruns.with_label_values(&labels),
+            rate_limit_wait: self.rate_limit_wait.with_label_values(&labels),
+            identities: self.identities.with_label_values(&labels),
+            operations: operations.to_vec(),
+            collectors: collectors.to_vec(),
+            last_success: self.last_success.clone(),
+            ses_requests: self.ses_requests.clone(),
+            sts_requests: self.sts_requests.clone(),
+            collector_success: self.collector_success.clone(),
+            up_vec: self.up.clone(),
+            poll_duration_vec: self.poll_duration.clone(),
+            poll_overruns_vec: self.poll_overruns.clone(),
+            rate_limit_wait_vec: self.rate_limit_wait.clone(),
+            identities_vec: self.identities.clone(),
+        }
+    }
+
+    pub fn set_duplicate_targets(&self, n: usize) {
+        self.duplicate_targets.set(n as i64);
     }
 
     /// Creates every dns lookup series at 0, when the dns collector runs (without
@@ -172,20 +271,6 @@ impl Telemetry {
         }
     }
 
-    pub fn count_request(&self, op: Operation, outcome: Outcome) {
-        self.ses_requests
-            .with_label_values(&[op.as_str(), outcome.as_str()])
-            .inc();
-    }
-
-    pub fn set_last_success(&self, at: SystemTime) {
-        self.last_success.set(unix_seconds(at));
-        self.last_success_registered.call_once(|| {
-            // Registering a fresh, uniquely named collector cannot fail.
-            let _ = self.registry.register(Box::new(self.last_success.clone()));
-        });
-    }
-
     /// Renders the self and process metrics; small, so done per scrape.
     pub fn render(&self) -> String {
         let families = self.registry.gather();
@@ -195,30 +280,160 @@ impl Telemetry {
     }
 }
 
+/// One target's health series, bound to its `aws_account_id` and `aws_region`.
+pub struct TargetTelemetry {
+    account: String,
+    region: String,
+    pub up: IntGauge,
+    pub poll_duration: Gauge,
+    pub poll_overruns: IntCounter,
+    pub rate_limit_wait: Counter,
+    pub identities: IntGauge,
+    operations: Vec<Operation>,
+    collectors: Vec<&'static str>,
+    last_success: GaugeVec,
+    ses_requests: IntCounterVec,
+    sts_requests: IntCounterVec,
+    collector_success: IntGaugeVec,
+    up_vec: IntGaugeVec,
+    poll_duration_vec: GaugeVec,
+    poll_overruns_vec: IntCounterVec,
+    rate_limit_wait_vec: CounterVec,
+    identities_vec: IntGaugeVec,
+}
+
+impl TargetTelemetry {
+    pub fn count_request(&self, op: Operation, outcome: Outcome) {
+        self.ses_requests
+            .with_label_values(&[&self.account, &self.region, op.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    pub fn count_sts(&self, outcome: Outcome) {
+        self.sts_requests
+            .with_label_values(&[&self.account, &self.region, outcome.as_str()])
+            .inc();
+    }
+
+    pub fn set_collector_success(&self, collector: &str, ok: bool) {
+        self.collector_success
+            .with_label_values(&[&self.account, &self.region, collector])
+            .set(i64::from(ok));
+    }
+
+    pub fn set_last_success(&self, at: SystemTime) {
+        self.last_success
+            .with_label_values(&[&self.account, &self.region])
+            .set(unix_seconds(at));
+    }
+
+    /// The same target under the account STS named: its series move to the new
+    /// label (counters keep their counts) and the old ones are removed, so no series
+    /// is left behind with an empty or wrong account.
+    pub fn relabel(self, telemetry: &Telemetry, account: &str) -> TargetTelemetry {
+        if account == self.account {
+            return self;
+        }
+        let next = telemetry.target(account, &self.region, &self.operations, &self.collectors);
+        for outcome in Outcome::ALL {
+            let old = self
+                .sts_requests
+                .with_label_values(&[&self.account, &self.region, outcome.as_str()])
+                .get();
+            next.sts_requests
+                .with_label_values(&[account, &self.region, outcome.as_str()])
+                .inc_by(old);
+            let _ = self.sts_requests.remove_label_values(&[
+                &self.account,
+                &self.region,
+                outcome.as_str(),
+            ]);
+            for op in &self.operations {
+                let labels = [
+                    self.account.as_str(),
+                    self.region.as_str(),
+                    op.as_str(),
+                    outcome.as_str(),
+                ];
+                let old = self.ses_requests.with_label_values(&labels).get();
+                next.ses_requests
+                    .with_label_values(&[account, &self.region, op.as_str(), outcome.as_str()])
+                    .inc_by(old);
+                let _ = self.ses_requests.remove_label_values(&labels);
+            }
+        }
+        next.poll_overruns.inc_by(self.poll_overruns.get());
+        next.rate_limit_wait.inc_by(self.rate_limit_wait.get());
+        self.remove();
+        next
+    }
+
+    /// Removes every series of this target (a relabelled or duplicate target).
+    pub fn remove(&self) {
+        let labels = [self.account.as_str(), self.region.as_str()];
+        let _ = self.up_vec.remove_label_values(&labels);
+        let _ = self.poll_duration_vec.remove_label_values(&labels);
+        let _ = self.poll_overruns_vec.remove_label_values(&labels);
+        let _ = self.rate_limit_wait_vec.remove_label_values(&labels);
+        let _ = self.identities_vec.remove_label_values(&labels);
+        let _ = self.last_success.remove_label_values(&labels);
+        for c in &self.collectors {
+            let _ = self.collector_success.remove_label_values(&[
+                self.account.as_str(),
+                self.region.as_str(),
+                c,
+            ]);
+        }
+        for outcome in Outcome::ALL {
+            let _ = self.sts_requests.remove_label_values(&[
+                &self.account,
+                &self.region,
+                outcome.as_str(),
+            ]);
+            for op in &self.operations {
+                let _ = self.ses_requests.remove_label_values(&[
+                    &self.account,
+                    &self.region,
+                    op.as_str(),
+                    outcome.as_str(),
+                ]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
     #[test]
-    fn every_request_series_exists_from_the_start() {
+    fn every_request_series_of_a_target_exists_from_the_start() {
         let t = Telemetry::new(300.0).expect("registry");
+        let target = t.target("", "eu-west-1", &Operation::ALL, &["mail_from"]);
         let text = t.render();
         for op in Operation::ALL {
             for outcome in Outcome::ALL {
                 let line = format!(
-                    "aws_ses_exporter_ses_requests_total{{operation=\"{}\",outcome=\"{}\"}} 0",
+                    "aws_ses_exporter_ses_requests_total{{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"{}\",outcome=\"{}\"}} 0",
                     op.as_str(),
                     outcome.as_str()
                 );
                 assert!(text.contains(&line), "missing {line}");
             }
         }
-        assert!(!text.contains("aws_ses_exporter_last_success_timestamp_seconds"));
-        t.set_last_success(UNIX_EPOCH + Duration::from_secs(5));
-        t.set_last_success(UNIX_EPOCH + Duration::from_secs(6));
-        assert!(t
-            .render()
-            .contains("aws_ses_exporter_last_success_timestamp_seconds 6\n"));
+        assert!(!text.contains("aws_ses_exporter_last_success_timestamp_seconds{"));
+        target.count_sts(Outcome::Timeout);
+        target.count_request(Operation::GetSendQuota, Outcome::Throttled);
+
+        // STS names the account: the series move, counts kept, nothing left behind.
+        let target = target.relabel(&t, "111111111111");
+        target.set_last_success(UNIX_EPOCH + Duration::from_secs(6));
+        let text = t.render();
+        assert!(!text.contains("aws_account_id=\"\""), "{text}");
+        assert!(text.contains("aws_ses_exporter_sts_requests_total{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",outcome=\"timeout\"} 1\n"));
+        assert!(text.contains("aws_ses_exporter_ses_requests_total{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",operation=\"GetSendQuota\",outcome=\"throttled\"} 1\n"));
+        assert!(text.contains("aws_ses_exporter_last_success_timestamp_seconds{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 6\n"));
+        assert!(text.contains("aws_ses_exporter_collector_success{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",collector=\"mail_from\"} 0\n"));
     }
 }

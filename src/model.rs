@@ -137,23 +137,24 @@ impl MailFromAttributes {
     }
 }
 
-/// The outcome of the last successful fetch of one identity.
+/// The outcome of the last successful fetch of one identity by one collector; `A`
+/// is what that collector's operation returns per identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
+pub enum Observation<A = MailFromAttributes> {
     /// SES answered the batch but left this identity out: it does not exist (or is
     /// not visible to these credentials) in this region.
     Missing,
-    Present(MailFromAttributes),
+    Present(A),
     /// SES refused the identity itself (`InvalidParameterValue` for a batch that held
     /// only it): the name is not a valid identity. Asked alone every cycle, so it
     /// recovers by itself once fixed.
     Rejected,
 }
 
-/// One identity as last seen by the poller.
+/// One identity as last seen by one collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityRecord {
-    pub observation: Observation,
+pub struct IdentityRecord<A = MailFromAttributes> {
+    pub observation: Observation<A>,
     /// When the batch holding this identity was last answered by SES. A failed batch
     /// leaves this alone, so its age shows how stale the values are.
     pub refreshed_at: SystemTime,
@@ -162,18 +163,21 @@ pub struct IdentityRecord {
 /// The identities that have been fetched at least once, keyed by name. An identity
 /// that is watched but was never fetched is absent, so its series are absent rather
 /// than a made-up 0.
-pub type Snapshot = BTreeMap<String, IdentityRecord>;
+pub type Snapshot<A = MailFromAttributes> = BTreeMap<String, IdentityRecord<A>>;
 
 /// A change worth an info log: the state an operator would alert on moved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
-    pub before: Option<Observation>,
-    pub after: Observation,
+pub struct StatusChange<A = MailFromAttributes> {
+    pub before: Option<Observation<A>>,
+    pub after: Observation<A>,
 }
 
 /// Compares an identity's previous and new observation and says whether the change is
 /// one an operator cares about (existence, MAIL FROM domain, status or behaviour).
-pub fn status_change(before: Option<&Observation>, after: &Observation) -> Option<StatusChange> {
+pub fn status_change<A: Clone + PartialEq>(
+    before: Option<&Observation<A>>,
+    after: &Observation<A>,
+) -> Option<StatusChange<A>> {
     if before == Some(after) {
         return None;
     }
@@ -183,23 +187,121 @@ pub fn status_change(before: Option<&Observation>, after: &Observation) -> Optio
     })
 }
 
-impl fmt::Display for Observation {
+impl<A: fmt::Display> fmt::Display for Observation<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Observation::Missing => f.write_str("not returned by SES"),
             Observation::Rejected => f.write_str("rejected by SES as not a valid identity"),
-            Observation::Present(MailFromAttributes {
-                domain: None,
-                behavior,
-                ..
-            }) => write!(f, "no custom MAIL FROM (behavior {behavior})"),
-            Observation::Present(MailFromAttributes {
-                domain: Some(domain),
-                status,
-                behavior,
-            }) => write!(f, "{domain} {status} (behavior {behavior})"),
+            Observation::Present(a) => a.fmt(f),
         }
     }
+}
+
+impl fmt::Display for MailFromAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.domain {
+            None => write!(f, "no custom MAIL FROM (behavior {})", self.behavior),
+            Some(domain) => write!(f, "{domain} {} (behavior {})", self.status, self.behavior),
+        }
+    }
+}
+
+/// `VerificationStatus`, the type SES uses both for an identity's verification and
+/// for its DKIM verification. `Unknown` stands for a value this build does not know
+/// (or none); it is exported as such, never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerificationStatus {
+    Pending,
+    Success,
+    Failed,
+    TemporaryFailure,
+    NotStarted,
+    Unknown,
+}
+
+impl VerificationStatus {
+    /// Every state, in the order the state set is exported.
+    pub const ALL: [VerificationStatus; 6] = [
+        VerificationStatus::Pending,
+        VerificationStatus::Success,
+        VerificationStatus::Failed,
+        VerificationStatus::TemporaryFailure,
+        VerificationStatus::NotStarted,
+        VerificationStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationStatus::Pending => "Pending",
+            VerificationStatus::Success => "Success",
+            VerificationStatus::Failed => "Failed",
+            VerificationStatus::TemporaryFailure => "TemporaryFailure",
+            VerificationStatus::NotStarted => "NotStarted",
+            VerificationStatus::Unknown => "Unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Pending" => VerificationStatus::Pending,
+            "Success" => VerificationStatus::Success,
+            "Failed" => VerificationStatus::Failed,
+            "TemporaryFailure" => VerificationStatus::TemporaryFailure,
+            "NotStarted" => VerificationStatus::NotStarted,
+            _ => VerificationStatus::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for VerificationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `GetIdentityDkimAttributes` says about one identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DkimAttributes {
+    /// Whether SES signs the identity's mail with Easy DKIM.
+    pub enabled: bool,
+    pub status: VerificationStatus,
+}
+
+impl fmt::Display for DkimAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let enabled = if self.enabled { "enabled" } else { "disabled" };
+        write!(f, "DKIM {enabled}, verification {}", self.status)
+    }
+}
+
+/// What `GetIdentityVerificationAttributes` says about one identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Verification {
+    pub status: VerificationStatus,
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "verification {}", self.status)
+    }
+}
+
+/// `GetSendQuota` for one account and region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendQuota {
+    /// Emails the account may send in 24 hours; -1 means unlimited.
+    pub max_24_hour_send: f64,
+    /// Emails per second.
+    pub max_send_rate: f64,
+    pub sent_last_24_hours: f64,
+}
+
+/// The quota collector's last answers for one target; each part keeps its last good
+/// value when its own call fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Quota {
+    pub send_quota: Option<(SendQuota, SystemTime)>,
+    pub sending_enabled: Option<(bool, SystemTime)>,
 }
 
 #[cfg(test)]
@@ -245,6 +347,6 @@ mod tests {
         });
         let change = status_change(Some(&ok), &failed).expect("a change");
         assert_eq!(change.after, failed);
-        assert!(status_change(None, &Observation::Missing).is_some());
+        assert!(status_change(None, &Observation::<MailFromAttributes>::Missing).is_some());
     }
 }

@@ -1,8 +1,11 @@
-//! The background poller: the schedule, identity discovery, batches of 100, one rate
-//! limiter per SES operation, retries with backoff, and publishing a new snapshot.
-//! It is the only writer of identity state; scrapes read what it published.
+//! The background poller of one target (an AWS account and region): the schedule,
+//! identity discovery, the enabled collectors (MAIL FROM, DKIM, verification, quota)
+//! each with its own batches of 100 and its own rate limiter per SES operation,
+//! retries with backoff, and publishing each collector's part of the exposition.
+//! It is the only writer of its target's state; scrapes read what it published.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -12,14 +15,18 @@ use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Discovery;
-use crate::exposition::Renderer;
-use crate::model::{
-    status_change, IdentityRecord, IdentityType, MailFromAttributes, MailFromStatus, Observation,
-    Snapshot,
+use crate::config::{Collectors, Discovery};
+use crate::exposition::{
+    render_quota, target_labels, DkimFamilies, Families, MailFromFamilies, Renderer,
+    VerificationFamilies,
 };
-use crate::ses::{Operation, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
-use crate::state::Shared;
+use crate::metrics::TargetTelemetry;
+use crate::model::{
+    status_change, DkimAttributes, IdentityRecord, IdentityType, MailFromAttributes,
+    MailFromStatus, Observation, Quota, Snapshot, Verification, VerificationStatus,
+};
+use crate::ses::{Operation, Outcome, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
+use crate::state::{PartKind, Shared, TargetDomains};
 use crate::stopped;
 
 /// Requests are planned this much further apart than `1 / rate`, so the sliding
@@ -104,7 +111,8 @@ impl RateLimiter {
 }
 
 /// The shortest possible cycle for `identities` at `rate`: the first call goes at
-/// once, each further one waits one limiter interval.
+/// once, each further one waits one limiter interval. Collectors call different
+/// operations with their own limiters, side by side, so this is the cycle of each.
 pub fn min_cycle_seconds(identities: usize, rate: f64) -> f64 {
     let calls = identities.div_ceil(MAX_IDENTITIES_PER_CALL);
     calls.saturating_sub(1) as f64 * SPACING_MARGIN / rate
@@ -124,49 +132,144 @@ fn backoff(attempt: u32, err: &SesError) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-/// What the poller is told to do.
+/// The rate limiters of the whole exporter: one per (account, region, operation),
+/// shared by every target that resolves to the same account and region, because
+/// that is the scope of SES's limit. Also records which target polls which account
+/// and region, so two targets never export the same series.
+#[derive(Default)]
+pub struct Limiters {
+    /// A std mutex: only held to look up or insert an `Arc`.
+    limiters: Mutex<HashMap<(String, String, Operation), Arc<RateLimiter>>>,
+    claims: Mutex<HashMap<(String, String), usize>>,
+    duplicates: Mutex<usize>,
+}
+
+impl Limiters {
+    pub fn get(&self, account: &str, region: &str, op: Operation, rate: f64) -> Arc<RateLimiter> {
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry((account.to_owned(), region.to_owned(), op))
+                .or_insert_with(|| Arc::new(RateLimiter::new(rate))),
+        )
+    }
+
+    /// Claims an account and region for `target`; `Err` names the target that holds it.
+    fn claim(&self, account: &str, region: &str, target: usize) -> Result<(), usize> {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let holder = *claims
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert(target);
+        if holder == target {
+            Ok(())
+        } else {
+            Err(holder)
+        }
+    }
+
+    fn count_duplicate(&self) -> usize {
+        let mut n = self.duplicates.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        *n
+    }
+}
+
+/// What one target's poller is told to do.
 #[derive(Debug, Clone)]
 pub struct PollerSettings {
+    /// The target's position in the configuration: its key for published parts.
+    pub index: usize,
+    pub region: String,
+    /// The account the series are labelled with until STS answers: the role's
+    /// account for a target with a role, empty otherwise.
+    pub provisional_account: String,
     pub fixed: Vec<String>,
     pub discovery: Option<Discovery>,
     pub poll_interval: Duration,
     pub rate: f64,
     /// Per-attempt timeout; the SDK enforces it, the poller keeps a backstop.
     pub timeout: Duration,
+    pub collectors: Collectors,
+}
+
+impl PollerSettings {
+    /// The SES operations this target will call, for its request series.
+    pub fn operations(&self) -> Vec<Operation> {
+        let mut ops = Vec::new();
+        if self.discovery.is_some() {
+            ops.push(Operation::ListIdentities);
+        }
+        let c = &self.collectors;
+        if c.mail_from {
+            ops.push(Operation::GetIdentityMailFromDomainAttributes);
+        }
+        if c.dkim {
+            ops.push(Operation::GetIdentityDkimAttributes);
+        }
+        if c.verification {
+            ops.push(Operation::GetIdentityVerificationAttributes);
+        }
+        if c.quota {
+            ops.push(Operation::GetSendQuota);
+            ops.push(Operation::GetAccountSendingEnabled);
+        }
+        ops
+    }
 }
 
 /// The parts a request needs: SES, the limiters, the telemetry and the error state.
 struct Caller<S> {
     ses: S,
     shared: Arc<Shared>,
-    list_limiter: RateLimiter,
-    get_limiter: RateLimiter,
+    telemetry: TargetTelemetry,
+    /// This target's limiters, once its account is known (no SES call before).
+    limiters: HashMap<Operation, Arc<RateLimiter>>,
     attempt_guard: Duration,
     /// The last failure of each operation, to log once per change of state. A std
     /// mutex: it is only touched between awaits.
-    error_state: Mutex<HashMap<Operation, String>>,
+    error_state: Mutex<HashMap<Option<Operation>, String>>,
+    /// For log lines: which target this is.
+    account: String,
+    region: String,
 }
 
 impl<S: SesApi> Caller<S> {
-    fn limiter(&self, op: Operation) -> &RateLimiter {
-        match op {
-            Operation::ListIdentities => &self.list_limiter,
-            Operation::GetIdentityMailFromDomainAttributes => &self.get_limiter,
-        }
-    }
-
     /// Makes one request with retries; every attempt waits for the operation's
     /// limiter first, so retries spend the same budget as first attempts.
-    async fn call<T, F, Fut>(&self, op: Operation, mut attempt_once: F) -> Result<T, SesError>
+    async fn call<T, F, Fut>(&self, op: Operation, attempt_once: F) -> Result<T, SesError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SesError>>,
     {
-        let telemetry = &self.shared.telemetry;
+        let Some(limiter) = self.limiters.get(&op) else {
+            return Err(SesError::Construction(format!(
+                "no rate limiter for {}: the target's account is not known yet",
+                op.as_str()
+            )));
+        };
+        self.attempts(Some(op), Some(limiter), attempt_once).await
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        op: Option<Operation>,
+        limiter: Option<&RateLimiter>,
+        mut attempt_once: F,
+    ) -> Result<T, SesError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SesError>>,
+    {
+        let telemetry = &self.telemetry;
+        let count = |outcome: Outcome| match op {
+            Some(op) => telemetry.count_request(op, outcome),
+            None => telemetry.count_sts(outcome),
+        };
         let mut attempt = 1u32;
         loop {
-            let waited = self.limiter(op).acquire().await;
-            telemetry.rate_limit_wait.inc_by(waited.as_secs_f64());
+            if let Some(limiter) = limiter {
+                let waited = limiter.acquire().await;
+                telemetry.rate_limit_wait.inc_by(waited.as_secs_f64());
+            }
             let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
                 Ok(result) => result,
                 Err(_) => Err(SesError::Timeout(format!(
@@ -176,12 +279,12 @@ impl<S: SesApi> Caller<S> {
             };
             match result {
                 Ok(value) => {
-                    telemetry.count_request(op, crate::ses::Outcome::Success);
+                    count(Outcome::Success);
                     self.note_success(op);
                     return Ok(value);
                 }
                 Err(err) => {
-                    telemetry.count_request(op, err.outcome());
+                    count(err.outcome());
                     self.note_error(op, &err);
                     let max = match err {
                         SesError::Throttled { .. } => MAX_ATTEMPTS_THROTTLED,
@@ -191,7 +294,7 @@ impl<S: SesApi> Caller<S> {
                         return Err(err);
                     }
                     let delay = backoff(attempt, &err);
-                    debug!(operation = op.as_str(), attempt, delay = ?delay, "retrying SES request");
+                    debug!(operation = op_name(op), attempt, delay = ?delay, "retrying request");
                     sleep(delay).await;
                     attempt += 1;
                 }
@@ -199,36 +302,146 @@ impl<S: SesApi> Caller<S> {
         }
     }
 
-    fn note_error(&self, op: Operation, err: &SesError) {
+    fn note_error(&self, op: Option<Operation>, err: &SesError) {
         let key = err.state_key();
         let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
         if state.get(&op) != Some(&key) {
-            warn!(operation = op.as_str(), error = %err, "SES request failed");
+            match op {
+                Some(op) => {
+                    warn!(aws_account_id = %self.account, aws_region = %self.region, operation = op.as_str(), error = %err, "SES request failed")
+                }
+                None => {
+                    warn!(aws_account_id = %self.account, aws_region = %self.region, operation = "GetCallerIdentity", error = %err, "STS request failed: the target's account is not known, so it is not polled")
+                }
+            }
             state.insert(op, key);
         } else {
-            debug!(operation = op.as_str(), error = %err, "SES request failed again");
+            debug!(operation = op_name(op), error = %err, "request failed again");
         }
     }
 
-    fn note_success(&self, op: Operation) {
+    fn note_success(&self, op: Option<Operation>) {
         let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(previous) = state.remove(&op) {
-            info!(operation = op.as_str(), previous_error = %previous, "SES requests succeed again");
+            let service = if op.is_some() { "SES" } else { "STS" };
+            info!(aws_account_id = %self.account, aws_region = %self.region, operation = op_name(op), previous_error = %previous, "{service} requests succeed again");
         }
     }
 }
 
-/// Polls SES on a schedule and publishes what it learns into [`Shared`].
-pub struct Poller<S> {
+fn op_name(op: Option<Operation>) -> &'static str {
+    op.map_or("GetCallerIdentity", Operation::as_str)
+}
+
+/// One identity collector: which SES operation it calls and what it logs. The
+/// families it exports are its [`Families`] side.
+pub trait Collect: Families
+where
+    Self::Attr: Display,
+{
+    /// The name in `--collector.NAME` and in the `collector` label.
+    const NAME: &'static str;
+    const KIND: PartKind;
+    const OPERATION: Operation;
+    /// What the state is called in log lines.
+    const WHAT: &'static str;
+
+    fn fetch<S: SesApi>(
+        ses: &S,
+        batch: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Self::Attr>, SesError>> + Send;
+
+    /// A first observation that is healthy is logged at debug, not info.
+    fn healthy(attr: &Self::Attr) -> bool;
+
+    /// The custom MAIL FROM domain, for the dns collector (MAIL FROM only).
+    fn mail_from_domain(_attr: &Self::Attr) -> Option<&str> {
+        None
+    }
+}
+
+impl Collect for MailFromFamilies {
+    const NAME: &'static str = "mail_from";
+    const KIND: PartKind = PartKind::MailFrom;
+    const OPERATION: Operation = Operation::GetIdentityMailFromDomainAttributes;
+    const WHAT: &'static str = "MAIL FROM state";
+
+    fn fetch<S: SesApi>(
+        ses: &S,
+        batch: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, MailFromAttributes>, SesError>> + Send {
+        ses.mail_from_attributes(batch)
+    }
+
+    fn healthy(a: &MailFromAttributes) -> bool {
+        a.domain.is_none() || a.status == MailFromStatus::Success
+    }
+
+    fn mail_from_domain(a: &MailFromAttributes) -> Option<&str> {
+        a.domain.as_deref()
+    }
+}
+
+impl Collect for DkimFamilies {
+    const NAME: &'static str = "dkim";
+    const KIND: PartKind = PartKind::Dkim;
+    const OPERATION: Operation = Operation::GetIdentityDkimAttributes;
+    const WHAT: &'static str = "DKIM state";
+
+    fn fetch<S: SesApi>(
+        ses: &S,
+        batch: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, DkimAttributes>, SesError>> + Send {
+        ses.dkim_attributes(batch)
+    }
+
+    fn healthy(a: &DkimAttributes) -> bool {
+        !a.enabled || a.status == VerificationStatus::Success
+    }
+}
+
+impl Collect for VerificationFamilies {
+    const NAME: &'static str = "verification";
+    const KIND: PartKind = PartKind::Verification;
+    const OPERATION: Operation = Operation::GetIdentityVerificationAttributes;
+    const WHAT: &'static str = "verification state";
+
+    fn fetch<S: SesApi>(
+        ses: &S,
+        batch: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Verification>, SesError>> + Send {
+        ses.verification_attributes(batch)
+    }
+
+    fn healthy(a: &Verification) -> bool {
+        a.status == VerificationStatus::Success
+    }
+}
+
+/// The target's identity, known once STS answered.
+#[derive(Clone)]
+struct Resolved {
+    account: String,
+    labels: Arc<str>,
+}
+
+/// What a collector's part of a cycle achieved.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// Every request it made was answered (or refused for an invalid identity).
+    complete: bool,
+    /// SES answered at least one request.
+    answered: bool,
+}
+
+/// Polls one target on a schedule and publishes what it learns into [`Shared`].
+pub struct Poller<S: SesApi> {
     caller: Caller<S>,
     settings: PollerSettings,
-    /// Every identity fetched at least once and still watched. Shared with a render
-    /// in progress instead of copied; changed copy-on-write while one runs.
-    records: Arc<Snapshot>,
-    /// Answers that arrived while a render still held `records`, merged in before the
-    /// next render: a render running at the moment a batch lands would otherwise
-    /// force a copy of every record (2 MB at 10,000 identities).
-    pending: HashMap<String, IdentityRecord>,
+    all_limiters: Arc<Limiters>,
+    resolved: Option<Resolved>,
+    /// Set when another target polls the same account and region: this one stops.
+    duplicate: bool,
     /// The last successful discovery; kept when a later one fails, so a failing
     /// `ListIdentities` never drops identities.
     discovered: Option<Vec<String>>,
@@ -239,43 +452,57 @@ pub struct Poller<S> {
     /// The static list, sorted and without duplicates.
     fixed: Arc<[String]>,
     next_discovery: Option<Instant>,
-    last_publish: Option<Instant>,
-    /// Keeps the pieces of the last exposition so the next one re-renders only what
-    /// changed. Away (inside `rendering`) while a render runs.
-    renderer: Option<Renderer>,
-    /// An intermediate publish still rendering. The cycle does not wait for it, but
-    /// the final publish of the cycle waits for it, so an older snapshot never
-    /// replaces a newer one.
-    rendering: Option<tokio::task::JoinHandle<Renderer>>,
     announced_count: Option<usize>,
+    cycles: u64,
+    mail_from: Option<IdentityCollector<MailFromFamilies>>,
+    dkim: Option<IdentityCollector<DkimFamilies>>,
+    verification: Option<IdentityCollector<VerificationFamilies>>,
+    quota: Option<QuotaCollector>,
 }
 
 impl<S: SesApi> Poller<S> {
-    pub fn new(ses: S, mut settings: PollerSettings, shared: Arc<Shared>) -> Poller<S> {
+    pub fn new(
+        ses: S,
+        mut settings: PollerSettings,
+        shared: Arc<Shared>,
+        limiters: Arc<Limiters>,
+    ) -> Poller<S> {
         let mut fixed = std::mem::take(&mut settings.fixed);
         fixed.sort_unstable();
         fixed.dedup();
         let fixed: Arc<[String]> = Arc::from(fixed);
+        let telemetry = shared.telemetry.target(
+            &settings.provisional_account,
+            &settings.region,
+            &settings.operations(),
+            &settings.collectors.names(),
+        );
+        let c = settings.collectors;
         Poller {
             watched: Arc::clone(&fixed),
             fixed,
             caller: Caller {
                 ses,
                 shared,
-                list_limiter: RateLimiter::new(settings.rate),
-                get_limiter: RateLimiter::new(settings.rate),
+                telemetry,
+                limiters: HashMap::new(),
                 attempt_guard: settings.timeout + Duration::from_secs(2),
                 error_state: Mutex::new(HashMap::new()),
+                account: settings.provisional_account.clone(),
+                region: settings.region.clone(),
             },
-            settings,
-            records: Arc::new(Snapshot::new()),
-            pending: HashMap::new(),
+            all_limiters: limiters,
+            resolved: None,
+            duplicate: false,
             discovered: None,
             next_discovery: None,
-            last_publish: None,
-            renderer: Some(Renderer::default()),
-            rendering: None,
             announced_count: None,
+            cycles: 0,
+            mail_from: c.mail_from.then(IdentityCollector::default),
+            dkim: c.dkim.then(IdentityCollector::default),
+            verification: c.verification.then(IdentityCollector::default),
+            quota: c.quota.then(QuotaCollector::default),
+            settings,
         }
     }
 
@@ -290,12 +517,19 @@ impl<S: SesApi> Poller<S> {
                 () = stopped(&mut shutdown) => return,
                 () = self.cycle() => {}
             }
+            if self.duplicate {
+                // Nothing more to do; wait for the shutdown like the others.
+                stopped(&mut shutdown).await;
+                return;
+            }
             let next = start + self.settings.poll_interval;
             if Instant::now() >= next {
-                self.caller.shared.telemetry.poll_overruns.inc();
+                self.caller.telemetry.poll_overruns.inc();
                 // Warn when cycles start overrunning, not at every overrun after.
                 if !overrunning {
                     warn!(
+                        aws_account_id = %self.caller.account,
+                        aws_region = %self.caller.region,
                         took = ?start.elapsed(),
                         interval = ?self.settings.poll_interval,
                         "poll cycle took longer than the poll interval; starting the next one now"
@@ -313,10 +547,86 @@ impl<S: SesApi> Poller<S> {
         }
     }
 
-    /// One cycle: discovery when due, then every watched identity in batches of 100.
+    /// Learns the target's account from STS (once; retried each cycle until it
+    /// answers), claims its account and region, and takes its rate limiters.
+    async fn resolve(&mut self) -> Result<(), SesError> {
+        let ses = &self.caller.ses;
+        let who = self
+            .caller
+            .attempts(None, None, || ses.caller_identity())
+            .await?;
+        let account = who.account;
+        let region = self.settings.region.clone();
+        if let Err(holder) = self
+            .all_limiters
+            .claim(&account, &region, self.settings.index)
+        {
+            let n = self.all_limiters.count_duplicate();
+            self.caller.shared.telemetry.set_duplicate_targets(n);
+            error!(
+                target_index = self.settings.index,
+                other_target_index = holder,
+                aws_account_id = %account,
+                aws_region = %region,
+                "this target resolves to the same account and region as another target; it is not polled"
+            );
+            self.caller.telemetry.remove();
+            self.duplicate = true;
+            return Ok(());
+        }
+        if account != self.caller.account {
+            let telemetry = std::mem::replace(
+                &mut self.caller.telemetry,
+                self.caller.shared.telemetry.target("", "", &[], &[]),
+            );
+            // The placeholder above has no labels that matter; remove it again.
+            self.caller.telemetry.remove();
+            self.caller.telemetry = telemetry.relabel(&self.caller.shared.telemetry, &account);
+        }
+        info!(
+            aws_account_id = %account,
+            aws_region = %region,
+            caller_arn = %who.arn,
+            "target resolved"
+        );
+        for op in self.settings.operations() {
+            self.caller.limiters.insert(
+                op,
+                self.all_limiters
+                    .get(&account, &region, op, self.settings.rate),
+            );
+        }
+        self.caller.account = account.clone();
+        self.resolved = Some(Resolved {
+            labels: Arc::from(target_labels(&account, &region)),
+            account,
+        });
+        Ok(())
+    }
+
+    /// One cycle: the account when not yet known, discovery when due, then every
+    /// enabled collector, side by side (each has its own operation and limiter).
     pub async fn cycle(&mut self) {
         let started = Instant::now();
-        let telemetry = &self.caller.shared.telemetry;
+        let first = self.cycles == 0;
+        self.cycles += 1;
+        if self.resolved.is_none() {
+            let resolved = self.resolve().await;
+            if self.duplicate {
+                self.caller.shared.note_cycle(first, false);
+                return;
+            }
+            if resolved.is_err() {
+                // The STS error was logged by `attempts`, once per change.
+                self.caller.telemetry.up.set(0);
+                self.caller.shared.invalidate_tail();
+                self.caller.shared.note_cycle(first, false);
+                return;
+            }
+        }
+        let Some(resolved) = self.resolved.clone() else {
+            return;
+        };
         let mut complete = true;
         let mut answered = false;
 
@@ -336,98 +646,40 @@ impl<S: SesApi> Poller<S> {
         }
 
         let watched = Arc::clone(&self.watched);
-        // Identities no longer watched (deleted, filtered out) lose their series.
-        if self
-            .records
-            .keys()
-            .any(|id| watched.binary_search(id).is_err())
-        {
-            Arc::make_mut(&mut self.records).retain(|id, _| watched.binary_search(id).is_ok());
-            self.pending
-                .retain(|id, _| watched.binary_search(id).is_ok());
-        }
-        telemetry.identities.set(watched.len() as i64);
+        self.caller.telemetry.identities.set(watched.len() as i64);
         self.announce(watched.len());
 
-        // Identities SES refused as invalid are asked alone, so one bad name costs one
-        // call per cycle instead of failing the batch of 99 good ones with it.
-        let is_rejected = |id: &String| {
-            matches!(
-                self.records.get(id).map(|r| &r.observation),
-                Some(Observation::Rejected)
-            )
+        let ctx = Ctx {
+            caller: &self.caller,
+            watched: &watched,
+            resolved: &resolved,
+            index: self.settings.index,
+            region: &self.settings.region,
         };
-        let alone: Vec<String> = watched
-            .iter()
-            .filter(|id| is_rejected(id))
-            .cloned()
-            .collect();
-        // Usually none are rejected: then the watched list is batched as it is, uncopied.
-        let batched: std::borrow::Cow<[String]> = if alone.is_empty() {
-            std::borrow::Cow::Borrowed(&watched[..])
-        } else {
-            watched
-                .iter()
-                .filter(|id| !is_rejected(id))
-                .cloned()
-                .collect()
-        };
-        // A stack of batches, first batch on top.
-        let mut work: Vec<&[String]> = alone
-            .chunks(1)
-            .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
-            .rev()
-            .collect();
-        while let Some(batch) = work.pop() {
-            let result = self
-                .caller
-                .call(Operation::GetIdentityMailFromDomainAttributes, || {
-                    self.caller.ses.mail_from_attributes(batch)
-                })
-                .await;
-            match result {
-                Ok(found) => {
-                    answered = true;
-                    self.apply(batch, &found, SystemTime::now());
+        let (mail_from, dkim, verification, quota) = tokio::join!(
+            run_collector(self.mail_from.as_mut(), &ctx),
+            run_collector(self.dkim.as_mut(), &ctx),
+            run_collector(self.verification.as_mut(), &ctx),
+            async {
+                match self.quota.as_mut() {
+                    Some(q) => Some(q.cycle(&ctx).await),
+                    None => None,
                 }
-                // One identity SES does not accept fails its whole batch: halve the
-                // batch so the others are fetched and the offender is found, in about
-                // 2 x log2(100) = 14 more calls, each through the rate limiter.
-                Err(err) if err.is_invalid_parameter() && batch.len() > 1 => {
-                    let (first, second) = batch.split_at(batch.len() / 2);
-                    debug!(
-                        identities = batch.len(),
-                        "SES refused a parameter of this batch; splitting it"
-                    );
-                    work.push(second);
-                    work.push(first);
-                }
-                Err(err) if err.is_invalid_parameter() => {
-                    answered = true;
-                    self.reject(&batch[0], SystemTime::now());
-                }
-                Err(err) => {
-                    complete = false;
-                    // A refusal can be about this batch (an IAM policy on some
-                    // identities): go on with the others. After exhausted retries of
-                    // throttling, 5xx or network errors the other batches would fare no
-                    // better; stop spending budget.
-                    if err.retryable() {
-                        // The error itself was logged by `call`, once per change.
-                        debug!(error = %err, "giving up on this poll cycle; identities keep their last values");
-                        break;
-                    }
-                }
-            }
-            if self
-                .last_publish
-                .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
-            {
-                self.publish_in_background().await;
+            },
+        );
+        let telemetry = &self.caller.telemetry;
+        for (name, progress) in [
+            (MailFromFamilies::NAME, mail_from),
+            (DkimFamilies::NAME, dkim),
+            (VerificationFamilies::NAME, verification),
+            (QUOTA, quota),
+        ] {
+            if let Some(p) = progress {
+                telemetry.set_collector_success(name, p.complete);
+                complete &= p.complete;
+                answered |= p.answered;
             }
         }
-        self.publish().await;
-        let telemetry = &self.caller.shared.telemetry;
         telemetry.poll_duration.set(started.elapsed().as_secs_f64());
         telemetry.up.set(i64::from(complete));
         if complete {
@@ -436,10 +688,8 @@ impl<S: SesApi> Poller<S> {
         // A tail rendered between the publish and the lines above would pair this
         // cycle's identities with the last cycle's health for up to a second.
         self.caller.shared.invalidate_tail();
-        if answered {
-            self.caller.shared.set_ready();
-        }
-        debug!(took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
+        self.caller.shared.note_cycle(first, answered);
+        debug!(aws_account_id = %resolved.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
     }
 
     /// The static list and the discovered identities, sorted and without duplicates.
@@ -461,8 +711,11 @@ impl<S: SesApi> Poller<S> {
         let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
         let seconds = min_cycle_seconds(count, self.settings.rate);
         info!(
+            aws_account_id = %self.caller.account,
+            aws_region = %self.settings.region,
             identities = count,
-            calls_per_cycle = calls,
+            calls_per_cycle_per_collector = calls,
+            collectors = ?self.settings.collectors.names(),
             min_cycle_seconds = format!("{seconds:.1}"),
             "watching identities"
         );
@@ -512,12 +765,176 @@ impl<S: SesApi> Poller<S> {
         })
     }
 
+    /// The MAIL FROM records, for tests.
+    pub fn records(&self) -> &Snapshot {
+        static EMPTY: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+        self.mail_from
+            .as_ref()
+            .map_or_else(|| EMPTY.get_or_init(Snapshot::new), |c| &c.records)
+    }
+}
+
+/// What a collector's cycle needs from its target.
+struct Ctx<'a, S> {
+    caller: &'a Caller<S>,
+    watched: &'a Arc<[String]>,
+    resolved: &'a Resolved,
+    index: usize,
+    region: &'a str,
+}
+
+async fn run_collector<S: SesApi, F: Collect>(
+    collector: Option<&mut IdentityCollector<F>>,
+    ctx: &Ctx<'_, S>,
+) -> Option<Progress>
+where
+    F::Attr: Display,
+{
+    match collector {
+        Some(c) => Some(c.cycle(ctx).await),
+        None => None,
+    }
+}
+
+/// One identity collector's state within a target.
+struct IdentityCollector<F: Families> {
+    /// Every identity fetched at least once and still watched. Shared with a render
+    /// in progress instead of copied; changed copy-on-write while one runs.
+    records: Arc<Snapshot<F::Attr>>,
+    /// Answers that arrived while a render still held `records`, merged in before the
+    /// next render: a render running at the moment a batch lands would otherwise
+    /// force a copy of every record (2 MB at 10,000 identities).
+    pending: HashMap<String, IdentityRecord<F::Attr>>,
+    last_publish: Option<Instant>,
+    /// Keeps the pieces of the last render so the next one re-renders only what
+    /// changed. Away (inside `rendering`) while a render runs.
+    renderer: Option<Renderer<F>>,
+    /// An intermediate publish still rendering. The cycle does not wait for it, but
+    /// the final publish of the cycle waits for it, so an older snapshot never
+    /// replaces a newer one.
+    rendering: Option<tokio::task::JoinHandle<Renderer<F>>>,
+}
+
+impl<F: Families> Default for IdentityCollector<F> {
+    fn default() -> Self {
+        IdentityCollector {
+            records: Arc::new(Snapshot::new()),
+            pending: HashMap::new(),
+            last_publish: None,
+            renderer: None,
+            rendering: None,
+        }
+    }
+}
+
+impl<F: Collect> IdentityCollector<F>
+where
+    F::Attr: Display,
+{
+    /// Every watched identity in batches of 100, then the final publish.
+    async fn cycle<S: SesApi>(&mut self, ctx: &Ctx<'_, S>) -> Progress {
+        let mut progress = Progress {
+            complete: true,
+            answered: false,
+        };
+        let watched = ctx.watched;
+        // Identities no longer watched (deleted, filtered out) lose their series.
+        if self
+            .records
+            .keys()
+            .any(|id| watched.binary_search(id).is_err())
+        {
+            Arc::make_mut(&mut self.records).retain(|id, _| watched.binary_search(id).is_ok());
+            self.pending
+                .retain(|id, _| watched.binary_search(id).is_ok());
+        }
+
+        // Identities SES refused as invalid are asked alone, so one bad name costs one
+        // call per cycle instead of failing the batch of 99 good ones with it.
+        let is_rejected = |id: &String| {
+            matches!(
+                self.records.get(id).map(|r| &r.observation),
+                Some(Observation::Rejected)
+            )
+        };
+        let alone: Vec<String> = watched
+            .iter()
+            .filter(|id| is_rejected(id))
+            .cloned()
+            .collect();
+        // Usually none are rejected: then the watched list is batched as it is, uncopied.
+        let batched: std::borrow::Cow<[String]> = if alone.is_empty() {
+            std::borrow::Cow::Borrowed(&watched[..])
+        } else {
+            watched
+                .iter()
+                .filter(|id| !is_rejected(id))
+                .cloned()
+                .collect()
+        };
+        // A stack of batches, first batch on top.
+        let mut work: Vec<&[String]> = alone
+            .chunks(1)
+            .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
+            .rev()
+            .collect();
+        let caller = ctx.caller;
+        while let Some(batch) = work.pop() {
+            let result = caller
+                .call(F::OPERATION, || F::fetch(&caller.ses, batch))
+                .await;
+            match result {
+                Ok(found) => {
+                    progress.answered = true;
+                    self.apply(ctx, batch, &found, SystemTime::now());
+                }
+                // One identity SES does not accept fails its whole batch: halve the
+                // batch so the others are fetched and the offender is found, in about
+                // 2 x log2(100) = 14 more calls, each through the rate limiter.
+                Err(err) if err.is_invalid_parameter() && batch.len() > 1 => {
+                    let (first, second) = batch.split_at(batch.len() / 2);
+                    debug!(
+                        identities = batch.len(),
+                        "SES refused a parameter of this batch; splitting it"
+                    );
+                    work.push(second);
+                    work.push(first);
+                }
+                Err(err) if err.is_invalid_parameter() => {
+                    progress.answered = true;
+                    self.reject(ctx, &batch[0], SystemTime::now());
+                }
+                Err(err) => {
+                    progress.complete = false;
+                    // A refusal can be about this batch (an IAM policy on some
+                    // identities): go on with the others. After exhausted retries of
+                    // throttling, 5xx or network errors the other batches would fare no
+                    // better; stop spending budget.
+                    if err.retryable() {
+                        // The error itself was logged by `call`, once per change.
+                        debug!(collector = F::NAME, error = %err, "giving up on this poll cycle; identities keep their last values");
+                        break;
+                    }
+                }
+            }
+            if self
+                .last_publish
+                .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
+            {
+                self.publish_in_background(ctx).await;
+            }
+        }
+        self.publish(ctx).await;
+        progress
+    }
+
     /// Records one answered batch. An identity SES left out is `Missing`; SES may
     /// echo a domain in another case, so domains also match case-insensitively.
-    fn apply(
+    fn apply<S>(
         &mut self,
+        ctx: &Ctx<'_, S>,
         batch: &[String],
-        found: &HashMap<String, MailFromAttributes>,
+        found: &HashMap<String, F::Attr>,
         now: SystemTime,
     ) {
         for id in batch {
@@ -533,14 +950,14 @@ impl<S: SesApi> Poller<S> {
                 None => Observation::Missing,
             };
             if let Some(change) = status_change(self.current(id), &observation) {
-                log_change(&change.before, &change.after, id);
+                log_change::<F>(ctx, &change.before, &change.after, id);
             }
             self.store(id, observation, now);
         }
     }
 
     /// The last observation of an identity, including one still held back.
-    fn current(&self, id: &str) -> Option<&Observation> {
+    fn current(&self, id: &str) -> Option<&Observation<F::Attr>> {
         self.pending
             .get(id)
             .or_else(|| self.records.get(id))
@@ -549,7 +966,7 @@ impl<S: SesApi> Poller<S> {
 
     /// Records an observation in place, or holds it back while a render has the
     /// records (see `pending`).
-    fn store(&mut self, id: &str, observation: Observation, now: SystemTime) {
+    fn store(&mut self, id: &str, observation: Observation<F::Attr>, now: SystemTime) {
         let record = IdentityRecord {
             observation,
             refreshed_at: now,
@@ -565,9 +982,9 @@ impl<S: SesApi> Poller<S> {
     }
 
     /// Records an identity SES refused on its own as not a valid identity.
-    fn reject(&mut self, id: &str, now: SystemTime) {
+    fn reject<S>(&mut self, ctx: &Ctx<'_, S>, id: &str, now: SystemTime) {
         if !matches!(self.current(id), Some(Observation::Rejected)) {
-            warn!(identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
+            warn!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, collector = F::NAME, identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
         }
         self.store(id, Observation::Rejected, now);
     }
@@ -587,47 +1004,60 @@ impl<S: SesApi> Poller<S> {
     /// Renders the current records off the async threads (the first render of a large
     /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
     /// render still running.
-    async fn publish(&mut self) {
-        self.start_render().await;
+    async fn publish<S>(&mut self, ctx: &Ctx<'_, S>) {
+        self.start_render(ctx).await;
         // Waited for, so the cycle ends with its values served.
-        let renderer = self.take_renderer().await;
+        let renderer = self.take_renderer(ctx).await;
         self.renderer = Some(renderer);
     }
 
     /// Publishes what was fetched so far without holding up the cycle; skipped while
     /// the previous such render is still running.
-    async fn publish_in_background(&mut self) {
+    async fn publish_in_background<S>(&mut self, ctx: &Ctx<'_, S>) {
         if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
             return;
         }
-        self.start_render().await;
+        self.start_render(ctx).await;
     }
 
     /// Starts rendering the current records on the blocking pool, after any render
     /// still running, and publishes the result when done.
-    async fn start_render(&mut self) {
-        let mut renderer = self.take_renderer().await;
+    async fn start_render<S>(&mut self, ctx: &Ctx<'_, S>) {
+        let mut renderer = self.take_renderer(ctx).await;
         self.merge_pending();
         let snapshot = Arc::clone(&self.records);
-        let shared = Arc::clone(&self.caller.shared);
+        let shared = Arc::clone(&ctx.caller.shared);
+        let index = ctx.index;
+        let labels = Arc::clone(&ctx.resolved.labels);
+        let region: Arc<str> = Arc::from(ctx.region);
         self.rendering = Some(tokio::task::spawn_blocking(move || {
-            shared.set_mail_from_domains(
-                snapshot
+            if F::KIND == PartKind::MailFrom {
+                let domains: BTreeMap<String, String> = snapshot
                     .iter()
                     .filter_map(|(id, record)| match &record.observation {
-                        Observation::Present(a) => a.domain.clone().map(|d| (id.clone(), d)),
+                        Observation::Present(a) => {
+                            F::mail_from_domain(a).map(|d| (id.clone(), d.to_owned()))
+                        }
                         _ => None,
                     })
-                    .collect(),
-            );
-            shared.publish(renderer.build(&snapshot));
+                    .collect();
+                shared.set_mail_from_domains(
+                    index,
+                    TargetDomains {
+                        labels,
+                        region,
+                        domains,
+                    },
+                );
+            }
+            shared.publish_part(F::KIND, index, renderer.build(&snapshot));
             renderer
         }));
         self.last_publish = Some(Instant::now());
     }
 
     /// The renderer, waiting for a render in progress to hand it back.
-    async fn take_renderer(&mut self) -> Renderer {
+    async fn take_renderer<S>(&mut self, ctx: &Ctx<'_, S>) -> Renderer<F> {
         if let Some(render) = self.rendering.take() {
             match render.await {
                 Ok(renderer) => return renderer,
@@ -636,37 +1066,107 @@ impl<S: SesApi> Poller<S> {
                 }
             }
         }
-        self.renderer.take().unwrap_or_default()
+        self.renderer
+            .take()
+            .unwrap_or_else(|| Renderer::new(ctx.resolved.labels.to_string()))
     }
+}
 
-    /// The current records, for tests.
-    pub fn records(&self) -> &Snapshot {
-        &self.records
+/// The `quota` collector's name.
+pub const QUOTA: &str = "quota";
+
+/// The `quota` collector: `GetSendQuota` and `GetAccountSendingEnabled`, once a
+/// cycle per target, each through its own operation's limiter.
+#[derive(Default)]
+struct QuotaCollector {
+    quota: Quota,
+}
+
+impl QuotaCollector {
+    async fn cycle<S: SesApi>(&mut self, ctx: &Ctx<'_, S>) -> Progress {
+        let caller = ctx.caller;
+        let (send_quota, enabled) = tokio::join!(
+            caller.call(Operation::GetSendQuota, || caller.ses.send_quota()),
+            caller.call(Operation::GetAccountSendingEnabled, || caller
+                .ses
+                .account_sending_enabled()),
+        );
+        let now = SystemTime::now();
+        let mut progress = Progress {
+            complete: true,
+            answered: false,
+        };
+        // A failed call keeps the last answer: never a made-up 0 or "enabled".
+        match send_quota {
+            Ok(q) => {
+                progress.answered = true;
+                self.quota.send_quota = Some((q, now));
+            }
+            Err(_) => progress.complete = false,
+        }
+        match enabled {
+            Ok(enabled) => {
+                progress.answered = true;
+                let before = self.quota.sending_enabled.map(|(e, _)| e);
+                if before != Some(enabled) {
+                    if enabled {
+                        info!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is enabled for the account");
+                    } else {
+                        warn!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is DISABLED for the account: SES sends no mail in this region");
+                    }
+                }
+                self.quota.sending_enabled = Some((enabled, now));
+            }
+            Err(_) => progress.complete = false,
+        }
+        let quota = self.quota.clone();
+        let labels = Arc::clone(&ctx.resolved.labels);
+        let shared = Arc::clone(&caller.shared);
+        let index = ctx.index;
+        // A few lines, but publishing assembles the whole body: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut compressor = flate2::Compress::new(flate2::Compression::default(), false);
+            shared.publish_part(
+                PartKind::Quota,
+                index,
+                render_quota(&labels, &quota, &mut compressor),
+            );
+        })
+        .await;
+        progress
     }
 }
 
 /// A first observation is news only when it is not healthy; a change always is.
-fn log_change(before: &Option<Observation>, after: &Observation, identity: &str) {
+fn log_change<F: Collect>(
+    ctx: &Ctx<'_, impl Sized>,
+    before: &Option<Observation<F::Attr>>,
+    after: &Observation<F::Attr>,
+    identity: &str,
+) where
+    F::Attr: Display,
+{
+    let account = &ctx.resolved.account;
+    let region = ctx.region;
     match before {
         Some(before) => info!(
+            aws_account_id = %account,
+            aws_region = region,
             identity,
             from = %before,
             to = %after,
-            "MAIL FROM state changed"
+            "{} changed",
+            F::WHAT
         ),
         None => {
-            let healthy = matches!(
-                after,
-                Observation::Present(MailFromAttributes { domain: None, .. })
-                    | Observation::Present(MailFromAttributes {
-                        status: MailFromStatus::Success,
-                        ..
-                    })
-            );
+            let healthy = match after {
+                Observation::Present(a) => F::healthy(a),
+                _ => false,
+            };
             if healthy {
-                debug!(identity, state = %after, "first MAIL FROM state");
+                debug!(aws_account_id = %account, aws_region = region, identity, state = %after, "first {}", F::WHAT);
             } else {
-                info!(identity, state = %after, "first MAIL FROM state");
+                info!(aws_account_id = %account, aws_region = region, identity, state = %after, "first {}", F::WHAT);
             }
         }
     }
@@ -675,6 +1175,7 @@ fn log_change(before: &Option<Observation>, after: &Observation, identity: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Collectors;
     use crate::metrics::Telemetry;
     use crate::model::BehaviorOnMxFailure;
     use crate::ses::IdentityPage;
@@ -693,6 +1194,39 @@ mod tests {
     impl SesApi for Arc<Script> {
         fn region(&self) -> &str {
             "us-east-1"
+        }
+
+        async fn caller_identity(&self) -> Result<crate::ses::CallerIdentity, SesError> {
+            Ok(crate::ses::CallerIdentity {
+                account: "123456789012".into(),
+                arn: "arn:aws:iam::123456789012:user/test".into(),
+            })
+        }
+
+        async fn dkim_attributes(
+            &self,
+            _identities: &[String],
+        ) -> Result<HashMap<String, DkimAttributes>, SesError> {
+            Ok(HashMap::new())
+        }
+
+        async fn verification_attributes(
+            &self,
+            _identities: &[String],
+        ) -> Result<HashMap<String, Verification>, SesError> {
+            Ok(HashMap::new())
+        }
+
+        async fn send_quota(&self) -> Result<crate::model::SendQuota, SesError> {
+            Ok(crate::model::SendQuota {
+                max_24_hour_send: 200.0,
+                max_send_rate: 1.0,
+                sent_last_24_hours: 10.0,
+            })
+        }
+
+        async fn account_sending_enabled(&self) -> Result<bool, SesError> {
+            Ok(true)
         }
 
         async fn mail_from_attributes(
@@ -743,16 +1277,36 @@ mod tests {
     fn poller(script: &Arc<Script>, fixed: &[&str]) -> (Poller<Arc<Script>>, Arc<Shared>) {
         let shared = Arc::new(Shared::new(Telemetry::new(60.0).unwrap()));
         let settings = PollerSettings {
+            index: 0,
+            region: "us-east-1".into(),
+            provisional_account: String::new(),
             fixed: fixed.iter().map(|s| s.to_string()).collect(),
             discovery: None,
             poll_interval: Duration::from_secs(60),
             rate: 1.0,
             timeout: Duration::from_secs(10),
+            collectors: Collectors::default(),
         };
         (
-            Poller::new(Arc::clone(script), settings, Arc::clone(&shared)),
+            Poller::new(
+                Arc::clone(script),
+                settings,
+                Arc::clone(&shared),
+                Arc::new(Limiters::default()),
+            ),
             shared,
         )
+    }
+
+    /// A per-target health value of the one target, as a scrape shows it.
+    fn target_value(shared: &Shared, name: &str) -> i64 {
+        let text = shared.telemetry.render();
+        let prefix = format!("{name}{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .parse()
+            .expect("a number")
     }
 
     fn throttled() -> SesError {
@@ -781,16 +1335,16 @@ mod tests {
         let others = p.records().iter().filter(|(id, _)| **id != bad).count();
         assert_eq!(others, 99, "the other 99 were fetched");
         assert_eq!(
-            shared.telemetry.up.get(),
+            target_value(&shared, "aws_ses_exporter_up"),
             1,
             "a rejected name is not an outage"
         );
         let text = shared.exposition().text();
         assert!(text.contains(&format!(
-            "aws_ses_identity_rejected{{identity=\"{bad}\"}} 1\n"
+            "aws_ses_identity_rejected{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"{bad}\"}} 1\n"
         )));
         assert!(text.contains(&format!(
-            "aws_ses_identity_exists{{identity=\"{bad}\"}} 0\n"
+            "aws_ses_identity_exists{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"{bad}\"}} 0\n"
         )));
 
         // Next cycle: the bad one alone, the 99 in one batch.
@@ -822,37 +1376,51 @@ mod tests {
     async fn answers_landing_during_a_render_wait_and_are_not_lost() {
         let script = Arc::new(Script::default());
         let (mut p, shared) = poller(&script, &["a.example.com", "b.example.com"]);
+        p.cycle().await; // resolves the account; both identities come back Missing
+        let resolved = p.resolved.clone().expect("resolved");
+        let watched = Arc::clone(&p.watched);
+        let Poller {
+            caller,
+            mail_from,
+            settings,
+            ..
+        } = &mut p;
+        let ctx = Ctx {
+            caller,
+            watched: &watched,
+            resolved: &resolved,
+            index: 0,
+            region: &settings.region,
+        };
+        let c = mail_from.as_mut().expect("mail_from on");
         let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
         let first: HashMap<_, _> = [(
             "a.example.com".to_string(),
             ok("m.a", MailFromStatus::Success),
         )]
         .into();
-        p.apply(&batch, &first, SystemTime::now());
-        assert!(p.pending.is_empty(), "no render: written in place");
+        c.apply(&ctx, &batch, &first, SystemTime::now());
+        assert!(c.pending.is_empty(), "no render: written in place");
 
         // A render holds the records: the next answers wait instead of copying them.
-        let render = Arc::clone(&p.records);
+        let render = Arc::clone(&c.records);
         let second: HashMap<_, _> = [(
             "a.example.com".to_string(),
             ok("m.a", MailFromStatus::Failed),
         )]
         .into();
-        p.apply(&batch, &second, SystemTime::now());
-        assert_eq!(p.pending.len(), 2);
-        assert!(Arc::ptr_eq(&render, &p.records), "not copied");
+        c.apply(&ctx, &batch, &second, SystemTime::now());
+        assert_eq!(c.pending.len(), 2);
+        assert!(Arc::ptr_eq(&render, &c.records), "not copied");
         drop(render);
 
-        p.publish().await;
-        assert!(p.pending.is_empty());
-        let a = &p.records()["a.example.com"].observation;
+        c.publish(&ctx).await;
+        assert!(c.pending.is_empty());
+        let a = &c.records["a.example.com"].observation;
         assert!(matches!(a, Observation::Present(x) if x.status == MailFromStatus::Failed));
-        assert_eq!(
-            p.records()["b.example.com"].observation,
-            Observation::Missing
-        );
+        assert_eq!(c.records["b.example.com"].observation, Observation::Missing);
         assert!(shared.exposition().text().contains(
-            "aws_ses_identity_mail_from_status{identity=\"a.example.com\",status=\"Failed\"} 1"
+            "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"a.example.com\",status=\"Failed\"} 1"
         ));
     }
 
@@ -906,7 +1474,7 @@ mod tests {
         }
         // The throttled batch was retried in the same cycle: every identity is fresh.
         assert_eq!(p.records().len(), 250);
-        assert_eq!(shared.telemetry.up.get(), 1);
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
         assert!(shared.is_ready());
     }
 
@@ -922,7 +1490,7 @@ mod tests {
         let (mut p, shared) = poller(&script, &["example.com"]);
         p.cycle().await;
         let before = p.records().clone();
-        assert_eq!(shared.telemetry.up.get(), 1);
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
 
         for _ in 0..MAX_ATTEMPTS_OTHER {
             script
@@ -936,10 +1504,10 @@ mod tests {
         }
         p.cycle().await;
         assert_eq!(p.records(), &before, "values and refresh time kept");
-        assert_eq!(shared.telemetry.up.get(), 0);
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 0);
         let text = shared.exposition().text();
         assert!(text.contains(
-            "aws_ses_identity_mail_from_status{identity=\"example.com\",status=\"Failed\"} 1"
+            "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"example.com\",status=\"Failed\"} 1"
         ));
     }
 
@@ -981,7 +1549,7 @@ mod tests {
         assert_eq!(script.calls.lock().unwrap().len(), 1);
         assert!(p.records().is_empty(), "never fetched, so no series");
         assert!(!shared.is_ready());
-        assert_eq!(shared.telemetry.up.get(), 0);
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1007,7 +1575,7 @@ mod tests {
             );
         }
         assert!(calls.len() >= 18, "{} calls in 20 s", calls.len());
-        assert!(shared.telemetry.poll_overruns.get() >= 5);
+        assert!(target_value(&shared, "aws_ses_exporter_poll_overruns_total") >= 5);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1029,7 +1597,10 @@ mod tests {
                 "{gap:?}"
             );
         }
-        assert_eq!(shared.telemetry.poll_overruns.get(), 0);
+        assert_eq!(
+            target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
+            0
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ses::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
-use crate::model::{BehaviorOnMxFailure, IdentityType, MailFromAttributes, MailFromStatus};
+use crate::model::{
+    BehaviorOnMxFailure, DkimAttributes, IdentityType, MailFromAttributes, MailFromStatus,
+    SendQuota, Verification, VerificationStatus,
+};
 
 /// The most identities `GetIdentityMailFromDomainAttributes` takes in one call.
 pub const MAX_IDENTITIES_PER_CALL: usize = 100;
@@ -27,18 +30,30 @@ pub const LIST_PAGE_SIZE: i32 = 1000;
 pub enum Operation {
     ListIdentities,
     GetIdentityMailFromDomainAttributes,
+    GetIdentityDkimAttributes,
+    GetIdentityVerificationAttributes,
+    GetSendQuota,
+    GetAccountSendingEnabled,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 2] = [
+    pub const ALL: [Operation; 6] = [
         Operation::ListIdentities,
         Operation::GetIdentityMailFromDomainAttributes,
+        Operation::GetIdentityDkimAttributes,
+        Operation::GetIdentityVerificationAttributes,
+        Operation::GetSendQuota,
+        Operation::GetAccountSendingEnabled,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::ListIdentities => "ListIdentities",
             Operation::GetIdentityMailFromDomainAttributes => "GetIdentityMailFromDomainAttributes",
+            Operation::GetIdentityDkimAttributes => "GetIdentityDkimAttributes",
+            Operation::GetIdentityVerificationAttributes => "GetIdentityVerificationAttributes",
+            Operation::GetSendQuota => "GetSendQuota",
+            Operation::GetAccountSendingEnabled => "GetAccountSendingEnabled",
         }
     }
 }
@@ -146,10 +161,38 @@ pub struct IdentityPage {
     pub next_token: Option<String>,
 }
 
-/// What the poller needs from SES. Each call is exactly one HTTP attempt, so the
-/// caller's rate limiter sees every request. Implemented by [`AwsSes`] and by test
-/// doubles.
+/// Who a target's credentials are, from STS `GetCallerIdentity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    pub account: String,
+    pub arn: String,
+}
+
+/// What the poller needs from SES (and STS, to learn the account). Each call is
+/// exactly one HTTP attempt, so the caller's rate limiter sees every request.
+/// Implemented by [`AwsSes`] and by test doubles.
 pub trait SesApi: Send + Sync + 'static {
+    /// STS `GetCallerIdentity` with the target's own credentials.
+    fn caller_identity(&self) -> impl Future<Output = Result<CallerIdentity, SesError>> + Send;
+
+    /// `GetIdentityDkimAttributes` for at most [`MAX_IDENTITIES_PER_CALL`] identities.
+    fn dkim_attributes(
+        &self,
+        identities: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, DkimAttributes>, SesError>> + Send;
+
+    /// `GetIdentityVerificationAttributes` for at most [`MAX_IDENTITIES_PER_CALL`].
+    fn verification_attributes(
+        &self,
+        identities: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Verification>, SesError>> + Send;
+
+    /// `GetSendQuota`.
+    fn send_quota(&self) -> impl Future<Output = Result<SendQuota, SesError>> + Send;
+
+    /// `GetAccountSendingEnabled`.
+    fn account_sending_enabled(&self) -> impl Future<Output = Result<bool, SesError>> + Send;
+
     /// The region the calls go to (the dns collector checks MX records against it).
     fn region(&self) -> &str;
 
@@ -174,7 +217,16 @@ pub trait SesApi: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct AwsSes {
     client: aws_sdk_ses::Client,
+    sts: aws_sdk_sts::Client,
     region: String,
+}
+
+/// A role a target assumes through STS `AssumeRole`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,16 +243,44 @@ impl AwsSes {
     /// included. Retries are disabled here because the poller does them through its
     /// rate limiter; the SDK's would be extra, unaccounted requests.
     pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(attempt_timeouts(timeout))
-            .load()
-            .await;
+        let sdk = base_config(timeout).await;
         let region = sdk.region().ok_or(SetupError::NoRegion)?.to_string();
-        Ok(AwsSes {
+        Ok(AwsSes::for_target(&sdk, &region, None).await)
+    }
+
+    /// The clients of one target: `region`, and the base credentials or, with a
+    /// `role`, that role's (assumed and refreshed by the SDK's provider, whose STS
+    /// calls go to the same region's endpoint).
+    pub async fn for_target(
+        base: &aws_config::SdkConfig,
+        region: &str,
+        role: Option<&Role>,
+    ) -> AwsSes {
+        let mut sdk = base
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        if let Some(role) = role {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.arn.clone())
+                .session_name(role.session_name.clone())
+                .region(aws_config::Region::new(region.to_owned()))
+                .configure(&sdk);
+            if let Some(id) = &role.external_id {
+                provider = provider.external_id(id.clone());
+            }
+            let provider = provider.build().await;
+            sdk = sdk
+                .to_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
+        AwsSes {
             client: aws_sdk_ses::Client::new(&sdk),
-            region,
-        })
+            sts: aws_sdk_sts::Client::new(&sdk),
+            region: region.to_owned(),
+        }
     }
 
     /// The SDK with a given HTTP client, endpoint and credentials and nothing from
@@ -217,6 +297,15 @@ impl AwsSes {
             .behavior_version(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_owned()))
             .endpoint_url(endpoint)
+            .credentials_provider(credentials.clone())
+            .http_client(http_client.clone())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(attempt_timeouts(timeout))
+            .build();
+        let sts = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .endpoint_url(endpoint)
             .credentials_provider(credentials)
             .http_client(http_client)
             .retry_config(RetryConfig::disabled())
@@ -224,9 +313,27 @@ impl AwsSes {
             .build();
         AwsSes {
             client: aws_sdk_ses::Client::from_conf(conf),
+            sts: aws_sdk_sts::Client::from_conf(sts),
             region: region.to_owned(),
         }
     }
+}
+
+/// The SDK configuration from the standard chain, with the SDK's retries off and
+/// `timeout` on each attempt; each target derives its clients from it.
+pub async fn base_config(timeout: Duration) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(attempt_timeouts(timeout))
+        .load()
+        .await
+}
+
+/// The region of the standard chain (environment, profile), for the implicit target.
+pub fn default_region(sdk: &aws_config::SdkConfig) -> Result<String, SetupError> {
+    sdk.region()
+        .map(ToString::to_string)
+        .ok_or(SetupError::NoRegion)
 }
 
 /// `timeout` bounds each HTTP attempt, connecting (name resolution included) too.
@@ -240,6 +347,103 @@ fn attempt_timeouts(timeout: Duration) -> TimeoutConfig {
 impl SesApi for AwsSes {
     fn region(&self) -> &str {
         &self.region
+    }
+
+    async fn caller_identity(&self) -> Result<CallerIdentity, SesError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(classify)?;
+        match out.account() {
+            Some(account) if !account.is_empty() => Ok(CallerIdentity {
+                account: account.to_owned(),
+                arn: out.arn().unwrap_or("").to_owned(),
+            }),
+            // Without an account the series cannot be labelled: not a value to guess.
+            _ => Err(SesError::Server {
+                status: 200,
+                message: "GetCallerIdentity answered without an Account".into(),
+            }),
+        }
+    }
+
+    async fn dkim_attributes(
+        &self,
+        identities: &[String],
+    ) -> Result<HashMap<String, DkimAttributes>, SesError> {
+        let out = self
+            .client
+            .get_identity_dkim_attributes()
+            .set_identities(Some(identities.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .dkim_attributes()
+            .iter()
+            .map(|(identity, a)| {
+                (
+                    identity.clone(),
+                    DkimAttributes {
+                        enabled: a.dkim_enabled(),
+                        status: VerificationStatus::parse(a.dkim_verification_status().as_str()),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn verification_attributes(
+        &self,
+        identities: &[String],
+    ) -> Result<HashMap<String, Verification>, SesError> {
+        let out = self
+            .client
+            .get_identity_verification_attributes()
+            .set_identities(Some(identities.to_vec()))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .verification_attributes()
+            .iter()
+            .map(|(identity, a)| {
+                (
+                    identity.clone(),
+                    Verification {
+                        status: VerificationStatus::parse(a.verification_status().as_str()),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn send_quota(&self) -> Result<SendQuota, SesError> {
+        let out = self
+            .client
+            .get_send_quota()
+            .send()
+            .await
+            .map_err(classify)?;
+        // The SDK reads a missing number as 0.0 (the model has no "absent" for
+        // them); SES always sends all three.
+        Ok(SendQuota {
+            max_24_hour_send: out.max24_hour_send,
+            max_send_rate: out.max_send_rate,
+            sent_last_24_hours: out.sent_last24_hours,
+        })
+    }
+
+    async fn account_sending_enabled(&self) -> Result<bool, SesError> {
+        let out = self
+            .client
+            .get_account_sending_enabled()
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.enabled())
     }
 
     async fn mail_from_attributes(

@@ -3,28 +3,59 @@
 //! scrape; a scrape only ever clones an `Arc`, so it never waits for the poller.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::exposition::{Exposition, Piece};
+use crate::exposition::{Assembler, Exposition, Piece, Rendered};
 use crate::metrics::Telemetry;
+
+/// Which collector a rendered part belongs to; the order is the exposition's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartKind {
+    MailFrom,
+    Dkim,
+    Verification,
+    Quota,
+}
+
+/// The MAIL FROM domains of one target, as of its poller's last render: what the dns
+/// collector checks, and the labels and region to check them with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDomains {
+    /// The target's label pairs (see [`crate::exposition::target_labels`]).
+    pub labels: Arc<str>,
+    pub region: Arc<str>,
+    /// Identity → custom MAIL FROM domain.
+    pub domains: BTreeMap<String, String>,
+}
+
+/// Every collector's latest part of every target, and what assembles them.
+#[derive(Default)]
+struct Parts {
+    parts: BTreeMap<(PartKind, usize), Arc<Rendered>>,
+    assembler: Assembler,
+}
 
 pub struct Shared {
     /// A std lock, not a tokio one: it is held only to clone or swap an `Arc`, never
     /// across an `.await`, so scrapes and the poller never queue behind each other.
     exposition: RwLock<Arc<Exposition>>,
-    /// Set after the first successful cycle; `/-/ready` answers 200 from then on.
-    ready: AtomicBool,
+    /// The rendered parts the exposition is assembled from.
+    parts: Mutex<Parts>,
+    /// Targets that have not yet finished a first cycle (successful or not).
+    first_cycles_pending: AtomicUsize,
+    /// Set once any target's cycle got an answer from SES.
+    answered: AtomicBool,
     pub telemetry: Telemetry,
     /// The rendered self and process metrics, reused for [`TAIL_MAX_AGE`]: rendering
     /// reads /proc and gathers the registry, which would otherwise make a scrape's
     /// cost grow with the number of scrapers.
     tail: Mutex<TailCache>,
-    /// Identity → custom MAIL FROM domain, as of the poller's last render: what the
-    /// dns collector checks. A map of names, not the records, so it never holds the
+    /// Target index → its MAIL FROM domains, as of each poller's last render: what
+    /// the dns collector checks. Maps of names, not the records, so it never holds a
     /// poller's records alive (that would make the poller copy them).
-    mail_from_domains: RwLock<Arc<BTreeMap<String, String>>>,
+    mail_from_domains: RwLock<Arc<BTreeMap<usize, Arc<TargetDomains>>>>,
     /// The dns collector's families as pieces, rendered when its results change.
     dns: RwLock<Arc<Vec<Arc<Piece>>>>,
 }
@@ -63,7 +94,9 @@ impl Shared {
     pub fn new(telemetry: Telemetry) -> Shared {
         Shared {
             exposition: RwLock::new(Arc::new(Exposition::default())),
-            ready: AtomicBool::new(false),
+            parts: Mutex::new(Parts::default()),
+            first_cycles_pending: AtomicUsize::new(1),
+            answered: AtomicBool::new(false),
             telemetry,
             tail: Mutex::new(TailCache::default()),
             mail_from_domains: RwLock::new(Arc::new(BTreeMap::new())),
@@ -135,17 +168,64 @@ impl Shared {
         drop(old);
     }
 
-    pub fn set_mail_from_domains(&self, domains: BTreeMap<String, String>) {
+    /// Replaces one collector's part of one target and publishes the exposition
+    /// assembled from every part. Called from the blocking pool: the assembly copies
+    /// the compressed body once.
+    pub fn publish_part(&self, kind: PartKind, target: usize, part: Rendered) {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.parts.insert((kind, target), Arc::new(part));
+        let exposition = {
+            let Parts { parts, assembler } = &mut *parts;
+            let mut groups: Vec<Vec<Arc<Rendered>>> = Vec::new();
+            let mut last = None;
+            for ((kind, _), part) in parts.iter() {
+                if last != Some(*kind) {
+                    groups.push(Vec::new());
+                    last = Some(*kind);
+                }
+                if let Some(group) = groups.last_mut() {
+                    group.push(Arc::clone(part));
+                }
+            }
+            let slices: Vec<&[Arc<Rendered>]> = groups.iter().map(Vec::as_slice).collect();
+            assembler.assemble(&slices)
+        };
+        // Published under the parts lock, so an older assembly never replaces a newer.
+        self.publish(exposition);
+    }
+
+    /// How many targets must finish a first cycle before `/-/ready`.
+    pub fn expect_targets(&self, n: usize) {
+        self.first_cycles_pending.store(n, Ordering::Release);
+    }
+
+    /// A target finished a cycle; `first` for its first one, `answered` when SES
+    /// answered any of it.
+    pub fn note_cycle(&self, first: bool, answered: bool) {
+        if answered {
+            self.answered.store(true, Ordering::Release);
+        }
+        if first {
+            let _ =
+                self.first_cycles_pending
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    pub fn set_mail_from_domains(&self, target: usize, domains: TargetDomains) {
         let mut guard = self
             .mail_from_domains
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if **guard != domains {
-            *guard = Arc::new(domains);
+        if guard.get(&target).is_some_and(|d| **d == domains) {
+            return;
         }
+        let mut next = (**guard).clone();
+        next.insert(target, Arc::new(domains));
+        *guard = Arc::new(next);
     }
 
-    pub fn mail_from_domains(&self) -> Arc<BTreeMap<String, String>> {
+    pub fn mail_from_domains(&self) -> Arc<BTreeMap<usize, Arc<TargetDomains>>> {
         Arc::clone(
             &self
                 .mail_from_domains
@@ -162,12 +242,12 @@ impl Shared {
         Arc::clone(&self.dns.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
-    }
-
+    /// Ready once every target has finished a first cycle (so a scrape right after
+    /// shows every target, failing ones included) and SES answered at least one: a
+    /// target that keeps failing must not keep the others' data out of service.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.answered.load(Ordering::Acquire)
+            && self.first_cycles_pending.load(Ordering::Acquire) == 0
     }
 }
 

@@ -68,7 +68,7 @@ fn every_alert_has_a_unit_test_and_a_runbook_entry() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 14);
+    assert_eq!(alerts.len(), 19);
     for alert in alerts {
         // A test that expects it to fire, not only to stay quiet.
         let firing = tests
@@ -347,29 +347,53 @@ fn iam_policy_allows_exactly_the_calls_made() {
         .flat_map(|s| s["Action"].as_array().unwrap())
         .filter_map(|a| a.as_str())
         .collect();
-    assert_eq!(
-        actions,
-        [
-            "ses:GetIdentityMailFromDomainAttributes",
-            "ses:ListIdentities"
-        ]
-    );
+    let expected = [
+        "ses:GetAccountSendingEnabled",
+        "ses:GetIdentityDkimAttributes",
+        "ses:GetIdentityMailFromDomainAttributes",
+        "ses:GetIdentityVerificationAttributes",
+        "ses:GetSendQuota",
+        "ses:ListIdentities",
+    ];
+    assert_eq!(actions, expected);
+    // A target's role needs exactly the same SES actions.
+    let target: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("deploy/iam/target-role-policy.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let target_actions: Vec<&str> = target["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(target_actions, expected);
     // Every operation the code can call is in the policy.
     let ses_rs = std::fs::read_to_string(manifest_dir().join("src/ses.rs")).unwrap();
     for call in [
         "get_identity_mail_from_domain_attributes()",
+        "get_identity_dkim_attributes()",
+        "get_identity_verification_attributes()",
+        "get_send_quota()",
+        "get_account_sending_enabled()",
         "list_identities()",
     ] {
-        assert!(ses_rs.contains(call));
+        assert!(ses_rs.contains(call), "{call}");
     }
     assert_eq!(
         ses_rs
             .matches("self\n            .client\n            .")
             .count(),
-        2,
+        6,
         "a new SES call needs the IAM policy updated"
     );
-    for f in ["irsa-trust-policy.json", "pod-identity-trust-policy.json"] {
+    for f in [
+        "irsa-trust-policy.json",
+        "pod-identity-trust-policy.json",
+        "target-role-trust-policy.json",
+        "assume-target-roles-policy.json",
+    ] {
         let _: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(manifest_dir().join("deploy/iam").join(f)).unwrap(),
         )
@@ -390,7 +414,10 @@ fn dashboard_is_valid_json_with_the_required_variables() {
         .iter()
         .filter_map(|v| v["name"].as_str())
         .collect();
-    assert_eq!(vars, ["datasource", "identity"]);
+    assert_eq!(
+        vars,
+        ["datasource", "aws_account_id", "aws_region", "identity"]
+    );
     let types: Vec<&str> = dash["panels"]
         .as_array()
         .unwrap()

@@ -1,15 +1,17 @@
 //! A real Prometheus (Debian's package) scraping the real exporter, which polls the
-//! SES double holding identities in every state, with the shipped scrape config and
-//! rule file. Asserted through Prometheus' HTTP API: the target is up, every PromQL
-//! expression of the dashboard returns data, and the Failed alerts fire for exactly
-//! the failed identities with the right severity.
+//! SES double (SES and STS) holding identities in every state in two accounts and two
+//! regions, with the shipped scrape config and rule file. Asserted through
+//! Prometheus' HTTP API: the target is up, every target of the estate is polled under
+//! its own labels, every PromQL expression of the dashboard returns data, and each
+//! alert fires for exactly the identities or accounts it is about.
 //!
 //! Documented transforms, and nothing else:
 //! - rules: every `for:` becomes `for: 10s` (the real durations are proven by
 //!   `promtool test rules`); `keep_firing_for` and expressions are unchanged;
 //! - prometheus.yml: the target becomes the test exporter's address, the intervals
 //!   2s, and the Alertmanager section is dropped (none runs here);
-//! - dashboard expressions: `$identity` → `.+` (the variable's "All" value),
+//! - dashboard expressions: `$identity`, `$aws_account_id`, `$aws_region` → `.+`
+//!   (the variables' "All" value),
 //!   `$__rate_interval` → `20s` (ten scrape intervals), and a templating query
 //!   `label_values(EXPR, LABEL)` is run as `group by (LABEL) (EXPR)`.
 
@@ -165,15 +167,67 @@ fn dashboard_queries() -> Vec<String> {
         .into_iter()
         .map(|e| {
             e.replace("$identity", ".+")
+                .replace("$aws_account_id", ".+")
+                .replace("$aws_region", ".+")
                 .replace("$__rate_interval", "20s")
         })
         .inspect(|e| assert!(!e.contains('$'), "unsubstituted variable in {e}"))
         .collect()
 }
 
+/// The second account of the estate; the exporter reaches it through a role.
+const OTHER_ACCOUNT: &str = "210987654321";
+const ROLE: &str = "arn:aws:iam::210987654321:role/ses-identity-exporter-target";
+
 #[test]
-fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
+fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_fire() {
     let double = Double::start(&["--rate", "10"]);
+    // The estate, besides the demo identities (123456789012, us-east-1):
+    // - 123456789012 eu-west-1: an identity whose DKIM failed;
+    // - 210987654321 us-east-1 (through the role): the demo's failed-reject name,
+    //   healthy there, and an identity whose verification failed;
+    // - 210987654321 eu-west-1: sending paused by AWS and 90 % of the quota used.
+    double.control(
+        "PUT",
+        &format!("/_double/roles/{ROLE}"),
+        r#"{"external_id": "e2e-external-id"}"#,
+    );
+    let put = |account: &str, region: &str, name: &str, json: &str| {
+        double.control(
+            "PUT",
+            &format!("/_double/identities/{name}?account={account}&region={region}"),
+            json,
+        );
+    };
+    put(
+        common::ACCOUNT,
+        "eu-west-1",
+        "eu.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Failed", "verification_status": "Success"}"#,
+    );
+    put(
+        OTHER_ACCOUNT,
+        "us-east-1",
+        "failed-reject.example.com",
+        r#"{"mail_from_domain": "bounce.failed-reject.example.com", "status": "Success", "behavior": "RejectMessage", "dkim_enabled": true, "dkim_status": "Success", "verification_status": "Success"}"#,
+    );
+    put(
+        OTHER_ACCOUNT,
+        "us-east-1",
+        "lost.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "verification_status": "Failed"}"#,
+    );
+    put(
+        OTHER_ACCOUNT,
+        "eu-west-1",
+        "paused.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success", "verification_status": "Success"}"#,
+    );
+    double.control(
+        "PUT",
+        &format!("/_double/account?account={OTHER_ACCOUNT}&region=eu-west-1"),
+        r#"{"sending_enabled": false, "max_24_hour_send": 50000, "max_send_rate": 14, "sent_last_24_hours": 45000}"#,
+    );
     // DNS for every demo MAIL FROM domain: right, except success-reject's MX, which
     // points at another region while SES still says Success.
     let dns_dir = tempfile::tempdir().unwrap();
@@ -197,14 +251,24 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
         }),
     );
     let dns = DnsServer::start(dns_dir.path(), &serde_json::Value::Object(zones));
+    let config = format!(
+        "targets:\n\
+         \x20 - region: us-east-1\n\
+         \x20 - region: eu-west-1\n\
+         \x20 - region: us-east-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n\
+         \x20 - region: eu-west-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n"
+    );
     let exporter = Exporter::start(
         &double.url(),
-        None,
+        Some(&config),
         &[
             "--ses.rate",
             "10",
             "--poll.interval",
             "5s",
+            "--collector.dkim",
+            "--collector.verification",
+            "--collector.quota",
             "--dns.nameserver",
             &format!("127.0.0.1:{}", dns.port),
         ],
@@ -216,9 +280,35 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
         let r = prom.query("up{job=\"ses-identity-exporter\"} == 1");
         (!r.as_array().unwrap().is_empty()).then_some(())
     });
+    // Every account and region is polled, each under its own labels, all complete.
+    let targets = wait_for(Duration::from_secs(60), "four targets up", || {
+        let r = prom.query("aws_ses_exporter_up{job=\"ses-identity-exporter\"} == 1");
+        (r.as_array().unwrap().len() == 4).then_some(r)
+    });
+    let mut pairs: Vec<(String, String)> = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["metric"]["aws_account_id"].as_str().unwrap().to_owned(),
+                t["metric"]["aws_region"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            (common::ACCOUNT.to_owned(), "eu-west-1".to_owned()),
+            (common::ACCOUNT.to_owned(), "us-east-1".to_owned()),
+            (OTHER_ACCOUNT.to_owned(), "eu-west-1".to_owned()),
+            (OTHER_ACCOUNT.to_owned(), "us-east-1".to_owned()),
+        ]
+    );
 
     let queries = dashboard_queries();
-    assert!(queries.len() >= 15, "{queries:?}");
+    assert!(queries.len() >= 22, "{queries:?}");
     for q in &queries {
         wait_for(Duration::from_secs(60), &format!("data for {q}"), || {
             let r = prom.query(q);
@@ -226,92 +316,193 @@ fn prometheus_scrapes_the_dashboard_has_data_and_failed_alerts_fire() {
         });
     }
 
+    let wanted = [
+        "SesMailFromFailedRejectingMail",
+        "SesMailFromFailed",
+        "SesMailFromMxWrongRejectingMail",
+        "SesDkimFailed",
+        "SesIdentityVerificationFailed",
+        "SesAccountSendingDisabled",
+        "SesSendQuotaNearlyUsed",
+    ];
     let alerts = wait_for(
         Duration::from_secs(90),
-        "both Failed alerts and the MX alert to fire",
+        "every expected alert to fire",
         || {
             let a = prom.firing();
             let names: Vec<&str> = a
                 .iter()
                 .filter_map(|x| x["labels"]["alertname"].as_str())
                 .collect();
-            (names.contains(&"SesMailFromFailedRejectingMail")
-                && names.contains(&"SesMailFromFailed")
-                && names.contains(&"SesMailFromMxWrongRejectingMail"))
-            .then_some(a)
+            wanted.iter().all(|w| names.contains(w)).then_some(a)
         },
     );
-    let of = |name: &str| -> Vec<(String, String, String)> {
-        alerts
+    // (account, region, identity, severity, mail_from_domain) of each firing alert.
+    let of = |name: &str| -> Vec<[String; 5]> {
+        let mut v: Vec<[String; 5]> = alerts
             .iter()
             .filter(|a| a["labels"]["alertname"] == name)
             .map(|a| {
-                (
-                    a["labels"]["identity"].as_str().unwrap_or("").to_owned(),
-                    a["labels"]["severity"].as_str().unwrap_or("").to_owned(),
-                    a["labels"]["mail_from_domain"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                )
+                [
+                    "aws_account_id",
+                    "aws_region",
+                    "identity",
+                    "severity",
+                    "mail_from_domain",
+                ]
+                .map(|l| a["labels"][l].as_str().unwrap_or("").to_owned())
             })
-            .collect()
+            .collect();
+        v.sort();
+        v
     };
+    let row = |acc: &str, reg: &str, id: &str, sev: &str, dom: &str| {
+        [acc, reg, id, sev, dom].map(str::to_owned)
+    };
+    let home = common::ACCOUNT;
+    // failed-reject exists in both accounts: only the home account's fails.
     assert_eq!(
         of("SesMailFromFailedRejectingMail"),
-        vec![(
-            "failed-reject.example.com".into(),
-            "critical".into(),
-            "bounce.failed-reject.example.com".into()
+        vec![row(
+            home,
+            "us-east-1",
+            "failed-reject.example.com",
+            "critical",
+            "bounce.failed-reject.example.com"
         )]
     );
     assert_eq!(
         of("SesMailFromFailed"),
-        vec![(
-            "failed-default.example.com".into(),
-            "warning".into(),
-            "bounce.failed-default.example.com".into()
+        vec![row(
+            home,
+            "us-east-1",
+            "failed-default.example.com",
+            "warning",
+            "bounce.failed-default.example.com"
         )]
     );
     // The DNS check sees what SES does not yet: success-reject's MX is wrong.
     assert_eq!(
         of("SesMailFromMxWrongRejectingMail"),
-        vec![(
-            "success-reject.example.com".into(),
-            "critical".into(),
-            "bounce.success-reject.example.com".into()
+        vec![row(
+            home,
+            "us-east-1",
+            "success-reject.example.com",
+            "critical",
+            "bounce.success-reject.example.com"
         )]
     );
     assert!(of("SesMailFromMxWrong").is_empty());
     assert!(of("SesMailFromSpfMissing").is_empty());
-    // No other alert for a healthy identity, and no exporter alert.
+    // The demo's DKIM status follows its MAIL FROM status; eu.example.com's failed.
+    assert_eq!(
+        of("SesDkimFailed"),
+        vec![
+            row(home, "eu-west-1", "eu.example.com", "warning", ""),
+            row(
+                home,
+                "us-east-1",
+                "failed-default.example.com",
+                "warning",
+                ""
+            ),
+            row(
+                home,
+                "us-east-1",
+                "failed-reject.example.com",
+                "warning",
+                ""
+            ),
+        ]
+    );
+    assert_eq!(
+        of("SesIdentityVerificationFailed"),
+        vec![row(
+            OTHER_ACCOUNT,
+            "us-east-1",
+            "lost.example.com",
+            "critical",
+            ""
+        )]
+    );
+    assert_eq!(
+        of("SesAccountSendingDisabled"),
+        vec![row(OTHER_ACCOUNT, "eu-west-1", "", "critical", "")]
+    );
+    assert_eq!(
+        of("SesSendQuotaNearlyUsed"),
+        vec![row(OTHER_ACCOUNT, "eu-west-1", "", "warning", "")]
+    );
+    // No alert about the exporter itself, and none for a healthy identity (the
+    // demo's Pending and TemporaryFailure ones may alert, as they should).
     for a in &alerts {
+        let name = a["labels"]["alertname"].as_str().unwrap_or("");
         let id = a["labels"]["identity"].as_str().unwrap_or("");
-        if a["labels"]["alertname"] == "SesMailFromMxWrongRejectingMail" {
-            continue;
-        }
-        assert!(
-            !id.starts_with("success-")
-                && id != "no-mail-from.example.com"
-                && id != "ops@example.com",
-            "alert for a healthy identity: {a}"
-        );
-        assert!(
-            !a["labels"]["alertname"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("SesExporter"),
-            "exporter alert on a healthy exporter: {a}"
-        );
+        let account = a["labels"]["aws_account_id"].as_str().unwrap_or("");
+        assert!(!name.starts_with("SesExporter"), "exporter alert: {a}");
+        let healthy = (id.starts_with("success-") && name != "SesMailFromMxWrongRejectingMail")
+            || [
+                "no-mail-from.example.com",
+                "ops@example.com",
+                "paused.example.com",
+            ]
+            .contains(&id)
+            || (account == OTHER_ACCOUNT && id == "failed-reject.example.com");
+        assert!(!healthy, "alert for a healthy identity: {a}");
     }
     let failed = alerts
         .iter()
-        .find(|a| a["labels"]["identity"] == "failed-reject.example.com")
+        .find(|a| {
+            a["labels"]["alertname"] == "SesMailFromFailedRejectingMail"
+                && a["labels"]["identity"] == "failed-reject.example.com"
+        })
         .unwrap();
     assert!(failed["annotations"]["description"]
         .as_str()
         .unwrap()
         .contains("bounce.failed-reject.example.com"));
+
+    // The rate contract holds per account, region and operation, at the server; the
+    // role was assumed with its external ID (the double refuses it otherwise).
+    let reqs = double.all_requests();
+    let mut scopes = std::collections::BTreeMap::<(String, String, String), Vec<f64>>::new();
+    for r in reqs
+        .iter()
+        .filter(|r| r.action != "GetCallerIdentity" && r.action != "AssumeRole")
+    {
+        scopes
+            .entry((r.account.clone(), r.region.clone(), r.action.clone()))
+            .or_default()
+            .push(r.t);
+    }
+    assert_eq!(
+        scopes
+            .keys()
+            .map(|k| (k.0.clone(), k.1.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        4
+    );
+    for (scope, times) in &scopes {
+        for w in times.windows(11) {
+            assert!(
+                w[10] - w[0] >= 1.0,
+                "more than 10 requests in a second to {scope:?}"
+            );
+        }
+    }
+    assert!(reqs
+        .iter()
+        .any(|r| r.action == "AssumeRole" && r.status == 200));
+    assert!(
+        reqs.iter().all(|r| r.status != 403),
+        "a request was refused"
+    );
+    let callers = reqs
+        .iter()
+        .filter(|r| r.action == "GetCallerIdentity")
+        .count();
+    assert_eq!(callers, 4, "GetCallerIdentity once per target");
 }
 
 /// The web config as users deploy it: Prometheus scrapes over TLS, presenting a

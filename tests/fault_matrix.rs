@@ -302,7 +302,7 @@ fn an_endpoint_that_does_not_resolve() {
         ses_identity_exporter::run(
             &config,
             WebState::fixed(WebConfig::default()),
-            ses,
+            vec![ses],
             listener,
             async {
                 let _ = stopped.await;

@@ -1,8 +1,13 @@
 //! `ses-double`: a stand-in for Amazon SES's Query API on loopback, for the tests,
-//! the demo and the benchmarks. It answers `GetIdentityMailFromDomainAttributes` and
-//! `ListIdentities` in SES's wire format, with what moto cannot do: every MAIL FROM
-//! status, paging, the 100-identity limit, its own per-operation rate limit
-//! (answering `Throttling`), and injected faults. It records the arrival time of every
+//! the demo and the benchmarks. It answers `GetIdentityMailFromDomainAttributes`,
+//! `GetIdentityDkimAttributes`, `GetIdentityVerificationAttributes`, `GetSendQuota`,
+//! `GetAccountSendingEnabled` and `ListIdentities` in SES's wire format, and STS's
+//! `GetCallerIdentity` and `AssumeRole`, with what moto cannot do: every status,
+//! paging, the 100-identity limit, its own rate limit per (account, region,
+//! operation) (answering `Throttling`), sending disabled, and injected faults.
+//! Accounts and regions are separate: the region comes from the request's SigV4
+//! scope, the account from the access key (`AssumeRole` hands out keys that name
+//! the role's account; any other key is `--account`). It records the arrival time of every
 //! request so a test can check the exporter's rate contract where it matters, at the
 //! server. With `--upstream` it is a recording proxy in front of another server
 //! (moto), to count the requests that reach it.
@@ -11,8 +16,16 @@
 //! - `GET /_double/requests`: every SES request so far, `[{"t", "action",
 //!   "identities", "status", "outcome"}]`, `t` in Unix seconds; `DELETE` clears it.
 //! - `PUT /_double/faults`: a [`Faults`] object, replacing the current one.
-//! - `PUT /_double/identities/NAME` with `{"mail_from_domain", "status", "behavior"}`
-//!   (each optional) creates or replaces an identity; `DELETE` removes it.
+//! - `PUT /_double/identities/NAME` with `{"mail_from_domain", "status", "behavior",
+//!   "dkim_enabled", "dkim_status", "verification_status"}` (each optional) creates
+//!   or replaces an identity; `DELETE` removes it.
+//! - `PUT /_double/account` with `{"sending_enabled", "max_24_hour_send",
+//!   "max_send_rate", "sent_last_24_hours"}` sets the account-level answers.
+//! - `PUT /_double/roles/ARN` with `{"external_id"}`: `AssumeRole` of that role then
+//!   requires that external ID (roles not listed are assumable by anyone).
+//!
+//! Identity and account paths take `?account=ID&region=NAME` (default: `--account`
+//! and `--region`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -63,6 +76,12 @@ struct Args {
     /// Forward SES requests to this server (e.g. moto) and only record them.
     #[arg(long)]
     upstream: Option<SocketAddr>,
+    /// The account of requests signed with keys `AssumeRole` did not hand out.
+    #[arg(long, default_value = "123456789012")]
+    account: String,
+    /// The region the seeded identities and unscoped control requests belong to.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -80,9 +99,50 @@ struct Identity {
     /// exporter does not know.
     status: Option<String>,
     behavior: Option<String>,
+    /// `DkimEnabled`; false when not set.
+    dkim_enabled: Option<bool>,
+    /// `DkimVerificationStatus`; `NotStarted` when not set.
+    dkim_status: Option<String>,
+    /// `VerificationStatus`; `Success` when not set.
+    verification_status: Option<String>,
 }
 
-/// Faults to inject. Each applies to the operations in `actions` (all when empty).
+/// Account-level answers of one account and region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Account {
+    sending_enabled: bool,
+    max_24_hour_send: f64,
+    max_send_rate: f64,
+    sent_last_24_hours: f64,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            sending_enabled: true,
+            max_24_hour_send: 50_000.0,
+            max_send_rate: 14.0,
+            sent_last_24_hours: 0.0,
+        }
+    }
+}
+
+/// One account in one region.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    identities: BTreeMap<String, Identity>,
+    account: Account,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Role {
+    external_id: Option<String>,
+}
+
+/// Faults to inject. Each applies to the operations in `actions` (every SES
+/// operation when empty; STS operations only when named).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Faults {
@@ -108,6 +168,8 @@ struct Faults {
     delay_ms: u64,
     /// A batch holding any of these identities is refused with `InvalidParameterValue`.
     invalid_identities: Vec<String>,
+    /// Only requests to these regions (all when empty).
+    regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +177,8 @@ struct Record {
     /// Arrival, Unix seconds.
     t: f64,
     action: String,
+    account: String,
+    region: String,
     identities: usize,
     status: u16,
     outcome: &'static str,
@@ -122,11 +186,13 @@ struct Record {
 
 #[derive(Default)]
 struct State {
-    identities: BTreeMap<String, Identity>,
+    /// (account, region) → what SES knows there.
+    scopes: BTreeMap<(String, String), Scope>,
+    roles: BTreeMap<String, Role>,
     faults: Faults,
     records: Vec<Record>,
-    /// Arrivals per action in the last seconds, for the rate limit.
-    recent: HashMap<String, VecDeque<Instant>>,
+    /// Arrivals per (account, region, action) in the last seconds, for the rate limit.
+    recent: HashMap<(String, String, String), VecDeque<Instant>>,
     counts: HashMap<String, u64>,
     errors_sent: u64,
 }
@@ -135,23 +201,32 @@ struct Double {
     state: Mutex<State>,
     rate: f64,
     upstream: Option<SocketAddr>,
+    account: String,
+    region: String,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
     let mut state = State::default();
+    let home = state
+        .scopes
+        .entry((args.account.clone(), args.region.clone()))
+        .or_default();
     if let Seed::Demo = args.seed {
-        seed_demo(&mut state.identities);
+        seed_demo(&mut home.identities);
     }
     for i in 0..args.seed_count {
         let name = format!("id-{i:05}.bench.example");
-        state.identities.insert(
+        home.identities.insert(
             name.clone(),
             Identity {
                 mail_from_domain: Some(format!("mail.{name}")),
                 status: Some("Success".into()),
                 behavior: Some("RejectMessage".into()),
+                dkim_enabled: Some(true),
+                dkim_status: Some("Success".into()),
+                verification_status: Some("Success".into()),
             },
         );
     }
@@ -159,6 +234,8 @@ async fn main() {
         state: Mutex::new(state),
         rate: args.rate,
         upstream: args.upstream,
+        account: args.account,
+        region: args.region,
     });
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -210,6 +287,9 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
                     mail_from_domain: Some(format!("bounce.{name}")),
                     status: Some(status.into()),
                     behavior: Some(behavior.into()),
+                    dkim_enabled: Some(true),
+                    dkim_status: Some(status.into()),
+                    verification_status: Some("Success".into()),
                 },
             );
         }
@@ -220,6 +300,9 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
             mail_from_domain: None,
             status: None,
             behavior: Some("UseDefaultValue".into()),
+            dkim_enabled: Some(false),
+            dkim_status: Some("NotStarted".into()),
+            verification_status: Some("Success".into()),
         },
     );
     ids.insert(
@@ -228,6 +311,9 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
             mail_from_domain: None,
             status: None,
             behavior: Some("UseDefaultValue".into()),
+            dkim_enabled: None,
+            dkim_status: None,
+            verification_status: Some("Pending".into()),
         },
     );
 }
@@ -368,11 +454,14 @@ impl Double {
             members.into_iter().map(|(_, v)| v).collect()
         };
 
+        let (account, region) = self.scope_of(&parts);
         if let Some(upstream) = self.upstream {
             let (status, resp) = forward(upstream, parts, body).await;
             self.lock().records.push(Record {
                 t: arrived,
                 action,
+                account,
+                region,
                 identities: identities.len(),
                 status,
                 outcome: "proxied",
@@ -380,12 +469,15 @@ impl Double {
             return resp;
         }
 
-        let (resp, outcome) = self.answer(&parts, &action, &identities, get, arrived_at);
+        let scope = (account.clone(), region.clone());
+        let (resp, outcome) = self.answer(&parts, &scope, &action, &identities, get, arrived_at);
         let delay = Duration::from_millis(self.lock().faults.delay_ms);
         let status = resp.status().as_u16();
         self.lock().records.push(Record {
             t: arrived,
             action,
+            account,
+            region,
             identities: identities.len(),
             status,
             outcome,
@@ -397,9 +489,29 @@ impl Double {
     }
 
     /// Decides the answer to one SES request: checks, rate limit, faults, then data.
+    /// The (account, region) a request is for: the region from its SigV4 credential
+    /// scope, the account from its access key.
+    fn scope_of(&self, parts: &http::request::Parts) -> (String, String) {
+        let credential = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("Credential=").nth(1))
+            .and_then(|v| v.split([',', ' ']).next())
+            .unwrap_or("");
+        let mut fields = credential.split('/');
+        let key = fields.next().unwrap_or("");
+        let region = fields.nth(1).unwrap_or(&self.region).to_owned();
+        (
+            account_of_key(key).unwrap_or(&self.account).to_owned(),
+            region,
+        )
+    }
+
     fn answer<'a>(
         &self,
         parts: &http::request::Parts,
+        scope: &(String, String),
         action: &str,
         identities: &[String],
         get: impl Fn(&str) -> Option<&'a str>,
@@ -423,7 +535,9 @@ impl Double {
                 "client_error",
             );
         }
-        if get("Version") != Some("2010-12-01") {
+        let sts = matches!(action, "GetCallerIdentity" | "AssumeRole");
+        let version = if sts { "2011-06-15" } else { "2010-12-01" };
+        if get("Version") != Some(version) {
             return (
                 error_xml(
                     StatusCode::BAD_REQUEST,
@@ -435,11 +549,15 @@ impl Double {
             );
         }
 
-        // The rate limit: every arrival counts, like a strict server.
-        if self.rate > 0.0 {
+        // The rate limit: every arrival counts, like a strict server; per account,
+        // region and operation, like SES.
+        if self.rate > 0.0 && !sts {
             let window = Duration::from_secs_f64((1.0 / self.rate).max(1.0));
             let capacity = ((self.rate * window.as_secs_f64()).round() as usize).max(1);
-            let recent = st.recent.entry(action.to_owned()).or_default();
+            let recent = st
+                .recent
+                .entry((scope.0.clone(), scope.1.clone(), action.to_owned()))
+                .or_default();
             while recent
                 .front()
                 .is_some_and(|t| arrived.duration_since(*t) >= window)
@@ -453,7 +571,9 @@ impl Double {
             }
         }
 
-        let applies = faults.actions.is_empty() || faults.actions.iter().any(|a| a == action);
+        let applies = ((faults.actions.is_empty() && !sts)
+            || faults.actions.iter().any(|a| a == action))
+            && (faults.regions.is_empty() || faults.regions.contains(&scope.1));
         let count = {
             let c = st.counts.entry(action.to_owned()).or_default();
             *c += 1;
@@ -515,8 +635,12 @@ impl Double {
             }
         }
 
+        let empty = Scope::default();
+        let here = st.scopes.get(scope).unwrap_or(&empty);
         let mut resp = match action {
-            "GetIdentityMailFromDomainAttributes" => {
+            "GetIdentityMailFromDomainAttributes"
+            | "GetIdentityDkimAttributes"
+            | "GetIdentityVerificationAttributes" => {
                 if identities.len() > MAX_IDENTITIES {
                     return (
                         error_xml(
@@ -550,11 +674,109 @@ impl Double {
                 respond(
                     StatusCode::OK,
                     "text/xml",
-                    mail_from_xml(&st.identities, identities),
+                    attributes_xml(action, &here.identities, identities),
+                )
+            }
+            "GetSendQuota" => respond(
+                StatusCode::OK,
+                "text/xml",
+                wrap(
+                    action,
+                    &format!(
+                        "<Max24HourSend>{:.1}</Max24HourSend><MaxSendRate>{:.1}</MaxSendRate>\
+                         <SentLast24Hours>{:.1}</SentLast24Hours>",
+                        here.account.max_24_hour_send,
+                        here.account.max_send_rate,
+                        here.account.sent_last_24_hours
+                    ),
+                ),
+            ),
+            "GetAccountSendingEnabled" => respond(
+                StatusCode::OK,
+                "text/xml",
+                wrap(
+                    action,
+                    &format!("<Enabled>{}</Enabled>", here.account.sending_enabled),
+                ),
+            ),
+            "GetCallerIdentity" => {
+                let key = caller_key(parts);
+                let arn = match account_of_key(&key) {
+                    Some(account) => {
+                        format!("arn:aws:sts::{account}:assumed-role/double-role/session")
+                    }
+                    None => format!("arn:aws:iam::{}:user/double-user", scope.0),
+                };
+                respond(
+                    StatusCode::OK,
+                    "text/xml",
+                    sts_wrap(
+                        action,
+                        &format!(
+                            "<Arn>{}</Arn><UserId>{key}</UserId><Account>{}</Account>",
+                            xml_escape(&arn),
+                            scope.0
+                        ),
+                    ),
+                )
+            }
+            "AssumeRole" => {
+                let arn = get("RoleArn").unwrap_or("");
+                let session = get("RoleSessionName").unwrap_or("");
+                let role_account = arn.split(':').nth(4).unwrap_or("");
+                if role_account.len() != 12
+                    || !role_account.bytes().all(|b| b.is_ascii_digit())
+                    || session.is_empty()
+                {
+                    return (
+                        error_xml(
+                            StatusCode::BAD_REQUEST,
+                            "Sender",
+                            "ValidationError",
+                            "invalid RoleArn or RoleSessionName",
+                        ),
+                        "client_error",
+                    );
+                }
+                if let Some(role) = st.roles.get(arn) {
+                    if role.external_id.as_deref() != get("ExternalId") {
+                        return (
+                            error_xml(
+                                StatusCode::FORBIDDEN,
+                                "Sender",
+                                "AccessDenied",
+                                &format!("User is not authorized to perform: sts:AssumeRole on resource: {arn}"),
+                            ),
+                            "client_error",
+                        );
+                    }
+                }
+                let expires = humantime::format_rfc3339_seconds(
+                    SystemTime::now() + Duration::from_secs(3600),
+                );
+                let name = arn.rsplit('/').next().unwrap_or("role");
+                respond(
+                    StatusCode::OK,
+                    "text/xml",
+                    sts_wrap(
+                        action,
+                        &format!(
+                            "<Credentials><AccessKeyId>ASIA{role_account}{:04}</AccessKeyId>\
+                             <SecretAccessKey>double-secret</SecretAccessKey>\
+                             <SessionToken>double-session-token</SessionToken>\
+                             <Expiration>{expires}</Expiration></Credentials>\
+                             <AssumedRoleUser><AssumedRoleId>AROADOUBLE:{}</AssumedRoleId>\
+                             <Arn>arn:aws:sts::{role_account}:assumed-role/{}/{}</Arn></AssumedRoleUser>",
+                            rand::random::<u16>() % 10_000,
+                            xml_escape(session),
+                            xml_escape(name),
+                            xml_escape(session)
+                        ),
+                    ),
                 )
             }
             "ListIdentities" => match list_xml(
-                &st.identities,
+                &here.identities,
                 get("IdentityType"),
                 get("MaxItems"),
                 get("NextToken"),
@@ -597,6 +819,18 @@ impl Double {
 
     async fn control(&self, req: Request<Incoming>) -> Response<MaybeBroken> {
         let path = req.uri().path().to_owned();
+        // `?account=…&region=…` picks the account and region; default the home scope.
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let pick = |k: &str, default: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == k)
+                .map_or_else(|| default.to_owned(), |(_, v)| v.clone())
+        };
+        let scope = (pick("account", &self.account), pick("region", &self.region));
         let method = req.method().clone();
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
@@ -623,14 +857,52 @@ impl Double {
                     format!("bad faults: {e}\n"),
                 ),
             },
-            (Method::GET, "/_double/identities") => json(&self.lock().identities.clone()),
+            (Method::GET, "/_double/identities") => {
+                let st = self.lock();
+                json(
+                    &st.scopes
+                        .get(&scope)
+                        .map(|s| s.identities.clone())
+                        .unwrap_or_default(),
+                )
+            }
+            (Method::PUT, "/_double/account") => match serde_json::from_slice::<Account>(&body) {
+                Ok(a) => {
+                    self.lock().scopes.entry(scope).or_default().account = a;
+                    respond(StatusCode::NO_CONTENT, "text/plain", "")
+                }
+                Err(e) => respond(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain",
+                    format!("bad account: {e}\n"),
+                ),
+            },
+            (Method::PUT, p) if p.starts_with("/_double/roles/") => {
+                let arn = percent_decode(&p["/_double/roles/".len()..]);
+                match serde_json::from_slice::<Role>(&body) {
+                    Ok(role) => {
+                        self.lock().roles.insert(arn, role);
+                        respond(StatusCode::NO_CONTENT, "text/plain", "")
+                    }
+                    Err(e) => respond(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("bad role: {e}\n"),
+                    ),
+                }
+            }
             (method, p) if p.starts_with("/_double/identities/") => {
                 let raw = &p["/_double/identities/".len()..];
                 let name: String = percent_decode(raw);
                 match method {
                     Method::PUT => match serde_json::from_slice::<Identity>(&body) {
                         Ok(id) => {
-                            self.lock().identities.insert(name, id);
+                            self.lock()
+                                .scopes
+                                .entry(scope)
+                                .or_default()
+                                .identities
+                                .insert(name, id);
                             respond(StatusCode::NO_CONTENT, "text/plain", "")
                         }
                         Err(e) => respond(
@@ -640,7 +912,9 @@ impl Double {
                         ),
                     },
                     Method::DELETE => {
-                        self.lock().identities.remove(&name);
+                        if let Some(s) = self.lock().scopes.get_mut(&scope) {
+                            s.identities.remove(&name);
+                        }
                         respond(StatusCode::NO_CONTENT, "text/plain", "")
                     }
                     _ => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", ""),
@@ -674,7 +948,47 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn mail_from_xml(store: &BTreeMap<String, Identity>, asked: &[String]) -> String {
+/// The access key a request was signed with.
+fn caller_key(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|v| v.split('/').next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The account a key `AssumeRole` handed out belongs to (`ASIA` + 12 digits + 4).
+fn account_of_key(key: &str) -> Option<&str> {
+    let account = key.strip_prefix("ASIA")?.get(..12)?;
+    account
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then_some(account)
+}
+
+/// An SES response: `<ActionResponse><ActionResult>inner</ActionResult>…`.
+fn wrap(action: &str, inner: &str) -> String {
+    format!(
+        "<{action}Response xmlns=\"{XMLNS}\"><{action}Result>{inner}</{action}Result>\
+         <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+        request_id()
+    )
+}
+
+/// An STS response, in STS's namespace.
+fn sts_wrap(action: &str, inner: &str) -> String {
+    format!(
+        "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>{inner}</{action}Result>\
+         <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+        request_id()
+    )
+}
+
+/// The per-identity map of the three attribute operations.
+fn attributes_xml(action: &str, store: &BTreeMap<String, Identity>, asked: &[String]) -> String {
     let mut entries = String::new();
     for name in asked {
         // Like SES and moto: identities it does not know are left out of the map.
@@ -682,37 +996,55 @@ fn mail_from_xml(store: &BTreeMap<String, Identity>, asked: &[String]) -> String
         entries.push_str("<entry><key>");
         entries.push_str(&xml_escape(name));
         entries.push_str("</key><value>");
-        if let Some(domain) = &id.mail_from_domain {
-            entries.push_str(&format!(
-                "<MailFromDomain>{}</MailFromDomain>",
-                xml_escape(domain)
-            ));
-            if let Some(status) = &id.status {
+        match action {
+            "GetIdentityDkimAttributes" => {
                 entries.push_str(&format!(
-                    "<MailFromDomainStatus>{}</MailFromDomainStatus>",
-                    xml_escape(status)
+                    "<DkimEnabled>{}</DkimEnabled><DkimVerificationStatus>{}</DkimVerificationStatus>\
+                     <DkimTokens><member>tok1</member><member>tok2</member><member>tok3</member></DkimTokens>",
+                    id.dkim_enabled.unwrap_or(false),
+                    xml_escape(id.dkim_status.as_deref().unwrap_or("NotStarted"))
                 ));
             }
-        }
-        if let Some(b) = &id.behavior {
-            entries.push_str(&format!(
-                "<BehaviorOnMXFailure>{}</BehaviorOnMXFailure>",
-                xml_escape(b)
-            ));
+            "GetIdentityVerificationAttributes" => {
+                entries.push_str(&format!(
+                    "<VerificationStatus>{}</VerificationStatus><VerificationToken>token</VerificationToken>",
+                    xml_escape(id.verification_status.as_deref().unwrap_or("Success"))
+                ));
+            }
+            _ => {
+                if let Some(domain) = &id.mail_from_domain {
+                    entries.push_str(&format!(
+                        "<MailFromDomain>{}</MailFromDomain>",
+                        xml_escape(domain)
+                    ));
+                    if let Some(status) = &id.status {
+                        entries.push_str(&format!(
+                            "<MailFromDomainStatus>{}</MailFromDomainStatus>",
+                            xml_escape(status)
+                        ));
+                    }
+                }
+                if let Some(b) = &id.behavior {
+                    entries.push_str(&format!(
+                        "<BehaviorOnMXFailure>{}</BehaviorOnMXFailure>",
+                        xml_escape(b)
+                    ));
+                }
+            }
         }
         entries.push_str("</value></entry>");
     }
-    let map = if entries.is_empty() {
-        "<MailFromDomainAttributes/>".to_owned()
-    } else {
-        format!("<MailFromDomainAttributes>{entries}</MailFromDomainAttributes>")
+    let tag = match action {
+        "GetIdentityDkimAttributes" => "DkimAttributes",
+        "GetIdentityVerificationAttributes" => "VerificationAttributes",
+        _ => "MailFromDomainAttributes",
     };
-    format!(
-        "<GetIdentityMailFromDomainAttributesResponse xmlns=\"{XMLNS}\"><GetIdentityMailFromDomainAttributesResult>{map}\
-         </GetIdentityMailFromDomainAttributesResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata>\
-         </GetIdentityMailFromDomainAttributesResponse>",
-        request_id()
-    )
+    let map = if entries.is_empty() {
+        format!("<{tag}/>")
+    } else {
+        format!("<{tag}>{entries}</{tag}>")
+    };
+    wrap(action, &map)
 }
 
 fn list_xml(
