@@ -49,7 +49,7 @@ fn promtool_checks_and_unit_tests_the_rules() {
         run(Command::new("promtool").args(["check", "rules", "deploy/prometheus/alerts.yml"]));
     assert_ok(&out, "promtool check rules");
     assert!(
-        text(&out).contains("SUCCESS: 14 rules found"),
+        text(&out).contains("SUCCESS: 19 rules found"),
         "{}",
         text(&out)
     );

@@ -6,7 +6,7 @@ mod common;
 
 use aws_sdk_ses::types::BehaviorOnMxFailure;
 
-use common::{runtime, sdk_client, Double, Exporter, Metrics, Moto};
+use common::{assume_role, runtime, sdk_client, sdk_client_as, Double, Exporter, Metrics, Moto};
 
 const GET_OP: &str = "GetIdentityMailFromDomainAttributes";
 const LIST_OP: &str = "ListIdentities";
@@ -219,4 +219,145 @@ fn mail_from_set_unset_changed_and_deleted_identities_follow_ses() {
     });
     assert_eq!(m.get("aws_ses_exporter_identities"), Some(2.0));
     assert_eq!(m.get("aws_ses_exporter_up"), Some(1.0));
+}
+
+/// Targets in two regions of the default account and, through a role moto lets the
+/// exporter assume, in a second account; with the dkim, verification and quota
+/// collectors. moto keeps accounts and regions apart, so each identity must show up
+/// under its own account and region only. moto does not emulate
+/// GetAccountSendingEnabled: that part of the quota collector fails, visibly, and no
+/// value is made up for it.
+#[test]
+fn two_accounts_and_two_regions_with_every_collector_through_moto() {
+    const ROLE: &str = "arn:aws:iam::111111111111:role/ses-identity-exporter-target";
+    let moto = Moto::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let home = sdk_client(&moto.url());
+        home.verify_domain_identity()
+            .domain("home.example.org")
+            .send()
+            .await
+            .expect("VerifyDomainIdentity");
+        home.verify_domain_dkim()
+            .domain("home.example.org")
+            .send()
+            .await
+            .expect("VerifyDomainDkim");
+        set_mail_from(
+            &home,
+            "home.example.org",
+            Some("bounce.home.example.org"),
+            BehaviorOnMxFailure::RejectMessage,
+        )
+        .await;
+        let eu = sdk_client_as(&moto.url(), "eu-west-1", common::test_credentials());
+        eu.verify_domain_identity()
+            .domain("eu.example.org")
+            .send()
+            .await
+            .expect("VerifyDomainIdentity in eu-west-1");
+        let other = sdk_client_as(
+            &moto.url(),
+            common::REGION,
+            assume_role(&moto.url(), ROLE).await,
+        );
+        other
+            .verify_domain_identity()
+            .domain("other.example.org")
+            .send()
+            .await
+            .expect("VerifyDomainIdentity in the other account");
+    });
+    let config = format!(
+        "targets:\n  - region: us-east-1\n  - region: eu-west-1\n  - region: us-east-1\n    role_arn: {ROLE}\n"
+    );
+    let exporter = Exporter::start(
+        &moto.url(),
+        Some(&config),
+        &[
+            "--poll.interval",
+            "2s",
+            "--collector.dkim",
+            "--collector.verification",
+            "--collector.quota",
+        ],
+    );
+    exporter.wait_ready();
+    let labels = |account: &str, region: &str| {
+        format!("aws_account_id=\"{account}\",aws_region=\"{region}\"")
+    };
+    let home = labels(common::ACCOUNT, common::REGION);
+    let eu = labels(common::ACCOUNT, "eu-west-1");
+    let other = labels("111111111111", common::REGION);
+    let m = exporter.wait_metrics("every target's identities", |m| {
+        m.text.contains(&format!(
+            "aws_ses_identity_exists{{{eu},identity=\"eu.example.org\"}} 1"
+        )) && m.text.contains(&format!(
+            "aws_ses_identity_exists{{{other},identity=\"other.example.org\"}} 1"
+        )) && m.identity("aws_ses_identity_exists", "home.example.org") == Some(1.0)
+    });
+    // Each identity under its own account and region only.
+    for (id, at) in [
+        ("home.example.org", &home),
+        ("eu.example.org", &eu),
+        ("other.example.org", &other),
+    ] {
+        for line in m
+            .text
+            .lines()
+            .filter(|l| l.contains(&format!("identity=\"{id}\"")))
+        {
+            assert!(
+                line.contains(at.as_str()),
+                "{id} under another target: {line}"
+            );
+        }
+        // One verification state, as moto reports it (a verified identity).
+        assert!(
+            m.text.contains(&format!(
+                "aws_ses_identity_verification_status{{{at},identity=\"{id}\",status=\"Success\"}} 1"
+            )),
+            "{id}: {}",
+            m.text
+        );
+        let dkim_states = m
+            .text
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "aws_ses_identity_dkim_status{{{at},identity=\"{id}\""
+                )) && l.ends_with(" 1")
+            })
+            .count();
+        assert_eq!(dkim_states, 1, "{id}: exactly one DKIM state");
+    }
+    assert!(m.text.contains(&format!(
+        "aws_ses_identity_dkim_enabled{{{home},identity=\"home.example.org\"}} 1"
+    )));
+    assert!(m.text.contains(&format!(
+        "aws_ses_identity_mail_from_info{{{home},identity=\"home.example.org\",identity_type=\"Domain\",mail_from_domain=\"bounce.home.example.org\"}} 1"
+    )));
+    // The quota of every target, from GetSendQuota; GetAccountSendingEnabled is not
+    // emulated: its family stays absent and the collector reports the failure.
+    for at in [&home, &eu, &other] {
+        assert!(
+            m.text
+                .contains(&format!("aws_ses_send_quota_max_24_hour_send{{{at}}} ")),
+            "{at}: {}",
+            m.text
+        );
+        assert!(m.text.contains(&format!(
+            "aws_ses_exporter_collector_success{{{at},collector=\"quota\"}} 0"
+        )));
+        for c in ["mail_from", "dkim", "verification"] {
+            assert!(
+                m.text.contains(&format!(
+                    "aws_ses_exporter_collector_success{{{at},collector=\"{c}\"}} 1"
+                )),
+                "{at} {c}"
+            );
+        }
+    }
+    assert!(!m.text.contains("aws_ses_account_sending_enabled{"));
 }

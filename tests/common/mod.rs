@@ -264,21 +264,62 @@ pub struct DoubleRequest {
 /// nothing on the machine (profiles, instance metadata) is read. SDK retries are off:
 /// each call is exactly one request.
 pub fn sdk_client(url: &str) -> aws_sdk_ses::Client {
-    use aws_sdk_ses::config::{BehaviorVersion, Credentials, Region};
+    sdk_client_as(url, REGION, test_credentials())
+}
+
+/// The test's static credentials (the default account of the double and moto).
+pub fn test_credentials() -> aws_sdk_ses::config::Credentials {
+    aws_sdk_ses::config::Credentials::new(
+        "AKIDTESTTESTTESTTEST",
+        "test-secret-key",
+        None,
+        None,
+        "test",
+    )
+}
+
+/// An SES client in `region` with `credentials` (e.g. an assumed role's).
+pub fn sdk_client_as(
+    url: &str,
+    region: &str,
+    credentials: aws_sdk_ses::config::Credentials,
+) -> aws_sdk_ses::Client {
+    use aws_sdk_ses::config::{BehaviorVersion, Region};
     let conf = aws_sdk_ses::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "AKIDTESTTESTTESTTEST",
-            "test-secret-key",
-            None,
-            None,
-            "test",
-        ))
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(credentials)
         .endpoint_url(url)
         .retry_config(aws_sdk_ses::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_ses::Client::from_conf(conf)
+}
+
+/// Assumes `role_arn` at the STS server `url` with the test credentials and returns
+/// the role's credentials (how a test seeds another account of moto).
+pub async fn assume_role(url: &str, role_arn: &str) -> aws_sdk_ses::config::Credentials {
+    use aws_sdk_sts::config::{BehaviorVersion, Region};
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(test_credentials())
+        .endpoint_url(url)
+        .build();
+    let out = aws_sdk_sts::Client::from_conf(conf)
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("AssumeRole");
+    let c = out.credentials().expect("credentials");
+    aws_sdk_ses::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "assumed",
+    )
 }
 
 /// A runtime for the SDK calls of a synchronous test.
@@ -509,6 +550,23 @@ impl Metrics {
             "aws_ses_exporter_ses_requests_total{{operation=\"{op}\",outcome=\"{outcome}\"}}"
         ))
         .unwrap_or(0.0)
+    }
+
+    /// STS GetCallerIdentity calls of the default region's target whose account is
+    /// not known yet (its series carry an empty `aws_account_id`).
+    pub fn unresolved_sts(&self, outcome: &str) -> f64 {
+        self.get(&format!(
+            "aws_ses_exporter_sts_requests_total{{aws_account_id=\"\",aws_region=\"{REGION}\",outcome=\"{outcome}\"}}"
+        ))
+        .unwrap_or(0.0)
+    }
+
+    /// `aws_ses_exporter_up` of the default region's target before STS named its
+    /// account.
+    pub fn unresolved_up(&self) -> Option<f64> {
+        self.get(&format!(
+            "aws_ses_exporter_up{{aws_account_id=\"\",aws_region=\"{REGION}\"}}"
+        ))
     }
 
     /// Every series that names `identity`.
