@@ -699,7 +699,7 @@ impl Families for VerificationFamilies {
 /// The `quota` collector's families: account level, one series each per target.
 pub const QUOTA_FAMILIES: &[FamilyDef] = &[
     FamilyDef {
-        name: "aws_ses_send_quota_max_24_hour_send",
+        name: "aws_ses_send_quota_max_emails",
         help: "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited. Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
@@ -707,7 +707,7 @@ pub const QUOTA_FAMILIES: &[FamilyDef] = &[
         help: "Emails per second the account may send in this region (GetSendQuota MaxSendRate). Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
-        name: "aws_ses_send_quota_sent_last_24_hours",
+        name: "aws_ses_send_quota_sent_emails",
         help: "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours). Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
@@ -1026,7 +1026,7 @@ mod tests {
         };
         let part = Arc::new(render_quota(&labels, &quota, &mut c));
         let text = Assembler::default().assemble(&[&[part]]).text();
-        assert!(text.contains("aws_ses_send_quota_sent_last_24_hours{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 41000\n"));
+        assert!(text.contains("aws_ses_send_quota_sent_emails{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 41000\n"));
         assert!(!text.contains("aws_ses_account_sending_enabled"));
     }
 }

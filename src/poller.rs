@@ -570,7 +570,11 @@ impl<S: SesApi> Poller<S> {
                 aws_region = %region,
                 "this target resolves to the same account and region as another target; it is not polled"
             );
-            self.caller.telemetry.remove();
+            // Its provisional labels may be the other target's (a role into the
+            // account the other target already polls): those series are not its own.
+            if self.caller.account != account {
+                self.caller.telemetry.remove();
+            }
             self.duplicate = true;
             return Ok(());
         }
@@ -1601,6 +1605,63 @@ mod tests {
             target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
             0
         );
+    }
+
+    #[test]
+    fn one_limiter_per_account_region_and_operation_and_one_target_per_account_region() {
+        let l = Limiters::default();
+        let op = Operation::GetIdentityDkimAttributes;
+        let a = l.get("111111111111", "eu-west-1", op, 1.0);
+        assert!(Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "eu-west-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "us-east-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("222222222222", "eu-west-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "eu-west-1", Operation::GetSendQuota, 1.0)
+        ));
+        assert_eq!(l.claim("111111111111", "eu-west-1", 0), Ok(()));
+        assert_eq!(
+            l.claim("111111111111", "eu-west-1", 0),
+            Ok(()),
+            "idempotent"
+        );
+        assert_eq!(l.claim("111111111111", "us-east-1", 1), Ok(()));
+        assert_eq!(l.claim("111111111111", "eu-west-1", 2), Err(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn collectors_of_a_target_run_side_by_side_each_on_its_own_limiter() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (mut p, shared) = poller(&script, &refs);
+        p.settings.collectors = Collectors {
+            mail_from: true,
+            dkim: true,
+            verification: true,
+            quota: true,
+        };
+        p.dkim = Some(IdentityCollector::default());
+        p.verification = Some(IdentityCollector::default());
+        p.quota = Some(QuotaCollector::default());
+        let started = Instant::now();
+        p.cycle().await;
+        // 3 batches per identity collector: about 2 s at 1 request/s, not 6 s.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let text = shared.exposition().text();
+        assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
+        assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
     }
 
     #[test]

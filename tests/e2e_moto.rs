@@ -343,7 +343,7 @@ fn two_accounts_and_two_regions_with_every_collector_through_moto() {
     for at in [&home, &eu, &other] {
         assert!(
             m.text
-                .contains(&format!("aws_ses_send_quota_max_24_hour_send{{{at}}} ")),
+                .contains(&format!("aws_ses_send_quota_max_emails{{{at}}} ")),
             "{at}: {}",
             m.text
         );
