@@ -21,12 +21,13 @@ read -r _ _ url <"$tmp/ready"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env -i PATH="$PATH" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE="$tmp/c" AWS_SHARED_CREDENTIALS_FILE="$tmp/k" \
-  AWS_ENDPOINT_URL_SES="$url" \
+  AWS_ENDPOINT_URL_SES="$url" AWS_ENDPOINT_URL_STS="$url" \
   ./target/release/ses-identity-exporter --web.listen-address "127.0.0.1:$port" \
   --ses.rate 200 --poll.interval 2s --log.level warn --no-collector.dns 2>"$tmp/log" &
 exp_pid=$!
 
-metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+# Series of the one target, read without its aws_account_id/aws_region labels.
+metric() { curl -sf "http://127.0.0.1:$port/metrics" | sed 's/{aws_account_id="123456789012",aws_region="us-east-1"}//' | awk -v m="$1" '$1==m {print $2}'; }
 # Three complete cycles after the identities are known (bounded: 120 s at most).
 deadline=$((SECONDS + 120))
 until [ "$(metric aws_ses_exporter_identities || true)" = "$n" ] && [ "$(metric aws_ses_exporter_up || true)" = "1" ]; do
