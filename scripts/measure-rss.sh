@@ -4,6 +4,7 @@
 # and gzip, so the moment a new snapshot is rendered beside the old one is included.
 # Runs against the SES double on loopback with the rate raised to keep it short.
 # Usage: scripts/measure-rss.sh [N]    (prints "peak_rss_kib=...")
+# MEASURE_ARGS adds exporter flags, e.g. MEASURE_ARGS="--collector.dkim --collector.verification".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
@@ -23,7 +24,7 @@ env -i PATH="$PATH" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_K
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE="$tmp/c" AWS_SHARED_CREDENTIALS_FILE="$tmp/k" \
   AWS_ENDPOINT_URL_SES="$url" AWS_ENDPOINT_URL_STS="$url" \
   ./target/release/ses-identity-exporter --web.listen-address "127.0.0.1:$port" \
-  --ses.rate 200 --poll.interval 2s --log.level warn --no-collector.dns 2>"$tmp/log" &
+  --ses.rate 200 --poll.interval 2s --log.level warn --no-collector.dns ${MEASURE_ARGS:-} 2>"$tmp/log" &
 exp_pid=$!
 
 # Series of the one target, read without its aws_account_id/aws_region labels.

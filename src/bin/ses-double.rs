@@ -492,14 +492,7 @@ impl Double {
     /// The (account, region) a request is for: the region from its SigV4 credential
     /// scope, the account from its access key.
     fn scope_of(&self, parts: &http::request::Parts) -> (String, String) {
-        let credential = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("Credential=").nth(1))
-            .and_then(|v| v.split([',', ' ']).next())
-            .unwrap_or("");
-        let mut fields = credential.split('/');
+        let mut fields = credential(parts).split('/');
         let key = fields.next().unwrap_or("");
         let region = fields.nth(1).unwrap_or(&self.region).to_owned();
         (
@@ -948,16 +941,20 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The access key a request was signed with.
-fn caller_key(parts: &http::request::Parts) -> String {
+/// The SigV4 credential scope of a request: `KEY/DATE/REGION/SERVICE/aws4_request`.
+fn credential(parts: &http::request::Parts) -> &str {
     parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split("Credential=").nth(1))
-        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.split([',', ' ']).next())
         .unwrap_or("")
-        .to_owned()
+}
+
+/// The access key a request was signed with.
+fn caller_key(parts: &http::request::Parts) -> String {
+    credential(parts).split('/').next().unwrap_or("").to_owned()
 }
 
 /// The account a key `AssumeRole` handed out belongs to (`ASIA` + 12 digits + 4).
@@ -971,17 +968,17 @@ fn account_of_key(key: &str) -> Option<&str> {
 
 /// An SES response: `<ActionResponse><ActionResult>inner</ActionResult>…`.
 fn wrap(action: &str, inner: &str) -> String {
-    format!(
-        "<{action}Response xmlns=\"{XMLNS}\"><{action}Result>{inner}</{action}Result>\
-         <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
-        request_id()
-    )
+    wrap_in(XMLNS, action, inner)
 }
 
 /// An STS response, in STS's namespace.
 fn sts_wrap(action: &str, inner: &str) -> String {
+    wrap_in("https://sts.amazonaws.com/doc/2011-06-15/", action, inner)
+}
+
+fn wrap_in(namespace: &str, action: &str, inner: &str) -> String {
     format!(
-        "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>{inner}</{action}Result>\
+        "<{action}Response xmlns=\"{namespace}\"><{action}Result>{inner}</{action}Result>\
          <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
         request_id()
     )
