@@ -26,7 +26,46 @@ const KEYS: &[&str] = &[
     "ses",
     "rate",
     "timeout",
+    "targets",
+    "region",
+    "role_arn",
+    "external_id",
+    "session_name",
     "unknown_key",
+];
+
+/// Values the target keys take, right and nearly right.
+const SCALARS: &[&str] = &[
+    "eu-west-1",
+    "us-gov-west-1",
+    "EU-WEST-1",
+    "eu-west",
+    "arn:aws:iam::111111111111:role/r",
+    "arn:aws:iam::1111:role/r",
+    "arn:aws:sts::111111111111:assumed-role/r/s",
+    "ses-identity-exporter",
+    "x",
+];
+
+/// A valid configuration with targets: documents made from it with lines dropped
+/// and values swapped reach the target validation, not only the parser.
+const TEMPLATE: &[&str] = &[
+    "identities: [example.com]",
+    "discovery:",
+    "  enabled: true",
+    "  include: ['.*']",
+    "targets:",
+    "  - region: eu-west-1",
+    "  - region: us-east-1",
+    "    role_arn: arn:aws:iam::111111111111:role/ses-identity-exporter-target",
+    "    external_id: ext-id-1",
+    "    session_name: ses-identity-exporter",
+    "    identities: [a.example.com]",
+    "  - region: eu-west-1",
+    "    role_arn: arn:aws:iam::222222222222:role/ses-identity-exporter-target",
+    "    discovery:",
+    "      enabled: true",
+    "      exclude: ['test\\..*']",
 ];
 
 /// Web config keys, at every level (the generator nests them at random).
@@ -133,8 +172,8 @@ struct Grammar {
 
 const CONFIG: Grammar = Grammar {
     keys: KEYS,
-    scalars: &[],
-    template: &[],
+    scalars: SCALARS,
+    template: TEMPLATE,
 };
 const WEB: Grammar = Grammar {
     keys: WEB_KEYS,
@@ -278,7 +317,7 @@ fn no_config_file_or_flag_value_panics() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     let mut rng = StdRng::seed_from_u64(0x5e5_c0f1);
-    let (mut accepted, mut refused) = (0, 0);
+    let (mut accepted, mut refused, mut with_targets) = (0, 0, 0);
     for case in 0..3000 {
         let doc = document(&mut rng, &CONFIG);
         std::fs::write(&path, &doc).unwrap();
@@ -304,7 +343,12 @@ fn no_config_file_or_flag_value_panics() {
             Ok(flags) => load(flags).map(|_| ()).map_err(|e| e.to_string()),
         }));
         match outcome {
-            Ok(Ok(())) => accepted += 1,
+            Ok(Ok(())) => {
+                accepted += 1;
+                if String::from_utf8_lossy(&doc).contains("role_arn: arn:aws:iam::") {
+                    with_targets += 1;
+                }
+            }
             Ok(Err(message)) => {
                 assert!(!message.trim().is_empty(), "case {case}: an empty error");
                 refused += 1;
@@ -315,10 +359,14 @@ fn no_config_file_or_flag_value_panics() {
             ),
         }
     }
-    println!("{accepted} accepted, {refused} refused");
+    println!("{accepted} accepted ({with_targets} with role targets), {refused} refused");
     assert!(
         accepted > 0 && refused > 0,
         "the generator reaches both outcomes"
+    );
+    assert!(
+        with_targets > 0,
+        "accepted files reach the target validation"
     );
 }
 
