@@ -438,7 +438,7 @@ impl Router {
             Page::Ready if self.shared.is_ready() => plain(StatusCode::OK, "Ready\n"),
             Page::Ready => plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Not ready: SES has not answered a poll cycle yet\n",
+                "Not ready: not every target has finished a first poll cycle, or SES has answered none\n",
             ),
         }
     }

@@ -330,9 +330,9 @@ impl TargetTelemetry {
     /// The same target under the account STS named: its series move to the new
     /// label (counters keep their counts) and the old ones are removed, so no series
     /// is left behind with an empty or wrong account.
-    pub fn relabel(self, telemetry: &Telemetry, account: &str) -> TargetTelemetry {
+    pub fn relabel(&mut self, telemetry: &Telemetry, account: &str) {
         if account == self.account {
-            return self;
+            return;
         }
         let next = telemetry.target(account, &self.region, &self.operations, &self.collectors);
         for outcome in Outcome::ALL {
@@ -365,7 +365,7 @@ impl TargetTelemetry {
         next.poll_overruns.inc_by(self.poll_overruns.get());
         next.rate_limit_wait.inc_by(self.rate_limit_wait.get());
         self.remove();
-        next
+        *self = next;
     }
 
     /// Removes every series of this target (a relabelled or duplicate target).
@@ -427,7 +427,8 @@ mod tests {
         target.count_request(Operation::GetSendQuota, Outcome::Throttled);
 
         // STS names the account: the series move, counts kept, nothing left behind.
-        let target = target.relabel(&t, "111111111111");
+        let mut target = target;
+        target.relabel(&t, "111111111111");
         target.set_last_success(UNIX_EPOCH + Duration::from_secs(6));
         let text = t.render();
         assert!(!text.contains("aws_account_id=\"\""), "{text}");

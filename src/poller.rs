@@ -578,15 +578,10 @@ impl<S: SesApi> Poller<S> {
             self.duplicate = true;
             return Ok(());
         }
-        if account != self.caller.account {
-            let telemetry = std::mem::replace(
-                &mut self.caller.telemetry,
-                self.caller.shared.telemetry.target("", "", &[], &[]),
-            );
-            // The placeholder above has no labels that matter; remove it again.
-            self.caller.telemetry.remove();
-            self.caller.telemetry = telemetry.relabel(&self.caller.shared.telemetry, &account);
-        }
+        // Series labelled provisionally (empty, or the role's account) move to the
+        // account STS named.
+        let shared = Arc::clone(&self.caller.shared);
+        self.caller.telemetry.relabel(&shared.telemetry, &account);
         info!(
             aws_account_id = %account,
             aws_region = %region,
