@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::exposition::{escape, unix_millis, Piece};
+use crate::exposition::{unix_millis, Line, Piece};
 use crate::state::Shared;
 use crate::stopped;
 
@@ -518,20 +518,15 @@ struct Family {
     inputs: fn(&mut DefaultHasher, &Checked),
 }
 
-fn series(out: &mut String, name: &str, identity: &str, c: &Checked) {
-    out.push_str(name);
-    out.push('{');
-    if !c.labels.is_empty() {
-        out.push_str(&c.labels);
-        out.push(',');
-    }
-    out.push_str("identity=\"");
-    escape(out, identity);
-    out.push('"');
+/// `name{TARGET LABELS,identity="ID"`: the identity collectors' sample start.
+fn series(out: &mut String, name: &'static str, identity: &str, c: &Checked) {
+    Line::new(out, name, &c.labels, Some(identity))
+        .start()
+        .push('"');
 }
 
 /// A 0/1 verdict line, none while DNS has not answered.
-fn verdict(out: &mut String, name: &str, identity: &str, c: &Checked, value: Option<bool>) {
+fn verdict(out: &mut String, name: &'static str, identity: &str, c: &Checked, value: Option<bool>) {
     if let Some(ok) = value {
         series(out, name, identity, c);
         let _ = writeln!(out, "}} {}", u8::from(ok));
