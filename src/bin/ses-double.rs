@@ -17,10 +17,11 @@
 //!   "identities", "status", "outcome"}]`, `t` in Unix seconds; `DELETE` clears it.
 //! - `PUT /_double/faults`: a [`Faults`] object, replacing the current one.
 //! - `PUT /_double/identities/NAME` with `{"mail_from_domain", "status", "behavior",
-//!   "dkim_enabled", "dkim_status", "verification_status"}` (each optional) creates
-//!   or replaces an identity; `DELETE` removes it.
+//!   "dkim_enabled", "dkim_status", "verification_status", "omit"}` (each optional;
+//!   `omit` lists wire fields to leave out of the answers) creates or replaces an
+//!   identity; `DELETE` removes it.
 //! - `PUT /_double/account` with `{"sending_enabled", "max_24_hour_send",
-//!   "max_send_rate", "sent_last_24_hours"}` sets the account-level answers.
+//!   "max_send_rate", "sent_last_24_hours", "omit"}` sets the account-level answers.
 //! - `PUT /_double/roles/ARN` with `{"external_id"}`: `AssumeRole` of that role then
 //!   requires that external ID (roles not listed are assumable by anyone).
 //!
@@ -105,6 +106,18 @@ struct Identity {
     dkim_status: Option<String>,
     /// `VerificationStatus`; `Success` when not set.
     verification_status: Option<String>,
+    /// Wire fields to leave out of the answers even when set (`MailFromDomain`,
+    /// `MailFromDomainStatus`, `BehaviorOnMXFailure`, `DkimEnabled`,
+    /// `DkimVerificationStatus`, `VerificationStatus`): SES's model marks them
+    /// required, but a test must see what the exporter does when one is missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    omit: Vec<String>,
+}
+
+impl Identity {
+    fn sends(&self, field: &str) -> bool {
+        !self.omit.iter().any(|f| f == field)
+    }
 }
 
 /// Account-level answers of one account and region.
@@ -115,6 +128,15 @@ struct Account {
     max_24_hour_send: f64,
     max_send_rate: f64,
     sent_last_24_hours: f64,
+    /// Wire fields to leave out (`Max24HourSend`, `MaxSendRate`, `SentLast24Hours`,
+    /// `Enabled`), as for [`Identity::omit`].
+    omit: Vec<String>,
+}
+
+impl Account {
+    fn sends(&self, field: &str) -> bool {
+        !self.omit.iter().any(|f| f == field)
+    }
 }
 
 impl Default for Account {
@@ -124,6 +146,7 @@ impl Default for Account {
             max_24_hour_send: 50_000.0,
             max_send_rate: 14.0,
             sent_last_24_hours: 0.0,
+            omit: Vec::new(),
         }
     }
 }
@@ -170,6 +193,13 @@ struct Faults {
     invalid_identities: Vec<String>,
     /// Only requests to these regions (all when empty).
     regions: Vec<String>,
+    /// Only requests of these accounts (all when empty).
+    accounts: Vec<String>,
+    /// Hold the first request of every new connection this long before it counts as
+    /// arrived (recorded, rate-limited, answered): a slow first packet or handshake,
+    /// as a client's first call after start-up sees. Later requests on the same
+    /// connection arrive at once. Applies to every request, whatever `actions` says.
+    first_request_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -227,6 +257,7 @@ async fn main() {
                 dkim_enabled: Some(true),
                 dkim_status: Some("Success".into()),
                 verification_status: Some("Success".into()),
+                omit: Vec::new(),
             },
         );
     }
@@ -265,9 +296,19 @@ async fn main() {
         };
         let double = Arc::clone(&double);
         tokio::spawn(async move {
+            let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
             let service = service_fn(move |req| {
                 let double = Arc::clone(&double);
-                async move { Ok::<_, Infallible>(double.handle(req).await) }
+                let first = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    if first && !req.uri().path().starts_with("/_double/") {
+                        let delay = double.lock().faults.first_request_delay_ms;
+                        if delay > 0 {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                        }
+                    }
+                    Ok::<_, Infallible>(double.handle(req).await)
+                }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -290,6 +331,7 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
                     dkim_enabled: Some(true),
                     dkim_status: Some(status.into()),
                     verification_status: Some("Success".into()),
+                    omit: Vec::new(),
                 },
             );
         }
@@ -303,6 +345,7 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
             dkim_enabled: Some(false),
             dkim_status: Some("NotStarted".into()),
             verification_status: Some("Success".into()),
+            omit: Vec::new(),
         },
     );
     ids.insert(
@@ -314,6 +357,7 @@ fn seed_demo(ids: &mut BTreeMap<String, Identity>) {
             dkim_enabled: None,
             dkim_status: None,
             verification_status: Some("Pending".into()),
+            omit: Vec::new(),
         },
     );
 }
@@ -566,7 +610,8 @@ impl Double {
 
         let applies = ((faults.actions.is_empty() && !sts)
             || faults.actions.iter().any(|a| a == action))
-            && (faults.regions.is_empty() || faults.regions.contains(&scope.1));
+            && (faults.regions.is_empty() || faults.regions.contains(&scope.1))
+            && (faults.accounts.is_empty() || faults.accounts.contains(&scope.0));
         let count = {
             let c = st.counts.entry(action.to_owned()).or_default();
             *c += 1;
@@ -670,28 +715,29 @@ impl Double {
                     attributes_xml(action, &here.identities, identities),
                 )
             }
-            "GetSendQuota" => respond(
-                StatusCode::OK,
-                "text/xml",
-                wrap(
-                    action,
-                    &format!(
-                        "<Max24HourSend>{:.1}</Max24HourSend><MaxSendRate>{:.1}</MaxSendRate>\
-                         <SentLast24Hours>{:.1}</SentLast24Hours>",
-                        here.account.max_24_hour_send,
-                        here.account.max_send_rate,
-                        here.account.sent_last_24_hours
-                    ),
-                ),
-            ),
-            "GetAccountSendingEnabled" => respond(
-                StatusCode::OK,
-                "text/xml",
-                wrap(
-                    action,
-                    &format!("<Enabled>{}</Enabled>", here.account.sending_enabled),
-                ),
-            ),
+            "GetSendQuota" => {
+                let a = &here.account;
+                let mut inner = String::new();
+                for (field, value) in [
+                    ("Max24HourSend", a.max_24_hour_send),
+                    ("MaxSendRate", a.max_send_rate),
+                    ("SentLast24Hours", a.sent_last_24_hours),
+                ] {
+                    if a.sends(field) {
+                        inner.push_str(&format!("<{field}>{value:.1}</{field}>"));
+                    }
+                }
+                respond(StatusCode::OK, "text/xml", wrap(action, &inner))
+            }
+            "GetAccountSendingEnabled" => {
+                let a = &here.account;
+                let inner = if a.sends("Enabled") {
+                    format!("<Enabled>{}</Enabled>", a.sending_enabled)
+                } else {
+                    String::new()
+                };
+                respond(StatusCode::OK, "text/xml", wrap(action, &inner))
+            }
             "GetCallerIdentity" => {
                 let key = caller_key(parts);
                 let arn = match account_of_key(&key) {
@@ -995,37 +1041,43 @@ fn attributes_xml(action: &str, store: &BTreeMap<String, Identity>, asked: &[Str
         entries.push_str("</key><value>");
         match action {
             "GetIdentityDkimAttributes" => {
-                entries.push_str(&format!(
-                    "<DkimEnabled>{}</DkimEnabled><DkimVerificationStatus>{}</DkimVerificationStatus>\
-                     <DkimTokens><member>tok1</member><member>tok2</member><member>tok3</member></DkimTokens>",
-                    id.dkim_enabled.unwrap_or(false),
-                    xml_escape(id.dkim_status.as_deref().unwrap_or("NotStarted"))
-                ));
+                if id.sends("DkimEnabled") {
+                    entries.push_str(&format!(
+                        "<DkimEnabled>{}</DkimEnabled>",
+                        id.dkim_enabled.unwrap_or(false)
+                    ));
+                }
+                if id.sends("DkimVerificationStatus") {
+                    entries.push_str(&format!(
+                        "<DkimVerificationStatus>{}</DkimVerificationStatus>",
+                        xml_escape(id.dkim_status.as_deref().unwrap_or("NotStarted"))
+                    ));
+                }
+                entries.push_str(
+                    "<DkimTokens><member>tok1</member><member>tok2</member><member>tok3</member></DkimTokens>",
+                );
             }
             "GetIdentityVerificationAttributes" => {
-                entries.push_str(&format!(
-                    "<VerificationStatus>{}</VerificationStatus><VerificationToken>token</VerificationToken>",
-                    xml_escape(id.verification_status.as_deref().unwrap_or("Success"))
-                ));
+                if id.sends("VerificationStatus") {
+                    entries.push_str(&format!(
+                        "<VerificationStatus>{}</VerificationStatus>",
+                        xml_escape(id.verification_status.as_deref().unwrap_or("Success"))
+                    ));
+                }
+                entries.push_str("<VerificationToken>token</VerificationToken>");
             }
             _ => {
-                if let Some(domain) = &id.mail_from_domain {
-                    entries.push_str(&format!(
-                        "<MailFromDomain>{}</MailFromDomain>",
-                        xml_escape(domain)
-                    ));
-                    if let Some(status) = &id.status {
-                        entries.push_str(&format!(
-                            "<MailFromDomainStatus>{}</MailFromDomainStatus>",
-                            xml_escape(status)
-                        ));
+                // As SES: a domain and its status when a custom MAIL FROM is set, the
+                // behaviour always. Each can be left out on its own (`omit`).
+                let fields = [
+                    ("MailFromDomain", id.mail_from_domain.as_deref()),
+                    ("MailFromDomainStatus", id.status.as_deref()),
+                    ("BehaviorOnMXFailure", id.behavior.as_deref()),
+                ];
+                for (field, value) in fields {
+                    if let Some(v) = value.filter(|_| id.sends(field)) {
+                        entries.push_str(&format!("<{field}>{}</{field}>", xml_escape(v)));
                     }
-                }
-                if let Some(b) = &id.behavior {
-                    entries.push_str(&format!(
-                        "<BehaviorOnMXFailure>{}</BehaviorOnMXFailure>",
-                        xml_escape(b)
-                    ));
                 }
             }
         }
