@@ -480,19 +480,19 @@ impl Families for MailFromFamilies {
     const FAMILIES: &'static [FamilyDef] = &[
         FamilyDef {
             name: "aws_ses_identity_mail_from_status",
-            help: "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1. Only for identities with a custom MAIL FROM domain. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Only for identities with a custom MAIL FROM domain. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_mail_from_behavior_on_mx_failure",
-            help: "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set. Both 0 when SES returned no or an unrecognised value. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set: the series of the current behavior is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_mail_from_info",
-            help: "The identity's type and custom MAIL FROM domain (empty when none is configured); always 1. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "The identity's type and custom MAIL FROM domain (empty when none is configured, or when SES reported a MAIL FROM status without naming the domain: see aws_ses_identity_mail_from_configured); always 1. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_mail_from_configured",
-            help: "1 if the identity has a custom MAIL FROM domain, 0 if mail uses SES's default MAIL FROM. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "1 if the identity has a custom MAIL FROM domain (SES named one or reported a status for one), 0 if mail uses SES's default MAIL FROM. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_exists",
@@ -524,7 +524,7 @@ impl Families for MailFromFamilies {
         record: &IdentityRecord<MailFromAttributes>,
     ) {
         match (family, &record.observation) {
-            (STATUS, Observation::Present(a)) => a.status.hash(h),
+            (STATUS, Observation::Present(a)) => a.exported_status().hash(h),
             (BEHAVIOR, Observation::Present(a)) => a.behavior.hash(h),
             (INFO, Observation::Present(a)) => a.domain.hash(h),
             (CONFIGURED, Observation::Present(a)) => a.configured().hash(h),
@@ -543,12 +543,12 @@ impl Families for MailFromFamilies {
                         out,
                         "\",status=\"{}\"}} {}",
                         s.as_str(),
-                        u8::from(a.status == s)
+                        u8::from(a.exported_status() == s)
                     );
                 }
             }
             (BEHAVIOR, Observation::Present(a)) => {
-                for b in BehaviorOnMxFailure::EXPORTED {
+                for b in BehaviorOnMxFailure::ALL {
                     let out = line.start();
                     let _ = writeln!(
                         out,
@@ -612,11 +612,11 @@ impl Families for DkimFamilies {
     const FAMILIES: &'static [FamilyDef] = &[
         FamilyDef {
             name: "aws_ses_identity_dkim_enabled",
-            help: "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not; absent when SES's answer left DkimEnabled out. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_dkim_status",
-            help: "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_dkim_last_refresh_timestamp_seconds",
@@ -625,7 +625,11 @@ impl Families for DkimFamilies {
     ];
 
     fn includes(family: usize, record: &IdentityRecord<DkimAttributes>) -> bool {
-        family == 2 || matches!(record.observation, Observation::Present(_))
+        match (family, &record.observation) {
+            (0, Observation::Present(a)) => a.enabled.is_some(),
+            (1, Observation::Present(_)) | (2, _) => true,
+            _ => false,
+        }
     }
 
     fn hash_inputs(family: usize, h: &mut DefaultHasher, record: &IdentityRecord<DkimAttributes>) {
@@ -640,7 +644,9 @@ impl Families for DkimFamilies {
     fn write(family: usize, line: &mut Line<'_>, record: &IdentityRecord<DkimAttributes>) {
         match (family, &record.observation) {
             (0, Observation::Present(a)) => {
-                let _ = writeln!(line.start(), "\"}} {}", u8::from(a.enabled));
+                if let Some(enabled) = a.enabled {
+                    let _ = writeln!(line.start(), "\"}} {}", u8::from(enabled));
+                }
             }
             (1, Observation::Present(a)) => write_state_set(
                 line,
@@ -662,7 +668,7 @@ impl Families for VerificationFamilies {
     const FAMILIES: &'static [FamilyDef] = &[
         FamilyDef {
             name: "aws_ses_identity_verification_status",
-            help: "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1. Cached: fetched from SES by the background poller, not at scrape time.",
+            help: "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time.",
         },
         FamilyDef {
             name: "aws_ses_identity_verification_last_refresh_timestamp_seconds",
@@ -700,15 +706,15 @@ impl Families for VerificationFamilies {
 pub const QUOTA_FAMILIES: &[FamilyDef] = &[
     FamilyDef {
         name: "aws_ses_send_quota_max_emails",
-        help: "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited. Cached: fetched from SES by the background poller, not at scrape time.",
+        help: "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
         name: "aws_ses_send_quota_max_send_rate",
-        help: "Emails per second the account may send in this region (GetSendQuota MaxSendRate). Cached: fetched from SES by the background poller, not at scrape time.",
+        help: "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
         name: "aws_ses_send_quota_sent_emails",
-        help: "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours). Cached: fetched from SES by the background poller, not at scrape time.",
+        help: "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
         name: "aws_ses_send_quota_last_refresh_timestamp_seconds",
@@ -716,7 +722,7 @@ pub const QUOTA_FAMILIES: &[FamilyDef] = &[
     },
     FamilyDef {
         name: "aws_ses_account_sending_enabled",
-        help: "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account). Cached: fetched from SES by the background poller, not at scrape time.",
+        help: "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account); absent when SES's answer left Enabled out. Cached: fetched from SES by the background poller, not at scrape time.",
     },
     FamilyDef {
         name: "aws_ses_account_sending_enabled_last_refresh_timestamp_seconds",
@@ -735,14 +741,23 @@ pub fn render_quota(labels: &str, quota: &Quota, compressor: &mut Compress) -> R
         let _ = writeln!(line.start(), "}} {value}");
         out.families[family].push(Piece::with(compressor, &text));
     };
+    // A number SES left out has no series: the refresh time still says SES answered.
     if let Some((q, at)) = &quota.send_quota {
-        put(0, q.max_24_hour_send);
-        put(1, q.max_send_rate);
-        put(2, q.sent_last_24_hours);
+        for (family, value) in [
+            (0, q.max_24_hour_send),
+            (1, q.max_send_rate),
+            (2, q.sent_last_24_hours),
+        ] {
+            if let Some(v) = value {
+                put(family, v);
+            }
+        }
         put(3, unix_millis(*at) as f64 / 1000.0);
     }
     if let Some((enabled, at)) = &quota.sending_enabled {
-        put(4, f64::from(u8::from(*enabled)));
+        if let Some(enabled) = enabled {
+            put(4, f64::from(u8::from(*enabled)));
+        }
         put(5, unix_millis(*at) as f64 / 1000.0);
     }
     out
@@ -783,7 +798,7 @@ mod tests {
         IdentityRecord {
             observation: Observation::Present(MailFromAttributes {
                 domain: Some("mail.example.com".into()),
-                status,
+                status: Some(status),
                 behavior: BehaviorOnMxFailure::RejectMessage,
             }),
             refreshed_at: UNIX_EPOCH + Duration::from_secs(refreshed),
@@ -1016,17 +1031,23 @@ mod tests {
         let quota = Quota {
             send_quota: Some((
                 crate::model::SendQuota {
-                    max_24_hour_send: 50_000.0,
-                    max_send_rate: 14.0,
-                    sent_last_24_hours: 41_000.0,
+                    max_24_hour_send: Some(50_000.0),
+                    max_send_rate: None,
+                    sent_last_24_hours: Some(41_000.0),
                 },
                 UNIX_EPOCH + Duration::from_secs(10),
             )),
-            sending_enabled: None,
+            sending_enabled: Some((None, UNIX_EPOCH + Duration::from_secs(10))),
         };
         let part = Arc::new(render_quota(&labels, &quota, &mut c));
         let text = Assembler::default().assemble(&[&[part]]).text();
         assert!(text.contains("aws_ses_send_quota_sent_emails{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 41000\n"));
-        assert!(!text.contains("aws_ses_account_sending_enabled"));
+        // Left out by SES: no series, but the answer's time is there.
+        assert!(
+            !text.contains("aws_ses_send_quota_max_send_rate{"),
+            "{text}"
+        );
+        assert!(!text.contains("aws_ses_account_sending_enabled{"), "{text}");
+        assert!(text.contains("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds{"));
     }
 }

@@ -7,6 +7,8 @@
 //! - [`ses`]: the only code that talks to AWS. [`ses::SesApi`] is one HTTP attempt
 //!   per call (the SDK's own retries are off); [`ses::AwsSes`] implements it over
 //!   `aws-sdk-ses`, and SDK errors become [`ses::SesError`] kinds.
+//! - [`ses_wire`]: the bodies of SES's answers read from the raw XML, so a field SES
+//!   left out is "unknown", never the SDK's default `false`, `0` or `""`.
 //! - [`poller`]: one per target (an AWS account and region): its account from STS,
 //!   the schedule, discovery (`ListIdentities`), the enabled collectors (MAIL FROM,
 //!   DKIM, verification, quota), each in batches of 100 through a rate limiter per
@@ -49,6 +51,7 @@ pub mod metrics;
 pub mod model;
 pub mod poller;
 pub mod ses;
+pub mod ses_wire;
 pub mod state;
 pub mod tls;
 pub mod web;

@@ -82,8 +82,8 @@ impl fmt::Display for MailFromStatus {
 }
 
 /// `BehaviorOnMXFailure`: what SES does with mail while the MAIL FROM domain is not
-/// in `Success`. `Unknown` when SES sent no or an unrecognised value; then neither
-/// exported state is 1, because claiming one would be inventing it.
+/// in `Success`. `Unknown` when SES sent no or an unrecognised value: exported as its
+/// own state, because claiming one of the others would be inventing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BehaviorOnMxFailure {
     UseDefaultValue,
@@ -92,10 +92,11 @@ pub enum BehaviorOnMxFailure {
 }
 
 impl BehaviorOnMxFailure {
-    /// The states of the exported state set; `Unknown` is not one of them.
-    pub const EXPORTED: [BehaviorOnMxFailure; 2] = [
+    /// Every state, in the order the state set is exported.
+    pub const ALL: [BehaviorOnMxFailure; 3] = [
         BehaviorOnMxFailure::UseDefaultValue,
         BehaviorOnMxFailure::RejectMessage,
+        BehaviorOnMxFailure::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,19 +122,30 @@ impl fmt::Display for BehaviorOnMxFailure {
     }
 }
 
-/// What SES returned for one identity.
+/// What SES returned for one identity. SES sends the domain and its status when a
+/// custom MAIL FROM is set and only the behaviour when none is, so each field keeps
+/// whether it was sent at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailFromAttributes {
-    /// The custom MAIL FROM domain; `None` when none is configured (SES leaves the
-    /// field out, and the SDK turns that into `""`).
+    /// The custom MAIL FROM domain; `None` when SES sent none.
     pub domain: Option<String>,
-    pub status: MailFromStatus,
+    /// `None` when SES sent no status; `Some(Unknown)` for a value this build does
+    /// not know.
+    pub status: Option<MailFromStatus>,
     pub behavior: BehaviorOnMxFailure,
 }
 
 impl MailFromAttributes {
+    /// A custom MAIL FROM is set when SES names a domain or reports a status for
+    /// one: a status without the domain is a MAIL FROM whose name SES left out, not
+    /// "none configured" (that would hide a Failed + RejectMessage identity).
     pub fn configured(&self) -> bool {
-        self.domain.is_some()
+        self.domain.is_some() || self.status.is_some()
+    }
+
+    /// The status as exported: `Unknown` when SES sent none for a configured domain.
+    pub fn exported_status(&self) -> MailFromStatus {
+        self.status.unwrap_or(MailFromStatus::Unknown)
     }
 }
 
@@ -199,10 +211,16 @@ impl<A: fmt::Display> fmt::Display for Observation<A> {
 
 impl fmt::Display for MailFromAttributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.domain {
-            None => write!(f, "no custom MAIL FROM (behavior {})", self.behavior),
-            Some(domain) => write!(f, "{domain} {} (behavior {})", self.status, self.behavior),
+        if !self.configured() {
+            return write!(f, "no custom MAIL FROM (behavior {})", self.behavior);
         }
+        let domain = self.domain.as_deref().unwrap_or("(domain not returned)");
+        write!(
+            f,
+            "{domain} {} (behavior {})",
+            self.exported_status(),
+            self.behavior
+        )
     }
 }
 
@@ -262,14 +280,19 @@ impl fmt::Display for VerificationStatus {
 /// What `GetIdentityDkimAttributes` says about one identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DkimAttributes {
-    /// Whether SES signs the identity's mail with Easy DKIM.
-    pub enabled: bool,
+    /// Whether SES signs the identity's mail with Easy DKIM; `None` when SES left
+    /// `DkimEnabled` out.
+    pub enabled: Option<bool>,
     pub status: VerificationStatus,
 }
 
 impl fmt::Display for DkimAttributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let enabled = if self.enabled { "enabled" } else { "disabled" };
+        let enabled = match self.enabled {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "enabled state not returned",
+        };
         write!(f, "DKIM {enabled}, verification {}", self.status)
     }
 }
@@ -286,22 +309,24 @@ impl fmt::Display for Verification {
     }
 }
 
-/// `GetSendQuota` for one account and region.
+/// `GetSendQuota` for one account and region; each number `None` when SES left it
+/// out of its answer (never a made-up 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SendQuota {
     /// Emails the account may send in 24 hours; -1 means unlimited.
-    pub max_24_hour_send: f64,
+    pub max_24_hour_send: Option<f64>,
     /// Emails per second.
-    pub max_send_rate: f64,
-    pub sent_last_24_hours: f64,
+    pub max_send_rate: Option<f64>,
+    pub sent_last_24_hours: Option<f64>,
 }
 
 /// The quota collector's last answers for one target; each part keeps its last good
-/// value when its own call fails.
+/// value when its own call fails. `sending_enabled` holds `None` inside when SES
+/// answered without `Enabled`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quota {
     pub send_quota: Option<(SendQuota, SystemTime)>,
-    pub sending_enabled: Option<(bool, SystemTime)>,
+    pub sending_enabled: Option<(Option<bool>, SystemTime)>,
 }
 
 #[cfg(test)]
@@ -334,12 +359,12 @@ mod tests {
     fn status_change_ignores_identical_observations() {
         let ok = Observation::Present(MailFromAttributes {
             domain: Some("mail.example.com".into()),
-            status: MailFromStatus::Success,
+            status: Some(MailFromStatus::Success),
             behavior: BehaviorOnMxFailure::RejectMessage,
         });
         assert!(status_change(Some(&ok), &ok).is_none());
         let failed = Observation::Present(MailFromAttributes {
-            status: MailFromStatus::Failed,
+            status: Some(MailFromStatus::Failed),
             ..match &ok {
                 Observation::Present(a) => a.clone(),
                 Observation::Missing | Observation::Rejected => unreachable!(),

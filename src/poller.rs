@@ -374,7 +374,7 @@ impl Collect for MailFromFamilies {
     }
 
     fn healthy(a: &MailFromAttributes) -> bool {
-        a.domain.is_none() || a.status == MailFromStatus::Success
+        !a.configured() || a.status == Some(MailFromStatus::Success)
     }
 
     fn mail_from_domain(a: &MailFromAttributes) -> Option<&str> {
@@ -396,7 +396,7 @@ impl Collect for DkimFamilies {
     }
 
     fn healthy(a: &DkimAttributes) -> bool {
-        !a.enabled || a.status == VerificationStatus::Success
+        a.enabled == Some(false) || a.status == VerificationStatus::Success
     }
 }
 
@@ -1108,10 +1108,16 @@ impl QuotaCollector {
                 progress.answered = true;
                 let before = self.quota.sending_enabled.map(|(e, _)| e);
                 if before != Some(enabled) {
-                    if enabled {
-                        info!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is enabled for the account");
-                    } else {
-                        warn!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is DISABLED for the account: SES sends no mail in this region");
+                    match enabled {
+                        Some(true) => {
+                            info!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is enabled for the account")
+                        }
+                        Some(false) => {
+                            warn!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "SES sending is DISABLED for the account: SES sends no mail in this region")
+                        }
+                        None => {
+                            warn!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, "GetAccountSendingEnabled answered without Enabled: whether SES sends is not known")
+                        }
                     }
                 }
                 self.quota.sending_enabled = Some((enabled, now));
@@ -1218,14 +1224,14 @@ mod tests {
 
         async fn send_quota(&self) -> Result<crate::model::SendQuota, SesError> {
             Ok(crate::model::SendQuota {
-                max_24_hour_send: 200.0,
-                max_send_rate: 1.0,
-                sent_last_24_hours: 10.0,
+                max_24_hour_send: Some(200.0),
+                max_send_rate: Some(1.0),
+                sent_last_24_hours: Some(10.0),
             })
         }
 
-        async fn account_sending_enabled(&self) -> Result<bool, SesError> {
-            Ok(true)
+        async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
+            Ok(Some(true))
         }
 
         async fn mail_from_attributes(
@@ -1268,7 +1274,7 @@ mod tests {
     fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
         MailFromAttributes {
             domain: Some(domain.into()),
-            status,
+            status: Some(status),
             behavior: BehaviorOnMxFailure::RejectMessage,
         }
     }
@@ -1416,7 +1422,7 @@ mod tests {
         c.publish(&ctx).await;
         assert!(c.pending.is_empty());
         let a = &c.records["a.example.com"].observation;
-        assert!(matches!(a, Observation::Present(x) if x.status == MailFromStatus::Failed));
+        assert!(matches!(a, Observation::Present(x) if x.status == Some(MailFromStatus::Failed)));
         assert_eq!(c.records["b.example.com"].observation, Observation::Missing);
         assert!(shared.exposition().text().contains(
             "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"a.example.com\",status=\"Failed\"} 1"

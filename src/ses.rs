@@ -2,6 +2,10 @@
 //! per call, and turns SDK results into domain types and SDK errors into [`SesError`]
 //! kinds. Rate limiting and retries are the poller's: the SDK's own retries are
 //! switched off so that every HTTP attempt passes through the poller's limiter.
+//!
+//! The SDK signs, sends and parses errors; the body of a successful SES answer is
+//! taken raw (by [`RawBody`], an interceptor) and read by [`crate::ses_wire`], because
+//! the SDK's output turns a field SES left out into `false`, `0` or `""`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,12 +16,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ses::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::model::{
-    BehaviorOnMxFailure, DkimAttributes, IdentityType, MailFromAttributes, MailFromStatus,
-    SendQuota, Verification, VerificationStatus,
-};
+use crate::model::{DkimAttributes, IdentityType, MailFromAttributes, SendQuota, Verification};
+use crate::ses_wire::{self, WireError};
 
 /// The most identities `GetIdentityMailFromDomainAttributes` takes in one call.
 pub const MAX_IDENTITIES_PER_CALL: usize = 100;
@@ -190,8 +197,10 @@ pub trait SesApi: Send + Sync + 'static {
     /// `GetSendQuota`.
     fn send_quota(&self) -> impl Future<Output = Result<SendQuota, SesError>> + Send;
 
-    /// `GetAccountSendingEnabled`.
-    fn account_sending_enabled(&self) -> impl Future<Output = Result<bool, SesError>> + Send;
+    /// `GetAccountSendingEnabled`; `None` when SES answered without `Enabled`.
+    fn account_sending_enabled(
+        &self,
+    ) -> impl Future<Output = Result<Option<bool>, SesError>> + Send;
 
     /// The region the calls go to (the dns collector checks MX records against it).
     fn region(&self) -> &str;
@@ -373,104 +382,72 @@ impl SesApi for AwsSes {
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, DkimAttributes>, SesError> {
-        let out = self
-            .client
+        let raw = RawBody::default();
+        self.client
             .get_identity_dkim_attributes()
             .set_identities(Some(identities.to_vec()))
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
             .map_err(classify)?;
-        Ok(out
-            .dkim_attributes()
-            .iter()
-            .map(|(identity, a)| {
-                (
-                    identity.clone(),
-                    DkimAttributes {
-                        enabled: a.dkim_enabled(),
-                        status: VerificationStatus::parse(a.dkim_verification_status().as_str()),
-                    },
-                )
-            })
-            .collect())
+        raw.parse(ses_wire::dkim)
     }
 
     async fn verification_attributes(
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, Verification>, SesError> {
-        let out = self
-            .client
+        let raw = RawBody::default();
+        self.client
             .get_identity_verification_attributes()
             .set_identities(Some(identities.to_vec()))
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
             .map_err(classify)?;
-        Ok(out
-            .verification_attributes()
-            .iter()
-            .map(|(identity, a)| {
-                (
-                    identity.clone(),
-                    Verification {
-                        status: VerificationStatus::parse(a.verification_status().as_str()),
-                    },
-                )
-            })
-            .collect())
+        raw.parse(ses_wire::verification)
     }
 
     async fn send_quota(&self) -> Result<SendQuota, SesError> {
-        let out = self
-            .client
+        let raw = RawBody::default();
+        self.client
             .get_send_quota()
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
             .map_err(classify)?;
-        // The SDK reads a missing number as 0.0 (the model has no "absent" for
-        // them); SES always sends all three.
-        Ok(SendQuota {
-            max_24_hour_send: out.max24_hour_send,
-            max_send_rate: out.max_send_rate,
-            sent_last_24_hours: out.sent_last24_hours,
-        })
+        raw.parse(ses_wire::send_quota)
     }
 
-    async fn account_sending_enabled(&self) -> Result<bool, SesError> {
-        let out = self
-            .client
+    async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
+        let raw = RawBody::default();
+        self.client
             .get_account_sending_enabled()
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
             .map_err(classify)?;
-        Ok(out.enabled())
+        raw.parse(ses_wire::sending_enabled)
     }
 
     async fn mail_from_attributes(
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
-        let out = self
-            .client
+        let raw = RawBody::default();
+        self.client
             .get_identity_mail_from_domain_attributes()
             .set_identities(Some(identities.to_vec()))
+            .customize()
+            .interceptor(raw.clone())
             .send()
             .await
             .map_err(classify)?;
-        Ok(out
-            .mail_from_domain_attributes()
-            .iter()
-            .map(|(identity, a)| {
-                (
-                    identity.clone(),
-                    attributes(
-                        a.mail_from_domain(),
-                        a.mail_from_domain_status().as_str(),
-                        a.behavior_on_mx_failure().as_str(),
-                    ),
-                )
-            })
-            .collect())
+        raw.parse(ses_wire::mail_from)
     }
 
     async fn list_identities(
@@ -501,13 +478,52 @@ impl SesApi for AwsSes {
     }
 }
 
-/// Turns the SDK's view of one identity into ours. The SDK fills a missing domain
-/// with `""` and missing enums with an unknown value; neither is invented into a state.
-pub fn attributes(domain: &str, status: &str, behavior: &str) -> MailFromAttributes {
-    MailFromAttributes {
-        domain: (!domain.is_empty()).then(|| domain.to_owned()),
-        status: MailFromStatus::parse(status),
-        behavior: BehaviorOnMxFailure::parse(behavior),
+/// Keeps the raw body of a call's answer, as the SDK read it off the wire, for
+/// [`crate::ses_wire`] to parse. One per call (`.customize().interceptor(..)`): the
+/// SDK has deserialised by then, so the body is in memory and only copied.
+#[derive(Debug, Clone, Default)]
+struct RawBody(std::sync::Arc<std::sync::Mutex<Option<bytes::Bytes>>>);
+
+impl RawBody {
+    /// Parses the kept body; an answer the SDK accepted but that we cannot read is a
+    /// server fault (a later attempt may get a good one), never an empty result.
+    fn parse<T>(&self, read: impl FnOnce(&str) -> Result<T, WireError>) -> Result<T, SesError> {
+        let body = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| SesError::Server {
+                status: 200,
+                message: "the answer's body was not kept".into(),
+            })?;
+        let text = std::str::from_utf8(&body).map_err(|_| SesError::Server {
+            status: 200,
+            message: "the answer is not UTF-8".into(),
+        })?;
+        read(text).map_err(|err| SesError::Server {
+            status: 200,
+            message: format!("unreadable answer: {err}"),
+        })
+    }
+}
+
+impl Intercept for RawBody {
+    fn name(&self) -> &'static str {
+        "RawBody"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(bytes) = context.response().body().bytes() {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(bytes::Bytes::copy_from_slice(bytes));
+        }
+        Ok(())
     }
 }
 
@@ -577,18 +593,6 @@ fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn empty_fields_are_not_configured() {
-        let a = attributes("", "", "");
-        assert_eq!(a.domain, None);
-        assert_eq!(a.status, MailFromStatus::Unknown);
-        assert_eq!(a.behavior, BehaviorOnMxFailure::Unknown);
-        let a = attributes("mail.example.com", "Failed", "RejectMessage");
-        assert_eq!(a.domain.as_deref(), Some("mail.example.com"));
-        assert_eq!(a.status, MailFromStatus::Failed);
-        assert_eq!(a.behavior, BehaviorOnMxFailure::RejectMessage);
-    }
 
     #[test]
     fn only_client_errors_are_final() {

@@ -53,7 +53,7 @@ fn record(observation: Observation, secs: u64) -> IdentityRecord {
 
 fn present(
     domain: Option<&str>,
-    status: MailFromStatus,
+    status: Option<MailFromStatus>,
     behavior: BehaviorOnMxFailure,
 ) -> Observation {
     Observation::Present(MailFromAttributes {
@@ -77,7 +77,10 @@ fn fixture() -> Snapshot {
         for (behavior, b) in [(UseDefaultValue, "default"), (RejectMessage, "reject")] {
             let id = format!("{name}-{b}.example.com");
             let domain = format!("mail.{id}");
-            s.insert(id, record(present(Some(&domain), status, behavior), t));
+            s.insert(
+                id,
+                record(present(Some(&domain), Some(status), behavior), t),
+            );
         }
     }
     s.insert(
@@ -85,29 +88,28 @@ fn fixture() -> Snapshot {
         record(
             present(
                 Some("mail.odd.example.com"),
-                MailFromStatus::Unknown,
+                Some(MailFromStatus::Unknown),
                 BehaviorOnMxFailure::Unknown,
             ),
             t,
         ),
     );
+    // SES reported a status but left the domain out: a MAIL FROM is configured.
+    s.insert(
+        "nodomain.example.com".into(),
+        record(present(None, Some(Failed), RejectMessage), t),
+    );
     s.insert(
         "plain.example.com".into(),
-        record(
-            present(None, MailFromStatus::Unknown, UseDefaultValue),
-            t + 1,
-        ),
+        record(present(None, None, UseDefaultValue), t + 1),
     );
     s.insert(
         "ops@example.com".into(),
-        record(
-            present(None, MailFromStatus::Unknown, UseDefaultValue),
-            t + 1,
-        ),
+        record(present(None, None, UseDefaultValue), t + 1),
     );
     s.insert(
         "quote\"back\\slash@example.com".into(),
-        record(present(None, MailFromStatus::Unknown, RejectMessage), t + 2),
+        record(present(None, None, RejectMessage), t + 2),
     );
     s.insert(
         "ghost.example.com".into(),
