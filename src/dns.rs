@@ -311,7 +311,7 @@ impl<D: Dns> Collector<D> {
 
     /// Checks every MAIL FROM domain once per interval, spread over it, until
     /// `shutdown`.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
         info!(
             nameservers = ?self.settings.nameservers,
             "dns collector started"

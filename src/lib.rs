@@ -28,6 +28,8 @@
 //! - [`http`]: hyper connections and routes; a scrape clones an `Arc` and never
 //!   waits for SES.
 //! - [`logging`]: logfmt/JSON set-up.
+//! - [`supervise`]: restarts a poller, the dns collector or the web-config watcher
+//!   that panicked or ended, with backoff; its values stay served and show as down.
 //!
 //! The binary parses flags and calls [`run`] with a bound listener and a shutdown
 //! future, which is how the integration tests run the same code on `127.0.0.1:0`.
@@ -53,6 +55,7 @@ pub mod poller;
 pub mod ses;
 pub mod ses_wire;
 pub mod state;
+pub mod supervise;
 pub mod tls;
 pub mod web;
 
@@ -89,23 +92,33 @@ pub async fn run<S: SesApi>(
     shared.expect_targets(sessions.len());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let dns = match &config.dns {
-        Some(dns_settings) if config.collectors.mail_from => {
-            let resolver = dns::HickoryDns::new(dns_settings)?;
-            shared.telemetry.enable_dns();
-            let collector = dns::Collector::new(
-                resolver,
-                dns_settings.clone(),
-                config.poll_interval,
-                Arc::clone(&shared),
-            );
-            Some(tokio::spawn(collector.run(stop_rx.clone())))
-        }
-        // Without the mail_from collector there are no MAIL FROM domains to check.
-        _ => None,
-    };
+    let mut tasks = Vec::new();
+    if let Some(dns_settings) = config.dns.as_ref().filter(|_| config.collectors.mail_from) {
+        // (Without the mail_from collector there are no MAIL FROM domains to check.)
+        let resolver = dns::HickoryDns::new(dns_settings)?;
+        shared.telemetry.enable_dns();
+        let collector = dns::Collector::new(
+            resolver,
+            dns_settings.clone(),
+            config.poll_interval,
+            Arc::clone(&shared),
+        );
+        // Behind a mutex outside the task, so a restart keeps its verdicts.
+        let collector = Arc::new(tokio::sync::Mutex::new(collector));
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(supervise::run(
+            "dns",
+            String::new(),
+            move || {
+                let collector = Arc::clone(&collector);
+                let rx = rx.clone();
+                async move { collector.lock_owned().await.run(rx).await }
+            },
+            SingletonWatch::new("dns", &shared),
+            stop_rx.clone(),
+        )));
+    }
     let limiters = Arc::new(poller::Limiters::default());
-    let mut pollers = Vec::with_capacity(sessions.len());
     for (index, (target, ses)) in config.targets.iter().zip(sessions).enumerate() {
         let settings = PollerSettings {
             index,
@@ -118,13 +131,40 @@ pub async fn run<S: SesApi>(
             timeout: config.ses.timeout,
             collectors: config.collectors,
         };
+        let context = format!("target {index} in {}", settings.region);
         let poller = Poller::new(ses, settings, Arc::clone(&shared), Arc::clone(&limiters));
         // Each target on its own task: a target waiting on a slow or failing account
-        // never holds up another.
-        pollers.push(tokio::spawn(poller.run(stop_rx.clone())));
+        // never holds up another. The poller lives outside the task, so a restart
+        // after a panic resumes with its records and account.
+        let poller = Arc::new(tokio::sync::Mutex::new(poller));
+        let rx = stop_rx.clone();
+        let p = Arc::clone(&poller);
+        tasks.push(tokio::spawn(supervise::run(
+            "poller",
+            context,
+            move || {
+                let p = Arc::clone(&p);
+                let rx = rx.clone();
+                async move { p.lock_owned().await.run(rx).await }
+            },
+            PollerWatch {
+                poller,
+                shared: Arc::clone(&shared),
+            },
+            stop_rx.clone(),
+        )));
     }
     let web = Arc::new(web);
-    let web_watch = tokio::spawn(Arc::clone(&web).watch(Arc::clone(&shared), stop_rx.clone()));
+    {
+        let (web, rx, for_task) = (Arc::clone(&web), stop_rx.clone(), Arc::clone(&shared));
+        tasks.push(tokio::spawn(supervise::run(
+            "web_config",
+            String::new(),
+            move || Arc::clone(&web).watch(Arc::clone(&for_task), rx.clone()),
+            SingletonWatch::new("web_config", &shared),
+            stop_rx.clone(),
+        )));
+    }
     let server = tokio::spawn(http::serve(
         listener,
         Arc::clone(&shared),
@@ -142,12 +182,8 @@ pub async fn run<S: SesApi>(
     let _ = stop_tx.send(true);
     let stopping = async {
         let _ = server.await;
-        for poller in pollers {
-            let _ = poller.await;
-        }
-        let _ = web_watch.await;
-        if let Some(dns) = dns {
-            let _ = dns.await;
+        for task in tasks {
+            let _ = task.await;
         }
     };
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping)
@@ -157,6 +193,52 @@ pub async fn run<S: SesApi>(
         warn!("shutdown timed out; exiting anyway");
     }
     Ok(())
+}
+
+/// A failed poller shows `aws_ses_exporter_up 0` for its target until its next cycle.
+struct PollerWatch<S: SesApi> {
+    poller: Arc<tokio::sync::Mutex<Poller<S>>>,
+    shared: Arc<Shared>,
+}
+
+impl<S: SesApi> supervise::Watcher for PollerWatch<S> {
+    fn failed(&mut self) {
+        self.shared.telemetry.count_task_restart("poller");
+        // The failed task dropped its lock; nothing else holds it.
+        if let Ok(poller) = self.poller.try_lock() {
+            poller.mark_down();
+        }
+    }
+
+    fn restarted(&mut self) {}
+}
+
+/// An exporter-wide task: `aws_ses_exporter_task_up{task}` is 0 from its failure to
+/// its restart.
+struct SingletonWatch {
+    task: &'static str,
+    shared: Arc<Shared>,
+}
+
+impl SingletonWatch {
+    fn new(task: &'static str, shared: &Arc<Shared>) -> SingletonWatch {
+        shared.telemetry.set_task_up(task, true);
+        SingletonWatch {
+            task,
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl supervise::Watcher for SingletonWatch {
+    fn failed(&mut self) {
+        self.shared.telemetry.count_task_restart(self.task);
+        self.shared.telemetry.set_task_up(self.task, false);
+    }
+
+    fn restarted(&mut self) {
+        self.shared.telemetry.set_task_up(self.task, true);
+    }
 }
 
 /// Resolves when a shutdown is asked for on `rx`, or when no one can ask any more.

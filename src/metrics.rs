@@ -41,6 +41,8 @@ pub struct Telemetry {
     web_config_reload_successful: IntGauge,
     web_config_reload_timestamp: Gauge,
     dns_lookups: IntCounterVec,
+    task_restarts: IntCounterVec,
+    task_up: IntGaugeVec,
 }
 
 impl Telemetry {
@@ -133,6 +135,23 @@ impl Telemetry {
             ),
             &["record", "outcome"],
         )?;
+        let task_restarts = IntCounterVec::new(
+            Opts::new(
+                "aws_ses_exporter_task_restarts_total",
+                "Background tasks restarted after they panicked or ended before shutdown, by task (poller: any target's; dns; web_config). A restarted poller's target shows aws_ses_exporter_up 0 until its next cycle.",
+            ),
+            &["task"],
+        )?;
+        let task_up = IntGaugeVec::new(
+            Opts::new(
+                "aws_ses_exporter_task_up",
+                "1 while the exporter-wide background task runs, 0 from its failure until it is restarted (dns: the dns collector, whose verdicts are not refreshed meanwhile; web_config: the web config watcher).",
+            ),
+            &["task"],
+        )?;
+        for task in ["poller", "dns", "web_config"] {
+            task_restarts.with_label_values(&[task]);
+        }
         // The start-up load succeeded, or the exporter would not be running.
         web_config_reload_successful.set(1);
         web_config_reload_timestamp.set(unix_seconds(SystemTime::now()));
@@ -166,6 +185,8 @@ impl Telemetry {
         registry.register(Box::new(dns_lookups.clone()))?;
         registry.register(Box::new(web_config_reload_successful.clone()))?;
         registry.register(Box::new(web_config_reload_timestamp.clone()))?;
+        registry.register(Box::new(task_restarts.clone()))?;
+        registry.register(Box::new(task_up.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -188,7 +209,19 @@ impl Telemetry {
             web_config_reload_successful,
             web_config_reload_timestamp,
             dns_lookups,
+            task_restarts,
+            task_up,
         })
+    }
+
+    /// Counts a restart of a background task.
+    pub fn count_task_restart(&self, task: &str) {
+        self.task_restarts.with_label_values(&[task]).inc();
+    }
+
+    /// Whether an exporter-wide background task (`dns`, `web_config`) is running.
+    pub fn set_task_up(&self, task: &str, up: bool) {
+        self.task_up.with_label_values(&[task]).set(i64::from(up));
     }
 
     /// The series of one target, created at 0 (`up` too: nothing fetched yet) so

@@ -507,8 +507,10 @@ impl<S: SesApi> Poller<S> {
     }
 
     /// Runs cycles until `shutdown` turns true (or its sender goes away). Intervals
-    /// run start to start; a cycle that overruns starts the next one at once.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// run start to start; a cycle that overruns starts the next one at once. Takes
+    /// `&mut self` so that a supervisor (see [`crate::supervise`]) can run it again
+    /// after a panic with everything it knew: its records, account and renderers.
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
         let mut overrunning = false;
         loop {
             let start = Instant::now();
@@ -545,6 +547,13 @@ impl<S: SesApi> Poller<S> {
                 () = sleep_until(next) => {}
             }
         }
+    }
+
+    /// After the task running this poller failed: its values are not current until
+    /// its next cycle says otherwise.
+    pub fn mark_down(&self) {
+        self.caller.telemetry.up.set(0);
+        self.caller.shared.invalidate_tail();
     }
 
     /// Learns the target's account from STS (once; retried each cycle until it
@@ -1566,7 +1575,7 @@ mod tests {
         let (mut p, shared) = poller(&script, &refs);
         p.settings.poll_interval = Duration::from_secs(1);
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(p.run(rx));
+        let task = tokio::spawn(async move { p.run(rx).await });
         sleep(Duration::from_secs(20)).await;
         tx.send(true).unwrap();
         task.await.unwrap();
@@ -1586,9 +1595,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cycles_run_start_to_start() {
         let script = Arc::new(Script::default());
-        let (p, shared) = poller(&script, &["example.com"]);
+        let (mut p, shared) = poller(&script, &["example.com"]);
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(p.run(rx));
+        let task = tokio::spawn(async move { p.run(rx).await });
         sleep(Duration::from_secs(185)).await;
         tx.send(true).unwrap();
         task.await.unwrap();
