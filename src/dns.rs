@@ -7,7 +7,9 @@
 //! `--dns.concurrency` at once, each bounded by `--dns.timeout`. Answers are cached by
 //! the resolver for their TTL, bounded to [`MIN_TTL`]..[`MAX_TTL`] (negative answers
 //! to [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]). A failed lookup (timeout, SERVFAIL) keeps the
-//! last answer: it is never turned into "record missing".
+//! last answer: it is never turned into "record missing". So that a kept answer can be
+//! told from a fresh one, the collector exports the time of each verdict's last answer
+//! beside the time of the last lookup.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -257,8 +259,13 @@ struct Checked {
     /// The last answered verdicts; `None` until DNS answered once.
     mx: Option<bool>,
     spf: Option<bool>,
+    /// When DNS last answered for each verdict: a failed lookup keeps the verdict
+    /// and this time, so the age of a kept verdict shows (`at` moves regardless).
+    mx_answered: Option<SystemTime>,
+    spf_answered: Option<SystemTime>,
     mx_outcome: Outcome,
     txt_outcome: Outcome,
+    /// When the last lookup ended, answered or not.
     at: SystemTime,
 }
 
@@ -344,7 +351,7 @@ impl<D: Dns> Collector<D> {
                         () = tokio::time::sleep_until(at) => break,
                         Some(done) = running.join_next(), if !running.is_empty() => {
                             if let Ok(done) = done {
-                                self.apply(done);
+                                self.apply(done, SystemTime::now());
                             }
                         }
                     }
@@ -381,7 +388,7 @@ impl<D: Dns> Collector<D> {
                 tokio::select! {
                     () = stopped(&mut shutdown) => return,
                     done = running.join_next() => match done {
-                        Some(Ok(done)) => self.apply(done),
+                        Some(Ok(done)) => self.apply(done, SystemTime::now()),
                         Some(Err(_)) => {}
                         None => break,
                     },
@@ -401,7 +408,8 @@ impl<D: Dns> Collector<D> {
         }
     }
 
-    fn apply(&mut self, done: Done) {
+    /// Takes in one lookup's result, ended at `now`.
+    fn apply(&mut self, done: Done, now: SystemTime) {
         let telemetry = &self.shared.telemetry;
         let mx_outcome = done.mx.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
         let txt_outcome = done.txt.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
@@ -426,9 +434,11 @@ impl<D: Dns> Collector<D> {
                 labels: Arc::clone(&done.labels),
                 mx: None,
                 spf: None,
+                mx_answered: None,
+                spf_answered: None,
                 mx_outcome,
                 txt_outcome,
-                at: SystemTime::now(),
+                at: now,
             });
         if entry.domain != done.domain {
             // Another MAIL FROM domain: the old verdicts say nothing about it.
@@ -437,9 +447,11 @@ impl<D: Dns> Collector<D> {
                 labels: Arc::clone(&done.labels),
                 mx: None,
                 spf: None,
+                mx_answered: None,
+                spf_answered: None,
                 mx_outcome,
                 txt_outcome,
-                at: SystemTime::now(),
+                at: now,
             };
         }
         if let (Some(before), Some(now)) = (entry.mx, mx) {
@@ -455,11 +467,17 @@ impl<D: Dns> Collector<D> {
                 info!(aws_region = %done.region, identity = %done.subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
             }
         }
-        entry.mx = mx.or(entry.mx);
-        entry.spf = spf.or(entry.spf);
+        if mx.is_some() {
+            entry.mx = mx;
+            entry.mx_answered = Some(now);
+        }
+        if spf.is_some() {
+            entry.spf = spf;
+            entry.spf_answered = Some(now);
+        }
         entry.mx_outcome = mx_outcome;
         entry.txt_outcome = txt_outcome;
-        entry.at = SystemTime::now();
+        entry.at = now;
         self.dirty = true;
     }
 
@@ -533,7 +551,7 @@ fn verdict(out: &mut String, name: &'static str, identity: &str, c: &Checked, va
     }
 }
 
-const FAMILIES: [Family; 4] = [
+const FAMILIES: [Family; 5] = [
     Family {
         name: "aws_ses_identity_mail_from_mx_correct",
         help: "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
@@ -569,6 +587,19 @@ const FAMILIES: [Family; 4] = [
             let _ = writeln!(out, "}} {}", unix_millis(c.at) as f64 / 1000.0);
         },
         inputs: |h, c| unix_millis(c.at).hash(h),
+    },
+    Family {
+        name: "aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds",
+        help: "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min).",
+        lines: |out, identity, c| {
+            for (record_type, answered) in [("mx", c.mx_answered), ("spf", c.spf_answered)] {
+                if let Some(t) = answered {
+                    series(out, "aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds", identity, c);
+                    let _ = writeln!(out, ",record_type=\"{record_type}\"}} {}", unix_millis(t) as f64 / 1000.0);
+                }
+            }
+        },
+        inputs: |h, c| (c.mx_answered.map(unix_millis), c.spf_answered.map(unix_millis)).hash(h),
     },
 ];
 
@@ -697,6 +728,8 @@ mod tests {
                 labels: Arc::from(""),
                 mx: None,
                 spf: None,
+                mx_answered: None,
+                spf_answered: None,
                 mx_outcome: Outcome::Timeout,
                 txt_outcome: Outcome::ServFail,
                 at: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
@@ -711,6 +744,104 @@ mod tests {
             "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
         ));
         assert!(text.contains("last_check_timestamp_seconds{identity=\"a.example.com\"} 5\n"));
+        assert!(
+            !text.contains("last_answer_timestamp_seconds"),
+            "no answer time without an answer:\n{text}"
+        );
+    }
+
+    /// Never asked: [`Collector::apply`] only takes in results.
+    struct NoDns;
+
+    impl Dns for NoDns {
+        async fn mx(&self, _name: &str) -> Result<Vec<String>, Outcome> {
+            Err(Outcome::Error)
+        }
+        async fn txt(&self, _name: &str) -> Result<Vec<String>, Outcome> {
+            Err(Outcome::Error)
+        }
+    }
+
+    #[test]
+    fn a_failed_lookup_after_an_answer_keeps_the_answer_time_and_moves_the_check_time() {
+        let shared = Arc::new(Shared::new(
+            crate::metrics::Telemetry::new(60.0).expect("registry"),
+        ));
+        let settings = DnsSettings {
+            nameservers: vec![],
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+        };
+        let mut collector = Collector::new(NoDns, settings, Duration::from_secs(60), shared);
+        let done = |mx, txt| Done {
+            subject: (0, "a.example.com".to_owned()),
+            domain: "bounce.a.example.com".to_owned(),
+            labels: Arc::from(""),
+            region: Arc::from("us-east-1"),
+            mx,
+            txt,
+        };
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let line = |text: &str, family: &str, extra: &str| -> Option<String> {
+            let start = format!(
+                "aws_ses_identity_mail_from_{family}{{identity=\"a.example.com\"{extra}}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&start).map(str::to_owned))
+        };
+        let answered = |text: &str, record_type: &str| {
+            line(
+                text,
+                "dns_last_answer_timestamp_seconds",
+                &format!(",record_type=\"{record_type}\""),
+            )
+        };
+
+        // MX answers, TXT times out: only the MX verdict has an answer time.
+        collector.apply(
+            done(
+                Ok(s(&["feedback-smtp.us-east-1.amazonses.com"])),
+                Err(Outcome::Timeout),
+            ),
+            at(100),
+        );
+        let text = render(&collector.results);
+        assert_eq!(answered(&text, "mx").as_deref(), Some("100"), "{text}");
+        assert_eq!(answered(&text, "spf"), None, "never answered:\n{text}");
+
+        collector.apply(
+            done(
+                Ok(s(&["feedback-smtp.us-east-1.amazonses.com"])),
+                Ok(s(&["v=spf1 include:amazonses.com ~all"])),
+            ),
+            at(200),
+        );
+        // SERVFAIL and a timeout: the verdicts and their answer times stand, the
+        // check time moves.
+        collector.apply(done(Err(Outcome::ServFail), Err(Outcome::Timeout)), at(500));
+        let text = render(&collector.results);
+        assert_eq!(
+            line(&text, "mx_correct", "").as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(line(&text, "spf_correct", "").as_deref(), Some("1"));
+        assert_eq!(
+            line(&text, "dns_last_check_timestamp_seconds", "").as_deref(),
+            Some("500")
+        );
+        assert_eq!(answered(&text, "mx").as_deref(), Some("200"), "{text}");
+        assert_eq!(answered(&text, "spf").as_deref(), Some("200"));
+
+        // "No such name" and "no records" are answers: they move it.
+        collector.apply(
+            done(Err(Outcome::NxDomain), Err(Outcome::NoRecords)),
+            at(800),
+        );
+        let text = render(&collector.results);
+        assert_eq!(line(&text, "mx_correct", "").as_deref(), Some("0"));
+        assert_eq!(answered(&text, "mx").as_deref(), Some("800"), "{text}");
+        assert_eq!(answered(&text, "spf").as_deref(), Some("800"));
     }
 
     #[test]
@@ -723,6 +854,8 @@ mod tests {
             )),
             mx: Some(mx),
             spf: Some(true),
+            mx_answered: Some(SystemTime::UNIX_EPOCH),
+            spf_answered: Some(SystemTime::UNIX_EPOCH),
             mx_outcome: Outcome::Ok,
             txt_outcome: Outcome::Ok,
             at: SystemTime::UNIX_EPOCH,
@@ -732,8 +865,8 @@ mod tests {
             .collect();
         let mut r = Renderer::default();
         let first = r.render(&results);
-        // 4 families x (header + 8 chunks of 128).
-        assert_eq!(first.len(), 4 * 9);
+        // 5 families x (header + 8 chunks of 128).
+        assert_eq!(first.len(), 5 * 9);
         results.insert((0, "id-0500.example.com".into()), checked(false));
         let second = r.render(&results);
         let fresh = first
@@ -749,6 +882,6 @@ mod tests {
         assert!(text.contains(
             "aws_ses_identity_mail_from_mx_correct{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",identity=\"id-0500.example.com\"} 0\n"
         ));
-        assert_eq!(text.matches("# TYPE").count(), 4);
+        assert_eq!(text.matches("# TYPE").count(), 5);
     }
 }

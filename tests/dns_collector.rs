@@ -44,6 +44,20 @@ fn lookup(m: &Metrics, identity: &str, record: &str, outcome: &str) -> Option<f6
     ))
 }
 
+/// When DNS last answered for the verdict of `record_type` (`mx`, `spf`).
+fn answered(m: &Metrics, identity: &str, record_type: &str) -> Option<f64> {
+    m.get(&format!(
+        "aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{{identity=\"{identity}\",record_type=\"{record_type}\"}}"
+    ))
+}
+
+fn checked(m: &Metrics, identity: &str) -> Option<f64> {
+    m.identity(
+        "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
+        identity,
+    )
+}
+
 fn verdict(m: &Metrics, family: &str, identity: &str) -> Option<f64> {
     m.identity(
         &format!("aws_ses_identity_mail_from_{family}_correct"),
@@ -115,13 +129,43 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
     assert!(m
         .get("aws_ses_exporter_dns_lookups_total{outcome=\"nxdomain\",record=\"MX\"}")
         .is_some_and(|v| v >= 1.0));
-    let checked = m
-        .identity(
-            "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
-            "success-reject.example.com",
-        )
-        .expect("last check time");
-    assert!(checked > 1.7e9);
+    let check = checked(&m, "success-reject.example.com").expect("last check time");
+    assert!(check > 1.7e9);
+    // Every verdict has the time of its answer, here the last lookup's (NXDOMAIN and
+    // no records are answers); one that DNS never gave has none, not a made-up 0.
+    for id in [
+        "success-reject.example.com",
+        "success-default.example.com",
+        "failed-reject.example.com",
+        "failed-default.example.com",
+        "temporaryfailure-reject.example.com",
+        "temporaryfailure-default.example.com",
+    ] {
+        for record_type in ["mx", "spf"] {
+            let t = answered(&m, id, record_type);
+            assert!(
+                t.is_some_and(|t| t > 1.7e9) && t == checked(&m, id),
+                "{id} {record_type} answered at {t:?}\n{}",
+                m.text
+            );
+        }
+    }
+    for id in ["pending-reject.example.com", "pending-default.example.com"] {
+        assert!(
+            !m.series_of(id)
+                .iter()
+                .any(|s| s.contains("last_answer_timestamp_seconds")),
+            "{id}: an answer time without an answer\n{}",
+            m.text
+        );
+    }
+    let record_types: std::collections::BTreeSet<&str> = m
+        .text
+        .lines()
+        .filter(|l| l.starts_with("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{"))
+        .filter_map(|l| l.split("record_type=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(record_types, ["mx", "spf"].into());
 
     // Spread, not a burst: 8 domains in a 4 s interval are asked about 0.5 s apart;
     // and never more than 2 domains (4 queries) in flight.
@@ -161,16 +205,19 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
     );
 
     // The records change: success-reject loses its MX (SES still says Success: the
-    // case the alert is for); temporaryfailure-default's server turns slow. Answers
-    // are cached for at least 30 s, so this takes up to a minute.
+    // case the alert is for); temporaryfailure-default's server turns slow and
+    // temporaryfailure-reject's fails (SERVFAIL). Answers are cached for at least
+    // 30 s, so this takes up to a minute.
     let mut changed = zones();
     changed["bounce.success-reject.example.com"] = serde_json::json!({"TXT": [SPF_OK]});
     changed["bounce.temporaryfailure-default.example.com"]["delay_ms"] = serde_json::json!(3000);
+    changed["bounce.temporaryfailure-reject.example.com"]["servfail"] = serde_json::json!(true);
     dns.set(&changed);
     let m = wait_for(Duration::from_secs(90), "the changes to show", || {
         let m = Metrics::parse(&exporter.metrics());
         (verdict(&m, "mx", "success-reject.example.com") == Some(0.0)
-            && lookup(&m, "temporaryfailure-default.example.com", "MX", "timeout") == Some(1.0))
+            && lookup(&m, "temporaryfailure-default.example.com", "MX", "timeout") == Some(1.0)
+            && lookup(&m, "temporaryfailure-reject.example.com", "MX", "servfail") == Some(1.0))
         .then_some(m)
     });
     assert_eq!(
@@ -186,6 +233,37 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
     assert_eq!(
         verdict(&m, "spf", "temporaryfailure-default.example.com"),
         Some(1.0)
+    );
+    assert_eq!(
+        verdict(&m, "mx", "temporaryfailure-reject.example.com"),
+        Some(1.0)
+    );
+    assert_eq!(
+        verdict(&m, "spf", "temporaryfailure-reject.example.com"),
+        Some(0.0)
+    );
+    // And so do the times of those answers, while the check time moves on: a kept
+    // verdict shows its age.
+    for id in [
+        "temporaryfailure-default.example.com",
+        "temporaryfailure-reject.example.com",
+    ] {
+        let check = checked(&m, id).expect("last check time");
+        for record_type in ["mx", "spf"] {
+            let t = answered(&m, id, record_type).expect("answer time kept");
+            assert!(
+                t < check,
+                "{id} {record_type}: answered at {t}, checked at {check}\n{}",
+                m.text
+            );
+        }
+    }
+    // An answer moves it: success-reject's MX went missing (no records) just now.
+    assert!(
+        answered(&m, "success-reject.example.com", "mx")
+            .is_some_and(|t| Some(t) == checked(&m, "success-reject.example.com")),
+        "{}",
+        m.text
     );
     let log = exporter.proc.log();
     assert!(
