@@ -1,6 +1,7 @@
 //! Shared harness of the end-to-end tests: runs the real binaries (the exporter, the
-//! SES double, moto) as child processes on 127.0.0.1, with an AWS environment that
-//! cannot leave the machine, and a tiny HTTP client to talk to them.
+//! SES double, moto; Prometheus in its own module) as child
+//! processes on 127.0.0.1, with an AWS environment that cannot leave the machine,
+//! and a tiny HTTP client to talk to them.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod dns;
 pub mod pki;
+pub mod prometheus;
 
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
 pub const DOUBLE: &str = env!("CARGO_BIN_EXE_ses-double");
