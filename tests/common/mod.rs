@@ -1,5 +1,5 @@
 //! Shared harness of the end-to-end tests: runs the real binaries (the exporter, the
-//! SES double, moto; Prometheus in its own module) as child
+//! SES double, moto; Prometheus and Alertmanager in their own modules) as child
 //! processes on 127.0.0.1, with an AWS environment that cannot leave the machine,
 //! and a tiny HTTP client to talk to them.
 #![allow(dead_code)] // each test file uses a different part of the harness
@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod alertmanager;
 pub mod dns;
 pub mod pki;
 pub mod prometheus;
