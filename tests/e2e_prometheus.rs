@@ -5,7 +5,8 @@
 //! its own labels, every PromQL expression of the dashboard returns data, and each
 //! alert fires for exactly the identities or accounts it is about.
 //!
-//! Documented transforms, and nothing else:
+//! Documented transforms, and nothing else (rules and prometheus.yml are adapted in
+//! tests/common/prometheus.rs):
 //! - rules: every `for:` becomes `for: 10s` (the real durations are proven by
 //!   `promtool test rules`); `keep_firing_for` and expressions are unchanged;
 //! - prometheus.yml: the target becomes the test exporter's address, the intervals
@@ -17,121 +18,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::dns::DnsServer;
 use common::pki::Pki;
-use common::{free_port, http, manifest_dir, wait_for, Double, Exporter, Proc};
-
-fn transform_rules(rules: &str) -> String {
-    rules
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("for: ") {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}for: 10s")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
-fn transform_config(config: &str, target: &str) -> String {
-    let config = config
-        .replace("localhost:10150", target)
-        .replace("scrape_interval: 30s", "scrape_interval: 2s")
-        .replace("evaluation_interval: 30s", "evaluation_interval: 2s");
-    // Drop the alerting section: no Alertmanager in this test.
-    let start = config.find("alerting:").expect("alerting section");
-    let end = config.find("scrape_configs:").expect("scrape_configs");
-    format!("{}{}", &config[..start], &config[end..])
-}
-
-struct Prometheus {
-    _proc: Proc,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let shipped = manifest_dir().join("deploy/prometheus");
-        let rules = std::fs::read_to_string(shipped.join("alerts.yml")).unwrap();
-        std::fs::write(dir.path().join("alerts.yml"), transform_rules(&rules)).unwrap();
-        let config = std::fs::read_to_string(shipped.join("prometheus.yml")).unwrap();
-        Prometheus::launch(dir, &transform_config(&config, target))
-    }
-
-    /// Runs Prometheus with `config` as prometheus.yml in `dir` (relative file names
-    /// in it resolve there).
-    fn launch(dir: tempfile::TempDir, config: &str) -> Prometheus {
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus not found: install Debian's prometheus package (make test-deps)");
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let proc = Proc {
-            child,
-            log: Default::default(),
-        };
-        wait_for(Duration::from_secs(60), "Prometheus /-/ready", || {
-            http(addr, "GET", "/-/ready", &[], b"")
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        Prometheus {
-            _proc: proc,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn query(&self, promql: &str) -> serde_json::Value {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", promql)
-            .finish();
-        let r = http(
-            self.addr,
-            "POST",
-            "/api/v1/query",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            body.as_bytes(),
-        )
-        .expect("query Prometheus");
-        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-        assert_eq!(v["status"], "success", "{promql}: {v}");
-        v["data"]["result"].clone()
-    }
-
-    fn firing(&self) -> Vec<serde_json::Value> {
-        let r = http(self.addr, "GET", "/api/v1/alerts", &[], b"").unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        v["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["state"] == "firing")
-            .cloned()
-            .collect()
-    }
-}
+use common::prometheus::Prometheus;
+use common::{manifest_dir, wait_for, Double, Exporter};
 
 /// Every PromQL expression of the dashboard, templating queries included, after the
 /// documented substitutions.

@@ -1,6 +1,7 @@
 //! Shared harness of the end-to-end tests: runs the real binaries (the exporter, the
-//! SES double, moto) as child processes on 127.0.0.1, with an AWS environment that
-//! cannot leave the machine, and a tiny HTTP client to talk to them.
+//! SES double, moto; Prometheus and Alertmanager in their own modules) as child
+//! processes on 127.0.0.1, with an AWS environment that cannot leave the machine,
+//! and a tiny HTTP client to talk to them.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::collections::BTreeMap;
@@ -11,8 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod alertmanager;
 pub mod dns;
 pub mod pki;
+pub mod prometheus;
 
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
 pub const DOUBLE: &str = env!("CARGO_BIN_EXE_ses-double");
