@@ -216,6 +216,8 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         "SesIdentityVerificationFailed",
         "SesAccountSendingDisabled",
         "SesSendQuotaNearlyUsed",
+        "SesMailFromPendingRejectingMail",
+        "SesIdentityNotVerified",
     ];
     let alerts = wait_for(
         Duration::from_secs(90),
@@ -317,6 +319,22 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
             ""
         )]
     );
+    // Pending + RejectMessage: SES refuses that mail now, so it pages.
+    assert_eq!(
+        of("SesMailFromPendingRejectingMail"),
+        vec![row(
+            home,
+            "us-east-1",
+            "pending-reject.example.com",
+            "critical",
+            "bounce.pending-reject.example.com"
+        )]
+    );
+    // The demo address is still Pending verification: SES sends nothing from it.
+    assert_eq!(
+        of("SesIdentityNotVerified"),
+        vec![row(home, "us-east-1", "ops@example.com", "critical", "")]
+    );
     assert_eq!(
         of("SesAccountSendingDisabled"),
         vec![row(OTHER_ACCOUNT, "eu-west-1", "", "critical", "")]
@@ -333,12 +351,7 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         let account = a["labels"]["aws_account_id"].as_str().unwrap_or("");
         assert!(!name.starts_with("SesExporter"), "exporter alert: {a}");
         let healthy = (id.starts_with("success-") && name != "SesMailFromMxWrongRejectingMail")
-            || [
-                "no-mail-from.example.com",
-                "ops@example.com",
-                "paused.example.com",
-            ]
-            .contains(&id)
+            || ["no-mail-from.example.com", "paused.example.com"].contains(&id)
             || (account == OTHER_ACCOUNT && id == "failed-reject.example.com");
         assert!(!healthy, "alert for a healthy identity: {a}");
     }
