@@ -29,12 +29,10 @@ use crate::ses::{Operation, Outcome, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::state::{PartKind, Shared, TargetDomains};
 use crate::stopped;
 
-/// Requests are planned this much further apart than `1 / rate`, so the sliding
-/// window (see [`RateLimiter`]) rarely has to hold one back.
+/// Requests are spaced this much further apart than `1 / rate`. The spacing below
+/// already holds at SES by construction; the margin keeps the gaps off the exact
+/// edge of SES's limit, whose clocks (a fleet of front ends) are not ours.
 const SPACING_MARGIN: f64 = 1.02;
-/// Added to the limiter's window: the time from letting a request go to its arrival
-/// at SES varies by a few milliseconds, and must not fit an extra request in.
-const WINDOW_MARGIN: Duration = Duration::from_millis(5);
 /// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
 /// so a batch rides out half a minute of throttling before the cycle gives up.
 const MAX_ATTEMPTS_THROTTLED: u32 = 6;
@@ -51,67 +49,75 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(2);
 /// quota of 10,000 identities) is a server bug, not an account.
 const MAX_LIST_PAGES: usize = 1000;
 
-/// Lets at most `rate` requests a second through: a sliding-window limit, so no
-/// window of one second ever holds more than `rate` requests let go, with requests
-/// planned evenly `SPACING_MARGIN / rate` apart (no bursts).
+/// Spaces the requests of one (account, region, operation) at least
+/// `SPACING_MARGIN / rate` apart *as SES sees them*. Letting a request go is not its
+/// arrival: the SDK may first load credentials, resolve the endpoint or open a
+/// connection, and a slow first packet can make one request arrive right behind
+/// the next. So each attempt holds a [`Permit`] until it ends (answered, failed,
+/// timed out or cancelled), and the next permit is granted no earlier than that end
+/// plus the spacing. A request cannot arrive before it is let go, and the previous
+/// one arrived before its answer came back, so two arrivals are always at least the
+/// spacing apart; at most one attempt per limiter is in flight. The price: each
+/// request costs its round trip plus the spacing (see docs/performance.md).
 pub struct RateLimiter {
-    /// The planned spacing.
-    interval: Duration,
-    /// At most `capacity` requests in any `window` (`capacity / rate` seconds plus
-    /// [`WINDOW_MARGIN`]).
-    capacity: usize,
-    window: Duration,
-    /// A tokio mutex held across the sleep on purpose: the lock is the queue, so
-    /// waiters go one by one, in order.
-    state: tokio::sync::Mutex<LimiterState>,
+    spacing: Duration,
+    /// When the last attempt ended; `None` before the first. A tokio mutex whose
+    /// guard is the permit, held across the whole attempt on purpose: the lock is
+    /// the queue, so waiters go one by one, in order, and never two at once.
+    last_end: tokio::sync::Mutex<Option<Instant>>,
 }
 
-#[derive(Default)]
-struct LimiterState {
-    /// The planned slot of the next request.
-    next: Option<Instant>,
-    /// When the last `capacity` requests were let go.
-    recent: std::collections::VecDeque<Instant>,
+/// The right to make one HTTP attempt. Dropping it (also when the attempt is
+/// cancelled or times out) records the end the next request is spaced from.
+pub struct Permit<'a> {
+    last_end: tokio::sync::MutexGuard<'a, Option<Instant>>,
+    waited: Duration,
+}
+
+impl Permit<'_> {
+    /// How long the request waited for this permit.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.last_end = Some(Instant::now());
+    }
 }
 
 impl RateLimiter {
     pub fn new(rate: f64) -> RateLimiter {
-        // With a rate below 1 the window is longer than a second and holds one request.
-        let capacity = (rate.floor() as usize).max(1);
         RateLimiter {
-            interval: Duration::from_secs_f64(SPACING_MARGIN / rate),
-            capacity,
-            window: Duration::from_secs_f64(capacity as f64 / rate) + WINDOW_MARGIN,
-            state: tokio::sync::Mutex::new(LimiterState::default()),
+            spacing: Duration::from_secs_f64(SPACING_MARGIN / rate),
+            last_end: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Waits for this request's slot and returns how long that took.
-    pub async fn acquire(&self) -> Duration {
-        let mut state = self.state.lock().await;
+    /// The least time from the end of one attempt to the start of the next.
+    pub fn spacing(&self) -> Duration {
+        self.spacing
+    }
+
+    /// Waits until the previous attempt has ended and the spacing has passed since.
+    /// Cancelled while waiting, nothing is recorded: nothing was sent.
+    pub async fn acquire(&self) -> Permit<'_> {
         let asked = Instant::now();
-        let mut slot = state.next.map_or(asked, |next| next.max(asked));
-        if state.recent.len() == self.capacity {
-            if let Some(oldest) = state.recent.front() {
-                slot = slot.max(*oldest + self.window);
-            }
+        let last_end = self.last_end.lock().await;
+        if let Some(end) = *last_end {
+            sleep_until(end + self.spacing).await;
         }
-        sleep_until(slot).await;
-        // The window counts the moments requests really went (a timer wakes up to a
-        // millisecond late); the plan counts from the planned slot, so that lateness
-        // does not add up over a thousand requests.
-        let granted = Instant::now();
-        state.recent.push_back(granted);
-        if state.recent.len() > self.capacity {
-            state.recent.pop_front();
+        Permit {
+            last_end,
+            waited: asked.elapsed(),
         }
-        state.next = Some(slot + self.interval);
-        granted - asked
     }
 }
 
-/// The shortest possible cycle for `identities` at `rate`: the first call goes at
-/// once, each further one waits one limiter interval. Collectors call different
+/// A lower bound of the cycle for `identities` at `rate`: the first call goes at
+/// once, each further one waits one limiter spacing after the previous one's answer
+/// (so the real cycle adds every call's round trip). Collectors call different
 /// operations with their own limiters, side by side, so this is the cycle of each.
 pub fn min_cycle_seconds(identities: usize, rate: f64) -> f64 {
     let calls = identities.div_ceil(MAX_IDENTITIES_PER_CALL);
@@ -233,8 +239,8 @@ struct Caller<S> {
 }
 
 impl<S: SesApi> Caller<S> {
-    /// Makes one request with retries; every attempt waits for the operation's
-    /// limiter first, so retries spend the same budget as first attempts.
+    /// Makes one request with retries; every attempt holds a permit of the
+    /// operation's limiter, so retries spend the same budget as first attempts.
     async fn call<T, F, Fut>(&self, op: Operation, attempt_once: F) -> Result<T, SesError>
     where
         F: FnMut() -> Fut,
@@ -266,10 +272,16 @@ impl<S: SesApi> Caller<S> {
         };
         let mut attempt = 1u32;
         loop {
-            if let Some(limiter) = limiter {
-                let waited = limiter.acquire().await;
-                telemetry.rate_limit_wait.inc_by(waited.as_secs_f64());
-            }
+            let permit = match limiter {
+                Some(limiter) => {
+                    let permit = limiter.acquire().await;
+                    telemetry
+                        .rate_limit_wait
+                        .inc_by(permit.waited().as_secs_f64());
+                    Some(permit)
+                }
+                None => None,
+            };
             let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
                 Ok(result) => result,
                 Err(_) => Err(SesError::Timeout(format!(
@@ -277,6 +289,9 @@ impl<S: SesApi> Caller<S> {
                     self.attempt_guard
                 ))),
             };
+            // The attempt is over: the next one of this operation is spaced from now,
+            // and the backoff below does not hold the limiter.
+            drop(permit);
             match result {
                 Ok(value) => {
                     count(Outcome::Success);
@@ -1428,7 +1443,7 @@ mod tests {
         let limiter = RateLimiter::new(2.0);
         let mut times = Vec::new();
         for _ in 0..5 {
-            limiter.acquire().await;
+            drop(limiter.acquire().await);
             times.push(Instant::now());
         }
         for pair in times.windows(2) {
@@ -1437,16 +1452,88 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_window_holds_back_a_request_the_plan_would_let_go() {
-        let limiter = RateLimiter::new(3.0);
-        let first = Instant::now();
-        for _ in 0..3 {
-            limiter.acquire().await;
-        }
-        // As after late timer wake-ups: the plan says "now", the window says no.
-        limiter.state.lock().await.next = Some(Instant::now());
-        limiter.acquire().await;
-        assert!(Instant::now() - first >= Duration::from_secs(1) + WINDOW_MARGIN);
+    async fn an_attempt_that_takes_300_ms_pushes_the_next_grant_to_its_end_plus_spacing() {
+        let limiter = RateLimiter::new(1.0);
+        assert_eq!(limiter.spacing(), Duration::from_millis(1020));
+        let permit = limiter.acquire().await;
+        assert_eq!(permit.waited(), Duration::ZERO, "the first goes at once");
+        sleep(Duration::from_millis(300)).await;
+        drop(permit);
+        let ended = Instant::now();
+        let next = limiter.acquire().await;
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+        assert_eq!(next.waited(), limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_permit_keeps_the_next_one_waiting_however_long_the_attempt_takes() {
+        let limiter = RateLimiter::new(1.0);
+        let held = limiter.acquire().await;
+        // Ten times the spacing later, still no second permit: one attempt in flight.
+        let second = tokio::time::timeout(Duration::from_millis(10_200), limiter.acquire()).await;
+        assert!(second.is_err(), "a second permit while the first is held");
+        drop(held);
+        let ended = Instant::now();
+        // The waiter given up above recorded nothing: the next one counts from `ended`.
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_attempt_still_records_its_end() {
+        let limiter = RateLimiter::new(1.0);
+        let attempt = async {
+            let _permit = limiter.acquire().await;
+            sleep(Duration::from_secs(60)).await;
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(300), attempt)
+            .await
+            .is_err());
+        let cancelled = Instant::now();
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - cancelled, limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_too() {
+        let script = Arc::new(Script::default());
+        let (mut p, _) = poller(&script, &["example.com"]);
+        p.cycle().await; // resolves the account: the limiters exist
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let result = p
+            .caller
+            .call(Operation::GetIdentityMailFromDomainAttributes, || {
+                let starts = Arc::clone(&starts);
+                async move {
+                    let n = {
+                        let mut s = starts.lock().unwrap();
+                        s.push(Instant::now());
+                        s.len()
+                    };
+                    match n {
+                        // 300 ms, then a 503: retried after a backoff shorter than the
+                        // spacing, so the limiter decides when.
+                        1 => {
+                            sleep(Duration::from_millis(300)).await;
+                            Err(SesError::Server {
+                                status: 503,
+                                message: "unavailable".into(),
+                            })
+                        }
+                        // No answer: the poller's guard gives up on it.
+                        2 => std::future::pending().await,
+                        _ => Ok(()),
+                    }
+                }
+            })
+            .await;
+        assert!(result.is_ok());
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 3);
+        let spacing = Duration::from_millis(1020);
+        let guard = p.caller.attempt_guard;
+        assert_eq!(starts[1] - starts[0], Duration::from_millis(300) + spacing);
+        assert_eq!(starts[2] - starts[1], guard + spacing);
     }
 
     #[tokio::test(start_paused = true)]
