@@ -191,7 +191,11 @@ pub struct PollerSettings {
     pub fixed: Vec<String>,
     pub discovery: Option<Discovery>,
     pub poll_interval: Duration,
+    /// The ceiling: requests per second per operation, every attempt counted.
     pub rate: f64,
+    /// Fraction of the poll interval over which each identity collector spreads
+    /// its batches, except in the target's first cycle; 0 = as fast as `rate` allows.
+    pub pacing: f64,
     /// Per-attempt timeout; the SDK enforces it, the poller keeps a backstop.
     pub timeout: Duration,
     pub collectors: Collectors,
@@ -624,6 +628,9 @@ impl<S: SesApi> Poller<S> {
         let started = Instant::now();
         let first = self.cycles == 0;
         self.cycles += 1;
+        // The first cycle with the account known runs at the ceiling, so the target
+        // is ready soon after start-up (or after STS finally answered).
+        let at_ceiling = self.resolved.is_none();
         if self.resolved.is_none() {
             let resolved = self.resolve().await;
             if self.duplicate {
@@ -669,6 +676,11 @@ impl<S: SesApi> Poller<S> {
             resolved: &resolved,
             index: self.settings.index,
             region: &self.settings.region,
+            plan: Plan {
+                rate: self.settings.rate,
+                spread: (!at_ceiling && self.settings.pacing > 0.0)
+                    .then(|| self.settings.poll_interval.mul_f64(self.settings.pacing)),
+            },
         };
         let (mail_from, dkim, verification, quota) = tokio::join!(
             run_collector(self.mail_from.as_mut(), &ctx),
@@ -731,6 +743,10 @@ impl<S: SesApi> Poller<S> {
             calls_per_cycle_per_collector = calls,
             collectors = ?self.settings.collectors.names(),
             min_cycle_seconds = format!("{seconds:.1}"),
+            later_cycles_paced_over_seconds = format!(
+                "{:.1}",
+                self.settings.poll_interval.as_secs_f64() * self.settings.pacing
+            ),
             "watching identities"
         );
         if seconds > self.settings.poll_interval.as_secs_f64() {
@@ -795,6 +811,35 @@ struct Ctx<'a, S> {
     resolved: &'a Resolved,
     index: usize,
     region: &'a str,
+    plan: Plan,
+}
+
+/// How fast a cycle's identity collectors send their batches.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// The ceiling, `--ses.rate`; the limiters enforce it whatever the plan says.
+    rate: f64,
+    /// The time over which each collector spreads its batches (`--ses.pacing` of
+    /// the poll interval); `None`: as fast as the limiter allows.
+    spread: Option<Duration>,
+}
+
+impl Plan {
+    /// The least time from the start of one planned batch to the start of the
+    /// next, when paced.
+    fn pace(&self, batches: usize) -> Option<Duration> {
+        let spread = self.spread?;
+        (batches > 1).then(|| spread.div_f64(batches as f64))
+    }
+
+    /// The requests per second planned for `batches`: the ceiling unless paced.
+    fn requests_per_second(&self, batches: usize) -> f64 {
+        match self.spread {
+            _ if batches == 0 => 0.0,
+            Some(spread) => (batches as f64 / spread.as_secs_f64()).min(self.rate),
+            None => self.rate,
+        }
+    }
 }
 
 async fn run_collector<S: SesApi, F: Collect>(
@@ -886,14 +931,32 @@ where
                 .cloned()
                 .collect()
         };
-        // A stack of batches, first batch on top.
-        let mut work: Vec<&[String]> = alone
+        // A stack of batches, first batch on top; `true` for the planned ones, which
+        // are paced, `false` for halves of a split batch, which only the limiter spaces.
+        let mut work: Vec<(&[String], bool)> = alone
             .chunks(1)
             .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
             .rev()
+            .map(|batch| (batch, true))
             .collect();
         let caller = ctx.caller;
-        while let Some(batch) = work.pop() {
+        caller
+            .telemetry
+            .set_planned_rate(F::OPERATION, ctx.plan.requests_per_second(work.len()));
+        let pace = ctx.plan.pace(work.len());
+        // When the next planned batch may start: `pace` after the previous one
+        // started, never sooner (a late batch pushes the rest back rather than
+        // letting them catch up at the ceiling).
+        let mut next_planned: Option<Instant> = None;
+        while let Some((batch, planned)) = work.pop() {
+            if planned {
+                if let Some(pace) = pace {
+                    if let Some(at) = next_planned {
+                        sleep_until(at).await;
+                    }
+                    next_planned = Some(Instant::now() + pace);
+                }
+            }
             let result = caller
                 .call(F::OPERATION, || F::fetch(&caller.ses, batch))
                 .await;
@@ -911,8 +974,8 @@ where
                         identities = batch.len(),
                         "SES refused a parameter of this batch; splitting it"
                     );
-                    work.push(second);
-                    work.push(first);
+                    work.push((second, false));
+                    work.push((first, false));
                 }
                 Err(err) if err.is_invalid_parameter() => {
                     progress.answered = true;
@@ -1203,6 +1266,8 @@ mod tests {
         calls: Mutex<Vec<(Instant, Vec<String>)>>,
         /// A batch holding this identity is refused with InvalidParameterValue.
         invalid: Mutex<Option<String>>,
+        /// STS refuses this many calls (AccessDenied) before it answers.
+        sts_refusals: Mutex<usize>,
     }
 
     impl SesApi for Arc<Script> {
@@ -1211,6 +1276,17 @@ mod tests {
         }
 
         async fn caller_identity(&self) -> Result<crate::ses::CallerIdentity, SesError> {
+            {
+                let mut refusals = self.sts_refusals.lock().unwrap();
+                if *refusals > 0 {
+                    *refusals -= 1;
+                    return Err(SesError::Client {
+                        code: "AccessDenied".into(),
+                        status: 403,
+                        message: "not yet".into(),
+                    });
+                }
+            }
             Ok(crate::ses::CallerIdentity {
                 account: "123456789012".into(),
                 arn: "arn:aws:iam::123456789012:user/test".into(),
@@ -1298,6 +1374,7 @@ mod tests {
             discovery: None,
             poll_interval: Duration::from_secs(60),
             rate: 1.0,
+            pacing: crate::config::DEFAULT_SES_PACING,
             timeout: Duration::from_secs(10),
             collectors: Collectors::default(),
         };
@@ -1405,6 +1482,10 @@ mod tests {
             resolved: &resolved,
             index: 0,
             region: &settings.region,
+            plan: Plan {
+                rate: settings.rate,
+                spread: None,
+            },
         };
         let c = mail_from.as_mut().expect("mail_from on");
         let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
@@ -1744,6 +1825,158 @@ mod tests {
         assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
         assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
         assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+    }
+
+    /// The planned request rate of the one target's MAIL FROM operation.
+    fn planned_rate(shared: &Shared) -> f64 {
+        let text = shared.telemetry.render();
+        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// Runs one cycle and returns the gaps between the starts of its calls.
+    async fn cycle_gaps(p: &mut Poller<Arc<Script>>, script: &Script) -> Vec<Duration> {
+        script.calls.lock().unwrap().clear();
+        p.cycle().await;
+        let calls = script.calls.lock().unwrap();
+        calls.windows(2).map(|w| w[1].0 - w[0].0).collect()
+    }
+
+    /// Runs the poller on its schedule for `seconds` and returns the gaps between the
+    /// starts of the calls of each cycle (cycles start every 60 s).
+    async fn gaps_per_cycle(
+        p: Poller<Arc<Script>>,
+        script: &Script,
+        seconds: u64,
+    ) -> Vec<Vec<Duration>> {
+        let t0 = Instant::now();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(p.run(rx));
+        sleep(Duration::from_secs(seconds)).await;
+        tx.send(true).unwrap();
+        task.await.unwrap();
+        let calls = script.calls.lock().unwrap();
+        let mut cycles: Vec<Vec<Instant>> = vec![Vec::new(); seconds.div_ceil(60) as usize];
+        for (at, _) in calls.iter() {
+            cycles[((*at - t0).as_secs() / 60) as usize].push(*at);
+        }
+        cycles
+            .iter()
+            .map(|c| c.windows(2).map(|w| w[1] - w[0]).collect())
+            .collect()
+    }
+
+    fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
+        // A paused clock still wakes timers on whole milliseconds.
+        let slack = Duration::from_millis(5);
+        assert!(
+            gaps.iter()
+                .all(|g| *g >= expected && *g <= expected + slack),
+            "{what}: gaps {gaps:?}, expected {expected:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (p, shared) = poller(&script, &refs);
+        assert_eq!(p.settings.pacing, 0.8);
+        assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
+        let ceiling = Duration::from_millis(1020);
+        {
+            // The second cycle's second batch is throttled once.
+            let mut answers = script.answers.lock().unwrap();
+            for _ in 0..6 {
+                answers.push_back(Ok(HashMap::new()));
+            }
+            answers.push_back(Err(throttled()));
+        }
+        let planned = Arc::clone(&shared);
+        let watch_plan = tokio::spawn(async move {
+            // Halfway through each cycle, what the metric says.
+            sleep(Duration::from_secs(30)).await;
+            let first = planned_rate(&planned);
+            sleep(Duration::from_secs(60)).await;
+            (first, planned_rate(&planned))
+        });
+        let cycles = gaps_per_cycle(p, &script, 110).await;
+
+        // The first cycle: at the ceiling, so the exporter is ready in about 4 s.
+        assert_eq!(cycles[0].len(), 4, "5 batches");
+        assert_about(&cycles[0], ceiling, "first cycle");
+
+        // The second: 5 batches over 0.8 x 60 s, 9.6 s apart. The throttled batch is
+        // retried after its backoff, through the limiter only, and does not move the
+        // plan of the batches after it.
+        let gaps = &cycles[1];
+        assert_eq!(gaps.len(), 5, "5 batches and one retry: {gaps:?}");
+        let retry = gaps[1];
+        assert!(
+            retry >= ceiling && retry < Duration::from_secs(2),
+            "the retry waits for its backoff and the limiter, not the plan: {retry:?}"
+        );
+        let planned: Vec<Duration> = [gaps[0], gaps[1] + gaps[2], gaps[3], gaps[4]].into();
+        assert_about(&planned, Duration::from_millis(9600), "second cycle");
+
+        let (first, second) = watch_plan.await.unwrap();
+        assert_eq!(first, 1.0, "the ceiling, --ses.rate");
+        assert!((second - 5.0 / 48.0).abs() < 1e-9, "{second}");
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+        assert_eq!(
+            target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_pacing_every_cycle_runs_at_the_ceiling() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (mut p, shared) = poller(&script, &refs);
+        p.settings.pacing = 0.0;
+        for cycle in ["first", "second", "third"] {
+            let gaps = cycle_gaps(&mut p, &script).await;
+            assert_eq!(gaps.len(), 4);
+            assert_about(&gaps, Duration::from_millis(1020), cycle);
+            assert_eq!(planned_rate(&shared), 1.0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
+        let script = Arc::new(Script::default());
+        *script.sts_refusals.lock().unwrap() = 1;
+        let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (p, shared) = poller(&script, &refs);
+        assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
+        let cycles = gaps_per_cycle(p, &script, 170).await;
+        assert!(cycles[0].is_empty(), "STS refused: no SES call");
+        assert_eq!(cycles[1].len(), 2);
+        assert_about(
+            &cycles[1],
+            Duration::from_millis(1020),
+            "first cycle with the account",
+        );
+        assert_eq!(cycles[2].len(), 2);
+        assert_about(&cycles[2], Duration::from_secs(16), "paced: 0.8 x 60 s / 3");
+        assert!((planned_rate(&shared) - 3.0 / 48.0).abs() < 1e-9);
+    }
+
+    /// The planned rate under the provisional (empty) account, before STS answered.
+    fn planned_rate_or_zero(shared: &Shared) -> f64 {
+        let text = shared.telemetry.render();
+        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0.0, |v| v.parse().expect("a number"))
     }
 
     #[test]

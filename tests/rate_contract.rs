@@ -32,6 +32,14 @@ fn arrivals_of_one_operation_are_never_closer_than_the_rate_even_after_a_slow_fi
         m.get("aws_ses_exporter_up") == Some(1.0)
     });
     assert_eq!(m.get("aws_ses_exporter_identities"), Some(1100.0));
+    // The first cycle runs at the ceiling, and says so.
+    for op in [
+        "GetIdentityMailFromDomainAttributes",
+        "GetIdentityDkimAttributes",
+    ] {
+        let series = format!("aws_ses_exporter_ses_planned_request_rate{{operation=\"{op}\"}}");
+        assert_eq!(m.get(&series), Some(rate), "{series}");
+    }
 
     let requests = double.requests();
     let mut arrivals: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
