@@ -18,6 +18,7 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_SES_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SES_RATE: f64 = 1.0;
+pub const DEFAULT_SES_PACING: f64 = 0.8;
 
 /// The command line. Every flag can also come from `SES_EXPORTER_<FLAG>` (dots and
 /// dashes as `_`), which is how the systemd unit and the container pass them.
@@ -123,6 +124,17 @@ pub struct Flags {
         allow_negative_numbers = true
     )]
     pub ses_rate: Option<f64>,
+
+    /// Fraction of the poll interval over which each collector spreads its batches
+    /// (its first cycle runs at --ses.rate); 0 = as fast as --ses.rate allows
+    /// [default: 0.8].
+    #[arg(
+        long = "ses.pacing",
+        env = "SES_EXPORTER_SES_PACING",
+        value_name = "FRACTION",
+        allow_negative_numbers = true
+    )]
+    pub ses_pacing: Option<f64>,
 
     /// Timeout of one HTTP attempt to SES [default: 10s].
     #[arg(
@@ -361,6 +373,7 @@ pub struct RawPoll {
 #[serde(deny_unknown_fields)]
 pub struct RawSes {
     pub rate: Option<f64>,
+    pub pacing: Option<f64>,
     pub timeout: Option<String>,
 }
 
@@ -507,8 +520,12 @@ impl Discovery {
 
 #[derive(Debug, Clone, Copy)]
 pub struct SesSettings {
-    /// Requests per second per SES operation; every HTTP attempt counts.
+    /// Requests per second per SES operation; every HTTP attempt counts. The
+    /// ceiling: with pacing, cycles after the first use less.
     pub rate: f64,
+    /// Fraction (0..=1) of the poll interval over which a collector spreads its
+    /// batches; 0 sends them as fast as `rate` allows.
+    pub pacing: f64,
     /// Timeout of one HTTP attempt.
     pub timeout: Duration,
 }
@@ -615,6 +632,11 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         (None, Some(rate)) => check_rate("ses.rate", rate)?,
         (None, None) => DEFAULT_SES_RATE,
     };
+    let pacing = match (flags.ses_pacing, file.ses.pacing) {
+        (Some(pacing), _) => check_pacing("--ses.pacing", pacing)?,
+        (None, Some(pacing)) => check_pacing("ses.pacing", pacing)?,
+        (None, None) => DEFAULT_SES_PACING,
+    };
 
     let discovery_interval = pick_duration(
         flags.discovery_interval.as_deref(),
@@ -681,7 +703,11 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         targets,
         collectors,
         poll_interval,
-        ses: SesSettings { rate, timeout },
+        ses: SesSettings {
+            rate,
+            pacing,
+            timeout,
+        },
         worker_threads: usize::from(flags.worker_threads),
         dns,
     })
@@ -972,6 +998,16 @@ fn check_rate(key: &str, rate: f64) -> Result<f64, ConfigError> {
     Ok(rate)
 }
 
+fn check_pacing(key: &str, pacing: f64) -> Result<f64, ConfigError> {
+    if !(0.0..=1.0).contains(&pacing) {
+        return Err(invalid(
+            key,
+            format!("must be a fraction of the poll interval from 0 to 1 (0: as fast as --ses.rate allows), got {pacing}"),
+        ));
+    }
+    Ok(pacing)
+}
+
 fn compile_regexes(key: &str, patterns: &[String]) -> Result<Vec<Regex>, ConfigError> {
     patterns
         .iter()
@@ -1037,6 +1073,7 @@ mod tests {
         assert!(c.identities.fixed.is_empty());
         assert_eq!(c.poll_interval, DEFAULT_POLL_INTERVAL);
         assert_eq!(c.ses.rate, 1.0);
+        assert_eq!(c.ses.pacing, 0.8);
         assert_eq!(c.ses.timeout, DEFAULT_SES_TIMEOUT);
         assert_eq!(c.listen_address, ":10150");
         assert_eq!(c.telemetry_path, "/metrics");
@@ -1055,13 +1092,15 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let yaml = "identities: [example.com]\npoll: {interval: 10m}\nses: {rate: 2, timeout: 3s}";
+        let yaml = "identities: [example.com]\npoll: {interval: 10m}\nses: {rate: 2, pacing: 0.5, timeout: 3s}";
         let c = from_yaml(
             &[
                 "--poll.interval",
                 "1m",
                 "--ses.rate",
                 "0.5",
+                "--ses.pacing",
+                "0",
                 "--ses.timeout",
                 "2s",
             ],
@@ -1070,10 +1109,31 @@ mod tests {
         .expect("valid");
         assert_eq!(c.poll_interval, Duration::from_secs(60));
         assert_eq!(c.ses.rate, 0.5);
+        assert_eq!(c.ses.pacing, 0.0);
         assert_eq!(c.ses.timeout, Duration::from_secs(2));
         let c = from_yaml(&[], yaml).expect("valid");
         assert_eq!(c.poll_interval, Duration::from_secs(600));
         assert_eq!(c.ses.rate, 2.0);
+        assert_eq!(c.ses.pacing, 0.5);
+    }
+
+    #[test]
+    fn pacing_is_a_fraction_from_0_to_1() {
+        for ok in ["0", "0.25", "1"] {
+            let c = validate(flags(&["--ses.pacing", ok]), None).expect(ok);
+            assert_eq!(c.ses.pacing, ok.parse::<f64>().unwrap());
+        }
+        for bad in ["-0.1", "1.5", "NaN", "inf"] {
+            let err = validate(flags(&["--ses.pacing", bad]), None).expect_err(bad);
+            assert!(
+                err.to_string().starts_with(
+                    "--ses.pacing: must be a fraction of the poll interval from 0 to 1"
+                ),
+                "{bad}: {err}"
+            );
+        }
+        let err = from_yaml(&[], "ses: {pacing: 2}").expect_err("2");
+        assert!(err.to_string().starts_with("ses.pacing: "), "{err}");
     }
 
     #[test]

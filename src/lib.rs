@@ -128,6 +128,7 @@ pub async fn run<S: SesApi>(
             discovery: target.identities.discovery.clone(),
             poll_interval: config.poll_interval,
             rate: config.ses.rate,
+            pacing: config.ses.pacing,
             timeout: config.ses.timeout,
             collectors: config.collectors,
         };

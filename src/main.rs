@@ -117,6 +117,7 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
         min_cycle_seconds,
         poll_interval = ?config.poll_interval,
         ses_rate = config.ses.rate,
+        ses_pacing = config.ses.pacing,
         listen_address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         tls = web.current().tls.is_some(),
         "starting ses-identity-exporter"

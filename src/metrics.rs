@@ -35,6 +35,7 @@ pub struct Telemetry {
     ses_requests: IntCounterVec,
     sts_requests: IntCounterVec,
     rate_limit_wait: CounterVec,
+    planned_rate: GaugeVec,
     identities: IntGaugeVec,
     collector_success: IntGaugeVec,
     duplicate_targets: IntGauge,
@@ -101,6 +102,13 @@ impl Telemetry {
                 "Time the target's SES requests spent waiting for the exporter's own rate limiters.",
             ),
             &TARGET,
+        )?;
+        let planned_rate = GaugeVec::new(
+            Opts::new(
+                "aws_ses_exporter_ses_planned_request_rate",
+                "Requests per second the target plans for an identity collector's SES operation in its current cycle: at most --ses.rate, which the first cycle uses; later cycles spread their batches over --ses.pacing of the poll interval. Retries come on top.",
+            ),
+            &["aws_account_id", "aws_region", "operation"],
         )?;
         let identities = IntGaugeVec::new(
             target_opts(
@@ -179,6 +187,7 @@ impl Telemetry {
         registry.register(Box::new(ses_requests.clone()))?;
         registry.register(Box::new(sts_requests.clone()))?;
         registry.register(Box::new(rate_limit_wait.clone()))?;
+        registry.register(Box::new(planned_rate.clone()))?;
         registry.register(Box::new(identities.clone()))?;
         registry.register(Box::new(collector_success.clone()))?;
         registry.register(Box::new(duplicate_targets.clone()))?;
@@ -203,6 +212,7 @@ impl Telemetry {
             ses_requests,
             sts_requests,
             rate_limit_wait,
+            planned_rate,
             identities,
             collector_success,
             duplicate_targets,
@@ -249,6 +259,11 @@ impl Telemetry {
             self.sts_requests
                 .with_label_values(&[account, region, outcome.as_str()]);
         }
+        for op in operations.iter().filter(|op| op.takes_identities()) {
+            self.planned_rate
+                .with_label_values(&[account, region, op.as_str()])
+                .set(0.0);
+        }
         for c in collectors {
             self.collector_success
                 .with_label_values(&[account, region, c])
@@ -267,6 +282,7 @@ impl Telemetry {
             last_success: self.last_success.clone(),
             ses_requests: self.ses_requests.clone(),
             sts_requests: self.sts_requests.clone(),
+            planned_rate: self.planned_rate.clone(),
             collector_success: self.collector_success.clone(),
             up_vec: self.up.clone(),
             poll_duration_vec: self.poll_duration.clone(),
@@ -327,6 +343,7 @@ pub struct TargetTelemetry {
     last_success: GaugeVec,
     ses_requests: IntCounterVec,
     sts_requests: IntCounterVec,
+    planned_rate: GaugeVec,
     collector_success: IntGaugeVec,
     up_vec: IntGaugeVec,
     poll_duration_vec: GaugeVec,
@@ -346,6 +363,13 @@ impl TargetTelemetry {
         self.sts_requests
             .with_label_values(&[&self.account, &self.region, outcome.as_str()])
             .inc();
+    }
+
+    /// The requests per second this cycle plans for an identity collector's `op`.
+    pub fn set_planned_rate(&self, op: Operation, rate: f64) {
+        self.planned_rate
+            .with_label_values(&[&self.account, &self.region, op.as_str()])
+            .set(rate);
     }
 
     pub fn set_collector_success(&self, collector: &str, ok: bool) {
@@ -432,6 +456,11 @@ impl TargetTelemetry {
                 ]);
             }
         }
+        for op in &self.operations {
+            let _ =
+                self.planned_rate
+                    .remove_label_values(&[&self.account, &self.region, op.as_str()]);
+        }
     }
 }
 
@@ -456,6 +485,9 @@ mod tests {
             }
         }
         assert!(!text.contains("aws_ses_exporter_last_success_timestamp_seconds{"));
+        // The plan exists for the identity collectors' operations only.
+        assert!(text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"GetIdentityDkimAttributes\"} 0\n"));
+        assert!(!text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"GetSendQuota\""));
         target.count_sts(Outcome::Timeout);
         target.count_request(Operation::GetSendQuota, Outcome::Throttled);
 
@@ -465,6 +497,7 @@ mod tests {
         target.set_last_success(UNIX_EPOCH + Duration::from_secs(6));
         let text = t.render();
         assert!(!text.contains("aws_account_id=\"\""), "{text}");
+        assert!(text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",operation=\"GetIdentityDkimAttributes\"} 0\n"));
         assert!(text.contains("aws_ses_exporter_sts_requests_total{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",outcome=\"timeout\"} 1\n"));
         assert!(text.contains("aws_ses_exporter_ses_requests_total{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",operation=\"GetSendQuota\",outcome=\"throttled\"} 1\n"));
         assert!(text.contains("aws_ses_exporter_last_success_timestamp_seconds{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 6\n"));

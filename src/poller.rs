@@ -29,12 +29,10 @@ use crate::ses::{Operation, Outcome, SesApi, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::state::{PartKind, Shared, TargetDomains};
 use crate::stopped;
 
-/// Requests are planned this much further apart than `1 / rate`, so the sliding
-/// window (see [`RateLimiter`]) rarely has to hold one back.
+/// Requests are spaced this much further apart than `1 / rate`. The spacing below
+/// already holds at SES by construction; the margin keeps the gaps off the exact
+/// edge of SES's limit, whose clocks (a fleet of front ends) are not ours.
 const SPACING_MARGIN: f64 = 1.02;
-/// Added to the limiter's window: the time from letting a request go to its arrival
-/// at SES varies by a few milliseconds, and must not fit an extra request in.
-const WINDOW_MARGIN: Duration = Duration::from_millis(5);
 /// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
 /// so a batch rides out half a minute of throttling before the cycle gives up.
 const MAX_ATTEMPTS_THROTTLED: u32 = 6;
@@ -51,67 +49,75 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(2);
 /// quota of 10,000 identities) is a server bug, not an account.
 const MAX_LIST_PAGES: usize = 1000;
 
-/// Lets at most `rate` requests a second through: a sliding-window limit, so no
-/// window of one second ever holds more than `rate` requests let go, with requests
-/// planned evenly `SPACING_MARGIN / rate` apart (no bursts).
+/// Spaces the requests of one (account, region, operation) at least
+/// `SPACING_MARGIN / rate` apart *as SES sees them*. Letting a request go is not its
+/// arrival: the SDK may first load credentials, resolve the endpoint or open a
+/// connection, and a slow first packet can make one request arrive right behind
+/// the next. So each attempt holds a [`Permit`] until it ends (answered, failed,
+/// timed out or cancelled), and the next permit is granted no earlier than that end
+/// plus the spacing. A request cannot arrive before it is let go, and the previous
+/// one arrived before its answer came back, so two arrivals are always at least the
+/// spacing apart; at most one attempt per limiter is in flight. The price: each
+/// request costs its round trip plus the spacing (see docs/performance.md).
 pub struct RateLimiter {
-    /// The planned spacing.
-    interval: Duration,
-    /// At most `capacity` requests in any `window` (`capacity / rate` seconds plus
-    /// [`WINDOW_MARGIN`]).
-    capacity: usize,
-    window: Duration,
-    /// A tokio mutex held across the sleep on purpose: the lock is the queue, so
-    /// waiters go one by one, in order.
-    state: tokio::sync::Mutex<LimiterState>,
+    spacing: Duration,
+    /// When the last attempt ended; `None` before the first. A tokio mutex whose
+    /// guard is the permit, held across the whole attempt on purpose: the lock is
+    /// the queue, so waiters go one by one, in order, and never two at once.
+    last_end: tokio::sync::Mutex<Option<Instant>>,
 }
 
-#[derive(Default)]
-struct LimiterState {
-    /// The planned slot of the next request.
-    next: Option<Instant>,
-    /// When the last `capacity` requests were let go.
-    recent: std::collections::VecDeque<Instant>,
+/// The right to make one HTTP attempt. Dropping it (also when the attempt is
+/// cancelled or times out) records the end the next request is spaced from.
+pub struct Permit<'a> {
+    last_end: tokio::sync::MutexGuard<'a, Option<Instant>>,
+    waited: Duration,
+}
+
+impl Permit<'_> {
+    /// How long the request waited for this permit.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.last_end = Some(Instant::now());
+    }
 }
 
 impl RateLimiter {
     pub fn new(rate: f64) -> RateLimiter {
-        // With a rate below 1 the window is longer than a second and holds one request.
-        let capacity = (rate.floor() as usize).max(1);
         RateLimiter {
-            interval: Duration::from_secs_f64(SPACING_MARGIN / rate),
-            capacity,
-            window: Duration::from_secs_f64(capacity as f64 / rate) + WINDOW_MARGIN,
-            state: tokio::sync::Mutex::new(LimiterState::default()),
+            spacing: Duration::from_secs_f64(SPACING_MARGIN / rate),
+            last_end: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Waits for this request's slot and returns how long that took.
-    pub async fn acquire(&self) -> Duration {
-        let mut state = self.state.lock().await;
+    /// The least time from the end of one attempt to the start of the next.
+    pub fn spacing(&self) -> Duration {
+        self.spacing
+    }
+
+    /// Waits until the previous attempt has ended and the spacing has passed since.
+    /// Cancelled while waiting, nothing is recorded: nothing was sent.
+    pub async fn acquire(&self) -> Permit<'_> {
         let asked = Instant::now();
-        let mut slot = state.next.map_or(asked, |next| next.max(asked));
-        if state.recent.len() == self.capacity {
-            if let Some(oldest) = state.recent.front() {
-                slot = slot.max(*oldest + self.window);
-            }
+        let last_end = self.last_end.lock().await;
+        if let Some(end) = *last_end {
+            sleep_until(end + self.spacing).await;
         }
-        sleep_until(slot).await;
-        // The window counts the moments requests really went (a timer wakes up to a
-        // millisecond late); the plan counts from the planned slot, so that lateness
-        // does not add up over a thousand requests.
-        let granted = Instant::now();
-        state.recent.push_back(granted);
-        if state.recent.len() > self.capacity {
-            state.recent.pop_front();
+        Permit {
+            last_end,
+            waited: asked.elapsed(),
         }
-        state.next = Some(slot + self.interval);
-        granted - asked
     }
 }
 
-/// The shortest possible cycle for `identities` at `rate`: the first call goes at
-/// once, each further one waits one limiter interval. Collectors call different
+/// A lower bound of the cycle for `identities` at `rate`: the first call goes at
+/// once, each further one waits one limiter spacing after the previous one's answer
+/// (so the real cycle adds every call's round trip). Collectors call different
 /// operations with their own limiters, side by side, so this is the cycle of each.
 pub fn min_cycle_seconds(identities: usize, rate: f64) -> f64 {
     let calls = identities.div_ceil(MAX_IDENTITIES_PER_CALL);
@@ -185,7 +191,11 @@ pub struct PollerSettings {
     pub fixed: Vec<String>,
     pub discovery: Option<Discovery>,
     pub poll_interval: Duration,
+    /// The ceiling: requests per second per operation, every attempt counted.
     pub rate: f64,
+    /// Fraction of the poll interval over which each identity collector spreads
+    /// its batches, except in the target's first cycle; 0 = as fast as `rate` allows.
+    pub pacing: f64,
     /// Per-attempt timeout; the SDK enforces it, the poller keeps a backstop.
     pub timeout: Duration,
     pub collectors: Collectors,
@@ -233,8 +243,8 @@ struct Caller<S> {
 }
 
 impl<S: SesApi> Caller<S> {
-    /// Makes one request with retries; every attempt waits for the operation's
-    /// limiter first, so retries spend the same budget as first attempts.
+    /// Makes one request with retries; every attempt holds a permit of the
+    /// operation's limiter, so retries spend the same budget as first attempts.
     async fn call<T, F, Fut>(&self, op: Operation, attempt_once: F) -> Result<T, SesError>
     where
         F: FnMut() -> Fut,
@@ -266,10 +276,16 @@ impl<S: SesApi> Caller<S> {
         };
         let mut attempt = 1u32;
         loop {
-            if let Some(limiter) = limiter {
-                let waited = limiter.acquire().await;
-                telemetry.rate_limit_wait.inc_by(waited.as_secs_f64());
-            }
+            let permit = match limiter {
+                Some(limiter) => {
+                    let permit = limiter.acquire().await;
+                    telemetry
+                        .rate_limit_wait
+                        .inc_by(permit.waited().as_secs_f64());
+                    Some(permit)
+                }
+                None => None,
+            };
             let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
                 Ok(result) => result,
                 Err(_) => Err(SesError::Timeout(format!(
@@ -277,6 +293,9 @@ impl<S: SesApi> Caller<S> {
                     self.attempt_guard
                 ))),
             };
+            // The attempt is over: the next one of this operation is spaced from now,
+            // and the backoff below does not hold the limiter.
+            drop(permit);
             match result {
                 Ok(value) => {
                     count(Outcome::Success);
@@ -618,6 +637,9 @@ impl<S: SesApi> Poller<S> {
         let started = Instant::now();
         let first = self.cycles == 0;
         self.cycles += 1;
+        // The first cycle with the account known runs at the ceiling, so the target
+        // is ready soon after start-up (or after STS finally answered).
+        let at_ceiling = self.resolved.is_none();
         if self.resolved.is_none() {
             let resolved = self.resolve().await;
             if self.duplicate {
@@ -663,6 +685,11 @@ impl<S: SesApi> Poller<S> {
             resolved: &resolved,
             index: self.settings.index,
             region: &self.settings.region,
+            plan: Plan {
+                rate: self.settings.rate,
+                spread: (!at_ceiling && self.settings.pacing > 0.0)
+                    .then(|| self.settings.poll_interval.mul_f64(self.settings.pacing)),
+            },
         };
         let (mail_from, dkim, verification, quota) = tokio::join!(
             run_collector(self.mail_from.as_mut(), &ctx),
@@ -725,6 +752,10 @@ impl<S: SesApi> Poller<S> {
             calls_per_cycle_per_collector = calls,
             collectors = ?self.settings.collectors.names(),
             min_cycle_seconds = format!("{seconds:.1}"),
+            later_cycles_paced_over_seconds = format!(
+                "{:.1}",
+                self.settings.poll_interval.as_secs_f64() * self.settings.pacing
+            ),
             "watching identities"
         );
         if seconds > self.settings.poll_interval.as_secs_f64() {
@@ -789,6 +820,35 @@ struct Ctx<'a, S> {
     resolved: &'a Resolved,
     index: usize,
     region: &'a str,
+    plan: Plan,
+}
+
+/// How fast a cycle's identity collectors send their batches.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// The ceiling, `--ses.rate`; the limiters enforce it whatever the plan says.
+    rate: f64,
+    /// The time over which each collector spreads its batches (`--ses.pacing` of
+    /// the poll interval); `None`: as fast as the limiter allows.
+    spread: Option<Duration>,
+}
+
+impl Plan {
+    /// The least time from the start of one planned batch to the start of the
+    /// next, when paced.
+    fn pace(&self, batches: usize) -> Option<Duration> {
+        let spread = self.spread?;
+        (batches > 1).then(|| spread.div_f64(batches as f64))
+    }
+
+    /// The requests per second planned for `batches`: the ceiling unless paced.
+    fn requests_per_second(&self, batches: usize) -> f64 {
+        match self.spread {
+            _ if batches == 0 => 0.0,
+            Some(spread) => (batches as f64 / spread.as_secs_f64()).min(self.rate),
+            None => self.rate,
+        }
+    }
 }
 
 async fn run_collector<S: SesApi, F: Collect>(
@@ -880,14 +940,32 @@ where
                 .cloned()
                 .collect()
         };
-        // A stack of batches, first batch on top.
-        let mut work: Vec<&[String]> = alone
+        // A stack of batches, first batch on top; `true` for the planned ones, which
+        // are paced, `false` for halves of a split batch, which only the limiter spaces.
+        let mut work: Vec<(&[String], bool)> = alone
             .chunks(1)
             .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
             .rev()
+            .map(|batch| (batch, true))
             .collect();
         let caller = ctx.caller;
-        while let Some(batch) = work.pop() {
+        caller
+            .telemetry
+            .set_planned_rate(F::OPERATION, ctx.plan.requests_per_second(work.len()));
+        let pace = ctx.plan.pace(work.len());
+        // When the next planned batch may start: `pace` after the previous one
+        // started, never sooner (a late batch pushes the rest back rather than
+        // letting them catch up at the ceiling).
+        let mut next_planned: Option<Instant> = None;
+        while let Some((batch, planned)) = work.pop() {
+            if planned {
+                if let Some(pace) = pace {
+                    if let Some(at) = next_planned {
+                        sleep_until(at).await;
+                    }
+                    next_planned = Some(Instant::now() + pace);
+                }
+            }
             let result = caller
                 .call(F::OPERATION, || F::fetch(&caller.ses, batch))
                 .await;
@@ -905,8 +983,8 @@ where
                         identities = batch.len(),
                         "SES refused a parameter of this batch; splitting it"
                     );
-                    work.push(second);
-                    work.push(first);
+                    work.push((second, false));
+                    work.push((first, false));
                 }
                 Err(err) if err.is_invalid_parameter() => {
                     progress.answered = true;
@@ -1203,6 +1281,8 @@ mod tests {
         calls: Mutex<Vec<(Instant, Vec<String>)>>,
         /// A batch holding this identity is refused with InvalidParameterValue.
         invalid: Mutex<Option<String>>,
+        /// STS refuses this many calls (AccessDenied) before it answers.
+        sts_refusals: Mutex<usize>,
     }
 
     impl SesApi for Arc<Script> {
@@ -1211,6 +1291,17 @@ mod tests {
         }
 
         async fn caller_identity(&self) -> Result<crate::ses::CallerIdentity, SesError> {
+            {
+                let mut refusals = self.sts_refusals.lock().unwrap();
+                if *refusals > 0 {
+                    *refusals -= 1;
+                    return Err(SesError::Client {
+                        code: "AccessDenied".into(),
+                        status: 403,
+                        message: "not yet".into(),
+                    });
+                }
+            }
             Ok(crate::ses::CallerIdentity {
                 account: "123456789012".into(),
                 arn: "arn:aws:iam::123456789012:user/test".into(),
@@ -1298,6 +1389,7 @@ mod tests {
             discovery: None,
             poll_interval: Duration::from_secs(60),
             rate: 1.0,
+            pacing: crate::config::DEFAULT_SES_PACING,
             timeout: Duration::from_secs(10),
             collectors: Collectors::default(),
         };
@@ -1405,6 +1497,10 @@ mod tests {
             resolved: &resolved,
             index: 0,
             region: &settings.region,
+            plan: Plan {
+                rate: settings.rate,
+                spread: None,
+            },
         };
         let c = mail_from.as_mut().expect("mail_from on");
         let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
@@ -1443,7 +1539,7 @@ mod tests {
         let limiter = RateLimiter::new(2.0);
         let mut times = Vec::new();
         for _ in 0..5 {
-            limiter.acquire().await;
+            drop(limiter.acquire().await);
             times.push(Instant::now());
         }
         for pair in times.windows(2) {
@@ -1452,16 +1548,88 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_window_holds_back_a_request_the_plan_would_let_go() {
-        let limiter = RateLimiter::new(3.0);
-        let first = Instant::now();
-        for _ in 0..3 {
-            limiter.acquire().await;
-        }
-        // As after late timer wake-ups: the plan says "now", the window says no.
-        limiter.state.lock().await.next = Some(Instant::now());
-        limiter.acquire().await;
-        assert!(Instant::now() - first >= Duration::from_secs(1) + WINDOW_MARGIN);
+    async fn an_attempt_that_takes_300_ms_pushes_the_next_grant_to_its_end_plus_spacing() {
+        let limiter = RateLimiter::new(1.0);
+        assert_eq!(limiter.spacing(), Duration::from_millis(1020));
+        let permit = limiter.acquire().await;
+        assert_eq!(permit.waited(), Duration::ZERO, "the first goes at once");
+        sleep(Duration::from_millis(300)).await;
+        drop(permit);
+        let ended = Instant::now();
+        let next = limiter.acquire().await;
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+        assert_eq!(next.waited(), limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_permit_keeps_the_next_one_waiting_however_long_the_attempt_takes() {
+        let limiter = RateLimiter::new(1.0);
+        let held = limiter.acquire().await;
+        // Ten times the spacing later, still no second permit: one attempt in flight.
+        let second = tokio::time::timeout(Duration::from_millis(10_200), limiter.acquire()).await;
+        assert!(second.is_err(), "a second permit while the first is held");
+        drop(held);
+        let ended = Instant::now();
+        // The waiter given up above recorded nothing: the next one counts from `ended`.
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_attempt_still_records_its_end() {
+        let limiter = RateLimiter::new(1.0);
+        let attempt = async {
+            let _permit = limiter.acquire().await;
+            sleep(Duration::from_secs(60)).await;
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(300), attempt)
+            .await
+            .is_err());
+        let cancelled = Instant::now();
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - cancelled, limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_too() {
+        let script = Arc::new(Script::default());
+        let (mut p, _) = poller(&script, &["example.com"]);
+        p.cycle().await; // resolves the account: the limiters exist
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let result = p
+            .caller
+            .call(Operation::GetIdentityMailFromDomainAttributes, || {
+                let starts = Arc::clone(&starts);
+                async move {
+                    let n = {
+                        let mut s = starts.lock().unwrap();
+                        s.push(Instant::now());
+                        s.len()
+                    };
+                    match n {
+                        // 300 ms, then a 503: retried after a backoff shorter than the
+                        // spacing, so the limiter decides when.
+                        1 => {
+                            sleep(Duration::from_millis(300)).await;
+                            Err(SesError::Server {
+                                status: 503,
+                                message: "unavailable".into(),
+                            })
+                        }
+                        // No answer: the poller's guard gives up on it.
+                        2 => std::future::pending().await,
+                        _ => Ok(()),
+                    }
+                }
+            })
+            .await;
+        assert!(result.is_ok());
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 3);
+        let spacing = Duration::from_millis(1020);
+        let guard = p.caller.attempt_guard;
+        assert_eq!(starts[1] - starts[0], Duration::from_millis(300) + spacing);
+        assert_eq!(starts[2] - starts[1], guard + spacing);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1672,6 +1840,158 @@ mod tests {
         assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
         assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
         assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+    }
+
+    /// The planned request rate of the one target's MAIL FROM operation.
+    fn planned_rate(shared: &Shared) -> f64 {
+        let text = shared.telemetry.render();
+        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// Runs one cycle and returns the gaps between the starts of its calls.
+    async fn cycle_gaps(p: &mut Poller<Arc<Script>>, script: &Script) -> Vec<Duration> {
+        script.calls.lock().unwrap().clear();
+        p.cycle().await;
+        let calls = script.calls.lock().unwrap();
+        calls.windows(2).map(|w| w[1].0 - w[0].0).collect()
+    }
+
+    /// Runs the poller on its schedule for `seconds` and returns the gaps between the
+    /// starts of the calls of each cycle (cycles start every 60 s).
+    async fn gaps_per_cycle(
+        mut p: Poller<Arc<Script>>,
+        script: &Script,
+        seconds: u64,
+    ) -> Vec<Vec<Duration>> {
+        let t0 = Instant::now();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(async move { p.run(rx).await });
+        sleep(Duration::from_secs(seconds)).await;
+        tx.send(true).unwrap();
+        task.await.unwrap();
+        let calls = script.calls.lock().unwrap();
+        let mut cycles: Vec<Vec<Instant>> = vec![Vec::new(); seconds.div_ceil(60) as usize];
+        for (at, _) in calls.iter() {
+            cycles[((*at - t0).as_secs() / 60) as usize].push(*at);
+        }
+        cycles
+            .iter()
+            .map(|c| c.windows(2).map(|w| w[1] - w[0]).collect())
+            .collect()
+    }
+
+    fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
+        // A paused clock still wakes timers on whole milliseconds.
+        let slack = Duration::from_millis(5);
+        assert!(
+            gaps.iter()
+                .all(|g| *g >= expected && *g <= expected + slack),
+            "{what}: gaps {gaps:?}, expected {expected:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (p, shared) = poller(&script, &refs);
+        assert_eq!(p.settings.pacing, 0.8);
+        assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
+        let ceiling = Duration::from_millis(1020);
+        {
+            // The second cycle's second batch is throttled once.
+            let mut answers = script.answers.lock().unwrap();
+            for _ in 0..6 {
+                answers.push_back(Ok(HashMap::new()));
+            }
+            answers.push_back(Err(throttled()));
+        }
+        let planned = Arc::clone(&shared);
+        let watch_plan = tokio::spawn(async move {
+            // Halfway through each cycle, what the metric says.
+            sleep(Duration::from_secs(30)).await;
+            let first = planned_rate(&planned);
+            sleep(Duration::from_secs(60)).await;
+            (first, planned_rate(&planned))
+        });
+        let cycles = gaps_per_cycle(p, &script, 110).await;
+
+        // The first cycle: at the ceiling, so the exporter is ready in about 4 s.
+        assert_eq!(cycles[0].len(), 4, "5 batches");
+        assert_about(&cycles[0], ceiling, "first cycle");
+
+        // The second: 5 batches over 0.8 x 60 s, 9.6 s apart. The throttled batch is
+        // retried after its backoff, through the limiter only, and does not move the
+        // plan of the batches after it.
+        let gaps = &cycles[1];
+        assert_eq!(gaps.len(), 5, "5 batches and one retry: {gaps:?}");
+        let retry = gaps[1];
+        assert!(
+            retry >= ceiling && retry < Duration::from_secs(2),
+            "the retry waits for its backoff and the limiter, not the plan: {retry:?}"
+        );
+        let planned: Vec<Duration> = [gaps[0], gaps[1] + gaps[2], gaps[3], gaps[4]].into();
+        assert_about(&planned, Duration::from_millis(9600), "second cycle");
+
+        let (first, second) = watch_plan.await.unwrap();
+        assert_eq!(first, 1.0, "the ceiling, --ses.rate");
+        assert!((second - 5.0 / 48.0).abs() < 1e-9, "{second}");
+        assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+        assert_eq!(
+            target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_pacing_every_cycle_runs_at_the_ceiling() {
+        let script = Arc::new(Script::default());
+        let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (mut p, shared) = poller(&script, &refs);
+        p.settings.pacing = 0.0;
+        for cycle in ["first", "second", "third"] {
+            let gaps = cycle_gaps(&mut p, &script).await;
+            assert_eq!(gaps.len(), 4);
+            assert_about(&gaps, Duration::from_millis(1020), cycle);
+            assert_eq!(planned_rate(&shared), 1.0);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
+        let script = Arc::new(Script::default());
+        *script.sts_refusals.lock().unwrap() = 1;
+        let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let (p, shared) = poller(&script, &refs);
+        assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
+        let cycles = gaps_per_cycle(p, &script, 170).await;
+        assert!(cycles[0].is_empty(), "STS refused: no SES call");
+        assert_eq!(cycles[1].len(), 2);
+        assert_about(
+            &cycles[1],
+            Duration::from_millis(1020),
+            "first cycle with the account",
+        );
+        assert_eq!(cycles[2].len(), 2);
+        assert_about(&cycles[2], Duration::from_secs(16), "paced: 0.8 x 60 s / 3");
+        assert!((planned_rate(&shared) - 3.0 / 48.0).abs() < 1e-9);
+    }
+
+    /// The planned rate under the provisional (empty) account, before STS answered.
+    fn planned_rate_or_zero(shared: &Shared) -> f64 {
+        let text = shared.telemetry.render();
+        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0.0, |v| v.parse().expect("a number"))
     }
 
     #[test]

@@ -64,6 +64,12 @@ fn bad_flags_name_the_flag() {
         (&["--ses.rate", "-1"], "--ses.rate"),
         (&["--ses.rate", "fast"], "--ses.rate"),
         (
+            &["--ses.pacing", "1.5"],
+            "--ses.pacing: must be a fraction of the poll interval from 0 to 1 (0: as fast as --ses.rate allows), got 1.5",
+        ),
+        (&["--ses.pacing", "-0.5"], "--ses.pacing: must be a fraction"),
+        (&["--ses.pacing", "most"], "--ses.pacing"),
+        (
             &["--poll.interval", "5x"],
             "--poll.interval: invalid duration \"5x\"",
         ),

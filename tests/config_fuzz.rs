@@ -25,6 +25,7 @@ const KEYS: &[&str] = &[
     "poll",
     "ses",
     "rate",
+    "pacing",
     "timeout",
     "targets",
     "region",
@@ -328,6 +329,7 @@ fn no_config_file_or_flag_value_panics() {
         ];
         for flag in [
             "--ses.rate",
+            "--ses.pacing",
             "--ses.timeout",
             "--poll.interval",
             "--discovery.interval",
