@@ -682,6 +682,7 @@ impl<S: SesApi> Poller<S> {
         let ctx = Ctx {
             caller: &self.caller,
             watched: &watched,
+            fixed: &self.fixed,
             resolved: &resolved,
             index: self.settings.index,
             region: &self.settings.region,
@@ -817,6 +818,9 @@ impl<S: SesApi> Poller<S> {
 struct Ctx<'a, S> {
     caller: &'a Caller<S>,
     watched: &'a Arc<[String]>,
+    /// The static list, sorted: an identity SES leaves out is kept as `Missing`
+    /// only when it is listed here (see [`IdentityCollector::apply`]).
+    fixed: &'a [String],
     resolved: &'a Resolved,
     index: usize,
     region: &'a str,
@@ -1014,8 +1018,11 @@ where
         progress
     }
 
-    /// Records one answered batch. An identity SES left out is `Missing`; SES may
-    /// echo a domain in another case, so domains also match case-insensitively.
+    /// Records one answered batch. A listed identity SES left out is `Missing` (it
+    /// should exist: `aws_ses_identity_exists 0` pages). A discovered one SES leaves
+    /// out was deleted since the last discovery: it is forgotten at once, as the next
+    /// discovery would, rather than reported missing until then. SES may echo a
+    /// domain in another case, so domains also match case-insensitively.
     fn apply<S>(
         &mut self,
         ctx: &Ctx<'_, S>,
@@ -1033,12 +1040,29 @@ where
             });
             let observation = match attrs {
                 Some(a) => Observation::Present(a.clone()),
+                None if ctx.fixed.binary_search(id).is_err() => {
+                    self.forget(ctx, id);
+                    continue;
+                }
                 None => Observation::Missing,
             };
             if let Some(change) = status_change(self.current(id), &observation) {
                 log_change::<F>(ctx, &change.before, &change.after, id);
             }
             self.store(id, observation, now);
+        }
+    }
+
+    /// Drops a discovered identity SES no longer returns, with its series.
+    fn forget<S>(&mut self, ctx: &Ctx<'_, S>, id: &str) {
+        let held = self.pending.remove(id).is_some();
+        let recorded = self.records.contains_key(id);
+        if recorded {
+            // Rare (a deletion), so a copy while a render holds the records is fine.
+            Arc::make_mut(&mut self.records).remove(id);
+        }
+        if held || recorded {
+            info!(aws_account_id = %ctx.resolved.account, aws_region = %ctx.region, collector = F::NAME, identity = id, "a discovered identity is no longer returned by SES (deleted); its series are dropped");
         }
     }
 
@@ -1489,11 +1513,13 @@ mod tests {
             caller,
             mail_from,
             settings,
+            fixed,
             ..
         } = &mut p;
         let ctx = Ctx {
             caller,
             watched: &watched,
+            fixed,
             resolved: &resolved,
             index: 0,
             region: &settings.region,
@@ -1712,6 +1738,59 @@ mod tests {
             p.records()["gone.example.org"].observation,
             Observation::Missing
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing() {
+        let script = Arc::new(Script::default());
+        script.pages.lock().unwrap().push_back(Ok(IdentityPage {
+            identities: vec!["found.example.com".into(), "gone.example.com".into()],
+            next_token: None,
+        }));
+        let both: HashMap<_, _> = [
+            (
+                "found.example.com".to_string(),
+                ok("m.found", MailFromStatus::Success),
+            ),
+            (
+                "gone.example.com".to_string(),
+                ok("m.gone", MailFromStatus::Success),
+            ),
+        ]
+        .into();
+        let found_only: HashMap<_, _> = [(
+            "found.example.com".to_string(),
+            ok("m.found", MailFromStatus::Success),
+        )]
+        .into();
+        {
+            let mut answers = script.answers.lock().unwrap();
+            answers.push_back(Ok(both));
+            answers.push_back(Ok(found_only));
+        }
+        let (mut p, shared) = poller(&script, &["listed.example.com"]);
+        p.settings.discovery = Some(Discovery {
+            identity_type: crate::config::DiscoveryType::All,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            interval: Duration::from_secs(3600),
+        });
+        p.cycle().await;
+        assert!(p.records().contains_key("gone.example.com"));
+        // Deleted at SES before the next discovery is due.
+        p.cycle().await;
+        assert!(
+            !p.records().contains_key("gone.example.com"),
+            "dropped at once"
+        );
+        assert_eq!(
+            p.records()["listed.example.com"].observation,
+            Observation::Missing,
+            "a listed identity SES leaves out is reported missing"
+        );
+        let text = shared.exposition().text();
+        assert!(!text.contains("identity=\"gone.example.com\""), "{text}");
+        assert!(text.contains("aws_ses_identity_exists{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"listed.example.com\"} 0\n"));
     }
 
     #[tokio::test(start_paused = true)]

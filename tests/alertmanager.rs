@@ -13,9 +13,10 @@
 //! every `group_wait` and `group_interval` is divided by 30 (30s → 1s, 1m → 2s,
 //! 5m → 10s). Routing, grouping and inhibit rules are used as shipped.
 //!
-//! The alerts are the final set of deploy/prometheus/alerts.yml, by name and labels
-//! (the tables below); a test posts them by name, whether or not the rule file in
-//! this tree has each one yet.
+//! The alerts are those of deploy/prometheus/alerts.yml: their names by kind in the
+//! tables below (a test checks the tables hold every SES alert of the rule file),
+//! their severities read from the rule file, so what is posted is what Prometheus
+//! sends.
 
 mod common;
 
@@ -35,42 +36,92 @@ const INSTANCE: &str = "10.0.0.7:10150";
 
 /// Identity alerts: job, aws_account_id, aws_region, identity (and mail_from_domain
 /// for the MAIL FROM ones).
-const IDENTITY_CRITICAL: [&str; 7] = [
+const IDENTITY: [&str; 17] = [
     "SesMailFromFailedRejectingMail",
     "SesMailFromTemporaryFailureRejectingMail",
     "SesMailFromPendingRejectingMail",
     "SesMailFromStatusUnknownRejectingMail",
     "SesIdentityVerificationFailed",
     "SesIdentityNotVerified",
+    "SesIdentityNotFound",
     "SesMailFromMxWrongRejectingMail",
-];
-const IDENTITY_WARNING: [&str; 9] = [
     "SesMailFromFailed",
     "SesMailFromTemporaryFailure",
     "SesMailFromPendingTooLong",
     "SesIdentityStateUnknown",
-    "SesIdentityNotFound",
+    "SesIdentityVerificationTemporaryFailure",
     "SesDkimFailed",
     "SesMailFromMxWrong",
     "SesMailFromSpfMissing",
     "SesMailFromDnsStale",
 ];
 /// Account alerts: job, aws_account_id, aws_region; no identity.
-const ACCOUNT_CRITICAL: [&str; 2] = ["SesAccountSendingDisabled", "SesSendQuotaExhausted"];
-const ACCOUNT_WARNING: &str = "SesSendQuotaNearlyUsed";
+const ACCOUNT: [&str; 4] = [
+    "SesAccountSendingDisabled",
+    "SesSendQuotaExhausted",
+    "SesSendQuotaNearlyUsed",
+    "SesAccountStateUnknown",
+];
+const QUOTA_WARNING: &str = "SesSendQuotaNearlyUsed";
+
+/// Each alert's severity, as deploy/prometheus/alerts.yml ships it.
+fn severity(name: &str) -> &'static str {
+    static RULES: std::sync::OnceLock<BTreeMap<String, &'static str>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        let file =
+            std::fs::read_to_string(common::manifest_dir().join("deploy/prometheus/alerts.yml"))
+                .unwrap();
+        let rules: serde_yaml::Value = serde_yaml::from_str(&file).unwrap();
+        let mut out = BTreeMap::new();
+        for group in rules["groups"].as_sequence().unwrap() {
+            for rule in group["rules"].as_sequence().unwrap() {
+                let severity = match rule["labels"]["severity"].as_str().unwrap() {
+                    "critical" => "critical",
+                    "warning" => "warning",
+                    other => panic!("severity {other}"),
+                };
+                out.insert(rule["alert"].as_str().unwrap().to_owned(), severity);
+            }
+        }
+        out
+    });
+    rules
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not a shipped rule"))
+}
+
+fn identity_alerts(wanted: &str) -> Vec<&'static str> {
+    IDENTITY
+        .into_iter()
+        .filter(|n| severity(n) == wanted)
+        .collect()
+}
+
+fn account_alerts(wanted: &str) -> Vec<&'static str> {
+    ACCOUNT
+        .into_iter()
+        .filter(|n| severity(n) == wanted)
+        .collect()
+}
+
+#[test]
+fn the_tables_hold_every_ses_alert_of_the_rule_file() {
+    let file = std::fs::read_to_string(common::manifest_dir().join("deploy/prometheus/alerts.yml"))
+        .unwrap();
+    let shipped: BTreeSet<&str> = file
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .filter(|a| !a.starts_with("SesExporter"))
+        .collect();
+    let tabled: BTreeSet<&str> = IDENTITY.iter().chain(&ACCOUNT).copied().collect();
+    assert_eq!(tabled, shipped);
+}
 
 // ---------------------------------------------------------------- alerts
 
 fn identity_alert(name: &str, account: &str, region: &str, identity: &str) -> Value {
-    let severity = if IDENTITY_CRITICAL.contains(&name) {
-        "critical"
-    } else {
-        assert!(
-            IDENTITY_WARNING.contains(&name),
-            "not an identity alert: {name}"
-        );
-        "warning"
-    };
+    assert!(IDENTITY.contains(&name), "not an identity alert: {name}");
+    let severity = severity(name);
     let domain = format!("bounce.{identity}");
     let mut labels = vec![
         ("alertname", name),
@@ -87,12 +138,8 @@ fn identity_alert(name: &str, account: &str, region: &str, identity: &str) -> Va
 }
 
 fn account_alert(name: &str, account: &str, region: &str) -> Value {
-    let severity = if ACCOUNT_CRITICAL.contains(&name) {
-        "critical"
-    } else {
-        assert_eq!(name, ACCOUNT_WARNING);
-        "warning"
-    };
+    assert!(ACCOUNT.contains(&name), "not an account alert: {name}");
+    let severity = severity(name);
     alert(&[
         ("alertname", name),
         ("job", JOB),
@@ -297,10 +344,10 @@ fn identity_critical_silences_only_the_same_identitys_warnings_in_its_account_an
     let s = setup();
     let mut posted = Vec::new();
     let mut inhibited = Vec::new();
-    for critical in IDENTITY_CRITICAL {
+    for critical in identity_alerts("critical") {
         let identity = format!("{}.example.com", critical.to_lowercase());
         let source = identity_alert(critical, A, WEST, &identity);
-        for warning in IDENTITY_WARNING {
+        for warning in identity_alerts("warning") {
             let same = identity_alert(warning, A, WEST, &identity);
             inhibited.push((k(&same), k(&source)));
             posted.push(same);
@@ -315,7 +362,7 @@ fn identity_critical_silences_only_the_same_identitys_warnings_in_its_account_an
         WEST,
         "other.example.com",
     ));
-    posted.push(account_alert(ACCOUNT_WARNING, A, WEST));
+    posted.push(account_alert(QUOTA_WARNING, A, WEST));
     posted.extend(quiet_exporter_alerts(A, WEST));
 
     let expected = expect(&posted, &inhibited);
@@ -334,18 +381,18 @@ fn stale_target_silences_only_its_own_account_and_region() {
     for (account, region) in [(A, EAST), (A, WEST), (B, EAST), (B, WEST)] {
         let mut scope = Vec::new();
         // One identity per alert, so no critical silences a warning here.
-        for name in IDENTITY_CRITICAL.iter().chain(&IDENTITY_WARNING) {
+        for name in IDENTITY {
             let identity = format!("{}.example.com", name.to_lowercase());
             scope.push(identity_alert(name, account, region, &identity));
         }
-        for name in ACCOUNT_CRITICAL {
+        for name in account_alerts("critical") {
             scope.push(account_alert(name, account, region));
         }
         if (account, region) == (A, EAST) {
             // The quota warning only here: elsewhere the account criticals would
             // silence it. Here the account-critical rule mutes it too; Alertmanager
             // names the first rule in file order that does, the stale one.
-            scope.push(account_alert(ACCOUNT_WARNING, account, region));
+            scope.push(account_alert(QUOTA_WARNING, account, region));
             inhibited.extend(scope.iter().map(|a| (k(a), k(&stale))));
         }
         posted.extend(scope);
@@ -369,7 +416,7 @@ fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
     let mut posted = Vec::new();
     let mut inhibited = Vec::new();
     for (account, region) in [(A, EAST), (A, WEST), (B, EAST), (B, WEST)] {
-        let warning = account_alert(ACCOUNT_WARNING, account, region);
+        let warning = account_alert(QUOTA_WARNING, account, region);
         match (account, region) {
             (A, EAST) => inhibited.push((k(&warning), k(&disabled))),
             (B, WEST) => inhibited.push((k(&warning), k(&exhausted))),
@@ -378,7 +425,7 @@ fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
         posted.push(warning);
     }
     for (account, region) in [(A, EAST), (B, WEST)] {
-        for name in IDENTITY_WARNING {
+        for name in identity_alerts("warning") {
             let identity = format!("{}.example.com", name.to_lowercase());
             posted.push(identity_alert(name, account, region, &identity));
         }
@@ -393,36 +440,44 @@ fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
     assert_table(&inhibitions(&s.am, &posted, &expected), &expected);
 }
 
-/// An exporter that cannot be scraped silences every SES alert of its job, in every
-/// account and region, and nothing of another job, no other system's alert, and
-/// none of its own exporter alerts.
+/// An exporter that cannot be scraped, as its rule reports it: one alert per target
+/// only it polled (A, us-east-1 here), which silences the SES alerts of that account
+/// and region and nothing else; and one without account labels (a replica whose twin
+/// still reports its targets, or an exporter that never reported one), which silences
+/// nothing. Nothing of another job, no other system's alert and none of the
+/// exporter's own alerts is silenced.
 #[test]
-fn exporter_down_silences_every_ses_alert_of_its_job_only() {
+fn exporter_down_silences_only_the_targets_no_other_exporter_reports() {
     let s = setup();
-    let down = process_alert("SesExporterDown", JOB);
+    let mut down = stale_alert(A, EAST);
+    down["labels"]["alertname"] = "SesExporterDown".into();
+    let mut replica = process_alert("SesExporterDown", JOB);
+    replica["labels"]["instance"] = "10.0.0.8:10150".into();
     let mut posted = Vec::new();
     let mut inhibited = Vec::new();
     let scopes = [(A, EAST), (A, WEST), (B, EAST), (B, WEST)];
-    // Each identity alert in its own scope and identity, the account criticals apart
-    // from the quota warning: nothing but SesExporterDown silences anything here.
-    for (i, name) in IDENTITY_CRITICAL
-        .iter()
-        .chain(&IDENTITY_WARNING)
-        .enumerate()
-    {
-        let (account, region) = scopes[i % 4];
-        let identity = format!("{}.example.com", name.to_lowercase());
-        let a = identity_alert(name, account, region, &identity);
-        inhibited.push((k(&a), k(&down)));
-        posted.push(a);
+    // Each identity alert in each scope, its own identity, so that no critical
+    // silences a warning here; the account alerts likewise apart.
+    for (i, name) in IDENTITY.iter().enumerate() {
+        for (account, region) in scopes {
+            let identity = format!("{}-{i}.example.com", name.to_lowercase());
+            let a = identity_alert(name, account, region, &identity);
+            if (account, region) == (A, EAST) {
+                inhibited.push((k(&a), k(&down)));
+            }
+            posted.push(a);
+        }
     }
     for (name, (account, region)) in [
-        ("SesAccountSendingDisabled", (B, EAST)),
+        ("SesAccountSendingDisabled", (A, EAST)),
         ("SesSendQuotaExhausted", (B, WEST)),
-        (ACCOUNT_WARNING, (A, EAST)),
+        (QUOTA_WARNING, (B, EAST)),
+        ("SesAccountStateUnknown", (A, WEST)),
     ] {
         let a = account_alert(name, account, region);
-        inhibited.push((k(&a), k(&down)));
+        if (account, region) == (A, EAST) {
+            inhibited.push((k(&a), k(&down)));
+        }
         posted.push(a);
     }
     posted.extend(quiet_exporter_alerts(A, EAST));
@@ -434,8 +489,11 @@ fn exporter_down_silences_every_ses_alert_of_its_job_only() {
     posted.push(alert(&[
         ("alertname", "KubePodNotReady"),
         ("job", JOB),
+        ("aws_account_id", A),
+        ("aws_region", EAST),
         ("severity", "warning"),
     ]));
+    posted.push(replica);
     posted.push(down);
 
     let expected = expect(&posted, &inhibited);
@@ -463,11 +521,7 @@ fn group_labels(labels: &Value) -> Value {
 fn critical_pages_and_warning_goes_to_default_grouped_by_account_and_region() {
     let s = setup();
     let mut posted = Vec::new();
-    for (i, name) in IDENTITY_CRITICAL
-        .iter()
-        .chain(&IDENTITY_WARNING)
-        .enumerate()
-    {
+    for (i, name) in IDENTITY.iter().enumerate() {
         // Distinct identities: no critical silences a warning.
         let identity = format!("{}.example.com", name.to_lowercase());
         let (account, region) = [(A, EAST), (B, WEST)][i % 2];
@@ -475,7 +529,7 @@ fn critical_pages_and_warning_goes_to_default_grouped_by_account_and_region() {
     }
     posted.push(account_alert("SesAccountSendingDisabled", B, EAST));
     posted.push(account_alert("SesSendQuotaExhausted", B, WEST));
-    posted.push(account_alert(ACCOUNT_WARNING, A, WEST));
+    posted.push(account_alert(QUOTA_WARNING, A, WEST));
     posted.extend(quiet_exporter_alerts(A, EAST));
     // Two identities of one alert name in one account and region share a group;
     // the same name in the other region is a group of its own.
