@@ -106,7 +106,7 @@ impl Telemetry {
         let planned_rate = GaugeVec::new(
             Opts::new(
                 "aws_ses_exporter_ses_planned_request_rate",
-                "Requests per second the target plans for an identity collector's SES operation in its current cycle: at most --ses.rate, which the first cycle uses; later cycles spread their batches over --ses.pacing of the poll interval. Retries come on top.",
+                "Requests per second the target plans for an SES operation in its current cycle: at most --ses.rate, which the first cycle uses; later cycles spread an identity collector's batches over --ses.pacing of the poll interval; the quota collector makes one call of each of its operations per cycle. Retries come on top; ListIdentities (discovery) is not planned per cycle.",
             ),
             &["aws_account_id", "aws_region", "operation"],
         )?;
@@ -259,7 +259,10 @@ impl Telemetry {
             self.sts_requests
                 .with_label_values(&[account, region, outcome.as_str()]);
         }
-        for op in operations.iter().filter(|op| op.takes_identities()) {
+        for op in operations
+            .iter()
+            .filter(|op| **op != Operation::ListIdentities)
+        {
             self.planned_rate
                 .with_label_values(&[account, region, op.as_str()])
                 .set(0.0);
@@ -485,9 +488,10 @@ mod tests {
             }
         }
         assert!(!text.contains("aws_ses_exporter_last_success_timestamp_seconds{"));
-        // The plan exists for the identity collectors' operations only.
+        // The plan exists for every operation but discovery's.
         assert!(text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"GetIdentityDkimAttributes\"} 0\n"));
-        assert!(!text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"GetSendQuota\""));
+        assert!(text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"GetSendQuota\"} 0\n"));
+        assert!(!text.contains("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"eu-west-1\",operation=\"ListIdentities\""));
         target.count_sts(Outcome::Timeout);
         target.count_request(Operation::GetSendQuota, Outcome::Throttled);
 

@@ -690,6 +690,7 @@ impl<S: SesApi> Poller<S> {
                 rate: self.settings.rate,
                 spread: (!at_ceiling && self.settings.pacing > 0.0)
                     .then(|| self.settings.poll_interval.mul_f64(self.settings.pacing)),
+                interval: self.settings.poll_interval,
             },
         };
         let (mail_from, dkim, verification, quota) = tokio::join!(
@@ -835,6 +836,9 @@ struct Plan {
     /// The time over which each collector spreads its batches (`--ses.pacing` of
     /// the poll interval); `None`: as fast as the limiter allows.
     spread: Option<Duration>,
+    /// The poll interval: the quota collector makes one call of each operation per
+    /// cycle.
+    interval: Duration,
 }
 
 impl Plan {
@@ -1195,6 +1199,13 @@ struct QuotaCollector {
 impl QuotaCollector {
     async fn cycle<S: SesApi>(&mut self, ctx: &Ctx<'_, S>) -> Progress {
         let caller = ctx.caller;
+        // One call of each a cycle, not paced (nothing to spread).
+        let per_cycle = 1.0 / ctx.plan.interval.as_secs_f64().max(f64::MIN_POSITIVE);
+        for op in [Operation::GetSendQuota, Operation::GetAccountSendingEnabled] {
+            caller
+                .telemetry
+                .set_planned_rate(op, per_cycle.min(ctx.plan.rate));
+        }
         let (send_quota, enabled) = tokio::join!(
             caller.call(Operation::GetSendQuota, || caller.ses.send_quota()),
             caller.call(Operation::GetAccountSendingEnabled, || caller
@@ -1526,6 +1537,7 @@ mod tests {
             plan: Plan {
                 rate: settings.rate,
                 spread: None,
+                interval: settings.poll_interval,
             },
         };
         let c = mail_from.as_mut().expect("mail_from on");
@@ -1918,6 +1930,15 @@ mod tests {
         let text = shared.exposition().text();
         assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
         assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
+        // The quota collector plans one call of each operation per 60 s cycle.
+        let health = shared.telemetry.render();
+        let quota_plan: f64 = health
+            .lines()
+            .find_map(|l| l.strip_prefix("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",operation=\"GetSendQuota\"} "))
+            .expect("a planned rate for GetSendQuota")
+            .parse()
+            .unwrap();
+        assert!((quota_plan - 1.0 / 60.0).abs() < 1e-9, "{quota_plan}");
         assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
     }
 

@@ -53,17 +53,6 @@ impl Operation {
         Operation::GetAccountSendingEnabled,
     ];
 
-    /// Whether the operation takes a batch of identities: an identity collector's,
-    /// whose batches are paced over the poll interval.
-    pub fn takes_identities(self) -> bool {
-        matches!(
-            self,
-            Operation::GetIdentityMailFromDomainAttributes
-                | Operation::GetIdentityDkimAttributes
-                | Operation::GetIdentityVerificationAttributes
-        )
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::ListIdentities => "ListIdentities",
