@@ -296,6 +296,15 @@ pub struct Collector<D: Dns> {
     rendering: Option<tokio::task::JoinHandle<Renderer>>,
 }
 
+impl<D: Dns> crate::supervise::Task for Collector<D> {
+    fn run(
+        &mut self,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        Collector::run(self, shutdown)
+    }
+}
+
 impl<D: Dns> Collector<D> {
     pub fn new(
         dns: D,

@@ -104,16 +104,10 @@ pub async fn run<S: SesApi>(
             Arc::clone(&shared),
         );
         // Behind a mutex outside the task, so a restart keeps its verdicts.
-        let collector = Arc::new(tokio::sync::Mutex::new(collector));
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(supervise::run(
+        tasks.push(tokio::spawn(supervise::run_locked(
             "dns",
             String::new(),
-            move || {
-                let collector = Arc::clone(&collector);
-                let rx = rx.clone();
-                async move { collector.lock_owned().await.run(rx).await }
-            },
+            Arc::new(tokio::sync::Mutex::new(collector)),
             SingletonWatch::new("dns", &shared),
             stop_rx.clone(),
         )));
@@ -138,16 +132,10 @@ pub async fn run<S: SesApi>(
         // never holds up another. The poller lives outside the task, so a restart
         // after a panic resumes with its records and account.
         let poller = Arc::new(tokio::sync::Mutex::new(poller));
-        let rx = stop_rx.clone();
-        let p = Arc::clone(&poller);
-        tasks.push(tokio::spawn(supervise::run(
+        tasks.push(tokio::spawn(supervise::run_locked(
             "poller",
             context,
-            move || {
-                let p = Arc::clone(&p);
-                let rx = rx.clone();
-                async move { p.lock_owned().await.run(rx).await }
-            },
+            Arc::clone(&poller),
             PollerWatch {
                 poller,
                 shared: Arc::clone(&shared),

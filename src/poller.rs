@@ -815,6 +815,15 @@ impl<S: SesApi> Poller<S> {
     }
 }
 
+impl<S: SesApi> crate::supervise::Task for Poller<S> {
+    fn run(
+        &mut self,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        Poller::run(self, shutdown)
+    }
+}
+
 /// What a collector's cycle needs from its target.
 struct Ctx<'a, S> {
     caller: &'a Caller<S>,

@@ -353,6 +353,22 @@ fn attempt_timeouts(timeout: Duration) -> TimeoutConfig {
         .build()
 }
 
+/// Sends a request built from the SDK's fluent builder with a [`RawBody`] attached,
+/// classifies a failure, and parses the answer's body with `parse` (one of
+/// [`crate::ses_wire`]'s readers): the one way every attribute and account call goes.
+macro_rules! read_raw {
+    ($builder:expr, $parse:path) => {{
+        let raw = RawBody::default();
+        $builder
+            .customize()
+            .interceptor(raw.clone())
+            .send()
+            .await
+            .map_err(classify)?;
+        raw.parse($parse)
+    }};
+}
+
 impl SesApi for AwsSes {
     fn region(&self) -> &str {
         &self.region
@@ -382,72 +398,47 @@ impl SesApi for AwsSes {
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, DkimAttributes>, SesError> {
-        let raw = RawBody::default();
-        self.client
-            .get_identity_dkim_attributes()
-            .set_identities(Some(identities.to_vec()))
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        raw.parse(ses_wire::dkim)
+        read_raw!(
+            self.client
+                .get_identity_dkim_attributes()
+                .set_identities(Some(identities.to_vec())),
+            ses_wire::dkim
+        )
     }
 
     async fn verification_attributes(
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, Verification>, SesError> {
-        let raw = RawBody::default();
-        self.client
-            .get_identity_verification_attributes()
-            .set_identities(Some(identities.to_vec()))
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        raw.parse(ses_wire::verification)
+        read_raw!(
+            self.client
+                .get_identity_verification_attributes()
+                .set_identities(Some(identities.to_vec())),
+            ses_wire::verification
+        )
     }
 
     async fn send_quota(&self) -> Result<SendQuota, SesError> {
-        let raw = RawBody::default();
-        self.client
-            .get_send_quota()
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        raw.parse(ses_wire::send_quota)
+        read_raw!(self.client.get_send_quota(), ses_wire::send_quota)
     }
 
     async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
-        let raw = RawBody::default();
-        self.client
-            .get_account_sending_enabled()
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        raw.parse(ses_wire::sending_enabled)
+        read_raw!(
+            self.client.get_account_sending_enabled(),
+            ses_wire::sending_enabled
+        )
     }
 
     async fn mail_from_attributes(
         &self,
         identities: &[String],
     ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
-        let raw = RawBody::default();
-        self.client
-            .get_identity_mail_from_domain_attributes()
-            .set_identities(Some(identities.to_vec()))
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-        raw.parse(ses_wire::mail_from)
+        read_raw!(
+            self.client
+                .get_identity_mail_from_domain_attributes()
+                .set_identities(Some(identities.to_vec())),
+            ses_wire::mail_from
+        )
     }
 
     async fn list_identities(

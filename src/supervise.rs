@@ -11,9 +11,10 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use tokio::time::{sleep, Instant};
 use tracing::error;
 
@@ -25,6 +26,30 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A task that ran this long before failing starts over at [`FIRST_BACKOFF`].
 const HEALTHY_RUN: Duration = Duration::from_secs(300);
+
+/// A long-running job whose state outlives its task: [`run_locked`] keeps it behind a
+/// mutex outside the task, so a task restarted after a panic resumes with it.
+pub trait Task: Send + 'static {
+    /// Runs until `shutdown` (or until it fails).
+    fn run(&mut self, shutdown: watch::Receiver<bool>) -> impl Future<Output = ()> + Send;
+}
+
+/// [`run`] for a [`Task`] whose state lives in `task`, outside the spawned task.
+pub async fn run_locked<T: Task, W: Watcher>(
+    name: &'static str,
+    context: String,
+    task: Arc<Mutex<T>>,
+    watcher: W,
+    shutdown: watch::Receiver<bool>,
+) {
+    let rx = shutdown.clone();
+    let start = move || {
+        let task = Arc::clone(&task);
+        let rx = rx.clone();
+        async move { task.lock_owned().await.run(rx).await }
+    };
+    run(name, context, start, watcher, shutdown).await;
+}
 
 /// What a supervisor tells about its task's failures.
 pub trait Watcher: Send + 'static {
@@ -94,7 +119,7 @@ fn panic_text(payload: Box<dyn Any + Send>) -> String {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     #[derive(Clone, Default)]
     struct Log(Arc<Mutex<Vec<(&'static str, Instant)>>>);

@@ -96,15 +96,11 @@ impl SesApi for Fake {
 }
 
 fn value(m: &Metrics, series: &str) -> Option<f64> {
-    m.text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
+    m.raw(series)
 }
 
 fn target(region: &str) -> String {
-    format!("aws_account_id=\"{ACCOUNT}\",aws_region=\"{region}\"")
+    common::target_labels(ACCOUNT, region)
 }
 
 #[test]

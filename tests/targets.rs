@@ -11,17 +11,11 @@ use common::{get, promtool_check, Double, Exporter, Metrics, ACCOUNT, REGION};
 const OTHER: &str = "210987654321";
 const ROLE: &str = "arn:aws:iam::210987654321:role/ses-identity-exporter-target";
 
-fn labels(account: &str, region: &str) -> String {
-    format!("aws_account_id=\"{account}\",aws_region=\"{region}\"")
-}
+use common::target_labels as labels;
 
 /// A raw series value, labels as written by the exporter.
 fn value(m: &Metrics, series: &str) -> Option<f64> {
-    m.text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
+    m.raw(series)
 }
 
 #[test]

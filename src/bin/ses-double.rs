@@ -116,8 +116,13 @@ struct Identity {
 
 impl Identity {
     fn sends(&self, field: &str) -> bool {
-        !self.omit.iter().any(|f| f == field)
+        sends(&self.omit, field)
     }
+}
+
+/// Whether a wire field is sent, given the fields a test asked to leave out.
+fn sends(omit: &[String], field: &str) -> bool {
+    !omit.iter().any(|f| f == field)
 }
 
 /// Account-level answers of one account and region.
@@ -135,7 +140,7 @@ struct Account {
 
 impl Account {
     fn sends(&self, field: &str) -> bool {
-        !self.omit.iter().any(|f| f == field)
+        sends(&self.omit, field)
     }
 }
 

@@ -513,7 +513,22 @@ pub struct Metrics {
     pub text: String,
 }
 
+/// `aws_account_id="…",aws_region="…"`, as the exporter writes a target's labels.
+pub fn target_labels(account: &str, region: &str) -> String {
+    format!("aws_account_id=\"{account}\",aws_region=\"{region}\"")
+}
+
 impl Metrics {
+    /// A sample's value by its series as written (labels in the exporter's order),
+    /// whatever its target.
+    pub fn raw(&self, series: &str) -> Option<f64> {
+        self.text.lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+        })
+    }
+
     /// Series of the default target (account [`ACCOUNT`], region [`REGION`], where
     /// the double and moto put a single-target exporter) are keyed without those two
     /// labels, so single-target tests read as before; every other target keeps them.
