@@ -33,7 +33,7 @@ use common::{manifest_dir, wait_for, Double, Exporter};
 
 const A: &str = common::ACCOUNT;
 const B: &str = "210987654321";
-const ROLE: &str = "arn:aws:iam::210987654321:role/ses-identity-exporter-target";
+const ROLE: &str = common::ESTATE_ROLE;
 const IDENTITY: &str = "page.example.com";
 
 /// The GitHub anchors of docs/runbook.md's headings: the heading text lower-cased,
@@ -91,13 +91,7 @@ fn a_failed_mail_from_pages_once_end_to_end_while_another_account_is_stale() {
             );
         }
     }
-    let config = format!(
-        "targets:\n\
-         \x20 - region: us-east-1\n\
-         \x20 - region: eu-west-1\n\
-         \x20 - region: us-east-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n\
-         \x20 - region: eu-west-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n"
-    );
+    let config = common::estate_config();
     let exporter = Exporter::start(
         &double.url(),
         Some(&config),

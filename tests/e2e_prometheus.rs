@@ -69,7 +69,7 @@ fn dashboard_queries() -> Vec<String> {
 
 /// The second account of the estate; the exporter reaches it through a role.
 const OTHER_ACCOUNT: &str = "210987654321";
-const ROLE: &str = "arn:aws:iam::210987654321:role/ses-identity-exporter-target";
+const ROLE: &str = common::ESTATE_ROLE;
 
 #[test]
 fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_fire() {
@@ -143,13 +143,7 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         }),
     );
     let dns = DnsServer::start(dns_dir.path(), &serde_json::Value::Object(zones));
-    let config = format!(
-        "targets:\n\
-         \x20 - region: us-east-1\n\
-         \x20 - region: eu-west-1\n\
-         \x20 - region: us-east-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n\
-         \x20 - region: eu-west-1\n    role_arn: {ROLE}\n    external_id: e2e-external-id\n"
-    );
+    let config = common::estate_config();
     let exporter = Exporter::start(
         &double.url(),
         Some(&config),

@@ -513,6 +513,23 @@ pub struct Metrics {
     pub text: String,
 }
 
+/// The role into the second account of the end-to-end estates, and the external ID
+/// the double requires for it (`PUT /_double/roles/ROLE`).
+pub const ESTATE_ROLE: &str = "arn:aws:iam::210987654321:role/ses-identity-exporter-target";
+pub const ESTATE_EXTERNAL_ID: &str = "e2e-external-id";
+
+/// Two accounts × two regions: the environment's account directly, the other through
+/// [`ESTATE_ROLE`], each in us-east-1 and eu-west-1.
+pub fn estate_config() -> String {
+    format!(
+        "targets:\n\
+         \x20 - region: us-east-1\n\
+         \x20 - region: eu-west-1\n\
+         \x20 - region: us-east-1\n    role_arn: {ESTATE_ROLE}\n    external_id: {ESTATE_EXTERNAL_ID}\n\
+         \x20 - region: eu-west-1\n    role_arn: {ESTATE_ROLE}\n    external_id: {ESTATE_EXTERNAL_ID}\n"
+    )
+}
+
 /// `aws_account_id="…",aws_region="…"`, as the exporter writes a target's labels.
 pub fn target_labels(account: &str, region: &str) -> String {
     format!("aws_account_id=\"{account}\",aws_region=\"{region}\"")
