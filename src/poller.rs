@@ -1940,26 +1940,34 @@ mod tests {
         assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
         assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
         // The quota collector plans one call of each operation per 60 s cycle.
-        let health = shared.telemetry.render();
-        let quota_plan: f64 = health
-            .lines()
-            .find_map(|l| l.strip_prefix("aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",operation=\"GetSendQuota\"} "))
-            .expect("a planned rate for GetSendQuota")
-            .parse()
-            .unwrap();
+        let quota_plan = planned(&shared, "123456789012", Operation::GetSendQuota)
+            .expect("a planned rate for GetSendQuota");
         assert!((quota_plan - 1.0 / 60.0).abs() < 1e-9, "{quota_plan}");
         assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
     }
 
     /// The planned request rate of the one target's MAIL FROM operation.
     fn planned_rate(shared: &Shared) -> f64 {
-        let text = shared.telemetry.render();
-        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-            .parse()
-            .expect("a number")
+        planned(
+            shared,
+            "123456789012",
+            Operation::GetIdentityMailFromDomainAttributes,
+        )
+        .expect("a planned rate of the resolved target")
+    }
+
+    /// The planned request rate of `op` of the one target under `account`, if exported.
+    fn planned(shared: &Shared, account: &str, op: Operation) -> Option<f64> {
+        let prefix = format!(
+            "aws_ses_exporter_ses_planned_request_rate{{aws_account_id=\"{account}\",aws_region=\"us-east-1\",operation=\"{}\"}} ",
+            op.as_str()
+        );
+        shared
+            .telemetry
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .map(|v| v.parse().expect("a number"))
     }
 
     /// Runs one cycle and returns the gaps between the starts of its calls.
@@ -2096,11 +2104,7 @@ mod tests {
 
     /// The planned rate under the provisional (empty) account, before STS answered.
     fn planned_rate_or_zero(shared: &Shared) -> f64 {
-        let text = shared.telemetry.render();
-        let prefix = "aws_ses_exporter_ses_planned_request_rate{aws_account_id=\"\",aws_region=\"us-east-1\",operation=\"GetIdentityMailFromDomainAttributes\"} ";
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map_or(0.0, |v| v.parse().expect("a number"))
+        planned(shared, "", Operation::GetIdentityMailFromDomainAttributes).unwrap_or(0.0)
     }
 
     #[test]
