@@ -1,35 +1,150 @@
 //! Basic authentication for the web config's `basic_auth_users`: bcrypt hashes as
-//! htpasswd writes them (`$2y$`, also `$2a$`/`$2b$`), checked on the blocking pool,
-//! with a cache of verified credentials so a scraper pays bcrypt once, not per scrape.
+//! htpasswd writes them (`$2y$`, also `$2a$`/`$2b$`), checked on the blocking pool
+//! behind a bounded, per-address admission, with a memory of verified and refused
+//! credentials (kept across reloads) so a scraper pays bcrypt once, not per scrape,
+//! and a repeated wrong password costs nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderValue;
 use tokio::sync::Semaphore;
 
-/// Most verified credentials remembered; past it the cache starts over (a scraper
-/// uses one, so this is only reached by churn, and then costs one bcrypt each).
-const CACHE_CAPACITY: usize = 1024;
+/// Most credentials remembered, each way; past it that memory starts over (a
+/// scraper uses one, so this is only reached by churn, and then costs one bcrypt
+/// each).
+const MEMORY_CAPACITY: usize = 1024;
+/// Refused credentials remembered: a flood repeating a wrong password is answered
+/// without bcrypt (exporter-toolkit caches refusals too).
+const REFUSED_CAPACITY: usize = 4096;
 /// bcrypt checks running at once. A flood of wrong passwords (each one a bcrypt)
 /// takes at most this many blocking threads, and a scraper whose credentials are
 /// cached never waits for them.
 const BCRYPT_SLOTS: usize = 2;
+/// Checks one client address may have waiting or running at once; beyond it, 429.
+/// A flood from one address then queues at most this many checks in front of a
+/// scraper at another address.
+const PER_ADDRESS: usize = 4;
+/// Checks waiting for a slot, from all addresses; beyond it, 503.
+const MAX_WAITING: usize = 64;
+/// Longest a check waits for a slot before it is answered 503: a scrape must not
+/// spend its whole timeout (10 s by default) in this queue.
+const MAX_WAIT: Duration = Duration::from_secs(3);
+
+/// What [`Users::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The credentials of a configured user.
+    Allowed,
+    /// No credentials, or wrong ones: 401.
+    Denied,
+    /// This client address already has [`PER_ADDRESS`] checks waiting or running: 429.
+    AddressBusy,
+    /// No bcrypt slot within [`MAX_WAIT`], or [`MAX_WAITING`] checks already wait: 503.
+    Busy,
+}
 
 pub struct Users {
     hashes: BTreeMap<String, String>,
-    /// Checked when the user is unknown, at the cost most users' hashes have, so an
-    /// unknown user takes as long as a wrong password and names cannot be probed.
-    decoy: String,
-    /// Fingerprints of (user, hash, password) that bcrypt accepted. Only successes:
-    /// caching failures would let a flood of wrong guesses evict the real scrapers.
-    /// The password itself is never kept.
-    verified: Mutex<HashSet<u128>>,
+    /// Checked when the user is unknown, one per cost the users' hashes have; the
+    /// user name picks one (keyed, weighted by how many users have that cost), so an
+    /// unknown name takes as long as some real user's wrong password would and its
+    /// timing does not tell it apart from a user of another cost.
+    decoys: Vec<(u32, String, usize)>,
+    memory: Arc<Memory>,
+    gate: Arc<Gate>,
+}
+
+/// Fingerprints of (user, hash, password) that bcrypt accepted or refused. The
+/// password itself is never kept. Shared by the configurations a reload replaces,
+/// so a reload does not make every scraper pay bcrypt again.
+struct Memory {
+    /// Accepted, with their user, so a reload can forget the users whose hash changed.
+    verified: Mutex<HashMap<u128, String>>,
+    /// Refused. Kept apart: a flood of wrong guesses can churn this set, never
+    /// evict the real scrapers from `verified`.
+    refused: Mutex<HashSet<u128>>,
     /// Random per process, so the fingerprints are useless anywhere else.
     keys: (RandomState, RandomState),
-    slots: Semaphore,
+}
+
+/// The admission in front of bcrypt, shared across reloads (a reload must not
+/// double the number of bcrypts running).
+struct Gate {
+    slots: Arc<Semaphore>,
+    /// Checks waiting or running, by client address.
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+    waiting: Mutex<usize>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A client address's place in the gate, from admission until its bcrypt ends
+/// (it moves into the blocking closure, so a cancelled request keeps it).
+struct Seat {
+    gate: Arc<Gate>,
+    address: IpAddr,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut by_address = lock(&self.gate.by_address);
+        if let Some(n) = by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                by_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// One of [`MAX_WAITING`] places in the queue, while waiting for a slot.
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.waiting) -= 1;
+    }
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            slots: Arc::new(Semaphore::new(BCRYPT_SLOTS)),
+            by_address: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(0),
+        }
+    }
+
+    fn seat(self: &Arc<Self>, address: IpAddr) -> Option<Seat> {
+        let mut by_address = lock(&self.by_address);
+        let n = by_address.entry(address).or_insert(0);
+        if *n >= PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(Seat {
+            gate: Arc::clone(self),
+            address,
+        })
+    }
+
+    fn wait(&self) -> Option<Waiting<'_>> {
+        let mut waiting = lock(&self.waiting);
+        if *waiting >= MAX_WAITING {
+            return None;
+        }
+        *waiting += 1;
+        Some(Waiting(self))
+    }
 }
 
 impl std::fmt::Debug for Users {
@@ -43,29 +158,63 @@ impl std::fmt::Debug for Users {
 
 impl Users {
     /// Validates every hash; the error names the user whose hash is unusable. Costs
-    /// one bcrypt (the decoy), so call it off the async threads.
+    /// one bcrypt per distinct cost (the decoys), so call it off the async threads.
     pub fn new(hashes: BTreeMap<String, String>) -> Result<Users, (String, String)> {
+        Users::replacing(hashes, None)
+    }
+
+    /// As [`Users::new`], taking over what `previous` (the configuration a reload
+    /// replaces) remembers of the users whose hash did not change, its decoys when
+    /// the costs are the same, and its bcrypt admission.
+    pub fn replacing(
+        hashes: BTreeMap<String, String>,
+        previous: Option<&Users>,
+    ) -> Result<Users, (String, String)> {
         let mut costs = BTreeMap::<u32, usize>::new();
         for (user, hash) in &hashes {
             let cost = check_hash(hash).map_err(|reason| (user.clone(), reason))?;
             *costs.entry(cost).or_default() += 1;
         }
-        // The most common cost; on a tie the higher one.
-        let cost = costs
-            .iter()
-            .max_by_key(|(cost, count)| (**count, **cost))
-            .map_or(bcrypt::DEFAULT_COST, |(cost, _)| *cost);
-        let secret: [u8; 16] = rand::random();
-        let salt: [u8; 16] = rand::random();
-        let decoy = bcrypt::hash_with_salt(secret, cost, salt)
-            .map_err(|e| (String::new(), format!("cannot prepare the decoy hash: {e}")))?
-            .format_for_version(bcrypt::Version::TwoB);
+        if costs.is_empty() {
+            costs.insert(bcrypt::DEFAULT_COST, 1);
+        }
+        let mut decoys = Vec::with_capacity(costs.len());
+        for (cost, users) in costs {
+            let reused = previous
+                .and_then(|p| p.decoys.iter().find(|(c, _, _)| *c == cost))
+                .map(|(_, hash, _)| hash.clone());
+            let hash = match reused {
+                Some(hash) => hash,
+                None => {
+                    let secret: [u8; 16] = rand::random();
+                    let salt: [u8; 16] = rand::random();
+                    bcrypt::hash_with_salt(secret, cost, salt)
+                        .map_err(|e| (String::new(), format!("cannot prepare a decoy hash: {e}")))?
+                        .format_for_version(bcrypt::Version::TwoB)
+                }
+            };
+            decoys.push((cost, hash, users));
+        }
+        let (memory, gate) = match previous {
+            Some(previous) => {
+                let unchanged = |user: &String| previous.hashes.get(user) == hashes.get(user);
+                lock(&previous.memory.verified).retain(|_, user| unchanged(user));
+                (Arc::clone(&previous.memory), Arc::clone(&previous.gate))
+            }
+            None => (
+                Arc::new(Memory {
+                    verified: Mutex::new(HashMap::new()),
+                    refused: Mutex::new(HashSet::new()),
+                    keys: (RandomState::new(), RandomState::new()),
+                }),
+                Arc::new(Gate::new()),
+            ),
+        };
         Ok(Users {
             hashes,
-            decoy,
-            verified: Mutex::new(HashSet::new()),
-            keys: (RandomState::new(), RandomState::new()),
-            slots: Semaphore::new(BCRYPT_SLOTS),
+            decoys,
+            memory,
+            gate,
         })
     }
 
@@ -77,50 +226,105 @@ impl Users {
         self.hashes.is_empty()
     }
 
-    /// Whether an `Authorization` header holds the credentials of a configured user.
-    pub async fn check(self: &Arc<Self>, authorization: Option<&HeaderValue>) -> bool {
-        let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
-        };
-        let known = self.hashes.get(&user);
-        let hash = known.unwrap_or(&self.decoy).clone();
-        let key = self.fingerprint(&user, &hash, &password);
-        if known.is_some() && self.is_verified(key) {
-            return true;
+    /// The decoy an unknown user name is checked against.
+    fn decoy_for(&self, user: &str) -> &str {
+        let total: usize = self.decoys.iter().map(|(_, _, n)| n).sum();
+        let mut pick =
+            (self.memory.keys.0.hash_one(("decoy", user)) % total.max(1) as u64) as usize;
+        for (_, hash, n) in &self.decoys {
+            if pick < *n {
+                return hash;
+            }
+            pick -= n;
         }
-        let Ok(_slot) = self.slots.acquire().await else {
-            return false;
-        };
-        let matches =
-            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        // The decoy never matches a real user, whatever was sent.
-        let ok = matches && known.is_some();
-        if ok {
-            self.remember(key);
-        }
-        ok
+        &self.decoys[0].1
     }
 
+    /// Whether an `Authorization` header holds the credentials of a configured
+    /// user. `client` is the peer's address, for the per-address share of bcrypt.
+    pub async fn check(&self, authorization: Option<&HeaderValue>, client: IpAddr) -> Verdict {
+        let Some((user, password)) = authorization.and_then(parse_basic) else {
+            return Verdict::Denied;
+        };
+        let known = self.hashes.get(&user);
+        let hash = known
+            .map_or_else(|| self.decoy_for(&user), String::as_str)
+            .to_owned();
+        let key = self.memory.fingerprint(&user, &hash, &password);
+        if let Some(verdict) = self.memory.recall(key, known.is_some()) {
+            return verdict;
+        }
+        let Some(seat) = self.gate.seat(client) else {
+            return Verdict::AddressBusy;
+        };
+        let slot = {
+            let Some(_waiting) = self.gate.wait() else {
+                return Verdict::Busy;
+            };
+            match tokio::time::timeout(MAX_WAIT, Arc::clone(&self.gate.slots).acquire_owned()).await
+            {
+                Ok(Ok(slot)) => slot,
+                _ => return Verdict::Busy,
+            }
+        };
+        // The same credentials may have been decided while this one waited (a
+        // flood repeats its guess).
+        if let Some(verdict) = self.memory.recall(key, known.is_some()) {
+            return verdict;
+        }
+        let memory = Arc::clone(&self.memory);
+        let is_known = known.is_some();
+        // The slot and the seat go into the blocking closure: a request cancelled
+        // while bcrypt runs keeps them until it ends, so disconnecting cannot make
+        // more than BCRYPT_SLOTS checks run at once. The outcome is remembered there
+        // too, for the same reason.
+        let checked = tokio::task::spawn_blocking(move || {
+            let _held = (slot, seat);
+            let matches = bcrypt::verify(&password, &hash).unwrap_or(false);
+            // The decoy never matches a real user, whatever was sent.
+            let ok = matches && is_known;
+            memory.remember(key, ok, &user);
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if checked {
+            Verdict::Allowed
+        } else {
+            Verdict::Denied
+        }
+    }
+}
+
+impl Memory {
     fn fingerprint(&self, user: &str, hash: &str, password: &[u8]) -> u128 {
         let one = |keys: &RandomState| keys.hash_one((user, hash, password));
         (u128::from(one(&self.keys.0)) << 64) | u128::from(one(&self.keys.1))
     }
 
-    fn is_verified(&self, key: u128) -> bool {
-        self.verified
-            .lock()
-            .map(|set| set.contains(&key))
-            .unwrap_or(false)
+    /// The verdict remembered for a fingerprint, if any.
+    fn recall(&self, key: u128, known: bool) -> Option<Verdict> {
+        if known && lock(&self.verified).contains_key(&key) {
+            return Some(Verdict::Allowed);
+        }
+        lock(&self.refused)
+            .contains(&key)
+            .then_some(Verdict::Denied)
     }
 
-    fn remember(&self, key: u128) {
-        if let Ok(mut set) = self.verified.lock() {
-            if set.len() >= CACHE_CAPACITY {
-                set.clear();
+    fn remember(&self, key: u128, ok: bool, user: &str) {
+        if ok {
+            let mut verified = lock(&self.verified);
+            if verified.len() >= MEMORY_CAPACITY {
+                verified.clear();
             }
-            set.insert(key);
+            verified.insert(key, user.to_owned());
+        } else {
+            let mut refused = lock(&self.refused);
+            if refused.len() >= REFUSED_CAPACITY {
+                refused.clear();
+            }
+            refused.insert(key);
         }
     }
 }
@@ -174,6 +378,12 @@ mod tests {
         Arc::new(Users::new(BTreeMap::from([("alice".to_owned(), hash)])).unwrap())
     }
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    async fn ok(users: &Users, user: &str, password: &str) -> bool {
+        users.check(Some(&header(user, password)), HERE).await == Verdict::Allowed
+    }
+
     #[tokio::test]
     async fn every_htpasswd_variant_is_checked() {
         for version in [
@@ -182,33 +392,153 @@ mod tests {
             bcrypt::Version::TwoB,
         ] {
             let users = users("s3cret", version);
-            assert!(users.check(Some(&header("alice", "s3cret"))).await);
-            assert!(!users.check(Some(&header("alice", "wrong"))).await);
-            assert!(!users.check(Some(&header("mallory", "s3cret"))).await);
-            assert!(!users.check(None).await);
+            assert!(ok(&users, "alice", "s3cret").await);
+            assert!(!ok(&users, "alice", "wrong").await);
+            assert!(!ok(&users, "mallory", "s3cret").await);
+            assert_eq!(users.check(None, HERE).await, Verdict::Denied);
         }
     }
 
     #[tokio::test]
-    async fn verified_credentials_are_cached_and_failures_are_not() {
+    async fn verdicts_are_remembered_apart() {
         let users = users("s3cret", bcrypt::Version::TwoY);
-        assert!(users.check(Some(&header("alice", "s3cret"))).await);
-        assert_eq!(users.verified.lock().unwrap().len(), 1);
-        assert!(!users.check(Some(&header("alice", "wrong"))).await);
-        assert!(!users.check(Some(&header("bob", "x"))).await);
-        assert_eq!(users.verified.lock().unwrap().len(), 1);
-        // A cached entry is only ever hit with the same password.
+        assert!(ok(&users, "alice", "s3cret").await);
+        assert_eq!(lock(&users.memory.verified).len(), 1);
+        assert!(!ok(&users, "alice", "wrong").await);
+        assert!(!ok(&users, "bob", "x").await);
+        assert_eq!(
+            lock(&users.memory.verified).len(),
+            1,
+            "refusals never go with the accepted"
+        );
+        assert_eq!(lock(&users.memory.refused).len(), 2);
+        // A remembered verdict is only ever hit with the same password.
         let hash = users.hashes["alice"].clone();
-        let key = users.fingerprint("alice", &hash, b"s3cret");
-        assert!(users.is_verified(key));
-        assert!(!users.is_verified(users.fingerprint("alice", &hash, b"s3cret ")));
+        let key = users.memory.fingerprint("alice", &hash, b"s3cret");
+        assert_eq!(users.memory.recall(key, true), Some(Verdict::Allowed));
+        let other = users.memory.fingerprint("alice", &hash, b"s3cret ");
+        assert_eq!(users.memory.recall(other, true), None);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_what_it_knows_of_unchanged_users_only() {
+        let alice = bcrypt::hash_with_result("a", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let bob = bcrypt::hash_with_result("b", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let first = Users::new(BTreeMap::from([
+            ("alice".to_owned(), alice.clone()),
+            ("bob".to_owned(), bob),
+        ]))
+        .unwrap();
+        assert!(ok(&first, "alice", "a").await);
+        assert!(ok(&first, "bob", "b").await);
+        let bob2 = bcrypt::hash_with_result("b2", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let second = Users::replacing(
+            BTreeMap::from([("alice".to_owned(), alice), ("bob".to_owned(), bob2)]),
+            Some(&first),
+        )
+        .unwrap();
+        let remembered: Vec<String> = lock(&second.memory.verified).values().cloned().collect();
+        assert_eq!(
+            remembered,
+            ["alice"],
+            "bob's hash changed: he pays bcrypt again"
+        );
+        assert!(
+            Arc::ptr_eq(&first.gate, &second.gate),
+            "one admission across reloads"
+        );
+        assert_eq!(
+            first.decoys[0].1, second.decoys[0].1,
+            "same cost, same decoy"
+        );
+        assert!(ok(&second, "bob", "b2").await);
+        assert!(!ok(&second, "bob", "b").await);
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_place_in_the_queue() {
+        let users = users("s3cret", bcrypt::Version::TwoY);
+        let seats: Vec<Seat> = (0..PER_ADDRESS)
+            .map(|_| users.gate.seat(HERE).unwrap())
+            .collect();
+        assert_eq!(
+            users.check(Some(&header("alice", "guess")), HERE).await,
+            Verdict::AddressBusy
+        );
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        assert!(ok(&users, "alice", "s3cret").await || users.gate.seat(elsewhere).is_some());
+        drop(seats);
+        assert!(
+            lock(&users.gate.by_address).is_empty(),
+            "seats are given back"
+        );
+        assert!(ok(&users, "alice", "s3cret").await);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_answered_busy_not_joined() {
+        let users = users("s3cret", bcrypt::Version::TwoY);
+        let held: Vec<_> = (0..BCRYPT_SLOTS)
+            .map(|_| Arc::clone(&users.gate.slots).try_acquire_owned().unwrap())
+            .collect();
+        *lock(&users.gate.waiting) = MAX_WAITING;
+        assert_eq!(
+            users.check(Some(&header("alice", "s3cret")), HERE).await,
+            Verdict::Busy
+        );
+        *lock(&users.gate.waiting) = 0;
+        drop(held);
+        assert!(ok(&users, "alice", "s3cret").await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_waits_for_a_slot_no_longer_than_the_bound() {
+        let users = users("s3cret", bcrypt::Version::TwoY);
+        let _held: Vec<_> = (0..BCRYPT_SLOTS)
+            .map(|_| Arc::clone(&users.gate.slots).try_acquire_owned().unwrap())
+            .collect();
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            users.check(Some(&header("alice", "s3cret")), HERE).await,
+            Verdict::Busy
+        );
+        assert_eq!(start.elapsed(), MAX_WAIT);
     }
 
     #[test]
-    fn the_decoy_costs_what_the_users_cost() {
-        let users = users("s3cret", bcrypt::Version::TwoY);
-        let decoy: bcrypt::HashParts = users.decoy.parse().unwrap();
-        assert_eq!(decoy.get_cost(), 4);
+    fn the_decoys_cost_what_the_users_cost() {
+        let hash = |cost| {
+            bcrypt::hash_with_result("x", cost)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY)
+        };
+        let users = Users::new(BTreeMap::from([
+            ("a".to_owned(), hash(4)),
+            ("b".to_owned(), hash(5)),
+            ("c".to_owned(), hash(5)),
+        ]))
+        .unwrap();
+        let costs: Vec<(u32, usize)> = users.decoys.iter().map(|(c, _, n)| (*c, *n)).collect();
+        assert_eq!(costs, [(4, 1), (5, 2)]);
+        let cost_of = |user: &str| {
+            users
+                .decoy_for(user)
+                .parse::<bcrypt::HashParts>()
+                .unwrap()
+                .get_cost()
+        };
+        // Every unknown name is checked at one of the users' costs, the same each
+        // time, and names spread over all of them.
+        let picked: Vec<u32> = (0..200).map(|i| cost_of(&format!("nobody{i}"))).collect();
+        assert!(picked.iter().all(|c| [4, 5].contains(c)));
+        assert!(picked.contains(&4) && picked.contains(&5), "{picked:?}");
+        assert_eq!(cost_of("mallory"), cost_of("mallory"));
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct WebConfig {
     pub users: Option<Arc<Users>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub rate_limit: Option<RateLimit>,
+    /// With basic auth: the bucket requests that fail authentication spend, so
+    /// they cannot use up `rate_limit` for authenticated scrapes.
+    pub rate_limit_refused: Option<RateLimit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,11 +126,22 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
 /// paths are relative to the file's directory, as in the toolkit). Costs one bcrypt
 /// when users are configured: call it off the async threads.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    load_replacing(path, None)
+}
+
+/// As [`load`], for a reload: what `previous` remembers of verified credentials is
+/// kept for the users whose hash did not change.
+pub fn load_replacing(
+    path: &Path,
+    previous: Option<&WebConfig>,
+) -> Result<WebConfig, WebConfigError> {
     let raw = read(path)?;
-    build(raw, &base_dir(path)).map_err(|(key, reason)| WebConfigError::Invalid {
-        path: path.to_owned(),
-        key,
-        reason,
+    build_replacing(raw, &base_dir(path), previous).map_err(|(key, reason)| {
+        WebConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        }
     })
 }
 
@@ -159,6 +173,14 @@ pub fn parse(text: &str) -> Result<RawWebConfig, serde_yaml::Error> {
 
 /// Validates a parsed file; `dir` resolves relative file names.
 pub fn build(raw: RawWebConfig, dir: &Path) -> Result<WebConfig, Invalid> {
+    build_replacing(raw, dir, None)
+}
+
+fn build_replacing(
+    raw: RawWebConfig,
+    dir: &Path,
+    previous: Option<&WebConfig>,
+) -> Result<WebConfig, Invalid> {
     let http = raw.http_server_config.unwrap_or_default();
     let http2 = http.http2.unwrap_or(true);
     let headers = headers(http.headers.unwrap_or_default())?;
@@ -178,19 +200,26 @@ pub fn build(raw: RawWebConfig, dir: &Path) -> Result<WebConfig, Invalid> {
                 .into_iter()
                 .map(|(user, hash)| (user, hash.unwrap_or_default()))
                 .collect();
-            let users = Users::new(hashes)
+            let previous = previous.and_then(|p| p.users.as_deref());
+            let users = Users::replacing(hashes, previous)
                 .map_err(|(user, reason)| invalid(format!("basic_auth_users.{user}"), reason))?;
             Some(Arc::new(users))
         }
         _ => None,
     };
     let rate_limit = rate_limit(raw.rate_limit.unwrap_or_default())?;
+    // With users, refused requests spend a bucket of their own (see http.rs).
+    let rate_limit_refused = rate_limit
+        .as_ref()
+        .filter(|_| users.is_some())
+        .map(|limit| RateLimit::new(limit.interval, limit.burst));
     Ok(WebConfig {
         client_cert_required: client_cert_required && tls.is_some(),
         tls,
         users,
         headers,
         rate_limit,
+        rate_limit_refused,
     })
 }
 
@@ -549,6 +578,7 @@ impl WebState {
             return false;
         };
         let state = Arc::clone(self);
+        let previous = self.current();
         let outcome = tokio::task::spawn_blocking(move || {
             let digest = input_digest(&path);
             let mut attempted = state.attempted.lock().unwrap_or_else(|p| p.into_inner());
@@ -556,7 +586,7 @@ impl WebState {
                 return None;
             }
             *attempted = digest;
-            Some(load(&path))
+            Some(load_replacing(&path, Some(&previous)))
         })
         .await;
         let loaded = match outcome {
