@@ -76,8 +76,9 @@ pub struct Flags {
     )]
     pub web_config_file: Option<PathBuf>,
 
-    /// Most HTTP connections open at once; beyond it new connections wait in the
-    /// kernel's queue until one closes (as Prometheus's own --web.max-connections).
+    /// Most HTTP connections open at once (as Prometheus's own --web.max-connections).
+    /// At the cap a new connection is admitted by closing the oldest one without a
+    /// request in flight; it waits only while every connection has one.
     #[arg(
         long = "web.max-connections",
         env = "SES_EXPORTER_WEB_MAX_CONNECTIONS",
@@ -97,6 +98,18 @@ pub struct Flags {
         default_value = "30s"
     )]
     pub web_read_header_timeout: String,
+
+    /// Longest a response may go without a successful write to its client (as
+    /// nginx's send_timeout): a client that stops reading, or an HTTP/2 stream its
+    /// client stops granting window to, is closed after it, so it cannot hold a
+    /// connection slot for ever.
+    #[arg(
+        long = "web.send-timeout",
+        env = "SES_EXPORTER_WEB_SEND_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s"
+    )]
+    pub web_send_timeout: String,
 
     /// Log level of the exporter's own messages. RUST_LOG, when set, takes precedence.
     #[arg(
@@ -412,6 +425,7 @@ pub struct Config {
     pub telemetry_path: String,
     pub max_connections: usize,
     pub read_header_timeout: Duration,
+    pub send_timeout: Duration,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
@@ -677,6 +691,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
 
     let read_header_timeout =
         parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
+    let send_timeout = parse_duration("--web.send-timeout", &flags.web_send_timeout)?;
     let dns_timeout = parse_duration("--dns.timeout", &flags.dns_timeout)?;
     let nameservers = flags
         .dns_nameserver
@@ -694,6 +709,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         telemetry_path: flags.web_telemetry_path,
         max_connections: flags.web_max_connections as usize,
         read_header_timeout,
+        send_timeout,
         log_level: flags.log_level,
         log_format: flags.log_format,
         config_file: flags.config_file,

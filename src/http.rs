@@ -1,14 +1,18 @@
 //! The only module that touches hyper: connections (plain or TLS, HTTP/1.1 or
-//! HTTP/2 by ALPN), the web config's rate limit, basic auth and headers, the routes
-//! (`/`, the telemetry path, `/-/healthy`, `/-/ready`), content negotiation and
-//! gzip, and graceful shutdown. A scrape reads what the poller published and never
-//! calls AWS.
+//! HTTP/2 by ALPN) and what keeps clients from holding them (the connection cap with
+//! eviction of the oldest connection that has no request in flight, the send
+//! timeout, the HTTP/2 idle timeout), the web config's rate limit, basic auth and
+//! headers, the routes (`/`, the telemetry path, `/-/healthy`, `/-/ready`), content
+//! negotiation and gzip, and graceful shutdown. A scrape reads what the poller
+//! published and never calls AWS.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,9 +27,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
+use crate::auth::Verdict;
 use crate::exposition::Piece;
 use crate::state::{Shared, TailLookup, TAIL_MAX_AGE};
 use crate::stopped;
@@ -44,6 +50,9 @@ pub struct Chunks {
     remaining: u64,
     /// Bytes handed out since this body last let other connections run.
     since_yield: usize,
+    /// The request this body answers, for the connection's watch: each chunk taken
+    /// is progress, and the request ends when the body is dropped.
+    tracker: Option<Tracker>,
 }
 
 /// After this many bytes a body steps back once (wakes itself and returns `Pending`),
@@ -60,7 +69,12 @@ impl Chunks {
             chunks,
             remaining,
             since_yield: 0,
+            tracker: None,
         }
+    }
+
+    fn track(&mut self, tracker: Tracker) {
+        self.tracker = Some(tracker);
     }
 
     fn text(s: impl Into<Bytes>) -> Chunks {
@@ -85,6 +99,12 @@ impl Body for Chunks {
         if let Some(chunk) = &next {
             self.remaining -= chunk.len() as u64;
             self.since_yield += chunk.len();
+        }
+        // hyper asks for the next chunk only when the previous one has room to go
+        // (HTTP/1.1: its write buffer drained; HTTP/2: the stream has window), so
+        // a chunk taken is the response moving.
+        if let Some(tracker) = &self.tracker {
+            tracker.progress();
         }
         Poll::Ready(next.map(|c| Ok(Frame::data(c))))
     }
@@ -111,6 +131,8 @@ pub struct Settings {
     pub telemetry_path: String,
     pub max_connections: usize,
     pub read_header_timeout: Duration,
+    /// `--web.send-timeout`: longest a response may go without progress.
+    pub send_timeout: Duration,
 }
 
 /// A client that sends more than this before getting a response (a request is a few
@@ -125,10 +147,44 @@ const MAX_H2_STREAMS: u32 = 16;
 /// What a 401 asks for (RFC 7617).
 const AUTHENTICATE: &str = "Basic realm=\"ses-identity-exporter\", charset=\"UTF-8\"";
 
-/// The accepted socket, counting what the client sends between two responses.
+/// The accepted socket, counting what the client sends between two responses and
+/// timing how long a write has been waiting for the client to read.
 struct Guarded {
     inner: TcpStream,
     read_since_write: usize,
+    conn: Arc<ConnState>,
+    send_timeout: Duration,
+    /// Running while a write is blocked (the client does not read): when it fires
+    /// before a write succeeds, the connection is closed (nginx's `send_timeout`).
+    blocked: Option<Pin<Box<Sleep>>>,
+}
+
+impl Guarded {
+    /// Passes a write's outcome through, starting the send timeout when the write
+    /// has to wait and failing the write when it has waited too long.
+    fn timed(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        if polled.is_ready() {
+            self.blocked = None;
+            return polled;
+        }
+        let timeout = self.send_timeout;
+        let blocked = self
+            .blocked
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if blocked.as_mut().poll(cx).is_ready() {
+            self.blocked = None;
+            self.conn.send_timed_out.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for --web.send-timeout",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 impl AsyncRead for Guarded {
@@ -159,7 +215,8 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         self.read_since_write = 0;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.timed(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -168,7 +225,8 @@ impl AsyncWrite for Guarded {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         self.read_since_write = 0;
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.timed(cx, polled)
     }
 
     // Keeps hyper's writev path: a response is one syscall.
@@ -176,12 +234,245 @@ impl AsyncWrite for Guarded {
         self.inner.is_write_vectored()
     }
 
+    /// hyper (and rustls above it) flush only once everything they buffered is
+    /// written: from here on the responses that ended are in the kernel's hands.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.conn.flushed();
+        }
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Every open connection, in the order they were accepted, so that at the cap the
+/// oldest one without a request in flight can be closed to admit a new one.
+struct Registry {
+    conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+    next: AtomicU64,
+    /// Woken when a connection's last request ends: the acceptor, waiting at the
+    /// cap with every connection busy, looks again.
+    became_idle: Arc<Notify>,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            conns: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+            became_idle: Arc::new(Notify::new()),
+        }
+    }
+
+    fn add(&self) -> (u64, Arc<ConnState>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(ConnState::new(Arc::clone(&self.became_idle)));
+        lock(&self.conns).insert(id, Arc::clone(&conn));
+        (id, conn)
+    }
+
+    fn remove(&self, id: u64) {
+        lock(&self.conns).remove(&id);
+    }
+
+    /// Closes the oldest connection that has no request in flight; false when every
+    /// connection has one.
+    fn evict_oldest_idle(&self) -> bool {
+        let conns = lock(&self.conns);
+        match conns.values().find(|conn| conn.claim_for_eviction()) {
+            Some(conn) => {
+                conn.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What one connection is doing, shared by its requests (which report progress),
+/// its socket (which reports flushes and write stalls), its watch (which closes it
+/// when a response stalls or an HTTP/2 connection idles) and the acceptor (which
+/// may evict it).
+struct ConnState {
+    activity: Mutex<Activity>,
+    evict: Notify,
+    /// Wakes the watch to look again (the connection turned out to be HTTP/2).
+    rewatch: Notify,
+    became_idle: Arc<Notify>,
+    /// Set by the socket when a write waited longer than the send timeout.
+    send_timed_out: AtomicBool,
+    /// HTTP/2: closed after the idle timeout without a request (HTTP/1.1 has
+    /// hyper's keep-alive timeout).
+    h2: AtomicBool,
+}
+
+struct Activity {
+    /// Requests whose response is not yet fully handed to hyper, with the time of
+    /// their last progress.
+    open: Vec<(u64, Instant)>,
+    next: u64,
+    /// Responses handed to hyper but not yet flushed to the socket: the connection
+    /// still has a response in flight.
+    draining: bool,
+    idle_since: Instant,
+    /// Picked for eviction: no request may start on it any more.
+    closing: bool,
+}
+
+/// Why a connection's watch closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    Evicted,
+    StreamStalled,
+    Idle,
+}
+
+impl Close {
+    fn reason(self) -> &'static str {
+        match self {
+            Close::Evicted => "evicted",
+            Close::StreamStalled => "stream_stalled",
+            Close::Idle => "idle",
+        }
+    }
+}
+
+impl ConnState {
+    fn new(became_idle: Arc<Notify>) -> ConnState {
+        ConnState {
+            activity: Mutex::new(Activity {
+                open: Vec::new(),
+                next: 0,
+                draining: false,
+                idle_since: Instant::now(),
+                closing: false,
+            }),
+            evict: Notify::new(),
+            rewatch: Notify::new(),
+            became_idle,
+            send_timed_out: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+        }
+    }
+
+    /// A request arrives; `None` when the connection is being evicted.
+    fn begin(self: &Arc<Self>) -> Option<Tracker> {
+        let mut activity = lock(&self.activity);
+        if activity.closing {
+            return None;
+        }
+        let id = activity.next;
+        activity.next += 1;
+        activity.open.push((id, Instant::now()));
+        Some(Tracker {
+            conn: Arc::clone(self),
+            id,
+        })
+    }
+
+    fn progress(&self, id: u64) {
+        let mut activity = lock(&self.activity);
+        if let Some(entry) = activity.open.iter_mut().find(|(open, _)| *open == id) {
+            entry.1 = Instant::now();
+        }
+    }
+
+    fn end(&self, id: u64) {
+        let mut activity = lock(&self.activity);
+        activity.open.retain(|(open, _)| *open != id);
+        activity.draining = true;
+    }
+
+    fn flushed(&self) {
+        let mut activity = lock(&self.activity);
+        if activity.draining && activity.open.is_empty() {
+            activity.draining = false;
+            activity.idle_since = Instant::now();
+            drop(activity);
+            self.became_idle.notify_waiters();
+        }
+    }
+
+    /// Marks the connection as closing if it has no request in flight.
+    fn claim_for_eviction(&self) -> bool {
+        let mut activity = lock(&self.activity);
+        if activity.closing || !activity.open.is_empty() || activity.draining {
+            return false;
+        }
+        activity.closing = true;
+        true
+    }
+
+    /// Whether the connection must close now, and else when to look again.
+    fn check(
+        &self,
+        now: Instant,
+        send_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<Instant, Close> {
+        let activity = lock(&self.activity);
+        if let Some(oldest) = activity.open.iter().map(|(_, at)| *at).min() {
+            let deadline = oldest + send_timeout;
+            return if now >= deadline {
+                Err(Close::StreamStalled)
+            } else {
+                Ok(deadline)
+            };
+        }
+        if self.h2.load(Ordering::Relaxed) && !activity.draining {
+            let deadline = activity.idle_since + idle_timeout;
+            return if now >= deadline {
+                Err(Close::Idle)
+            } else {
+                Ok(deadline)
+            };
+        }
+        Ok(now + send_timeout)
+    }
+
+    /// Resolves when the connection has to close: evicted, a response that made
+    /// no progress for `send_timeout`, or (HTTP/2) no request for `idle_timeout`.
+    async fn watch(&self, send_timeout: Duration, idle_timeout: Duration) -> Close {
+        loop {
+            let next = match self.check(Instant::now(), send_timeout, idle_timeout) {
+                Ok(next) => next,
+                Err(close) => return close,
+            };
+            tokio::select! {
+                () = self.evict.notified() => return Close::Evicted,
+                () = self.rewatch.notified() => {}
+                () = tokio::time::sleep_until(next) => {}
+            }
+        }
+    }
+}
+
+/// One request in flight; dropped with its response body (or with the request,
+/// when the client goes away first).
+struct Tracker {
+    conn: Arc<ConnState>,
+    id: u64,
+}
+
+impl Tracker {
+    fn progress(&self) {
+        self.conn.progress(self.id);
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.conn.end(self.id);
     }
 }
 
@@ -201,39 +492,20 @@ pub async fn serve(
         telemetry_path: settings.telemetry_path.clone(),
     });
     let graceful = GracefulShutdown::new();
-    // A permit per open connection, taken before accepting: at the cap, new
-    // connections wait in the kernel's backlog instead of costing memory here.
+    // A permit per open connection. At the cap a new connection is accepted (one at
+    // a time, so the rest wait in the kernel's backlog, costing nothing here) and
+    // the oldest connection with no request in flight is closed to make room, as
+    // nginx reuses idle keep-alive connections: idle or slow clients cannot keep a
+    // scrape waiting.
     let slots = Arc::new(Semaphore::new(settings.max_connections));
-    let mut warned_full = false;
+    let registry = Arc::new(Registry::new());
+    let mut warned_full: Option<Instant> = None;
     loop {
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if !warned_full {
-                    warn!(
-                        max_connections = settings.max_connections,
-                        "connection limit reached; new connections wait until one closes"
-                    );
-                    warned_full = true;
-                }
-                tokio::select! {
-                    biased;
-                    () = stopped(&mut shutdown) => break,
-                    permit = Arc::clone(&slots).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
         let accepted = tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
             accepted = listener.accept() => accepted,
         };
-        if slots.available_permits() > 0 {
-            warned_full = false;
-        }
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(err) => {
@@ -244,6 +516,28 @@ pub async fn serve(
                 continue;
             }
         };
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Once a minute at most: whoever fills the cap can repeat it.
+                if warned_full.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    warn!(
+                        max_connections = settings.max_connections,
+                        "connection limit reached; the oldest connections without a request in flight are closed to admit new ones"
+                    );
+                    warned_full = Some(Instant::now());
+                }
+                let admitted = tokio::select! {
+                    biased;
+                    () = stopped(&mut shutdown) => None,
+                    permit = admit(&slots, &registry, &router.shared) => permit,
+                };
+                match admitted {
+                    Some(permit) => permit,
+                    None => break,
+                }
+            }
+        };
         // Without TCP_NODELAY the last partial segment of a response waits for the
         // client's delayed ACK (about 40 ms on Linux): a p99 cliff under load.
         if let Err(err) = stream.set_nodelay(true) {
@@ -252,18 +546,26 @@ pub async fn serve(
         // The web config in force when the connection arrives decides plain or TLS;
         // a reload applies to new connections (and to every request's auth).
         let web = router.web.current();
+        let (id, state) = registry.add();
         let conn = Connection {
             router: Arc::clone(&router),
             watcher: graceful.watcher(),
             read_header_timeout: settings.read_header_timeout,
+            send_timeout: settings.send_timeout,
             peer,
+            state: Arc::clone(&state),
         };
         let io = Guarded {
             inner: stream,
             read_since_write: 0,
+            conn: Arc::clone(&state),
+            send_timeout: settings.send_timeout,
+            blocked: None,
         };
+        let registry = Arc::clone(&registry);
         tokio::spawn(async move {
             conn.run(io, &web).await;
+            registry.remove(id);
             drop(permit);
         });
     }
@@ -274,17 +576,69 @@ pub async fn serve(
     }
 }
 
+/// A slot for a connection accepted at the cap: the oldest connection without a
+/// request in flight is evicted to free one; while every connection has a request
+/// in flight, waits for one to close or to finish its request.
+async fn admit(
+    slots: &Arc<Semaphore>,
+    registry: &Registry,
+    shared: &Shared,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        let became_idle = registry.became_idle.notified();
+        tokio::pin!(became_idle);
+        // Registered before looking, so a request ending meanwhile is not missed.
+        became_idle.as_mut().enable();
+        if registry.evict_oldest_idle() {
+            shared
+                .telemetry
+                .count_connection_closed(Close::Evicted.reason());
+            return Arc::clone(slots).acquire_owned().await.ok();
+        }
+        tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => return permit.ok(),
+            () = &mut became_idle => {}
+        }
+    }
+}
+
 /// One accepted connection: a TLS handshake if the web config asks for it, then
 /// HTTP/1.1, or HTTP/2 where ALPN chose it.
 struct Connection {
     router: Arc<Router>,
     watcher: Watcher,
     read_header_timeout: Duration,
-    peer: std::net::SocketAddr,
+    send_timeout: Duration,
+    peer: SocketAddr,
+    state: Arc<ConnState>,
 }
 
 impl Connection {
+    /// Serves the connection until it ends or its watch closes it (dropping hyper's
+    /// connection closes the socket).
     async fn run(self, io: Guarded, web: &WebConfig) {
+        let state = Arc::clone(&self.state);
+        let (send_timeout, idle_timeout) = (self.send_timeout, self.read_header_timeout);
+        let peer = self.peer;
+        let router = Arc::clone(&self.router);
+        let telemetry = &router.shared.telemetry;
+        tokio::select! {
+            () = self.serve(io, web) => {
+                if state.send_timed_out.load(Ordering::Relaxed) {
+                    telemetry.count_connection_closed("send_timeout");
+                }
+            }
+            close = state.watch(send_timeout, idle_timeout) => {
+                debug!(%peer, reason = close.reason(), "closing the connection");
+                // Evictions are counted by the acceptor, which chose them.
+                if close != Close::Evicted {
+                    telemetry.count_connection_closed(close.reason());
+                }
+            }
+        }
+    }
+
+    async fn serve(self, io: Guarded, web: &WebConfig) {
         let Some(tls) = &web.tls else {
             return self.http1(io).await;
         };
@@ -312,7 +666,8 @@ impl Connection {
         }
     }
 
-    /// The service both protocols run: every request goes to [`Router::handle`].
+    /// The service both protocols run: every request goes to [`Router::handle`],
+    /// tracked from its arrival to its response's last byte.
     fn service(
         &self,
     ) -> impl hyper::service::Service<
@@ -324,9 +679,25 @@ impl Connection {
            + Send
            + 'static {
         let router = Arc::clone(&self.router);
+        let state = Arc::clone(&self.state);
+        let peer = self.peer.ip();
         service_fn(move |req| {
             let router = Arc::clone(&router);
-            async move { Ok::<_, Infallible>(router.handle(req).await) }
+            // Taken now, so a request that is cancelled still ends (the tracker
+            // drops with the future).
+            let tracker = state.begin();
+            async move {
+                let Some(tracker) = tracker else {
+                    // The connection was picked for eviction as this request arrived.
+                    return Ok(plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 connection closing\n",
+                    ));
+                };
+                let mut resp = router.handle(req, peer).await;
+                resp.body_mut().track(tracker);
+                Ok::<_, Infallible>(resp)
+            }
         })
     }
 
@@ -351,6 +722,8 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.state.h2.store(true, Ordering::Relaxed);
+        self.state.rewatch.notify_one();
         let service = self.service();
         // The header list limit matches what HTTP/1.1 connections may send; pings
         // close a connection whose peer has gone.
@@ -369,9 +742,9 @@ impl Connection {
 
 impl Router {
     /// Every response carries the web config's headers.
-    async fn handle(&self, req: Request<Incoming>) -> Response<Chunks> {
+    async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Chunks> {
         let web = self.web.current();
-        let mut resp = self.guarded(req, &web).await;
+        let mut resp = self.guarded(req, &web, peer).await;
         let headers = resp.headers_mut();
         for (name, value) in &web.headers {
             headers.insert(name.clone(), value.clone());
@@ -382,26 +755,69 @@ impl Router {
     /// The rate limit and basic auth, for every path but the probes: /-/healthy and
     /// /-/ready reveal nothing, and a probe that needed credentials would restart a
     /// healthy pod the day the password changes.
-    async fn guarded(&self, req: Request<Incoming>, web: &WebConfig) -> Response<Chunks> {
+    ///
+    /// With basic auth, the rate limit counts authenticated requests apart from the
+    /// others (exporter-toolkit spends one bucket on every request, so a client
+    /// without credentials could get Prometheus's scrapes answered 429): refused
+    /// requests spend a bucket of their own, of the same size.
+    async fn guarded(
+        &self,
+        req: Request<Incoming>,
+        web: &WebConfig,
+        peer: IpAddr,
+    ) -> Response<Chunks> {
         let path = req.uri().path();
         if path != "/-/healthy" && path != "/-/ready" {
-            if let Some(limit) = &web.rate_limit {
-                if !limit.allow() {
-                    return plain(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n");
-                }
-            }
-            if let Some(users) = &web.users {
-                if !users.check(req.headers().get(header::AUTHORIZATION)).await {
-                    let mut resp = plain(StatusCode::UNAUTHORIZED, "401 unauthorized\n");
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(AUTHENTICATE),
-                    );
-                    return resp;
-                }
+            let bucket = match &web.users {
+                None => web.rate_limit.as_ref(),
+                Some(users) => match users
+                    .check(req.headers().get(header::AUTHORIZATION), peer)
+                    .await
+                {
+                    Verdict::Allowed => web.rate_limit.as_ref(),
+                    Verdict::Denied => {
+                        if web
+                            .rate_limit_refused
+                            .as_ref()
+                            .is_some_and(|limit| !limit.allow())
+                        {
+                            return self.too_many();
+                        }
+                        let mut resp = plain(StatusCode::UNAUTHORIZED, "401 unauthorized\n");
+                        resp.headers_mut().insert(
+                            header::WWW_AUTHENTICATE,
+                            HeaderValue::from_static(AUTHENTICATE),
+                        );
+                        return resp;
+                    }
+                    Verdict::AddressBusy => {
+                        self.shared
+                            .telemetry
+                            .count_request_refused("auth_address_busy");
+                        return retry_later(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "429 too many password checks from this address\n",
+                        );
+                    }
+                    Verdict::Busy => {
+                        self.shared.telemetry.count_request_refused("auth_busy");
+                        return retry_later(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "503 password checks are busy\n",
+                        );
+                    }
+                },
+            };
+            if bucket.is_some_and(|limit| !limit.allow()) {
+                return self.too_many();
             }
         }
         self.route(req).await
+    }
+
+    fn too_many(&self) -> Response<Chunks> {
+        self.shared.telemetry.count_request_refused("rate_limit");
+        plain(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n")
     }
 
     async fn route(&self, req: Request<Incoming>) -> Response<Chunks> {
@@ -496,6 +912,14 @@ enum Page {
     Landing,
     Healthy,
     Ready,
+}
+
+/// A refusal the client may retry in a second.
+fn retry_later(status: StatusCode, text: &'static str) -> Response<Chunks> {
+    let mut resp = plain(status, text);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Chunks> {

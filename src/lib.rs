@@ -162,6 +162,7 @@ pub async fn run<S: SesApi>(
             telemetry_path: config.telemetry_path.clone(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout,
+            send_timeout: config.send_timeout,
         },
         stop_rx,
     ));

@@ -44,7 +44,16 @@ pub struct Telemetry {
     dns_lookups: IntCounterVec,
     task_restarts: IntCounterVec,
     task_up: IntGaugeVec,
+    http_connections_closed: IntCounterVec,
+    http_requests_refused: IntCounterVec,
+    log_lines_dropped: IntCounter,
 }
+
+/// Why the HTTP server closed a connection itself (`aws_ses_exporter_http_connections_closed_total`).
+pub const CONNECTION_CLOSE_REASONS: [&str; 4] =
+    ["evicted", "send_timeout", "stream_stalled", "idle"];
+/// Why a request was answered without being served (`aws_ses_exporter_http_requests_refused_total`).
+pub const REQUEST_REFUSE_REASONS: [&str; 3] = ["rate_limit", "auth_address_busy", "auth_busy"];
 
 impl Telemetry {
     pub fn new(poll_interval_seconds: f64) -> Result<Telemetry, prometheus::Error> {
@@ -160,6 +169,30 @@ impl Telemetry {
         for task in ["poller", "dns", "web_config"] {
             task_restarts.with_label_values(&[task]);
         }
+        let http_connections_closed = IntCounterVec::new(
+            Opts::new(
+                "aws_ses_exporter_http_connections_closed_total",
+                "HTTP connections the exporter closed itself, by reason: evicted (the oldest connection without a request in flight, closed to admit a new one at --web.max-connections), send_timeout (no write succeeded for --web.send-timeout), stream_stalled (an HTTP/2 response that made no progress for --web.send-timeout), idle (an HTTP/2 connection without a request for --web.read-header-timeout).",
+            ),
+            &["reason"],
+        )?;
+        for reason in CONNECTION_CLOSE_REASONS {
+            http_connections_closed.with_label_values(&[reason]);
+        }
+        let http_requests_refused = IntCounterVec::new(
+            Opts::new(
+                "aws_ses_exporter_http_requests_refused_total",
+                "HTTP requests answered without being served, by reason: rate_limit (429, the web config's rate_limit), auth_address_busy (429, the client's address already has its share of password checks waiting), auth_busy (503, every password check slot was taken for too long or the queue was full).",
+            ),
+            &["reason"],
+        )?;
+        for reason in REQUEST_REFUSE_REASONS {
+            http_requests_refused.with_label_values(&[reason]);
+        }
+        let log_lines_dropped = IntCounter::new(
+            "aws_ses_exporter_log_lines_dropped_total",
+            "Log lines of the HTTP server's libraries (hyper, h2, rustls) dropped by their per-target budget (10 at once, then one per 10 s), so that no client can fill the log.",
+        )?;
         // The start-up load succeeded, or the exporter would not be running.
         web_config_reload_successful.set(1);
         web_config_reload_timestamp.set(unix_seconds(SystemTime::now()));
@@ -196,6 +229,9 @@ impl Telemetry {
         registry.register(Box::new(web_config_reload_timestamp.clone()))?;
         registry.register(Box::new(task_restarts.clone()))?;
         registry.register(Box::new(task_up.clone()))?;
+        registry.register(Box::new(http_connections_closed.clone()))?;
+        registry.register(Box::new(http_requests_refused.clone()))?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -221,7 +257,26 @@ impl Telemetry {
             dns_lookups,
             task_restarts,
             task_up,
+            http_connections_closed,
+            http_requests_refused,
+            log_lines_dropped,
         })
+    }
+
+    /// Counts a connection the HTTP server closed; `reason` is one of
+    /// [`CONNECTION_CLOSE_REASONS`].
+    pub fn count_connection_closed(&self, reason: &str) {
+        self.http_connections_closed
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Counts a request refused before being served; `reason` is one of
+    /// [`REQUEST_REFUSE_REASONS`].
+    pub fn count_request_refused(&self, reason: &str) {
+        self.http_requests_refused
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Counts a restart of a background task.
@@ -325,6 +380,12 @@ impl Telemetry {
 
     /// Renders the self and process metrics; small, so done per scrape.
     pub fn render(&self) -> String {
+        // The log filter counts in a static: it is set up before any telemetry exists.
+        let dropped = crate::logging::dropped_lines();
+        let seen = self.log_lines_dropped.get();
+        if dropped > seen {
+            self.log_lines_dropped.inc_by(dropped - seen);
+        }
         let families = self.registry.gather();
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
