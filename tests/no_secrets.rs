@@ -83,6 +83,19 @@ fn even_rust_log_debug_for_every_library_holds_no_secrets() {
     assert_clean(&run_and_collect(&[("RUST_LOG", "debug")]));
 }
 
+/// At trace the SDK's orchestrator and signer print the identity (the access key
+/// ID); the exporter caps them whatever `RUST_LOG` says, even when it names them.
+#[test]
+fn no_rust_log_setting_lets_the_access_key_out() {
+    for filter in [
+        "trace",
+        "info,aws_smithy_runtime=trace,aws_sigv4=trace,aws_config=trace,aws_runtime=trace,\
+         aws_smithy_runtime::client::orchestrator::endpoints=trace",
+    ] {
+        assert_clean(&run_and_collect(&[("RUST_LOG", filter)]));
+    }
+}
+
 /// With the web config on (TLS and basic auth) at `RUST_LOG=debug`: good and wrong
 /// credentials over HTTP/1.1 and HTTP/2, a failed handshake, and a reload of a file
 /// with a plaintext password where the hash belongs. Neither the password, nor the

@@ -18,6 +18,12 @@ pub mod pki;
 pub mod prometheus;
 
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
+
+/// The binary the tests start: this build's, or `SES_EXPORTER_UNDER_TEST` (another
+/// build, e.g. an older commit's, to show that a test fails without its fix).
+pub fn exporter_binary() -> String {
+    std::env::var("SES_EXPORTER_UNDER_TEST").unwrap_or_else(|_| EXPORTER.to_owned())
+}
 pub const DOUBLE: &str = env!("CARGO_BIN_EXE_ses-double");
 pub const REGION: &str = "us-east-1";
 
@@ -440,7 +446,7 @@ impl Exporter {
         extra_env: &[(&str, &str)],
     ) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(EXPORTER);
+        let mut cmd = Command::new(exporter_binary());
         cmd.env_clear()
             .envs(aws_env(dir.path(), endpoint))
             .envs(extra_env.iter().copied())

@@ -1,0 +1,932 @@
+//! Hostile clients against the real binary, each on loopback and bounded in time,
+//! each checking what a scrape sees meanwhile. One test per finding of the
+//! "Hostile clients cannot silence the scrape" issue: stalled readers, a cancel
+//! flood against bcrypt, idle HTTP/2 connections, a cap full of idle connections,
+//! wrong-password floods around a first login and a reload, an HTTP/2 reset flood
+//! against the log, and the smaller ones (decoy timing, the rate limit spent by
+//! refused requests). `SES_EXPORTER_UNDER_TEST` runs them against another build.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use common::pki::Pki;
+use common::{get, http, wait_for, Double, Exporter, Metrics};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpSocket;
+
+// ------------------------------------------------------------------ helpers
+
+/// A user's bcrypt hash as htpasswd writes it.
+fn hash(password: &str, cost: u32) -> String {
+    bcrypt::hash_with_result(password, cost)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// An exporter with `web_config` (YAML, beside a server certificate when `tls`),
+/// polling the double once an hour.
+struct Setup {
+    _double: Double,
+    exporter: Exporter,
+    _dir: tempfile::TempDir,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Setup {
+    fn start(web_config: Option<&str>, tls: bool, args: &[&str]) -> Setup {
+        Setup::start_with(&["--seed", "demo"], web_config, tls, args)
+    }
+
+    fn start_with(
+        double_args: &[&str],
+        web_config: Option<&str>,
+        tls: bool,
+        args: &[&str],
+    ) -> Setup {
+        let double = Double::start(double_args);
+        let dir = tempfile::tempdir().unwrap();
+        let mut yaml = String::new();
+        let mut client = None;
+        if tls {
+            let pki = Pki::ca(dir.path(), "ca");
+            pki.leaf("ca", "server", "IP:127.0.0.1,DNS:localhost", "serverAuth");
+            yaml.push_str("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n");
+            client = Some(client_config(&pki.dir.join("ca.pem")));
+        }
+        if let Some(extra) = web_config {
+            yaml.push_str(extra);
+        }
+        let mut all: Vec<String> = ["--poll.interval", "1h", "--ses.pacing", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let path = dir.path().join("web.yml");
+        if tls || web_config.is_some() {
+            std::fs::write(&path, &yaml).unwrap();
+            all.push("--web.config.file".into());
+            all.push(path.display().to_string());
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let exporter = Exporter::start(&double.url(), None, &refs);
+        let setup = Setup {
+            _double: double,
+            exporter,
+            _dir: dir,
+            tls: client,
+        };
+        wait_for(Duration::from_secs(90), "the first cycle", || {
+            (setup.status("/-/ready") == 200).then_some(())
+        });
+        setup
+    }
+
+    fn pid(&self) -> u32 {
+        self.exporter.proc.child.id()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.exporter.addr
+    }
+
+    /// One request on a new connection (TLS when the exporter has it), at most 10 s.
+    fn status(&self, path: &str) -> u16 {
+        runtime()
+            .block_on(self.request(path, None, None))
+            .map_or(0, |r| r.0)
+    }
+
+    /// A request on a new connection: (status, body bytes), or why it failed.
+    async fn request(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+        from: Option<IpAddr>,
+    ) -> Result<(u16, usize), String> {
+        let fut = async {
+            let stream = connect(self.addr(), from).await?;
+            match &self.tls {
+                Some(config) => {
+                    let tls = tls_connect(config, stream, b"http/1.1").await?;
+                    h1_request(tls, path, auth).await
+                }
+                None => h1_request(stream, path, auth).await,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 10 s (Prometheus's scrape timeout)".into()))
+    }
+
+    fn metrics(&self, auth: Option<&str>) -> Metrics {
+        let rt = runtime();
+        let fut = async {
+            let stream = connect(self.addr(), None).await?;
+            let body = match &self.tls {
+                Some(config) => {
+                    h1_body(
+                        tls_connect(config, stream, b"http/1.1").await?,
+                        "/metrics",
+                        auth,
+                    )
+                    .await?
+                }
+                None => h1_body(stream, "/metrics", auth).await?,
+            };
+            Ok::<_, String>(Metrics::parse(&body))
+        };
+        rt.block_on(fut).expect("a scrape")
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+async fn connect(addr: SocketAddr, from: Option<IpAddr>) -> Result<tokio::net::TcpStream, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = from {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| e.to_string())?;
+    }
+    socket.connect(addr).await.map_err(|e| e.to_string())
+}
+
+async fn tls_connect(
+    config: &Arc<rustls::ClientConfig>,
+    stream: tokio::net::TcpStream,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut config = (**config).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+    connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn get_request(path: &str, auth: Option<&str>) -> hyper::Request<Empty<Bytes>> {
+    let mut req = hyper::Request::get(path).header("host", "127.0.0.1");
+    if let Some(auth) = auth {
+        req = req.header("authorization", auth);
+    }
+    req.body(Empty::new()).unwrap()
+}
+
+async fn h1_request<I>(io: I, path: &str, auth: Option<&str>) -> Result<(u16, usize), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(get_request(path, auth))
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body.len()))
+}
+
+async fn h1_body<I>(io: I, path: &str, auth: Option<&str>) -> Result<String, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(get_request(path, auth))
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// What /proc says of a process.
+struct ProcStat {
+    sockets: usize,
+    threads: usize,
+    runnable: usize,
+    rss_kib: u64,
+}
+
+fn proc_stat(pid: u32) -> ProcStat {
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let (mut threads, mut runnable) = (0, 0);
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.filter_map(Result::ok) {
+            threads += 1;
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised name.
+            if stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('R'))
+            {
+                runnable += 1;
+            }
+        }
+    }
+    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    ProcStat {
+        sockets,
+        threads,
+        runnable,
+        rss_kib,
+    }
+}
+
+fn percentile(mut values: Vec<Duration>, p: f64) -> Duration {
+    values.sort();
+    let i = ((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1;
+    values[i]
+}
+
+/// Times `n` requests of `path`, each on a new connection, all of which must succeed.
+fn timed_requests(
+    setup: &Setup,
+    n: usize,
+    path: &str,
+    auth: Option<&str>,
+    from: Option<IpAddr>,
+) -> Vec<Duration> {
+    let rt = runtime();
+    (0..n)
+        .map(|i| {
+            let start = Instant::now();
+            let got = rt.block_on(setup.request(path, auth, from));
+            assert_eq!(
+                got.as_ref().map(|r| r.0),
+                Ok(200),
+                "request {i} of {path}: {got:?}"
+            );
+            start.elapsed()
+        })
+        .collect()
+}
+
+/// Runs `work` on `n` threads until `stop` is set; returns their handles.
+fn flood(
+    n: usize,
+    stop: &Arc<AtomicBool>,
+    work: impl Fn(usize) + Send + Sync + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let work = Arc::new(work);
+    (0..n)
+        .map(|i| {
+            let stop = Arc::clone(stop);
+            let work = Arc::clone(&work);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    work(i);
+                }
+            })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ 1. stalled readers
+
+#[test]
+fn stalled_readers_are_closed_after_the_send_timeout() {
+    // 6,000 identities: a plain body of several MB, more than the kernel buffers of
+    // a client that reads nothing.
+    let setup = Setup::start_with(
+        &["--seed", "none", "--seed-count", "6000", "--rate", "0"],
+        None,
+        false,
+        &["--ses.rate", "200", "--web.send-timeout", "3s"],
+    );
+    let pid = setup.pid();
+    let plain = get(setup.addr(), "/metrics");
+    assert_eq!(plain.status, 200);
+    assert!(
+        plain.body.len() > 3_000_000,
+        "body of {} bytes",
+        plain.body.len()
+    );
+    let before = proc_stat(pid);
+
+    const STALLED: usize = 100;
+    let rt = runtime();
+    let addr = setup.addr();
+    let held: Vec<tokio::net::TcpStream> = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..STALLED {
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut stream = socket.connect(addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            held.push(stream);
+        }
+        held
+    });
+    let during = wait_for(
+        Duration::from_secs(5),
+        "the stalled readers to be accepted",
+        || {
+            let s = proc_stat(pid);
+            (s.sockets >= before.sockets + STALLED).then_some(s)
+        },
+    );
+    // Meanwhile a scrape is served.
+    let took = timed_requests(&setup, 5, "/metrics", None, None);
+    let worst = took.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(5), "scrapes took {took:?}");
+
+    let start = Instant::now();
+    let after = wait_for(
+        Duration::from_secs(15),
+        "the stalled readers to be closed",
+        || {
+            let s = proc_stat(pid);
+            (s.sockets <= before.sockets + 2).then_some(s)
+        },
+    );
+    let closed_after = start.elapsed();
+    // The health tail is cached for a second: wait for the count rather than read once.
+    let closed = |m: &Metrics, reason: &str| {
+        m.get(&format!(
+            "aws_ses_exporter_http_connections_closed_total{{reason=\"{reason}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    let timed_out = wait_for(Duration::from_secs(5), "the closes to be counted", || {
+        let m = setup.metrics(None);
+        let n = closed(&m, "send_timeout") + closed(&m, "stream_stalled");
+        (n >= STALLED as f64).then_some(n)
+    });
+    println!(
+        "stalled readers: sockets {} -> {} -> {} (closed {:?} after the scrapes); RSS {} -> {} -> {} KiB; scrape worst {:?}; closed by timeout {}",
+        before.sockets, during.sockets, after.sockets, closed_after, before.rss_kib, during.rss_kib, after.rss_kib, worst, timed_out
+    );
+    assert!(
+        timed_out >= STALLED as f64,
+        "{timed_out} connections closed by the send timeout"
+    );
+    assert!(
+        during.rss_kib < before.rss_kib + 64 * 1024,
+        "RSS grew from {} to {} KiB",
+        before.rss_kib,
+        during.rss_kib
+    );
+    drop(held);
+}
+
+// ------------------------------------------------------------------ 2. cancel flood
+
+#[test]
+fn a_cancel_flood_cannot_multiply_bcrypt_work() {
+    let users = format!("basic_auth_users:\n  alice: {}\n", hash("s3cret", 10));
+    let setup = Arc::new(Setup::start(Some(&users), true, &[]));
+    let pid = setup.pid();
+    let auth = basic("alice", "s3cret");
+    // The scraper's credentials are verified once, then come from memory.
+    assert_eq!(
+        runtime()
+            .block_on(setup.request("/metrics", Some(&auth), None))
+            .map(|r| r.0),
+        Ok(200)
+    );
+    let before = proc_stat(pid);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    // HTTP/1.1 over TLS: send a request with a fresh wrong password, hang up 5 ms later.
+    {
+        let (setup, sent) = (Arc::clone(&setup), Arc::clone(&sent));
+        let config = setup.tls.clone().unwrap();
+        threads.extend(flood(6, &stop, move |i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let Ok(stream) = connect(setup.addr(), None).await else {
+                    return;
+                };
+                let Ok(mut tls) = tls_connect(&config, stream, b"http/1.1").await else {
+                    return;
+                };
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                let req = format!(
+                    "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                    basic("alice", &format!("guess-{i}-{n}"))
+                );
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut tls, req.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            });
+        }));
+    }
+    // HTTP/2: many streams a connection, each reset 5 ms after its request.
+    {
+        let (setup, sent) = (Arc::clone(&setup), Arc::clone(&sent));
+        let config = setup.tls.clone().unwrap();
+        threads.extend(flood(2, &stop, move |i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let Ok(stream) = connect(setup.addr(), None).await else {
+                    return;
+                };
+                let Ok(tls) = tls_connect(&config, stream, b"h2").await else {
+                    return;
+                };
+                let Ok((client, conn)) = h2::client::handshake(tls).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                for _ in 0..50 {
+                    let Ok(mut client) = client.clone().ready().await else {
+                        return;
+                    };
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    let req = http::Request::get("https://127.0.0.1/metrics")
+                        .header("authorization", basic("alice", &format!("h2-{i}-{n}")))
+                        .body(())
+                        .unwrap();
+                    let Ok((_resp, mut stream)) = client.send_request(req, true) else {
+                        return;
+                    };
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    stream.send_reset(h2::Reason::CANCEL);
+                }
+            });
+        }));
+    }
+    // Sample the process and scrape with cached credentials for 6 s.
+    let (mut max_threads, mut max_runnable) = (0, 0);
+    let mut took = Vec::new();
+    let rt = runtime();
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        let s = proc_stat(pid);
+        max_threads = max_threads.max(s.threads);
+        max_runnable = max_runnable.max(s.runnable);
+        let start = Instant::now();
+        let got = rt.block_on(setup.request("/metrics", Some(&auth), None));
+        assert_eq!(
+            got.as_ref().map(|r| r.0),
+            Ok(200),
+            "a scrape during the flood: {got:?}"
+        );
+        took.push(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let p99 = percentile(took.clone(), 0.99);
+    println!(
+        "cancel flood: {} requests sent; threads {} -> max {}, runnable max {}; {} cached scrapes, p50 {:?} p99 {:?}",
+        sent.load(Ordering::Relaxed),
+        before.threads,
+        max_threads,
+        max_runnable,
+        took.len(),
+        percentile(took.clone(), 0.5),
+        p99
+    );
+    assert!(sent.load(Ordering::Relaxed) > 200, "the flood ran");
+    // Two bcrypts and the pool's spare threads, not one thread per cancelled request.
+    assert!(
+        max_threads <= before.threads + 6,
+        "threads {} -> {}",
+        before.threads,
+        max_threads
+    );
+    assert!(max_runnable <= 6, "{max_runnable} threads runnable at once");
+    assert!(p99 < Duration::from_secs(1), "cached scrapes p99 {p99:?}");
+}
+
+// ------------------------------------------------------------------ 3. idle HTTP/2
+
+#[test]
+fn idle_http2_connections_are_closed() {
+    let setup = Setup::start(
+        None,
+        true,
+        &[
+            "--web.read-header-timeout",
+            "2s",
+            "--web.max-connections",
+            "8",
+        ],
+    );
+    let rt = runtime();
+    let config = setup.tls.clone().unwrap();
+    let addr = setup.addr();
+    // Eight HTTP/2 connections that never send a request; their client answers PINGs.
+    let closed: Vec<tokio::task::JoinHandle<Duration>> = rt.block_on(async {
+        let mut closed = Vec::new();
+        for _ in 0..8 {
+            let tls = tls_connect(&config, connect(addr, None).await.unwrap(), b"h2")
+                .await
+                .unwrap();
+            let (client, conn) = h2::client::handshake(tls).await.unwrap();
+            let start = Instant::now();
+            closed.push(tokio::spawn(async move {
+                let _client = client;
+                let _ = conn.await;
+                start.elapsed()
+            }));
+        }
+        closed
+    });
+    // A scrape on a ninth connection is served meanwhile.
+    let took = timed_requests(&setup, 1, "/metrics", None, None);
+    let lived: Vec<Duration> = rt.block_on(async {
+        let mut lived = Vec::new();
+        for c in closed {
+            let l = tokio::time::timeout(Duration::from_secs(10), c).await;
+            lived.push(
+                l.expect("an idle HTTP/2 connection still open after 10 s")
+                    .unwrap(),
+            );
+        }
+        lived
+    });
+    println!("idle h2 connections closed after {lived:?}; a scrape meanwhile took {took:?}");
+    assert!(
+        lived.iter().all(|l| *l < Duration::from_secs(6)),
+        "{lived:?}"
+    );
+}
+
+// ------------------------------------------------------------------ 4. the cap
+
+#[test]
+fn a_cap_full_of_idle_connections_does_not_delay_a_scrape() {
+    let setup = Setup::start(None, false, &["--web.max-connections", "48"]);
+    let addr = setup.addr();
+    let baseline = proc_stat(setup.pid()).sockets;
+    let mut held = Vec::new();
+    // 16 that keep alive after a response, 16 that never send, 16 that stall in their headers.
+    for _ in 0..16 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        held.push(s);
+    }
+    for i in 0..32 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        if i % 2 == 1 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+        }
+        held.push(s);
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "the 48 connections to be accepted",
+        || (proc_stat(setup.pid()).sockets >= baseline + 48).then_some(()),
+    );
+    let took = timed_requests(&setup, 24, "/metrics", None, None);
+    let worst = *took.iter().max().unwrap();
+    let evicted = wait_for(Duration::from_secs(5), "an eviction to be counted", || {
+        let n = setup
+            .metrics(None)
+            .get("aws_ses_exporter_http_connections_closed_total{reason=\"evicted\"}")
+            .unwrap_or(0.0);
+        (n >= 1.0).then_some(n)
+    });
+    println!("cap of 48 full of idle connections: 24 scrapes, worst {worst:?}, {evicted} connections evicted");
+    assert!(worst < Duration::from_secs(2), "scrapes took {took:?}");
+    assert!(evicted >= 1.0, "{evicted} evicted");
+    drop(held);
+}
+
+// ------------------------------------------------------------------ 5. wrong passwords
+
+#[test]
+fn wrong_password_floods_do_not_keep_a_valid_login_out() {
+    let users = format!(
+        "basic_auth_users:\n  alice: {}\n  bob: {}\n",
+        hash("s3cret", 10),
+        hash("b0b", 10)
+    );
+    let setup = Arc::new(Setup::start(Some(&users), false, &[]));
+    let addr = setup.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    // 200 keep-alive connections repeating one wrong password.
+    let conns: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let conns: Vec<Arc<Mutex<TcpStream>>> =
+        conns.into_iter().map(|c| Arc::new(Mutex::new(c))).collect();
+    let repeated = {
+        let conns = conns.clone();
+        let answered = Arc::clone(&answered);
+        flood(8, &stop, move |i| {
+            for c in conns.iter().skip(i).step_by(8) {
+                let mut c = c.lock().unwrap();
+                let req = format!(
+                    "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                    basic("alice", "wrong")
+                );
+                if c.write_all(req.as_bytes()).is_ok() {
+                    let mut buf = [0u8; 4096];
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                    let n = c.read(&mut buf).unwrap_or(0);
+                    // Counted once the wrong password is answered from memory (401),
+                    // not refused for want of a bcrypt slot (429).
+                    if buf[..n].starts_with(b"HTTP/1.1 401") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "the repeated wrong password to be answered 401 400 times",
+        || (answered.load(Ordering::Relaxed) >= 400).then_some(()),
+    );
+    let first_login =
+        timed_requests(&setup, 1, "/metrics", Some(&basic("alice", "s3cret")), None)[0];
+    stop.store(true, Ordering::Relaxed);
+    for t in repeated {
+        t.join().unwrap();
+    }
+
+    // Fresh wrong passwords from one address; a first login from another.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let fresh = {
+        let sent = Arc::clone(&sent);
+        flood(16, &stop, move |i| {
+            let Ok(mut c) = TcpStream::connect(addr) else {
+                return;
+            };
+            for _ in 0..20 {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                let req = format!(
+                    "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                    basic("alice", &format!("guess-{i}-{n}"))
+                );
+                if c.write_all(req.as_bytes()).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 4096];
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                if c.read(&mut buf).unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        })
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "the fresh-password flood to be under way",
+        || (sent.load(Ordering::Relaxed) >= 100).then_some(()),
+    );
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let other_address = timed_requests(
+        &setup,
+        1,
+        "/metrics",
+        Some(&basic("bob", "b0b")),
+        Some(elsewhere),
+    )[0];
+    // A reload (SIGHUP) keeps alice's verified credentials: her next scrape pays no bcrypt.
+    let log_before = setup
+        .exporter
+        .proc
+        .log()
+        .matches("web config reloaded")
+        .count();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &setup.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(Duration::from_secs(10), "the reload", || {
+        (setup
+            .exporter
+            .proc
+            .log()
+            .matches("web config reloaded")
+            .count()
+            > log_before)
+            .then_some(())
+    });
+    let after_reload = timed_requests(&setup, 3, "/metrics", Some(&basic("alice", "s3cret")), None);
+    stop.store(true, Ordering::Relaxed);
+    for t in fresh {
+        t.join().unwrap();
+    }
+    println!(
+        "wrong-password floods: first login {first_login:?} under a repeated wrong password; \
+         first login from another address {other_address:?} under {} fresh ones; scrapes after a reload {after_reload:?}",
+        sent.load(Ordering::Relaxed)
+    );
+    assert!(
+        first_login < Duration::from_secs(2),
+        "first login took {first_login:?}"
+    );
+    assert!(
+        other_address < Duration::from_secs(2),
+        "first login took {other_address:?}"
+    );
+    assert!(
+        after_reload.iter().all(|t| *t < Duration::from_secs(1)),
+        "{after_reload:?}"
+    );
+    drop(conns);
+}
+
+// ------------------------------------------------------------------ 6. the log
+
+#[test]
+fn an_http2_reset_flood_cannot_fill_the_log() {
+    let setup = Setup::start(None, true, &[]);
+    let config = setup.tls.clone().unwrap();
+    let addr = setup.addr();
+    let lines_before = setup.exporter.proc.log().lines().count();
+    let rt = runtime();
+    let streams = rt.block_on(async {
+        let mut streams = 0usize;
+        let end = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < end {
+            let Ok(stream) = connect(addr, None).await else {
+                continue;
+            };
+            let Ok(tls) = tls_connect(&config, stream, b"h2").await else {
+                continue;
+            };
+            let Ok((client, conn)) = h2::client::handshake(tls).await else {
+                continue;
+            };
+            let conn = tokio::spawn(conn);
+            // Requests reset at once, before the server can take them: the rapid
+            // reset h2 answers with GOAWAY and a warning.
+            for _ in 0..200 {
+                let Ok(mut client) = client.clone().ready().await else {
+                    break;
+                };
+                let req = http::Request::get("https://127.0.0.1/").body(()).unwrap();
+                let Ok((_resp, mut stream)) = client.send_request(req, true) else {
+                    break;
+                };
+                stream.send_reset(h2::Reason::CANCEL);
+                streams += 1;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn).await;
+        }
+        streams
+    });
+    let log = setup.exporter.proc.log();
+    let new: Vec<&str> = log.lines().skip(lines_before).collect();
+    let dropped = setup
+        .metrics(None)
+        .get("aws_ses_exporter_log_lines_dropped_total")
+        .unwrap_or(-1.0);
+    println!(
+        "h2 reset flood: {streams} streams reset, {} log lines written, {dropped} dropped",
+        new.len()
+    );
+    assert!(streams > 1000, "the flood ran: {streams}");
+    assert!(
+        dropped > 0.0,
+        "the flood made the libraries log ({dropped} dropped)"
+    );
+    assert!(new.len() <= 20, "{} lines:\n{}", new.len(), new.join("\n"));
+}
+
+// ------------------------------------------------------------------ 7. smaller
+
+#[test]
+fn unknown_users_take_the_time_of_some_real_user() {
+    // One user at cost 4 (about a millisecond), one at cost 12 (hundreds).
+    let users = format!(
+        "basic_auth_users:\n  fast: {}\n  slow: {}\n",
+        hash("f", 4),
+        hash("s", 12)
+    );
+    let setup = Setup::start(Some(&users), false, &[]);
+    let took: Vec<Duration> = (0..24)
+        .map(|i| {
+            let start = Instant::now();
+            let r = http(
+                setup.addr(),
+                "GET",
+                "/metrics",
+                &[("Authorization", &basic(&format!("nobody{i}"), "x"))],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(r.status, 401);
+            start.elapsed()
+        })
+        .collect();
+    let split = Duration::from_millis(60);
+    let quick = took.iter().filter(|t| **t < split).count();
+    println!("24 unknown names: {quick} answered like the cost-4 user, {} like the cost-12 one: {took:?}", 24 - quick);
+    // A single decoy at one cost would make every unknown name take the same time,
+    // telling "fast" (answered in a millisecond) apart as a real user.
+    assert!(quick > 0 && quick < 24, "{took:?}");
+}
+
+#[test]
+fn refused_requests_do_not_spend_the_scrapers_rate_limit() {
+    let users = format!(
+        "basic_auth_users:\n  alice: {}\nrate_limit:\n  interval: 10s\n  burst: 3\n",
+        hash("s3cret", 4)
+    );
+    let setup = Setup::start(Some(&users), false, &[]);
+    for _ in 0..20 {
+        let r = http(setup.addr(), "GET", "/metrics", &[], b"").unwrap();
+        assert!([401, 429].contains(&r.status), "{}", r.status);
+    }
+    let r = http(
+        setup.addr(),
+        "GET",
+        "/metrics",
+        &[("Authorization", &basic("alice", "s3cret"))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        r.status, 200,
+        "an authenticated scrape after 20 refused requests"
+    );
+}
