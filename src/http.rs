@@ -306,7 +306,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct ConnState {
     activity: Mutex<Activity>,
     evict: Notify,
-    /// Wakes the watch to look again (the connection turned out to be HTTP/2).
+    /// Wakes the watch to look again (the connection turned out to be HTTP/2, or a
+    /// request began: its deadline may be earlier than the one the watch waits for).
     rewatch: Notify,
     became_idle: Arc<Notify>,
     /// Set by the socket when a write waited longer than the send timeout.
@@ -374,6 +375,9 @@ impl ConnState {
         let id = activity.next;
         activity.next += 1;
         activity.open.push((id, Instant::now()));
+        drop(activity);
+        // The watch may be waiting for a later deadline (an HTTP/2 idle timeout).
+        self.rewatch.notify_one();
         Some(Tracker {
             conn: Arc::clone(self),
             id,

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -48,7 +48,7 @@ struct Setup {
 
 impl Setup {
     fn start(web_config: Option<&str>, tls: bool, args: &[&str]) -> Setup {
-        Setup::start_with(&["--seed", "demo"], web_config, tls, args)
+        Setup::start_with(&["--seed", "demo"], web_config, tls, args, &[])
     }
 
     fn start_with(
@@ -56,6 +56,7 @@ impl Setup {
         web_config: Option<&str>,
         tls: bool,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Setup {
         let double = Double::start(double_args);
         let dir = tempfile::tempdir().unwrap();
@@ -82,7 +83,7 @@ impl Setup {
         }
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let exporter = Exporter::start(&double.url(), None, &refs);
+        let exporter = Exporter::start_with_env(&double.url(), None, &refs, env);
         let setup = Setup {
             _double: double,
             exporter,
@@ -358,7 +359,9 @@ fn stalled_readers_are_closed_after_the_send_timeout() {
         &["--seed", "none", "--seed-count", "6000", "--rate", "0"],
         None,
         false,
-        &["--ses.rate", "200", "--web.send-timeout", "3s"],
+        &["--ses.rate", "200"],
+        // --web.send-timeout 3s, by its variable: a build without the flag starts too.
+        &[("SES_EXPORTER_WEB_SEND_TIMEOUT", "3s")],
     );
     let pid = setup.pid();
     let plain = get(setup.addr(), "/metrics");
@@ -439,6 +442,77 @@ fn stalled_readers_are_closed_after_the_send_timeout() {
         during.rss_kib
     );
     drop(held);
+}
+
+#[test]
+fn http2_streams_without_window_are_closed_after_the_send_timeout() {
+    // A body of many chunks, so a stream stalls in its middle, not with its end
+    // already handed to h2.
+    let setup = Setup::start_with(
+        &["--seed", "none", "--seed-count", "2000", "--rate", "0"],
+        None,
+        true,
+        &["--ses.rate", "200"],
+        &[("SES_EXPORTER_WEB_SEND_TIMEOUT", "3s")],
+    );
+    let config = setup.tls.clone().unwrap();
+    let addr = setup.addr();
+    let rt = runtime();
+    // Ten connections, four /metrics streams each, with a 1 KiB window that is never
+    // given back (the body is never read): the socket stays writable and PINGs are
+    // answered, only the streams stall.
+    let lived: Vec<Duration> = rt.block_on(async {
+        let mut conns = Vec::new();
+        let mut streams = Vec::new();
+        for _ in 0..10 {
+            let tls = tls_connect(&config, connect(addr, None).await.unwrap(), b"h2")
+                .await
+                .unwrap();
+            let (client, conn) = h2::client::Builder::new()
+                .initial_window_size(1024)
+                .handshake::<_, Bytes>(tls)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            conns.push(tokio::spawn(async move {
+                let _ = conn.await;
+                start.elapsed()
+            }));
+            for _ in 0..4 {
+                let mut client = client.clone().ready().await.unwrap();
+                let req = http::Request::get("https://127.0.0.1/metrics")
+                    .body(())
+                    .unwrap();
+                let (resp, _) = client.send_request(req, true).unwrap();
+                streams.push(resp);
+            }
+        }
+        let mut lived = Vec::new();
+        for c in conns {
+            let l = tokio::time::timeout(Duration::from_secs(15), c).await;
+            lived.push(
+                l.expect("a connection with stalled streams still open after 15 s")
+                    .unwrap(),
+            );
+        }
+        drop(streams);
+        lived
+    });
+    let took = timed_requests(&setup, 3, "/metrics", None, None);
+    let stalled = wait_for(Duration::from_secs(5), "the stalls to be counted", || {
+        let n = setup
+            .metrics(None)
+            .get("aws_ses_exporter_http_connections_closed_total{reason=\"stream_stalled\"}")
+            .unwrap_or(0.0);
+        (n >= 10.0).then_some(n)
+    });
+    println!("h2 streams without window: connections closed after {lived:?}; {stalled} counted; scrapes after {took:?}");
+    assert!(
+        lived
+            .iter()
+            .all(|l| *l >= Duration::from_secs(2) && *l < Duration::from_secs(8)),
+        "{lived:?}"
+    );
 }
 
 // ------------------------------------------------------------------ 2. cancel flood
@@ -676,6 +750,53 @@ fn a_cap_full_of_idle_connections_does_not_delay_a_scrape() {
 
 // ------------------------------------------------------------------ 5. wrong passwords
 
+/// `n` keep-alive connections from 127.0.0.1, each sending requests with the
+/// password `guess(i, k)` back to back until `stop`; counts the 401s.
+fn password_flood(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+    guess: fn(usize, usize) -> String,
+) -> (Vec<tokio::task::JoinHandle<()>>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let refused = Arc::new(AtomicUsize::new(0));
+    let tasks = (0..n)
+        .map(|i| {
+            let (stop, refused) = (Arc::clone(stop), Arc::clone(&refused));
+            rt.spawn(async move {
+                let mut k = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut c) = connect(addr, None).await else {
+                        continue;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    while !stop.load(Ordering::Relaxed) {
+                        k += 1;
+                        let req = format!(
+                            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                            basic("alice", &guess(i, k))
+                        );
+                        if c.write_all(req.as_bytes()).await.is_err() {
+                            break;
+                        }
+                        match tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await
+                        {
+                            Ok(Ok(n)) if n > 0 => {
+                                if buf[..n].starts_with(b"HTTP/1.1 401") {
+                                    refused.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    (tasks, refused)
+}
+
 #[test]
 fn wrong_password_floods_do_not_keep_a_valid_login_out() {
     let users = format!(
@@ -683,81 +804,55 @@ fn wrong_password_floods_do_not_keep_a_valid_login_out() {
         hash("s3cret", 10),
         hash("b0b", 10)
     );
-    let setup = Arc::new(Setup::start(Some(&users), false, &[]));
+    let setup = Setup::start(Some(&users), false, &[]);
     let addr = setup.addr();
+    let rt = runtime();
+
+    // 200 connections repeating one wrong password; a first login from the same address.
     let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    // 200 keep-alive connections repeating one wrong password.
-    let conns: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(addr).unwrap())
-        .collect();
-    let conns: Vec<Arc<Mutex<TcpStream>>> =
-        conns.into_iter().map(|c| Arc::new(Mutex::new(c))).collect();
-    let repeated = {
-        let conns = conns.clone();
-        let answered = Arc::clone(&answered);
-        flood(8, &stop, move |i| {
-            for c in conns.iter().skip(i).step_by(8) {
-                let mut c = c.lock().unwrap();
-                let req = format!(
-                    "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
-                    basic("alice", "wrong")
-                );
-                if c.write_all(req.as_bytes()).is_ok() {
-                    let mut buf = [0u8; 4096];
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                    let n = c.read(&mut buf).unwrap_or(0);
-                    // Counted once the wrong password is answered from memory (401),
-                    // not refused for want of a bcrypt slot (429).
-                    if buf[..n].starts_with(b"HTTP/1.1 401") {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        })
-    };
+    let (tasks, refused) = password_flood(&rt, addr, 200, &stop, |_, _| "wrong".to_owned());
     wait_for(
-        Duration::from_secs(30),
-        "the repeated wrong password to be answered 401 400 times",
-        || (answered.load(Ordering::Relaxed) >= 400).then_some(()),
+        Duration::from_secs(60),
+        "400 refusals of the repeated password",
+        || (refused.load(Ordering::Relaxed) >= 400).then_some(()),
     );
     let first_login =
         timed_requests(&setup, 1, "/metrics", Some(&basic("alice", "s3cret")), None)[0];
-    stop.store(true, Ordering::Relaxed);
-    for t in repeated {
-        t.join().unwrap();
-    }
-
-    // Fresh wrong passwords from one address; a first login from another.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let fresh = {
-        let sent = Arc::clone(&sent);
-        flood(16, &stop, move |i| {
-            let Ok(mut c) = TcpStream::connect(addr) else {
-                return;
-            };
-            for _ in 0..20 {
-                let n = sent.fetch_add(1, Ordering::Relaxed);
-                let req = format!(
-                    "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
-                    basic("alice", &format!("guess-{i}-{n}"))
-                );
-                if c.write_all(req.as_bytes()).is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                if c.read(&mut buf).unwrap_or(0) == 0 {
-                    return;
-                }
-            }
-        })
+    // A reload (SIGHUP) keeps alice's verified credentials: her scrapes pay no bcrypt
+    // and do not queue behind the flood.
+    let reloads = || {
+        setup
+            .exporter
+            .proc
+            .log()
+            .matches("web config reloaded")
+            .count()
     };
+    let before = reloads();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &setup.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for(Duration::from_secs(10), "the reload", || {
+        (reloads() > before).then_some(())
+    });
+    let after_reload = timed_requests(&setup, 3, "/metrics", Some(&basic("alice", "s3cret")), None);
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+
+    // 200 connections with a fresh wrong password each time; a first login from
+    // another address.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tasks, refused) = password_flood(&rt, addr, 200, &stop, |i, k| format!("guess-{i}-{k}"));
     wait_for(
-        Duration::from_secs(10),
-        "the fresh-password flood to be under way",
-        || (sent.load(Ordering::Relaxed) >= 100).then_some(()),
+        Duration::from_secs(60),
+        "the fresh-password flood to be refused 20 times",
+        || (refused.load(Ordering::Relaxed) >= 20).then_some(()),
     );
     let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let other_address = timed_requests(
@@ -767,37 +862,16 @@ fn wrong_password_floods_do_not_keep_a_valid_login_out() {
         Some(&basic("bob", "b0b")),
         Some(elsewhere),
     )[0];
-    // A reload (SIGHUP) keeps alice's verified credentials: her next scrape pays no bcrypt.
-    let log_before = setup
-        .exporter
-        .proc
-        .log()
-        .matches("web config reloaded")
-        .count();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &setup.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_for(Duration::from_secs(10), "the reload", || {
-        (setup
-            .exporter
-            .proc
-            .log()
-            .matches("web config reloaded")
-            .count()
-            > log_before)
-            .then_some(())
-    });
-    let after_reload = timed_requests(&setup, 3, "/metrics", Some(&basic("alice", "s3cret")), None);
     stop.store(true, Ordering::Relaxed);
-    for t in fresh {
-        t.join().unwrap();
-    }
+    rt.block_on(async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
     println!(
-        "wrong-password floods: first login {first_login:?} under a repeated wrong password; \
-         first login from another address {other_address:?} under {} fresh ones; scrapes after a reload {after_reload:?}",
-        sent.load(Ordering::Relaxed)
+        "wrong-password floods (200 connections): first login {first_login:?} and scrapes after a reload {after_reload:?} \
+         under a repeated wrong password; first login from another address {other_address:?} under fresh ones ({} refused)",
+        refused.load(Ordering::Relaxed)
     );
     assert!(
         first_login < Duration::from_secs(2),
@@ -811,7 +885,6 @@ fn wrong_password_floods_do_not_keep_a_valid_login_out() {
         after_reload.iter().all(|t| *t < Duration::from_secs(1)),
         "{after_reload:?}"
     );
-    drop(conns);
 }
 
 // ------------------------------------------------------------------ 6. the log

@@ -22,7 +22,10 @@ pub const EXPORTER: &str = env!("CARGO_BIN_EXE_ses-identity-exporter");
 /// The binary the tests start: this build's, or `SES_EXPORTER_UNDER_TEST` (another
 /// build, e.g. an older commit's, to show that a test fails without its fix).
 pub fn exporter_binary() -> String {
-    std::env::var("SES_EXPORTER_UNDER_TEST").unwrap_or_else(|_| EXPORTER.to_owned())
+    std::env::var("SES_EXPORTER_UNDER_TEST")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| EXPORTER.to_owned())
 }
 pub const DOUBLE: &str = env!("CARGO_BIN_EXE_ses-double");
 pub const REGION: &str = "us-east-1";
