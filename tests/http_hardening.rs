@@ -100,7 +100,7 @@ fn idle_and_slow_clients_are_closed_after_the_header_timeout() {
 }
 
 #[test]
-fn beyond_the_connection_cap_clients_wait_and_are_served_later() {
+fn at_the_connection_cap_an_idle_connection_makes_room() {
     let (_double, exporter) = exporter(&[
         "--web.max-connections",
         "2",
@@ -109,7 +109,7 @@ fn beyond_the_connection_cap_clients_wait_and_are_served_later() {
     ]);
     let _a = TcpStream::connect(exporter.addr).unwrap();
     let _b = TcpStream::connect(exporter.addr).unwrap();
-    // The third waits in the backlog until the idle two are evicted, then is served.
+    // The third is admitted by closing the oldest of the two idle ones.
     let r = http(exporter.addr, "GET", "/-/healthy", &[], b"").expect("served");
     assert_eq!(r.status, 200);
     common::wait_for(Duration::from_secs(10), "the limit warning", || {
