@@ -169,6 +169,11 @@ impl Guarded {
     ) -> Poll<std::io::Result<usize>> {
         if polled.is_ready() {
             self.blocked = None;
+            if let Poll::Ready(Ok(n)) = polled {
+                if n > 0 {
+                    self.conn.wrote();
+                }
+            }
             return polled;
         }
         let timeout = self.send_timeout;
@@ -283,13 +288,26 @@ impl Registry {
     /// connection has one.
     fn evict_oldest_idle(&self) -> bool {
         let conns = lock(&self.conns);
-        match conns.values().find(|conn| conn.claim_for_eviction()) {
+        let now = Instant::now();
+        match conns.values().find(|conn| conn.claim_for_eviction(now)) {
             Some(conn) => {
                 conn.evict.notify_one();
                 true
             }
             None => false,
         }
+    }
+}
+
+/// A connection's place in the registry, given up when its task ends.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
     }
 }
 
@@ -315,7 +333,23 @@ struct ConnState {
     /// HTTP/2: closed after the idle timeout without a request (HTTP/1.1 has
     /// hyper's keep-alive timeout).
     h2: AtomicBool,
+    /// Asks an HTTP/2 connection to send GOAWAY and finish (idle or evicted): a
+    /// client retries a request the GOAWAY refused, not one on a dropped socket.
+    goaway: Notify,
+    born: Instant,
+    /// Milliseconds from `born` to the last successful write to the socket (any
+    /// response's), `u64::MAX` before the first: a response whose chunk is large or
+    /// whose HTTP/2 frames are still leaving is moving as long as writes succeed.
+    last_write_ms: AtomicU64,
 }
+
+/// A connection that wrote within this long is not evicted even with no request
+/// in flight: its last response may still be leaving (hyper hands the end of an
+/// HTTP/2 response to h2, which may still hold several hundred KB of it).
+const EVICT_QUIET: Duration = Duration::from_secs(1);
+/// How long an HTTP/2 connection asked to go away (idle or evicted) has to finish
+/// before it is dropped.
+const GOAWAY_GRACE: Duration = Duration::from_secs(5);
 
 struct Activity {
     /// Requests whose response is not yet fully handed to hyper, with the time of
@@ -363,13 +397,29 @@ impl ConnState {
             became_idle,
             send_timed_out: AtomicBool::new(false),
             h2: AtomicBool::new(false),
+            goaway: Notify::new(),
+            born: Instant::now(),
+            last_write_ms: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// A request arrives; `None` when the connection is being evicted.
+    fn wrote(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_write(&self) -> Option<Instant> {
+        match self.last_write_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(self.born + Duration::from_millis(ms)),
+        }
+    }
+
+    /// A request arrives; `None` when the HTTP/1.1 connection is being evicted (an
+    /// HTTP/2 one sends GOAWAY and serves what arrived before it).
     fn begin(self: &Arc<Self>) -> Option<Tracker> {
         let mut activity = lock(&self.activity);
-        if activity.closing {
+        if activity.closing && !self.h2.load(Ordering::Relaxed) {
             return None;
         }
         let id = activity.next;
@@ -407,10 +457,12 @@ impl ConnState {
         }
     }
 
-    /// Marks the connection as closing if it has no request in flight.
-    fn claim_for_eviction(&self) -> bool {
+    /// Marks the connection as closing if it has no request in flight and wrote
+    /// nothing for [`EVICT_QUIET`].
+    fn claim_for_eviction(&self, now: Instant) -> bool {
         let mut activity = lock(&self.activity);
-        if activity.closing || !activity.open.is_empty() || activity.draining {
+        let quiet = self.last_write().is_none_or(|at| now >= at + EVICT_QUIET);
+        if activity.closing || !activity.open.is_empty() || activity.draining || !quiet {
             return false;
         }
         activity.closing = true;
@@ -425,8 +477,12 @@ impl ConnState {
         idle_timeout: Duration,
     ) -> Result<Instant, Close> {
         let activity = lock(&self.activity);
+        let last_write = self.last_write();
+        // Progress is a chunk taken by hyper or a successful write, whichever is later:
+        // one chunk can be megabytes, written to a slow reader for a long time.
+        let moved = |at: Instant| last_write.map_or(at, |w| w.max(at));
         if let Some(oldest) = activity.open.iter().map(|(_, at)| *at).min() {
-            let deadline = oldest + send_timeout;
+            let deadline = moved(oldest) + send_timeout;
             return if now >= deadline {
                 Err(Close::StreamStalled)
             } else {
@@ -434,6 +490,7 @@ impl ConnState {
             };
         }
         if self.h2.load(Ordering::Relaxed) && !activity.draining {
+            // Not moved by writes: the server's own keep-alive PINGs are writes.
             let deadline = activity.idle_since + idle_timeout;
             return if now >= deadline {
                 Err(Close::Idle)
@@ -558,6 +615,7 @@ pub async fn serve(
             send_timeout: settings.send_timeout,
             peer,
             state: Arc::clone(&state),
+            shutdown: shutdown.clone(),
         };
         let io = Guarded {
             inner: stream,
@@ -566,11 +624,15 @@ pub async fn serve(
             send_timeout: settings.send_timeout,
             blocked: None,
         };
-        let registry = Arc::clone(&registry);
+        let registered = Registered {
+            registry: Arc::clone(&registry),
+            id,
+        };
         tokio::spawn(async move {
+            // Dropped however the task ends, a panicking handler included.
+            let _registered = registered;
+            let _permit = permit;
             conn.run(io, &web).await;
-            registry.remove(id);
-            drop(permit);
         });
     }
     drop(listener);
@@ -599,9 +661,11 @@ async fn admit(
                 .count_connection_closed(Close::Evicted.reason());
             return Arc::clone(slots).acquire_owned().await.ok();
         }
+        // Also look again when a connection that just wrote has been quiet long enough.
         tokio::select! {
             permit = Arc::clone(slots).acquire_owned() => return permit.ok(),
             () = &mut became_idle => {}
+            () = tokio::time::sleep(EVICT_QUIET) => {}
         }
     }
 }
@@ -615,6 +679,8 @@ struct Connection {
     send_timeout: Duration,
     peer: SocketAddr,
     state: Arc<ConnState>,
+    /// The process's shutdown signal: an HTTP/2 connection sends GOAWAY on it.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -626,14 +692,27 @@ impl Connection {
         let peer = self.peer;
         let router = Arc::clone(&self.router);
         let telemetry = &router.shared.telemetry;
-        tokio::select! {
-            () = self.serve(io, web) => {
+        let serve = self.serve(io, web);
+        tokio::pin!(serve);
+        let close = tokio::select! {
+            () = &mut serve => None,
+            close = state.watch(send_timeout, idle_timeout) => Some(close),
+        };
+        match close {
+            None => {
                 if state.send_timed_out.load(Ordering::Relaxed) {
                     telemetry.count_connection_closed("send_timeout");
                 }
             }
-            close = state.watch(send_timeout, idle_timeout) => {
+            Some(close) => {
                 debug!(%peer, reason = close.reason(), "closing the connection");
+                // HTTP/2 without a stalled stream: GOAWAY, so the client retries
+                // anything it sent meanwhile on a new connection. The rest (HTTP/1.1
+                // with no request in flight, stalled streams) is dropped.
+                if close != Close::StreamStalled && state.h2.load(Ordering::Relaxed) {
+                    state.goaway.notify_one();
+                    let _ = tokio::time::timeout(GOAWAY_GRACE, &mut serve).await;
+                }
                 // Evictions are counted by the acceptor, which chose them.
                 if close != Close::Evicted {
                     telemetry.count_connection_closed(close.reason());
@@ -738,8 +817,30 @@ impl Connection {
             .keep_alive_interval(Some(self.read_header_timeout))
             .keep_alive_timeout(self.read_header_timeout)
             .serve_connection(TokioIo::new(io), service);
-        if let Err(err) = self.watcher.watch(conn).await {
-            debug!(peer = %self.peer, error = %err, "HTTP/2 connection ended with an error");
+        tokio::pin!(conn);
+        // GOAWAY on shutdown (as the graceful watcher does for HTTP/1.1) and when the
+        // connection's watch asks for it; the watcher is held so the drain at
+        // shutdown waits for this connection too.
+        let _counted = self.watcher;
+        let mut shutdown = self.shutdown;
+        let mut going_away = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(err) = ended {
+                        debug!(peer = %self.peer, error = %err, "HTTP/2 connection ended with an error");
+                    }
+                    return;
+                }
+                () = stopped(&mut shutdown), if !going_away => {
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = self.state.goaway.notified(), if !going_away => {
+                    going_away = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
         }
     }
 }

@@ -729,9 +729,11 @@ fn a_cap_full_of_idle_connections_does_not_delay_a_scrape() {
         held.push(s);
     }
     wait_for(
+        // Most of the 48 accepted: the exporter's own sockets to SES may close meanwhile,
+        // so the count is not exact.
         Duration::from_secs(5),
         "the 48 connections to be accepted",
-        || (proc_stat(setup.pid()).sockets >= baseline + 48).then_some(()),
+        || (proc_stat(setup.pid()).sockets + 4 >= baseline + 48).then_some(()),
     );
     let took = timed_requests(&setup, 24, "/metrics", None, None);
     let worst = *took.iter().max().unwrap();
