@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::HeaderValue;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// Most credentials remembered, each way; past it that memory starts over (a
 /// scraper uses one, so this is only reached by churn, and then costs one bcrypt
@@ -63,8 +63,10 @@ pub struct Users {
 /// password itself is never kept. Shared by the configurations a reload replaces,
 /// so a reload does not make every scraper pay bcrypt again.
 struct Memory {
-    /// Accepted, with their user, so a reload can forget the users whose hash changed.
-    verified: Mutex<HashMap<u128, String>>,
+    /// Accepted. A reload keeps them: the fingerprint holds the hash, so those of a
+    /// user whose hash changed can never match again (and are gone when the set
+    /// starts over at its capacity), and a removed user is never looked up.
+    verified: Mutex<HashSet<u128>>,
     /// Refused. Kept apart: a flood of wrong guesses can churn this set, never
     /// evict the real scrapers from `verified`.
     refused: Mutex<HashSet<u128>>,
@@ -79,6 +81,25 @@ struct Gate {
     /// Checks waiting or running, by client address.
     by_address: Mutex<HashMap<IpAddr, usize>>,
     waiting: Mutex<usize>,
+    /// Checks in progress, by fingerprint: a request with the same credentials
+    /// waits for that check instead of starting its own (a scraper opening ten
+    /// connections at once pays one bcrypt and gets no 429; a flood repeating one
+    /// guess runs one).
+    pending: Mutex<HashMap<u128, watch::Receiver<()>>>,
+}
+
+/// The leader of a check in progress; its drop (when the check ends, or when it
+/// gave up) wakes the requests waiting on the same credentials.
+struct Pending {
+    gate: Arc<Gate>,
+    key: u128,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.gate.pending).remove(&self.key);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,10 +142,27 @@ impl Gate {
             slots: Arc::new(Semaphore::new(BCRYPT_SLOTS)),
             by_address: Mutex::new(HashMap::new()),
             waiting: Mutex::new(0),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Leads the check of `key`, or joins the one in progress.
+    fn lead_or_join(self: &Arc<Self>, key: u128) -> Result<Pending, watch::Receiver<()>> {
+        let mut pending = lock(&self.pending);
+        if let Some(running) = pending.get(&key) {
+            return Err(running.clone());
+        }
+        let (done, running) = watch::channel(());
+        pending.insert(key, running);
+        Ok(Pending {
+            gate: Arc::clone(self),
+            key,
+            _done: done,
+        })
+    }
+
     fn seat(self: &Arc<Self>, address: IpAddr) -> Option<Seat> {
+        let address = share_of(address);
         let mut by_address = lock(&self.by_address);
         let n = by_address.entry(address).or_insert(0);
         if *n >= PER_ADDRESS {
@@ -144,6 +182,20 @@ impl Gate {
         }
         *waiting += 1;
         Some(Waiting(self))
+    }
+}
+
+/// The address a share of the gate is counted by: an IPv6 client is counted by its
+/// /64, which one host can fill with addresses; an IPv4-mapped one as IPv4.
+fn share_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -196,14 +248,10 @@ impl Users {
             decoys.push((cost, hash, users));
         }
         let (memory, gate) = match previous {
-            Some(previous) => {
-                let unchanged = |user: &String| previous.hashes.get(user) == hashes.get(user);
-                lock(&previous.memory.verified).retain(|_, user| unchanged(user));
-                (Arc::clone(&previous.memory), Arc::clone(&previous.gate))
-            }
+            Some(previous) => (Arc::clone(&previous.memory), Arc::clone(&previous.gate)),
             None => (
                 Arc::new(Memory {
-                    verified: Mutex::new(HashMap::new()),
+                    verified: Mutex::new(HashSet::new()),
                     refused: Mutex::new(HashSet::new()),
                     keys: (RandomState::new(), RandomState::new()),
                 }),
@@ -251,9 +299,25 @@ impl Users {
             .map_or_else(|| self.decoy_for(&user), String::as_str)
             .to_owned();
         let key = self.memory.fingerprint(&user, &hash, &password);
-        if let Some(verdict) = self.memory.recall(key, known.is_some()) {
-            return verdict;
-        }
+        let is_known = known.is_some();
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        let pending = loop {
+            if let Some(verdict) = self.memory.recall(key, is_known) {
+                return verdict;
+            }
+            match self.gate.lead_or_join(key) {
+                Ok(pending) => break pending,
+                // Woken when that check ends (or gives up): look again.
+                Err(mut running) => {
+                    if tokio::time::timeout_at(deadline, running.changed())
+                        .await
+                        .is_err()
+                    {
+                        return Verdict::Busy;
+                    }
+                }
+            }
+        };
         let Some(seat) = self.gate.seat(client) else {
             return Verdict::AddressBusy;
         };
@@ -261,29 +325,29 @@ impl Users {
             let Some(_waiting) = self.gate.wait() else {
                 return Verdict::Busy;
             };
-            match tokio::time::timeout(MAX_WAIT, Arc::clone(&self.gate.slots).acquire_owned()).await
+            match tokio::time::timeout_at(deadline, Arc::clone(&self.gate.slots).acquire_owned())
+                .await
             {
                 Ok(Ok(slot)) => slot,
                 _ => return Verdict::Busy,
             }
         };
-        // The same credentials may have been decided while this one waited (a
-        // flood repeats its guess).
-        if let Some(verdict) = self.memory.recall(key, known.is_some()) {
+        // The same credentials may have been decided while this one waited.
+        if let Some(verdict) = self.memory.recall(key, is_known) {
             return verdict;
         }
         let memory = Arc::clone(&self.memory);
-        let is_known = known.is_some();
-        // The slot and the seat go into the blocking closure: a request cancelled
-        // while bcrypt runs keeps them until it ends, so disconnecting cannot make
-        // more than BCRYPT_SLOTS checks run at once. The outcome is remembered there
-        // too, for the same reason.
+        // The slot, the seat and the lead go into the blocking closure: a request
+        // cancelled while bcrypt runs keeps them until it ends, so disconnecting
+        // cannot make more than BCRYPT_SLOTS checks run at once. The outcome is
+        // remembered there too, before the waiting requests are woken.
         let checked = tokio::task::spawn_blocking(move || {
             let _held = (slot, seat);
             let matches = bcrypt::verify(&password, &hash).unwrap_or(false);
             // The decoy never matches a real user, whatever was sent.
             let ok = matches && is_known;
-            memory.remember(key, ok, &user);
+            memory.remember(key, ok);
+            drop(pending);
             ok
         })
         .await
@@ -304,7 +368,7 @@ impl Memory {
 
     /// The verdict remembered for a fingerprint, if any.
     fn recall(&self, key: u128, known: bool) -> Option<Verdict> {
-        if known && lock(&self.verified).contains_key(&key) {
+        if known && lock(&self.verified).contains(&key) {
             return Some(Verdict::Allowed);
         }
         lock(&self.refused)
@@ -312,13 +376,13 @@ impl Memory {
             .then_some(Verdict::Denied)
     }
 
-    fn remember(&self, key: u128, ok: bool, user: &str) {
+    fn remember(&self, key: u128, ok: bool) {
         if ok {
             let mut verified = lock(&self.verified);
             if verified.len() >= MEMORY_CAPACITY {
                 verified.clear();
             }
-            verified.insert(key, user.to_owned());
+            verified.insert(key);
         } else {
             let mut refused = lock(&self.refused);
             if refused.len() >= REFUSED_CAPACITY {
@@ -443,10 +507,20 @@ mod tests {
             Some(&first),
         )
         .unwrap();
-        let remembered: Vec<String> = lock(&second.memory.verified).values().cloned().collect();
+        let alice_key = second
+            .memory
+            .fingerprint("alice", &second.hashes["alice"], b"a");
         assert_eq!(
-            remembered,
-            ["alice"],
+            second.memory.recall(alice_key, true),
+            Some(Verdict::Allowed),
+            "alice pays no bcrypt"
+        );
+        let bob_key = second
+            .memory
+            .fingerprint("bob", &second.hashes["bob"], b"b2");
+        assert_eq!(
+            second.memory.recall(bob_key, true),
+            None,
             "bob's hash changed: he pays bcrypt again"
         );
         assert!(
@@ -478,6 +552,7 @@ mod tests {
             lock(&users.gate.by_address).is_empty(),
             "seats are given back"
         );
+        assert!(lock(&users.gate.pending).is_empty(), "leads are given back");
         assert!(ok(&users, "alice", "s3cret").await);
     }
 
@@ -509,6 +584,36 @@ mod tests {
             Verdict::Busy
         );
         assert_eq!(start.elapsed(), MAX_WAIT);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_checks_of_the_same_credentials_share_one_bcrypt() {
+        let users = users("s3cret", bcrypt::Version::TwoY);
+        let header = header("alice", "s3cret");
+        let tasks: Vec<_> = (0..3 * PER_ADDRESS)
+            .map(|_| {
+                let (users, header) = (Arc::clone(&users), header.clone());
+                tokio::spawn(async move { users.check(Some(&header), HERE).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(
+                task.await.unwrap(),
+                Verdict::Allowed,
+                "no 429 for a scraper's own connections"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_share_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(share_of(a), share_of(b));
+        assert_ne!(share_of(a), share_of(c));
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(share_of(mapped), "10.0.0.5".parse::<IpAddr>().unwrap());
     }
 
     #[test]
