@@ -51,6 +51,19 @@ impl Setup {
         Setup::start_with(&["--seed", "demo"], web_config, tls, args, &[])
     }
 
+    /// `identities` generated ones and `--web.send-timeout 3s`, set by its variable
+    /// so that a build without the flag starts too.
+    fn with_send_timeout_3s(identities: usize, tls: bool) -> Setup {
+        let n = identities.to_string();
+        Setup::start_with(
+            &["--seed", "none", "--seed-count", &n, "--rate", "0"],
+            None,
+            tls,
+            &["--ses.rate", "200"],
+            &[("SES_EXPORTER_WEB_SEND_TIMEOUT", "3s")],
+        )
+    }
+
     fn start_with(
         double_args: &[&str],
         web_config: Option<&str>,
@@ -210,7 +223,8 @@ fn get_request(path: &str, auth: Option<&str>) -> hyper::Request<Empty<Bytes>> {
     req.body(Empty::new()).unwrap()
 }
 
-async fn h1_request<I>(io: I, path: &str, auth: Option<&str>) -> Result<(u16, usize), String>
+/// One GET on `io`: the status and the body.
+async fn h1_get<I>(io: I, path: &str, auth: Option<&str>) -> Result<(u16, Bytes), String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -229,27 +243,23 @@ where
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    Ok((status, body.len()))
+    Ok((status, body))
+}
+
+async fn h1_request<I>(io: I, path: &str, auth: Option<&str>) -> Result<(u16, usize), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    h1_get(io, path, auth)
+        .await
+        .map(|(status, body)| (status, body.len()))
 }
 
 async fn h1_body<I>(io: I, path: &str, auth: Option<&str>) -> Result<String, String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let resp = send
-        .send_request(get_request(path, auth))
-        .await
-        .map_err(|e| e.to_string())?;
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (_, body) = h1_get(io, path, auth).await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -355,14 +365,7 @@ fn flood(
 fn stalled_readers_are_closed_after_the_send_timeout() {
     // 6,000 identities: a plain body of several MB, more than the kernel buffers of
     // a client that reads nothing.
-    let setup = Setup::start_with(
-        &["--seed", "none", "--seed-count", "6000", "--rate", "0"],
-        None,
-        false,
-        &["--ses.rate", "200"],
-        // --web.send-timeout 3s, by its variable: a build without the flag starts too.
-        &[("SES_EXPORTER_WEB_SEND_TIMEOUT", "3s")],
-    );
+    let setup = Setup::with_send_timeout_3s(6000, false);
     let pid = setup.pid();
     let plain = get(setup.addr(), "/metrics");
     assert_eq!(plain.status, 200);
@@ -448,13 +451,7 @@ fn stalled_readers_are_closed_after_the_send_timeout() {
 fn http2_streams_without_window_are_closed_after_the_send_timeout() {
     // A body of many chunks, so a stream stalls in its middle, not with its end
     // already handed to h2.
-    let setup = Setup::start_with(
-        &["--seed", "none", "--seed-count", "2000", "--rate", "0"],
-        None,
-        true,
-        &["--ses.rate", "200"],
-        &[("SES_EXPORTER_WEB_SEND_TIMEOUT", "3s")],
-    );
+    let setup = Setup::with_send_timeout_3s(2000, true);
     let config = setup.tls.clone().unwrap();
     let addr = setup.addr();
     let rt = runtime();
