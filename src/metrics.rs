@@ -172,7 +172,7 @@ impl Telemetry {
         let http_connections_closed = IntCounterVec::new(
             Opts::new(
                 "aws_ses_exporter_http_connections_closed_total",
-                "HTTP connections the exporter closed itself, by reason: evicted (the oldest connection without a request in flight, closed to admit a new one at --web.max-connections), send_timeout (no write succeeded for --web.send-timeout), stream_stalled (an HTTP/2 response that made no progress for --web.send-timeout), idle (an HTTP/2 connection without a request for --web.read-header-timeout).",
+                "HTTP connections the exporter closed itself, by reason: evicted (the oldest connection without a request in flight, closed to admit a new one at --web.max-connections), send_timeout (no write succeeded for --web.send-timeout), stream_stalled (a response, e.g. an HTTP/2 stream whose client grants no window, that made no progress for --web.send-timeout), idle (an HTTP/2 connection without a request for --web.read-header-timeout).",
             ),
             &["reason"],
         )?;
