@@ -114,11 +114,11 @@ impl Guard {
 }
 
 /// The libraries that read what clients send.
-const CLIENT_FACING: &[&str] = &["hyper", "h2", "rustls", "tokio_rustls", "http"];
+const CLIENT_FACING: &[&str] = &["hyper", "hyper_util", "h2", "rustls", "tokio_rustls"];
 
 fn is_budgeted(target: &str) -> bool {
     let crate_name = target.split("::").next().unwrap_or(target);
-    CLIENT_FACING.contains(&crate_name) || crate_name == "hyper_util"
+    CLIENT_FACING.contains(&crate_name)
 }
 
 impl<S> Filter<S> for Guard {

@@ -215,6 +215,25 @@ async fn tls_connect(
         .map_err(|e| e.to_string())
 }
 
+/// A runtime for one flooding thread.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A TLS connection with `alpn`, or `None` when the exporter refused it (a flood
+/// goes on with the next one).
+async fn tls_to(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    alpn: &[u8],
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let stream = connect(addr, None).await.ok()?;
+    tls_connect(config, stream, alpn).await.ok()
+}
+
 fn get_request(path: &str, auth: Option<&str>) -> hyper::Request<Empty<Bytes>> {
     let mut req = hyper::Request::get(path).header("host", "127.0.0.1");
     if let Some(auth) = auth {
@@ -537,15 +556,8 @@ fn a_cancel_flood_cannot_multiply_bcrypt_work() {
         let (setup, sent) = (Arc::clone(&setup), Arc::clone(&sent));
         let config = setup.tls.clone().unwrap();
         threads.extend(flood(6, &stop, move |i| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(stream) = connect(setup.addr(), None).await else {
-                    return;
-                };
-                let Ok(mut tls) = tls_connect(&config, stream, b"http/1.1").await else {
+            current_thread().block_on(async {
+                let Some(mut tls) = tls_to(setup.addr(), &config, b"http/1.1").await else {
                     return;
                 };
                 let n = sent.fetch_add(1, Ordering::Relaxed);
@@ -563,15 +575,8 @@ fn a_cancel_flood_cannot_multiply_bcrypt_work() {
         let (setup, sent) = (Arc::clone(&setup), Arc::clone(&sent));
         let config = setup.tls.clone().unwrap();
         threads.extend(flood(2, &stop, move |i| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(stream) = connect(setup.addr(), None).await else {
-                    return;
-                };
-                let Ok(tls) = tls_connect(&config, stream, b"h2").await else {
+            current_thread().block_on(async {
+                let Some(tls) = tls_to(setup.addr(), &config, b"h2").await else {
                     return;
                 };
                 let Ok((client, conn)) = h2::client::handshake(tls).await else {
@@ -899,10 +904,7 @@ fn an_http2_reset_flood_cannot_fill_the_log() {
         let mut streams = 0usize;
         let end = Instant::now() + Duration::from_secs(4);
         while Instant::now() < end {
-            let Ok(stream) = connect(addr, None).await else {
-                continue;
-            };
-            let Ok(tls) = tls_connect(&config, stream, b"h2").await else {
+            let Some(tls) = tls_to(addr, &config, b"h2").await else {
                 continue;
             };
             let Ok((client, conn)) = h2::client::handshake(tls).await else {
