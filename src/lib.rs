@@ -43,29 +43,48 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub mod auth;
+pub mod aws;
 pub mod build;
+pub mod collector;
 pub mod config;
-pub mod dns;
-pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod poller;
-pub mod ses;
-pub mod ses_wire;
+pub mod publish;
+pub mod render;
 pub mod state;
 pub mod supervise;
+pub mod target;
 pub mod tls;
 pub mod web;
 
+/// Old paths, until the modules that still use them move (temporary).
+pub mod ses {
+    pub use crate::aws::sdk::{base_config, default_region, Role, SetupError};
+    pub use crate::aws::{AwsSes, CallerIdentity, IdentityPage, SesApi, SesError};
+}
+pub mod dns {
+    pub use crate::collector::dns::Settings as DnsSettings;
+}
+pub mod exposition {
+    pub use crate::collector::mail_from::render_identities;
+    pub use crate::render::Piece;
+}
+pub mod poller {
+    pub use crate::target::min_cycle_seconds;
+}
+
+use aws::{SesApi, Session};
+use collector::{Registration, Scope, REGISTRY};
 use config::Config;
-use poller::{Poller, PollerSettings};
-use ses::SesApi;
+use metrics::Telemetry;
+use publish::Publisher;
 use state::Shared;
+use target::{Limiters, Poller, PollerSettings};
 use web::WebState;
 
-/// How long the poller and the HTTP server get to stop after a shutdown signal.
+/// How long the targets and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +92,14 @@ pub enum RunError {
     #[error("cannot set up the exporter's own metrics")]
     Telemetry(#[from] prometheus::Error),
     #[error(transparent)]
-    Dns(#[from] dns::SetupError),
+    Dns(#[from] collector::dns::SetupError),
 }
 
-/// Runs one poller per target and the HTTP server until `shutdown` resolves, then
-/// stops them: no new connections, in-flight requests finish, each poller ends its
-/// cycle where it is (a snapshot is swapped whole, so nothing half-done is served).
-/// `sessions[i]` talks to AWS for `config.targets[i]`.
+/// Runs one target loop per target, the exporter-wide collectors and the HTTP server
+/// until `shutdown` resolves, then stops them: no new connections, in-flight
+/// requests finish, each target ends its cycle where it is (a part is swapped whole,
+/// so nothing half-done is served). `sessions[i]` talks to AWS for
+/// `config.targets[i]`.
 pub async fn run<S: SesApi>(
     config: &Config,
     web: WebState,
@@ -87,36 +107,43 @@ pub async fn run<S: SesApi>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let telemetry = metrics::Telemetry::new(config.poll_interval.as_secs_f64())?;
-    let shared = Arc::new(Shared::new(telemetry));
-    shared.expect_targets(sessions.len());
+    let telemetry = Arc::new(Telemetry::new(config.poll_interval.as_secs_f64())?);
+    let publisher = Arc::new(Publisher::new());
+    publisher.expect_targets(sessions.len());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let enabled = enabled_collectors(config);
 
     let mut tasks = Vec::new();
-    if let Some(dns_settings) = config.dns.as_ref().filter(|_| config.collectors.mail_from) {
+    let mail_from_on = enabled.contains(&Registration::position("mail_from").unwrap_or(usize::MAX));
+    if let Some(dns_settings) = config.dns.as_ref().filter(|_| mail_from_on) {
         // (Without the mail_from collector there are no MAIL FROM domains to check.)
-        let resolver = dns::HickoryDns::new(dns_settings)?;
-        shared.telemetry.enable_dns();
-        let collector = dns::Collector::new(
+        let resolver = collector::dns::HickoryDns::new(dns_settings)?;
+        let dns = collector::dns::Collector::new(
             resolver,
             dns_settings.clone(),
             config.poll_interval,
-            Arc::clone(&shared),
+            Arc::clone(&publisher),
+            Arc::clone(&telemetry),
         );
         // Behind a mutex outside the task, so a restart keeps its verdicts.
         tasks.push(tokio::spawn(supervise::run_locked(
             "dns",
             String::new(),
-            Arc::new(tokio::sync::Mutex::new(collector)),
-            SingletonWatch::new("dns", &shared),
+            Arc::new(tokio::sync::Mutex::new(dns)),
+            SingletonWatch::new("dns", &telemetry),
             stop_rx.clone(),
         )));
     }
-    let limiters = Arc::new(poller::Limiters::default());
+    let limiters = Arc::new(Limiters::default());
+    let target_collectors: Vec<usize> = enabled
+        .iter()
+        .copied()
+        .filter(|&p| matches!(REGISTRY[p].scope, Scope::Target(_)))
+        .collect();
     for (index, (target, ses)) in config.targets.iter().zip(sessions).enumerate() {
         let settings = PollerSettings {
             index,
-            region: ses.region().to_owned(),
+            region: SesApi::region(&ses).to_owned(),
             provisional_account: target.role_account().unwrap_or("").to_owned(),
             fixed: target.identities.fixed.clone(),
             discovery: target.identities.discovery.clone(),
@@ -124,10 +151,17 @@ pub async fn run<S: SesApi>(
             rate: config.ses.rate,
             pacing: config.ses.pacing,
             timeout: config.ses.timeout,
-            collectors: config.collectors,
+            collectors: target_collectors.clone(),
         };
         let context = format!("target {index} in {}", settings.region);
-        let poller = Poller::new(ses, settings, Arc::clone(&shared), Arc::clone(&limiters));
+        let ses: Arc<dyn Session> = Arc::new(ses);
+        let poller = Poller::new(
+            ses,
+            settings,
+            Arc::clone(&publisher),
+            Arc::clone(&telemetry),
+            Arc::clone(&limiters),
+        );
         // Each target on its own task: a target waiting on a slow or failing account
         // never holds up another. The poller lives outside the task, so a restart
         // after a panic resumes with its records and account.
@@ -138,11 +172,12 @@ pub async fn run<S: SesApi>(
             Arc::clone(&poller),
             PollerWatch {
                 poller,
-                shared: Arc::clone(&shared),
+                telemetry: Arc::clone(&telemetry),
             },
             stop_rx.clone(),
         )));
     }
+    let shared = Arc::new(Shared::new(publisher.subscribe(), Arc::clone(&telemetry)));
     let web = Arc::new(web);
     {
         let (web, rx, for_task) = (Arc::clone(&web), stop_rx.clone(), Arc::clone(&shared));
@@ -150,7 +185,7 @@ pub async fn run<S: SesApi>(
             "web_config",
             String::new(),
             move || Arc::clone(&web).watch(Arc::clone(&for_task), rx.clone()),
-            SingletonWatch::new("web_config", &shared),
+            SingletonWatch::new("web_config", &telemetry),
             stop_rx.clone(),
         )));
     }
@@ -185,15 +220,31 @@ pub async fn run<S: SesApi>(
     Ok(())
 }
 
-/// A failed poller shows `aws_ses_exporter_up 0` for its target until its next cycle.
-struct PollerWatch<S: SesApi> {
-    poller: Arc<tokio::sync::Mutex<Poller<S>>>,
-    shared: Arc<Shared>,
+/// The registry positions of the enabled collectors.
+fn enabled_collectors(config: &Config) -> Vec<usize> {
+    let c = &config.collectors;
+    let mut on: Vec<&str> = c.names();
+    if config.dns.is_some() {
+        on.push("dns");
+    }
+    REGISTRY
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| on.contains(&r.name))
+        .map(|(p, _)| p)
+        .collect()
 }
 
-impl<S: SesApi> supervise::Watcher for PollerWatch<S> {
+/// A failed target loop shows `aws_ses_exporter_up 0` for its target until its next
+/// cycle.
+struct PollerWatch {
+    poller: Arc<tokio::sync::Mutex<Poller>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl supervise::Watcher for PollerWatch {
     fn failed(&mut self) {
-        self.shared.telemetry.count_task_restart("poller");
+        self.telemetry.count_task_restart("poller");
         // The failed task dropped its lock; nothing else holds it.
         if let Ok(poller) = self.poller.try_lock() {
             poller.mark_down();
@@ -207,27 +258,27 @@ impl<S: SesApi> supervise::Watcher for PollerWatch<S> {
 /// its restart.
 struct SingletonWatch {
     task: &'static str,
-    shared: Arc<Shared>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl SingletonWatch {
-    fn new(task: &'static str, shared: &Arc<Shared>) -> SingletonWatch {
-        shared.telemetry.set_task_up(task, true);
+    fn new(task: &'static str, telemetry: &Arc<Telemetry>) -> SingletonWatch {
+        telemetry.set_task_up(task, true);
         SingletonWatch {
             task,
-            shared: Arc::clone(shared),
+            telemetry: Arc::clone(telemetry),
         }
     }
 }
 
 impl supervise::Watcher for SingletonWatch {
     fn failed(&mut self) {
-        self.shared.telemetry.count_task_restart(self.task);
-        self.shared.telemetry.set_task_up(self.task, false);
+        self.telemetry.count_task_restart(self.task);
+        self.telemetry.set_task_up(self.task, false);
     }
 
     fn restarted(&mut self) {
-        self.shared.telemetry.set_task_up(self.task, true);
+        self.telemetry.set_task_up(self.task, true);
     }
 }
 

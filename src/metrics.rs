@@ -1,6 +1,6 @@
 //! The exporter's own health and the process metrics: small, kept in a `prometheus`
 //! registry and rendered for scrapes (at most once a second, see [`crate::state`]).
-//! The identity families, the bulk of a scrape, are in [`crate::exposition`].
+//! The collectors' families, the bulk of a scrape, go through [`crate::render`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use prometheus::{
     Registry,
 };
 
-use crate::ses::{Operation, Outcome};
+use crate::model::{LookupOutcome, Operation, Outcome, DNS_RECORD_TYPES};
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -357,8 +357,8 @@ impl Telemetry {
     /// Creates every dns lookup series at 0, when the dns collector runs (without
     /// it the family stays absent).
     pub fn enable_dns(&self) {
-        for record in crate::dns::RECORDS {
-            for outcome in crate::dns::Outcome::ALL {
+        for record in DNS_RECORD_TYPES {
+            for outcome in LookupOutcome::ALL {
                 self.dns_lookups
                     .with_label_values(&[record, outcome.as_str()]);
             }

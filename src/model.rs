@@ -1,9 +1,12 @@
-//! Plain domain types: what an SES identity's custom MAIL FROM state is, and the
-//! snapshot the poller publishes. Pure data, no I/O: everything that talks to SES
-//! lives in [`crate::ses`], everything that renders lives in [`crate::metrics`].
+//! Plain domain types: an SES identity's MAIL FROM, DKIM and verification state, the
+//! account's quota, the records and snapshots the collectors keep, and the enums
+//! whose names are label values (SES operations, request and DNS lookup outcomes).
+//! Pure data, no I/O: what talks to SES lives in [`crate::aws`], what renders in
+//! [`crate::render`].
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Whether an identity is a domain or an email address. SES decides this from the
@@ -328,6 +331,136 @@ pub struct Quota {
     pub send_quota: Option<(SendQuota, SystemTime)>,
     pub sending_enabled: Option<(Option<bool>, SystemTime)>,
 }
+
+/// The MAIL FROM domains of one target, as of its MAIL FROM collector's last render: what the dns
+/// collector checks, and the labels and region to check them with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDomains {
+    /// The target's label pairs (see [`crate::render::target_labels`]).
+    pub labels: Arc<str>,
+    pub region: Arc<str>,
+    /// Identity → custom MAIL FROM domain.
+    pub domains: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------- label enums
+
+/// The SES API operations the exporter calls; each has its own rate limit at AWS,
+/// and so its own limiter and its own label value (`operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListIdentities,
+    GetIdentityMailFromDomainAttributes,
+    GetIdentityDkimAttributes,
+    GetIdentityVerificationAttributes,
+    GetSendQuota,
+    GetAccountSendingEnabled,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 6] = [
+        Operation::ListIdentities,
+        Operation::GetIdentityMailFromDomainAttributes,
+        Operation::GetIdentityDkimAttributes,
+        Operation::GetIdentityVerificationAttributes,
+        Operation::GetSendQuota,
+        Operation::GetAccountSendingEnabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListIdentities => "ListIdentities",
+            Operation::GetIdentityMailFromDomainAttributes => "GetIdentityMailFromDomainAttributes",
+            Operation::GetIdentityDkimAttributes => "GetIdentityDkimAttributes",
+            Operation::GetIdentityVerificationAttributes => "GetIdentityVerificationAttributes",
+            Operation::GetSendQuota => "GetSendQuota",
+            Operation::GetAccountSendingEnabled => "GetAccountSendingEnabled",
+        }
+    }
+}
+
+/// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Success,
+    Throttled,
+    ClientError,
+    ServerError,
+    Timeout,
+    TransportError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Success,
+        Outcome::Throttled,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::TransportError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Throttled => "throttled",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::Timeout => "timeout",
+            Outcome::TransportError => "transport_error",
+        }
+    }
+}
+
+
+/// How a DNS lookup of the dns collector ended; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupOutcome {
+    Ok,
+    /// The name does not exist: an answer (the record is missing).
+    NxDomain,
+    /// The name exists without this record type: an answer (the record is missing).
+    NoRecords,
+    /// The server failed: no answer; the last one stands.
+    ServFail,
+    Timeout,
+    /// Anything else (refused, network error): no answer.
+    Error,
+}
+
+impl LookupOutcome {
+    pub const ALL: [LookupOutcome; 6] = [
+        LookupOutcome::Ok,
+        LookupOutcome::NxDomain,
+        LookupOutcome::NoRecords,
+        LookupOutcome::ServFail,
+        LookupOutcome::Timeout,
+        LookupOutcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LookupOutcome::Ok => "ok",
+            LookupOutcome::NxDomain => "nxdomain",
+            LookupOutcome::NoRecords => "no_records",
+            LookupOutcome::ServFail => "servfail",
+            LookupOutcome::Timeout => "timeout",
+            LookupOutcome::Error => "error",
+        }
+    }
+
+    /// Whether DNS answered: the record's presence or absence is known.
+    pub fn answered(self) -> bool {
+        matches!(self, LookupOutcome::Ok | LookupOutcome::NxDomain | LookupOutcome::NoRecords)
+    }
+}
+
+/// The record types looked up; the `record` label.
+pub const RECORDS: [&str; 2] = ["MX", "TXT"];
+
+
+/// The record types the dns collector looks up; the `record` label.
+pub const DNS_RECORD_TYPES: [&str; 2] = ["MX", "TXT"];
 
 #[cfg(test)]
 mod tests {

@@ -1,14 +1,13 @@
-//! The only module that touches the AWS SDK. It offers [`SesApi`], one HTTP attempt
-//! per call, and turns SDK results into domain types and SDK errors into [`SesError`]
-//! kinds. Rate limiting and retries are the poller's: the SDK's own retries are
-//! switched off so that every HTTP attempt passes through the poller's limiter.
+//! [`AwsSes`]: [`SesApi`] over `aws-sdk-ses` and `aws-sdk-sts`, the only code that
+//! builds SDK clients. SDK results become domain types and SDK errors [`SesError`]
+//! kinds. Rate limiting and retries are the target loop's: the SDK's own retries are
+//! switched off so that every HTTP attempt passes through the target's limiter.
 //!
 //! The SDK signs, sends and parses errors; the body of a successful SES answer is
-//! taken raw (by [`RawBody`], an interceptor) and read by [`crate::ses_wire`], because
+//! taken raw (by [`RawBody`], an interceptor) and read by [`super::wire`], because
 //! the SDK's output turns a field SES left out into `false`, `0` or `""`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -23,202 +22,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+use super::wire::{self, WireError};
+use super::{CallerIdentity, IdentityPage, SesApi, SesError, LIST_PAGE_SIZE};
 use crate::model::{DkimAttributes, IdentityType, MailFromAttributes, SendQuota, Verification};
-use crate::ses_wire::{self, WireError};
-
-/// The most identities `GetIdentityMailFromDomainAttributes` takes in one call.
-pub const MAX_IDENTITIES_PER_CALL: usize = 100;
-/// The largest page `ListIdentities` returns.
-pub const LIST_PAGE_SIZE: i32 = 1000;
-
-/// The SES API operations the exporter calls; each has its own rate limit at AWS,
-/// and so its own limiter and its own label value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    ListIdentities,
-    GetIdentityMailFromDomainAttributes,
-    GetIdentityDkimAttributes,
-    GetIdentityVerificationAttributes,
-    GetSendQuota,
-    GetAccountSendingEnabled,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 6] = [
-        Operation::ListIdentities,
-        Operation::GetIdentityMailFromDomainAttributes,
-        Operation::GetIdentityDkimAttributes,
-        Operation::GetIdentityVerificationAttributes,
-        Operation::GetSendQuota,
-        Operation::GetAccountSendingEnabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::ListIdentities => "ListIdentities",
-            Operation::GetIdentityMailFromDomainAttributes => "GetIdentityMailFromDomainAttributes",
-            Operation::GetIdentityDkimAttributes => "GetIdentityDkimAttributes",
-            Operation::GetIdentityVerificationAttributes => "GetIdentityVerificationAttributes",
-            Operation::GetSendQuota => "GetSendQuota",
-            Operation::GetAccountSendingEnabled => "GetAccountSendingEnabled",
-        }
-    }
-}
-
-/// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Success,
-    Throttled,
-    ClientError,
-    ServerError,
-    Timeout,
-    TransportError,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Success,
-        Outcome::Throttled,
-        Outcome::ClientError,
-        Outcome::ServerError,
-        Outcome::Timeout,
-        Outcome::TransportError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Throttled => "throttled",
-            Outcome::ClientError => "client_error",
-            Outcome::ServerError => "server_error",
-            Outcome::Timeout => "timeout",
-            Outcome::TransportError => "transport_error",
-        }
-    }
-}
-
-/// A failed SES call, by what the poller should do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum SesError {
-    /// SES said slow down (`Throttling`, HTTP 429, ...): back off and retry.
-    #[error("throttled by SES ({code}): {message}")]
-    Throttled { code: String, message: String },
-    /// SES refused the request (AccessDenied, InvalidParameterValue, missing
-    /// credentials, ...): retrying the same request will not help.
-    #[error("rejected by SES ({code}, HTTP {status}): {message}")]
-    Client {
-        code: String,
-        status: u16,
-        message: String,
-    },
-    /// The request never became an HTTP request (e.g. no credentials could be loaded).
-    #[error("request could not be made: {0}")]
-    Construction(String),
-    /// SES failed (5xx) or answered something that is not a valid response.
-    #[error("SES server error (HTTP {status}): {message}")]
-    Server { status: u16, message: String },
-    #[error("no answer from SES within the timeout: {0}")]
-    Timeout(String),
-    /// Connection refused or reset, name not resolved, TLS failure, ...
-    #[error("could not reach SES: {0}")]
-    Transport(String),
-}
-
-impl SesError {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            SesError::Throttled { .. } => Outcome::Throttled,
-            SesError::Client { .. } | SesError::Construction(_) => Outcome::ClientError,
-            SesError::Server { .. } => Outcome::ServerError,
-            SesError::Timeout(_) => Outcome::Timeout,
-            SesError::Transport(_) => Outcome::TransportError,
-        }
-    }
-
-    /// SES refused a parameter of the request; for a batch that means one of its
-    /// identities is not a valid identity name.
-    pub fn is_invalid_parameter(&self) -> bool {
-        matches!(self, SesError::Client { code, .. } if code == "InvalidParameterValue")
-    }
-
-    /// Whether another attempt of the same request may succeed.
-    pub fn retryable(&self) -> bool {
-        !matches!(self, SesError::Client { .. } | SesError::Construction(_))
-    }
-
-    /// A short, stable description of the kind of failure, used to log an error once
-    /// per change of state rather than once per attempt.
-    pub fn state_key(&self) -> String {
-        match self {
-            SesError::Throttled { code, .. } => format!("throttled:{code}"),
-            SesError::Client { code, .. } => format!("client_error:{code}"),
-            SesError::Construction(_) => "client_error:construction".to_owned(),
-            SesError::Server { status, .. } => format!("server_error:{status}"),
-            SesError::Timeout(_) => "timeout".to_owned(),
-            SesError::Transport(_) => "transport_error".to_owned(),
-        }
-    }
-}
-
-/// One page of `ListIdentities`.
-#[derive(Debug, Clone, Default)]
-pub struct IdentityPage {
-    pub identities: Vec<String>,
-    pub next_token: Option<String>,
-}
-
-/// Who a target's credentials are, from STS `GetCallerIdentity`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerIdentity {
-    pub account: String,
-    pub arn: String,
-}
-
-/// What the poller needs from SES (and STS, to learn the account). Each call is
-/// exactly one HTTP attempt, so the caller's rate limiter sees every request.
-/// Implemented by [`AwsSes`] and by test doubles.
-pub trait SesApi: Send + Sync + 'static {
-    /// STS `GetCallerIdentity` with the target's own credentials.
-    fn caller_identity(&self) -> impl Future<Output = Result<CallerIdentity, SesError>> + Send;
-
-    /// `GetIdentityDkimAttributes` for at most [`MAX_IDENTITIES_PER_CALL`] identities.
-    fn dkim_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, DkimAttributes>, SesError>> + Send;
-
-    /// `GetIdentityVerificationAttributes` for at most [`MAX_IDENTITIES_PER_CALL`].
-    fn verification_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, Verification>, SesError>> + Send;
-
-    /// `GetSendQuota`.
-    fn send_quota(&self) -> impl Future<Output = Result<SendQuota, SesError>> + Send;
-
-    /// `GetAccountSendingEnabled`; `None` when SES answered without `Enabled`.
-    fn account_sending_enabled(
-        &self,
-    ) -> impl Future<Output = Result<Option<bool>, SesError>> + Send;
-
-    /// The region the calls go to (the dns collector checks MX records against it).
-    fn region(&self) -> &str;
-
-    /// `GetIdentityMailFromDomainAttributes` for at most [`MAX_IDENTITIES_PER_CALL`]
-    /// identities. Identities SES leaves out are absent from the map.
-    fn mail_from_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, MailFromAttributes>, SesError>> + Send;
-
-    /// One page of `ListIdentities`; `None` lists both domains and addresses.
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<IdentityPage, SesError>> + Send;
-}
 
 /// [`SesApi`] over the real SDK, configured from the standard aws-config chain
 /// (environment, profile, web identity, container and instance credentials), so
@@ -249,7 +55,7 @@ pub enum SetupError {
 
 impl AwsSes {
     /// Loads the SDK configuration. `timeout` bounds each HTTP attempt, connect
-    /// included. Retries are disabled here because the poller does them through its
+    /// included. Retries are disabled here because the target loop does them through its
     /// rate limiter; the SDK's would be extra, unaccounted requests.
     pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
         let sdk = base_config(timeout).await;
@@ -355,7 +161,7 @@ fn attempt_timeouts(timeout: Duration) -> TimeoutConfig {
 
 /// Sends a request built from the SDK's fluent builder with a [`RawBody`] attached,
 /// classifies a failure, and parses the answer's body with `parse` (one of
-/// [`crate::ses_wire`]'s readers): the one way every attribute and account call goes.
+/// [`super::wire`]'s readers): the one way every attribute and account call goes.
 macro_rules! read_raw {
     ($builder:expr, $parse:path) => {{
         let raw = RawBody::default();
@@ -402,7 +208,7 @@ impl SesApi for AwsSes {
             self.client
                 .get_identity_dkim_attributes()
                 .set_identities(Some(identities.to_vec())),
-            ses_wire::dkim
+            wire::dkim
         )
     }
 
@@ -414,18 +220,18 @@ impl SesApi for AwsSes {
             self.client
                 .get_identity_verification_attributes()
                 .set_identities(Some(identities.to_vec())),
-            ses_wire::verification
+            wire::verification
         )
     }
 
     async fn send_quota(&self) -> Result<SendQuota, SesError> {
-        read_raw!(self.client.get_send_quota(), ses_wire::send_quota)
+        read_raw!(self.client.get_send_quota(), wire::send_quota)
     }
 
     async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
         read_raw!(
             self.client.get_account_sending_enabled(),
-            ses_wire::sending_enabled
+            wire::sending_enabled
         )
     }
 
@@ -437,7 +243,7 @@ impl SesApi for AwsSes {
             self.client
                 .get_identity_mail_from_domain_attributes()
                 .set_identities(Some(identities.to_vec())),
-            ses_wire::mail_from
+            wire::mail_from
         )
     }
 
@@ -470,7 +276,7 @@ impl SesApi for AwsSes {
 }
 
 /// Keeps the raw body of a call's answer, as the SDK read it off the wire, for
-/// [`crate::ses_wire`] to parse. One per call (`.customize().interceptor(..)`): the
+/// [`super::wire`] to parse. One per call (`.customize().interceptor(..)`): the
 /// SDK has deserialised by then, so the body is in memory and only copied.
 #[derive(Debug, Clone, Default)]
 struct RawBody(std::sync::Arc<std::sync::Mutex<Option<bytes::Bytes>>>);
@@ -584,6 +390,7 @@ fn caused_by_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Outcome;
 
     #[test]
     fn only_client_errors_are_final() {

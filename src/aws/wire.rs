@@ -6,7 +6,7 @@
 //! FROM domain), and it fills a missing one with its type's default (`false`, `0.0`,
 //! `""`). Those defaults are values the exporter would then publish as facts: sending
 //! "disabled", a quota of 0, "no custom MAIL FROM". The SDK still signs, sends,
-//! times out and parses errors; [`crate::ses`] hands the raw body of a success to
+//! times out and parses errors; [`super::sdk`] hands the raw body of a success to
 //! the functions here. Pure: no I/O, unit-tested on SES's and moto's answers.
 
 use std::collections::HashMap;

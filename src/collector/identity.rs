@@ -1,0 +1,401 @@
+//! The batching every identity collector shares: each watched identity asked in
+//! batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, a batch SES
+//! refuses for one invalid identity split until the offender is found, answers
+//! recorded (missing, deleted, rejected identities included), and the records
+//! rendered off the async threads and published while the cycle runs. What differs
+//! between MAIL FROM, DKIM and verification is a [`Kind`].
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use super::{Collector, Ctx, Outlet, Progress};
+use crate::aws::{Reply, Session, MAX_IDENTITIES_PER_CALL};
+use crate::model::{status_change, IdentityRecord, IdentityType, Observation, Operation, Snapshot};
+use crate::render::{Family, Renderer};
+
+/// During a long cycle, what was fetched so far is published at most this often, so
+/// a large account's first values do not wait for the whole cycle. A publish
+/// re-renders only the pieces whose identities changed, so it can be frequent, and
+/// the publish at the end of a cycle has little left to render.
+const PUBLISH_EVERY: Duration = Duration::from_secs(2);
+
+/// One identity collector: which SES operation it calls, what it records per
+/// identity, which families it renders and what it logs.
+pub trait Kind: Send + Sync + 'static {
+    /// What the operation returns per identity.
+    type Attr: Clone + PartialEq + Display + Send + Sync + 'static;
+    /// The name in `--collector.NAME` and in the `collector` label.
+    const NAME: &'static str;
+    const OPERATION: Operation;
+    /// `[OPERATION]`, for [`Collector::operations`].
+    const OPERATIONS: &'static [Operation];
+    /// What the state is called in log lines.
+    const WHAT: &'static str;
+    /// The families it exports, in exposition order.
+    const FAMILIES: &'static [Family<IdentityRecord<Self::Attr>>];
+
+    fn fetch<'a>(
+        ses: &'a dyn Session,
+        batch: &'a [String],
+    ) -> Reply<'a, HashMap<String, Self::Attr>>;
+
+    /// A first observation that is healthy is logged at debug, not info.
+    fn healthy(attr: &Self::Attr) -> bool;
+
+    /// Runs on the blocking pool before each render's part is published, with the
+    /// records rendered: what the collector hands on besides its part.
+    fn rendered(
+        _outlet: &Outlet,
+        _labels: &Arc<str>,
+        _region: &Arc<str>,
+        _records: &Snapshot<Self::Attr>,
+    ) {
+    }
+}
+
+/// One identity collector of one target: its records and its renderer.
+pub struct Batched<K: Kind> {
+    outlet: Outlet,
+    /// Every identity fetched at least once and still watched. Shared with a render
+    /// in progress instead of copied; changed copy-on-write while one runs.
+    records: Arc<Snapshot<K::Attr>>,
+    /// Answers that arrived while a render still held `records`, merged in before the
+    /// next render: a render running at the moment a batch lands would otherwise
+    /// force a copy of every record (2 MB at 10,000 identities).
+    pending: HashMap<String, IdentityRecord<K::Attr>>,
+    last_publish: Option<Instant>,
+    /// Keeps the pieces of the last render so the next one re-renders only what
+    /// changed. Away (inside `rendering`) while a render runs.
+    renderer: Option<Renderer<IdentityRecord<K::Attr>>>,
+    /// An intermediate publish still rendering. The cycle does not wait for it, but
+    /// the final publish of the cycle waits for it, so an older snapshot never
+    /// replaces a newer one.
+    rendering: Option<tokio::task::JoinHandle<Renderer<IdentityRecord<K::Attr>>>>,
+}
+
+impl<K: Kind> Batched<K> {
+    pub fn new(outlet: Outlet) -> Batched<K> {
+        Batched {
+            outlet,
+            records: Arc::new(Snapshot::new()),
+            pending: HashMap::new(),
+            last_publish: None,
+            renderer: None,
+            rendering: None,
+        }
+    }
+
+    /// The records, for tests.
+    pub fn records(&self) -> &Snapshot<K::Attr> {
+        &self.records
+    }
+
+    /// Every watched identity in batches of 100, then the final publish.
+    async fn run_cycle(&mut self, ctx: &Ctx<'_>) -> Progress {
+        let mut progress = Progress::new();
+        let watched = ctx.watched;
+        // Identities no longer watched (deleted, filtered out) lose their series.
+        if self
+            .records
+            .keys()
+            .any(|id| watched.binary_search(id).is_err())
+        {
+            Arc::make_mut(&mut self.records).retain(|id, _| watched.binary_search(id).is_ok());
+            self.pending
+                .retain(|id, _| watched.binary_search(id).is_ok());
+        }
+
+        // Identities SES refused as invalid are asked alone, so one bad name costs one
+        // call per cycle instead of failing the batch of 99 good ones with it.
+        let is_rejected = |id: &String| {
+            matches!(
+                self.records.get(id).map(|r| &r.observation),
+                Some(Observation::Rejected)
+            )
+        };
+        let alone: Vec<String> = watched
+            .iter()
+            .filter(|id| is_rejected(id))
+            .cloned()
+            .collect();
+        // Usually none are rejected: then the watched list is batched as it is, uncopied.
+        let batched: std::borrow::Cow<[String]> = if alone.is_empty() {
+            std::borrow::Cow::Borrowed(&watched[..])
+        } else {
+            watched
+                .iter()
+                .filter(|id| !is_rejected(id))
+                .cloned()
+                .collect()
+        };
+        // A stack of batches, first batch on top; `true` for the planned ones, which
+        // are paced, `false` for halves of a split batch, which only the limiter spaces.
+        let mut work: Vec<(&[String], bool)> = alone
+            .chunks(1)
+            .chain(batched.chunks(MAX_IDENTITIES_PER_CALL))
+            .rev()
+            .map(|batch| (batch, true))
+            .collect();
+        ctx.telemetry
+            .set_planned_rate(K::OPERATION, ctx.plan.requests_per_second(work.len()));
+        let pace = ctx.plan.pace(work.len());
+        // When the next planned batch may start: `pace` after the previous one
+        // started, never sooner (a late batch pushes the rest back rather than
+        // letting them catch up at the ceiling).
+        let mut next_planned: Option<Instant> = None;
+        while let Some((batch, planned)) = work.pop() {
+            if planned {
+                if let Some(pace) = pace {
+                    if let Some(at) = next_planned {
+                        sleep_until(at).await;
+                    }
+                    next_planned = Some(Instant::now() + pace);
+                }
+            }
+            let result = K::fetch(ctx.ses, batch).await;
+            match result {
+                Ok(found) => {
+                    progress.answered = true;
+                    self.apply(ctx, batch, &found, SystemTime::now());
+                }
+                // One identity SES does not accept fails its whole batch: halve the
+                // batch so the others are fetched and the offender is found, in about
+                // 2 x log2(100) = 14 more calls, each through the rate limiter.
+                Err(err) if err.is_invalid_parameter() && batch.len() > 1 => {
+                    let (first, second) = batch.split_at(batch.len() / 2);
+                    debug!(
+                        identities = batch.len(),
+                        "SES refused a parameter of this batch; splitting it"
+                    );
+                    work.push((second, false));
+                    work.push((first, false));
+                }
+                Err(err) if err.is_invalid_parameter() => {
+                    progress.answered = true;
+                    self.reject(ctx, &batch[0], SystemTime::now());
+                }
+                Err(err) => {
+                    progress.complete = false;
+                    // A refusal can be about this batch (an IAM policy on some
+                    // identities): go on with the others. After exhausted retries of
+                    // throttling, 5xx or network errors the other batches would fare no
+                    // better; stop spending budget.
+                    if err.retryable() {
+                        // The error itself was logged by the target's retry loop,
+                        // once per change.
+                        debug!(collector = K::NAME, error = %err, "giving up on this poll cycle; identities keep their last values");
+                        break;
+                    }
+                }
+            }
+            if self
+                .last_publish
+                .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
+            {
+                self.publish_in_background(ctx).await;
+            }
+        }
+        self.publish(ctx).await;
+        progress
+    }
+
+    /// Records one answered batch. A listed identity SES left out is `Missing` (it
+    /// should exist: `aws_ses_identity_exists 0` pages). A discovered one SES leaves
+    /// out was deleted since the last discovery: it is forgotten at once, as the next
+    /// discovery would, rather than reported missing until then. SES may echo a
+    /// domain in another case, so domains also match case-insensitively.
+    fn apply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        batch: &[String],
+        found: &HashMap<String, K::Attr>,
+        now: SystemTime,
+    ) {
+        for id in batch {
+            let attrs = found.get(id).or_else(|| match IdentityType::of(id) {
+                IdentityType::Domain => found
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(id))
+                    .map(|(_, v)| v),
+                IdentityType::EmailAddress => None,
+            });
+            let observation = match attrs {
+                Some(a) => Observation::Present(a.clone()),
+                None if ctx.fixed.binary_search(id).is_err() => {
+                    self.forget(ctx, id);
+                    continue;
+                }
+                None => Observation::Missing,
+            };
+            if let Some(change) = status_change(self.current(id), &observation) {
+                log_change::<K>(ctx, &change.before, &change.after, id);
+            }
+            self.store(id, observation, now);
+        }
+    }
+
+    /// Drops a discovered identity SES no longer returns, with its series.
+    fn forget(&mut self, ctx: &Ctx<'_>, id: &str) {
+        let held = self.pending.remove(id).is_some();
+        let recorded = self.records.contains_key(id);
+        if recorded {
+            // Rare (a deletion), so a copy while a render holds the records is fine.
+            Arc::make_mut(&mut self.records).remove(id);
+        }
+        if held || recorded {
+            info!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, identity = id, "a discovered identity is no longer returned by SES (deleted); its series are dropped");
+        }
+    }
+
+    /// The last observation of an identity, including one still held back.
+    fn current(&self, id: &str) -> Option<&Observation<K::Attr>> {
+        self.pending
+            .get(id)
+            .or_else(|| self.records.get(id))
+            .map(|r| &r.observation)
+    }
+
+    /// Records an observation in place, or holds it back while a render has the
+    /// records (see `pending`).
+    fn store(&mut self, id: &str, observation: Observation<K::Attr>, now: SystemTime) {
+        let record = IdentityRecord {
+            observation,
+            refreshed_at: now,
+        };
+        match Arc::get_mut(&mut self.records) {
+            Some(records) => {
+                records.insert(id.to_owned(), record);
+            }
+            None => {
+                self.pending.insert(id.to_owned(), record);
+            }
+        }
+    }
+
+    /// Records an identity SES refused on its own as not a valid identity.
+    fn reject(&mut self, ctx: &Ctx<'_>, id: &str, now: SystemTime) {
+        if !matches!(self.current(id), Some(Observation::Rejected)) {
+            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, identity = id, "SES refuses this identity as invalid (InvalidParameterValue); it is asked alone from now on");
+        }
+        self.store(id, Observation::Rejected, now);
+    }
+
+    /// Moves the answers held back during a render into `records`; called when no
+    /// render holds them any more.
+    fn merge_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // No render runs here, so this does not copy; if one somehow did, copying is
+        // still correct.
+        let records = Arc::make_mut(&mut self.records);
+        records.extend(self.pending.drain());
+    }
+
+    /// Renders the current records off the async threads (the first render of a large
+    /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
+    /// render still running.
+    async fn publish(&mut self, ctx: &Ctx<'_>) {
+        self.start_render(ctx).await;
+        // Waited for, so the cycle ends with its values served.
+        let renderer = self.take_renderer(ctx).await;
+        self.renderer = Some(renderer);
+    }
+
+    /// Publishes what was fetched so far without holding up the cycle; skipped while
+    /// the previous such render is still running.
+    async fn publish_in_background(&mut self, ctx: &Ctx<'_>) {
+        if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        self.start_render(ctx).await;
+    }
+
+    /// Starts rendering the current records on the blocking pool, after any render
+    /// still running, and publishes the result when done.
+    async fn start_render(&mut self, ctx: &Ctx<'_>) {
+        let mut renderer = self.take_renderer(ctx).await;
+        self.merge_pending();
+        let snapshot = Arc::clone(&self.records);
+        let outlet = self.outlet.clone();
+        let labels = Arc::clone(ctx.labels);
+        let region: Arc<str> = Arc::from(ctx.region);
+        self.rendering = Some(tokio::task::spawn_blocking(move || {
+            K::rendered(&outlet, &labels, &region, &snapshot);
+            outlet.publish(renderer.build(snapshot.iter().map(|(id, r)| (id.as_str(), r))));
+            renderer
+        }));
+        self.last_publish = Some(Instant::now());
+    }
+
+    /// The renderer, waiting for a render in progress to hand it back.
+    async fn take_renderer(&mut self, ctx: &Ctx<'_>) -> Renderer<IdentityRecord<K::Attr>> {
+        if let Some(render) = self.rendering.take() {
+            match render.await {
+                Ok(renderer) => return renderer,
+                Err(err) => {
+                    error!(error = %err, "rendering the snapshot failed; serving the previous one")
+                }
+            }
+        }
+        self.renderer
+            .take()
+            .unwrap_or_else(|| Renderer::new(K::FAMILIES, ctx.labels.to_string()))
+    }
+}
+
+
+impl<K: Kind> Collector for Batched<K> {
+    fn operations(&self) -> &'static [Operation] {
+        K::OPERATIONS
+    }
+
+    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
+        Box::pin(self.run_cycle(ctx))
+    }
+
+    fn mail_from_records(&self) -> Option<&Snapshot> {
+        // Only the MAIL FROM collector's records are `Snapshot`s (the default type).
+        (&*self.records as &dyn std::any::Any).downcast_ref::<Snapshot>()
+    }
+}
+
+/// A first observation is news only when it is not healthy; a change always is.
+fn log_change<K: Kind>(
+    ctx: &Ctx<'_>,
+    before: &Option<Observation<K::Attr>>,
+    after: &Observation<K::Attr>,
+    identity: &str,
+) {
+    let account = ctx.account;
+    let region = ctx.region;
+    match before {
+        Some(before) => info!(
+            aws_account_id = %account,
+            aws_region = region,
+            identity,
+            from = %before,
+            to = %after,
+            "{} changed",
+            K::WHAT
+        ),
+        None => {
+            let healthy = match after {
+                Observation::Present(a) => K::healthy(a),
+                _ => false,
+            };
+            if healthy {
+                debug!(aws_account_id = %account, aws_region = region, identity, state = %after, "first {}", K::WHAT);
+            } else {
+                info!(aws_account_id = %account, aws_region = region, identity, state = %after, "first {}", K::WHAT);
+            }
+        }
+    }
+}
+

@@ -1,0 +1,187 @@
+//! The collectors: one file each, registered in one list ([`REGISTRY`]) from which
+//! the target loop runs them, the exposition takes its order and
+//! [`crate::config`] makes the `--collector.NAME` / `--no-collector.NAME` flags.
+//!
+//! A target collector is a value implementing [`Collector`]: each cycle of its
+//! target it asks SES through the [`Session`] in its [`Ctx`] (rate-limited and
+//! retried by the target loop, so a collector never sees a throttle), turns the
+//! answers into records, renders them with [`crate::render`] and hands the part to
+//! the publisher through its [`Outlet`]. The identity collectors (MAIL FROM, DKIM,
+//! verification) share their batching in [`identity`]; each of them is an
+//! [`identity::Kind`]: an operation, a record type and a family table.
+//!
+//! The dns collector is exporter-wide: one task for all targets, started by
+//! [`crate::run`], fed by the MAIL FROM collector's domains through the publisher.
+//!
+//! Adding a collector: a file here with its `REGISTRATION`, its name in
+//! `collectors!` below, and the [`Session`] method of any new SES operation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::aws::Session;
+use crate::metrics::TargetTelemetry;
+use crate::model::Operation;
+use crate::publish::Publisher;
+use crate::render::Rendered;
+
+pub mod identity;
+
+/// Declares the collector modules and [`REGISTRY`] in one list: the order is the
+/// exposition's and the flags'.
+macro_rules! collectors {
+    ($($name:ident),* $(,)?) => {
+        $(pub mod $name;)*
+        /// Every collector, in exposition order.
+        pub const REGISTRY: &[Registration] = &[$($name::REGISTRATION),*];
+    };
+}
+
+collectors!(mail_from, dkim, verification, quota, dns);
+
+/// What a collector tells the rest of the exporter about itself.
+pub struct Registration {
+    /// The name in `--collector.NAME` and in the `collector` label.
+    pub name: &'static str,
+    pub enabled_by_default: bool,
+    /// The help of `--collector.NAME`.
+    pub help: &'static str,
+    pub scope: Scope,
+}
+
+pub enum Scope {
+    /// One instance per target, made by this function and run by the target loop
+    /// each cycle.
+    Target(fn(Outlet) -> Box<dyn Collector>),
+    /// One task for the whole exporter, started by [`crate::run`].
+    Exporter,
+}
+
+impl Registration {
+    /// The position of the collector called `name` in [`REGISTRY`].
+    pub fn position(name: &str) -> Option<usize> {
+        REGISTRY.iter().position(|r| r.name == name)
+    }
+}
+
+/// One collector of one target.
+pub trait Collector: Send + Sync {
+    /// The SES operations it calls: its request series and rate limiters.
+    fn operations(&self) -> &'static [Operation];
+
+    /// One cycle: ask, record, render, publish.
+    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress>;
+
+    /// The MAIL FROM records, for tests of the target loop.
+    fn mail_from_records(&self) -> Option<&crate::model::Snapshot> {
+        None
+    }
+}
+
+/// What a collector's part of a cycle achieved.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Every request it made was answered (or refused for an invalid identity).
+    pub complete: bool,
+    /// SES answered at least one request.
+    pub answered: bool,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            complete: true,
+            answered: false,
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+/// What a collector's cycle gets from its target.
+pub struct Ctx<'a> {
+    /// SES through the target's rate limiters and retry policy: every attempt is
+    /// spaced and counted there.
+    pub ses: &'a dyn Session,
+    pub telemetry: &'a TargetTelemetry,
+    /// The identities to ask about: sorted, without duplicates.
+    pub watched: &'a Arc<[String]>,
+    /// The static list, sorted: an identity SES leaves out is kept as `Missing`
+    /// only when it is listed here.
+    pub fixed: &'a [String],
+    pub account: &'a str,
+    /// The target's label pairs (see [`crate::render::target_labels`]).
+    pub labels: &'a Arc<str>,
+    pub region: &'a str,
+    pub plan: Plan,
+}
+
+/// Where a collector's rendered part goes: the publisher, under the collector's
+/// place in [`REGISTRY`] and its target's index.
+#[derive(Clone)]
+pub struct Outlet {
+    publisher: Arc<Publisher>,
+    collector: usize,
+    target: usize,
+}
+
+impl Outlet {
+    pub fn new(publisher: Arc<Publisher>, collector: usize, target: usize) -> Outlet {
+        Outlet {
+            publisher,
+            collector,
+            target,
+        }
+    }
+
+    /// Replaces this collector's part of this target. Assembles the whole body:
+    /// call it off the async threads.
+    pub fn publish(&self, part: Rendered) {
+        self.publisher.publish_part(self.collector, self.target, part);
+    }
+
+    pub fn publisher(&self) -> &Arc<Publisher> {
+        &self.publisher
+    }
+
+    pub fn target(&self) -> usize {
+        self.target
+    }
+}
+
+/// How fast a cycle's identity collectors send their batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// The ceiling, `--ses.rate`; the limiters enforce it whatever the plan says.
+    pub rate: f64,
+    /// The time over which each collector spreads its batches (`--ses.pacing` of
+    /// the poll interval); `None`: as fast as the limiter allows.
+    pub spread: Option<Duration>,
+    /// The poll interval: the quota collector makes one call of each operation per
+    /// cycle.
+    pub interval: Duration,
+}
+
+impl Plan {
+    /// The least time from the start of one planned batch to the start of the
+    /// next, when paced.
+    pub fn pace(&self, batches: usize) -> Option<Duration> {
+        let spread = self.spread?;
+        (batches > 1).then(|| spread.div_f64(batches as f64))
+    }
+
+    /// The requests per second planned for `batches`: the ceiling unless paced.
+    pub fn requests_per_second(&self, batches: usize) -> f64 {
+        match self.spread {
+            _ if batches == 0 => 0.0,
+            Some(spread) => (batches as f64 / spread.as_secs_f64()).min(self.rate),
+            None => self.rate,
+        }
+    }
+}

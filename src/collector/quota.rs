@@ -1,0 +1,169 @@
+//! The `quota` collector (off by default: it needs ses:GetSendQuota and
+//! ses:GetAccountSendingEnabled): the account's sending quota and whether it may
+//! send, once a cycle per target, each call through its own operation's limiter.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use tracing::{info, warn};
+
+use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use crate::model::{Operation, Quota};
+use crate::render::{gauge, seconds, unix_millis, Derived, Family, Line, Renderer, Value};
+
+pub const REGISTRATION: Registration = Registration {
+    name: "quota",
+    enabled_by_default: false,
+    help: "The quota collector: GetSendQuota and GetAccountSendingEnabled per target (off by default: it needs ses:GetSendQuota and ses:GetAccountSendingEnabled).",
+    scope: Scope::Target(|outlet| Box::new(QuotaCollector::new(outlet))),
+};
+
+const OPERATIONS: &[Operation] = &[Operation::GetSendQuota, Operation::GetAccountSendingEnabled];
+
+/// The last answers of one target: a failed call keeps the previous one.
+pub struct QuotaCollector {
+    outlet: Outlet,
+    quota: Quota,
+    /// Reuses the pieces of values that did not change. Account-level values are
+    /// a handful of lines.
+    renderer: Option<Renderer<Quota>>,
+}
+
+impl QuotaCollector {
+    pub fn new(outlet: Outlet) -> QuotaCollector {
+        QuotaCollector {
+            outlet,
+            quota: Quota::default(),
+            renderer: None,
+        }
+    }
+
+    async fn run_cycle(&mut self, ctx: &Ctx<'_>) -> Progress {
+        // One call of each a cycle, not paced (nothing to spread).
+        let per_cycle = 1.0 / ctx.plan.interval.as_secs_f64().max(f64::MIN_POSITIVE);
+        for &op in OPERATIONS {
+            ctx.telemetry
+                .set_planned_rate(op, per_cycle.min(ctx.plan.rate));
+        }
+        let (send_quota, enabled) =
+            tokio::join!(ctx.ses.send_quota(), ctx.ses.account_sending_enabled());
+        let now = SystemTime::now();
+        let mut progress = Progress::new();
+        // A failed call keeps the last answer: never a made-up 0 or "enabled".
+        match send_quota {
+            Ok(q) => {
+                progress.answered = true;
+                self.quota.send_quota = Some((q, now));
+            }
+            Err(_) => progress.complete = false,
+        }
+        match enabled {
+            Ok(enabled) => {
+                progress.answered = true;
+                let before = self.quota.sending_enabled.map(|(e, _)| e);
+                if before != Some(enabled) {
+                    log_sending(ctx, enabled);
+                }
+                self.quota.sending_enabled = Some((enabled, now));
+            }
+            Err(_) => progress.complete = false,
+        }
+        let quota = self.quota.clone();
+        let outlet = self.outlet.clone();
+        let mut renderer = self
+            .renderer
+            .take()
+            .unwrap_or_else(|| Renderer::new(FAMILIES, ctx.labels.to_string()));
+        // A few lines, but publishing assembles the whole body: off the async threads.
+        let rendered = tokio::task::spawn_blocking(move || {
+            outlet.publish(renderer.build_account(&quota));
+            renderer
+        })
+        .await;
+        self.renderer = rendered.ok();
+        progress
+    }
+}
+
+fn log_sending(ctx: &Ctx<'_>, enabled: Option<bool>) {
+    let (account, region) = (ctx.account, ctx.region);
+    match enabled {
+        Some(true) => {
+            info!(aws_account_id = %account, aws_region = %region, "SES sending is enabled for the account")
+        }
+        Some(false) => {
+            warn!(aws_account_id = %account, aws_region = %region, "SES sending is DISABLED for the account: SES sends no mail in this region")
+        }
+        None => {
+            warn!(aws_account_id = %account, aws_region = %region, "GetAccountSendingEnabled answered without Enabled: whether SES sends is not known")
+        }
+    }
+}
+
+impl Collector for QuotaCollector {
+    fn operations(&self) -> &'static [Operation] {
+        OPERATIONS
+    }
+
+    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
+        Box::pin(self.run_cycle(ctx))
+    }
+}
+
+/// An account-level sample: `name{TARGET LABELS} value`.
+fn sample(line: &mut Line<'_>, value: f64) {
+    let _ = writeln!(line.start(), "}} {value}");
+}
+
+// A number SES left out has no series: the refresh time still says SES answered.
+const FAMILIES: &[Family<Quota>] = &[
+    gauge(
+        "aws_ses_send_quota_max_emails",
+        "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.send_quota.as_ref().and_then(|(q, _)| q.max_24_hour_send).map(Value),
+            write: |line: &mut Line<'_>, v: &Value| sample(line, v.0),
+        },
+    ),
+    gauge(
+        "aws_ses_send_quota_max_send_rate",
+        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.send_quota.as_ref().and_then(|(q, _)| q.max_send_rate).map(Value),
+            write: |line: &mut Line<'_>, v: &Value| sample(line, v.0),
+        },
+    ),
+    gauge(
+        "aws_ses_send_quota_sent_emails",
+        "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.send_quota.as_ref().and_then(|(q, _)| q.sent_last_24_hours).map(Value),
+            write: |line: &mut Line<'_>, v: &Value| sample(line, v.0),
+        },
+    ),
+    gauge(
+        "aws_ses_send_quota_last_refresh_timestamp_seconds",
+        "Unix time at which SES last answered GetSendQuota; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)),
+            write: |line: &mut Line<'_>, at: &u64| sample(line, seconds(*at)),
+        },
+    ),
+    gauge(
+        "aws_ses_account_sending_enabled",
+        "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account); absent when SES's answer left Enabled out. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.sending_enabled.and_then(|(e, _)| e),
+            write: |line: &mut Line<'_>, e: &bool| sample(line, f64::from(u8::from(*e))),
+        },
+    ),
+    gauge(
+        "aws_ses_account_sending_enabled_last_refresh_timestamp_seconds",
+        "Unix time at which SES last answered GetAccountSendingEnabled; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time.",
+        &Derived {
+            value: |q: &Quota| q.sending_enabled.map(|(_, at)| unix_millis(at)),
+            write: |line: &mut Line<'_>, at: &u64| sample(line, seconds(*at)),
+        },
+    ),
+];

@@ -1,0 +1,378 @@
+//! The one renderer: records → exposition pieces, pre-rendered and pre-compressed,
+//! that survive from one snapshot to the next.
+//!
+//! A collector declares its families once, as a table of [`Family`]: name, help,
+//! type, and how a record writes its lines. A family's lines are a function of one
+//! value drawn from the record ([`Derived`]): the piece's fingerprint hashes exactly
+//! that value (and the identity), and the writer sees nothing else, so a piece cannot
+//! be reused stale because an input was written but not hashed.
+//!
+//! A piece is one family's lines for a run of consecutive identities, with its text
+//! compressed on its own ([`piece`]). Each piece is keyed by a 128-bit fingerprint of
+//! its inputs; building the next part re-renders only pieces whose inputs changed and
+//! shares the rest with the body being served, so building a new snapshot beside the
+//! old one costs the changed pieces, not a second copy of the body. In a steady
+//! account that is the refresh-timestamp family alone. [`body`] assembles every
+//! collector's and target's parts into one body and frames it as gzip.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flate2::{Compress, Compression};
+
+pub mod body;
+pub mod piece;
+
+pub use body::{Assembler, Exposition, Header, Kind, Rendered, RenderedFamily};
+pub use piece::Piece;
+
+/// A group of identities ends after an identity whose name hashes to 0 modulo this,
+/// so groups average this many identities and an identity added or removed changes
+/// only the group it falls in, not every group after it.
+const GROUP: u64 = 128;
+
+/// One metric family of a collector: its header and how one record writes its lines.
+pub struct Family<R: 'static> {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub lines: &'static dyn Lines<R>,
+}
+
+impl<R> Family<R> {
+    pub fn header(&self) -> Header {
+        Header {
+            name: self.name,
+            help: self.help,
+            kind: self.kind,
+        }
+    }
+}
+
+/// How a record appears in one family. Implemented by [`Derived`]; a trait so that a
+/// table holds families whose values have different types.
+pub trait Lines<R>: Sync {
+    /// Feeds the fingerprint with everything [`Lines::write`] reads; `false` when the
+    /// record has no lines in this family.
+    fn input(&self, record: &R, fingerprint: &mut Fingerprint) -> bool;
+    fn write(&self, record: &R, line: &mut Line<'_>);
+}
+
+/// A family whose lines are `write(value(record))`: the only [`Lines`] there is, so
+/// the writer can only read what the fingerprint hashed. `value` is `None` for a
+/// record without lines in the family.
+pub struct Derived<R, V> {
+    pub value: fn(&R) -> Option<V>,
+    pub write: fn(&mut Line<'_>, &V),
+}
+
+impl<R, V: Hash> Lines<R> for Derived<R, V> {
+    fn input(&self, record: &R, fingerprint: &mut Fingerprint) -> bool {
+        match (self.value)(record) {
+            Some(v) => {
+                v.hash(fingerprint);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&self, record: &R, line: &mut Line<'_>) {
+        if let Some(v) = (self.value)(record) {
+            (self.write)(line, &v);
+        }
+    }
+}
+
+/// A gauge family of `value` and `write`: the table entry collectors write.
+pub const fn gauge<R, V: Hash + 'static>(
+    name: &'static str,
+    help: &'static str,
+    lines: &'static Derived<R, V>,
+) -> Family<R> {
+    Family {
+        name,
+        help,
+        kind: Kind::Gauge,
+        lines,
+    }
+}
+
+/// An `f64` sample value as a fingerprint input (by its bits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value(pub f64);
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// Writes the start of a sample: `name{LABELS,identity="ID` (the identity omitted
+/// for account-level families); the caller writes the rest and the value.
+pub struct Line<'a> {
+    out: &'a mut String,
+    name: &'static str,
+    /// `aws_account_id="…",aws_region="…"`, escaped; empty in unlabelled tests.
+    labels: &'a str,
+    identity: Option<&'a str>,
+}
+
+impl<'a> Line<'a> {
+    pub fn new(
+        out: &'a mut String,
+        name: &'static str,
+        labels: &'a str,
+        identity: Option<&'a str>,
+    ) -> Line<'a> {
+        Line {
+            out,
+            name,
+            labels,
+            identity,
+        }
+    }
+
+    /// The identity whose lines these are (`None` for account-level families).
+    pub fn identity(&self) -> Option<&'a str> {
+        self.identity
+    }
+
+    /// Starts a sample. With an identity the text ends inside its label value (the
+    /// caller closes the quote); without one it ends after the target's labels.
+    pub fn start(&mut self) -> &mut String {
+        self.out.push_str(self.name);
+        self.out.push('{');
+        self.out.push_str(self.labels);
+        if let Some(id) = self.identity {
+            if !self.labels.is_empty() {
+                self.out.push(',');
+            }
+            self.out.push_str("identity=\"");
+            escape(self.out, id);
+        }
+        self.out
+    }
+}
+
+/// The target's label pairs as written in every one of its samples.
+pub fn target_labels(account_id: &str, region: &str) -> String {
+    let mut out = String::from("aws_account_id=\"");
+    escape(&mut out, account_id);
+    out.push_str("\",aws_region=\"");
+    escape(&mut out, region);
+    out.push('"');
+    out
+}
+
+/// Writes a label value with the escapes the text format requires.
+pub fn escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Milliseconds since the epoch; 0 for a clock before 1970.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A time in milliseconds as the seconds a sample shows.
+pub fn seconds(millis: u64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+/// Renders one collector's records of one target into pieces, keeping the previous
+/// build's pieces to reuse.
+pub struct Renderer<R: 'static> {
+    families: &'static [Family<R>],
+    labels: String,
+    pieces: HashMap<u128, Piece>,
+    /// Raw deflate at the default level (6): pieces are compressed once, not per
+    /// scrape, so the smaller body is worth the CPU.
+    compressor: Compress,
+    /// Where a piece is rendered before being copied out at its exact size.
+    scratch: String,
+    /// Pieces rendered (not reused) by the last build, for tests and debug logs.
+    pub rendered_last: usize,
+}
+
+impl<R> Renderer<R> {
+    /// A renderer of `families` whose samples carry `labels` (see [`target_labels`]).
+    pub fn new(families: &'static [Family<R>], labels: String) -> Renderer<R> {
+        Renderer {
+            families,
+            labels,
+            pieces: HashMap::new(),
+            compressor: Compress::new(Compression::default(), false),
+            scratch: String::new(),
+            rendered_last: 0,
+        }
+    }
+
+    /// Renders per-identity records, in the order given (the collectors keep them
+    /// sorted by name).
+    pub fn build<'r, I>(&mut self, records: I) -> Rendered
+    where
+        I: IntoIterator<Item = (&'r str, &'r R)>,
+        R: 'r,
+    {
+        let records: Vec<(Option<&str>, &R)> =
+            records.into_iter().map(|(id, r)| (Some(id), r)).collect();
+        self.build_from(&records)
+    }
+
+    /// Renders one account-level record (no `identity` label).
+    pub fn build_account(&mut self, record: &R) -> Rendered {
+        self.build_from(&[(None, record)])
+    }
+
+    fn build_from(&mut self, records: &[(Option<&str>, &R)]) -> Rendered {
+        let mut next: HashMap<u128, Piece> = HashMap::with_capacity(self.pieces.len());
+        let mut out = Rendered {
+            families: Vec::with_capacity(self.families.len()),
+        };
+        let mut rendered = 0;
+        let ends: Vec<bool> = records
+            .iter()
+            .map(|(id, _)| id.is_some_and(ends_group))
+            .collect();
+
+        for (index, family) in self.families.iter().enumerate() {
+            let mut pieces = Vec::new();
+            let mut group: Vec<(Option<&str>, &R)> = Vec::new();
+            let mut key = Fingerprint::new(index);
+            for (&(id, record), &end) in records.iter().zip(&ends) {
+                if !family.lines.input(record, &mut key) {
+                    continue;
+                }
+                id.hash(&mut key);
+                group.push((id, record));
+                if end {
+                    rendered += self.place(&mut next, &mut pieces, family, &key, &group);
+                    group.clear();
+                    key = Fingerprint::new(index);
+                }
+            }
+            if !group.is_empty() {
+                rendered += self.place(&mut next, &mut pieces, family, &key, &group);
+            }
+            out.families.push(RenderedFamily {
+                header: family.header(),
+                pieces,
+            });
+        }
+        self.pieces = next;
+        self.rendered_last = rendered;
+        // A long identity list can leave a large scratch buffer; keep a modest one.
+        self.scratch.shrink_to(64 * 1024);
+        out
+    }
+
+    /// Appends the piece for `key` to `pieces`: the previous build's if it has one,
+    /// else a fresh render. Returns 1 when it rendered.
+    fn place(
+        &mut self,
+        next: &mut HashMap<u128, Piece>,
+        pieces: &mut Vec<Piece>,
+        family: &Family<R>,
+        key: &Fingerprint,
+        group: &[(Option<&str>, &R)],
+    ) -> usize {
+        let key = key.finish128();
+        if let Some(piece) = next.get(&key) {
+            pieces.push(piece.clone());
+            return 0;
+        }
+        let (piece, fresh) = match self.pieces.remove(&key) {
+            Some(piece) => (piece, 0),
+            None => {
+                self.scratch.clear();
+                for (id, record) in group {
+                    let mut line = Line::new(&mut self.scratch, family.name, &self.labels, *id);
+                    family.lines.write(record, &mut line);
+                }
+                (Piece::with(&mut self.compressor, &self.scratch), 1)
+            }
+        };
+        pieces.push(piece.clone());
+        next.insert(key, piece);
+        fresh
+    }
+}
+
+fn ends_group(id: &str) -> bool {
+    let mut h = DefaultHasher::new();
+    (0x33u8, id).hash(&mut h);
+    h.finish().is_multiple_of(GROUP)
+}
+
+/// Two independent 64-bit SipHash states over the same inputs: a 128-bit fingerprint,
+/// so a stale piece is reused only if two hashes collide at once.
+#[derive(Clone)]
+pub struct Fingerprint(DefaultHasher, DefaultHasher);
+
+impl Fingerprint {
+    fn new(family: usize) -> Fingerprint {
+        let mut a = DefaultHasher::new();
+        let mut b = DefaultHasher::new();
+        (0xa5u8, family).hash(&mut a);
+        (0x5au8, family).hash(&mut b);
+        Fingerprint(a, b)
+    }
+
+    fn finish128(&self) -> u128 {
+        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
+    }
+}
+
+impl Hasher for Fingerprint {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+        self.1.write(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish() ^ self.1.finish()
+    }
+}
+
+/// Writes a state set: one line per state, `label="STATE"` 1 for `current`, else 0.
+pub fn state_set<T: Copy + PartialEq>(
+    line: &mut Line<'_>,
+    label: &str,
+    states: &[T],
+    current: T,
+    name: impl Fn(T) -> &'static str,
+) {
+    use std::fmt::Write as _;
+    for &s in states {
+        let out = line.start();
+        let _ = writeln!(
+            out,
+            "\",{label}=\"{}\"}} {}",
+            name(s),
+            u8::from(current == s)
+        );
+    }
+}
+
+/// Writes an identity's 0/1 sample.
+pub fn flag(line: &mut Line<'_>, value: bool) {
+    use std::fmt::Write as _;
+    let _ = writeln!(line.start(), "\"}} {}", u8::from(value));
+}
+
+/// Writes an identity's time sample, from milliseconds since the epoch.
+pub fn timestamp(line: &mut Line<'_>, millis: u64) {
+    use std::fmt::Write as _;
+    let _ = writeln!(line.start(), "\"}} {}", seconds(millis));
+}

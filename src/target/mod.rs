@@ -1,0 +1,440 @@
+//! The loop of one target (an AWS account and region): the schedule, its account
+//! from STS, identity discovery (`ListIdentities`), and each cycle its collectors,
+//! side by side. Its SES session goes through [`retry`] and [`limiter`]: every
+//! attempt of every operation spaced per (account, region, operation), retried with
+//! backoff. It keeps no values itself: each collector keeps its records and
+//! publishes its part.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use crate::aws::{SesError, Session, MAX_IDENTITIES_PER_CALL};
+use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
+use crate::config::Discovery;
+use crate::metrics::Telemetry;
+use crate::model::{IdentityType, Operation, Snapshot};
+use crate::publish::Publisher;
+use crate::render::target_labels;
+use crate::stopped;
+
+pub mod limiter;
+pub mod retry;
+
+pub use limiter::{min_cycle_seconds, Limiters, RateLimiter};
+use retry::Retrying;
+
+/// A `ListIdentities` loop that has not ended after this many pages (10 at the SES
+/// quota of 10,000 identities) is a server bug, not an account.
+const MAX_LIST_PAGES: usize = 1000;
+
+/// What one target's poller is told to do.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    /// The target's position in the configuration: its key for published parts.
+    pub index: usize,
+    pub region: String,
+    /// The account the series are labelled with until STS answers: the role's
+    /// account for a target with a role, empty otherwise.
+    pub provisional_account: String,
+    pub fixed: Vec<String>,
+    pub discovery: Option<Discovery>,
+    pub poll_interval: Duration,
+    /// The ceiling: requests per second per operation, every attempt counted.
+    pub rate: f64,
+    /// Fraction of the poll interval over which each identity collector spreads
+    /// its batches, except in the target's first cycle; 0 = as fast as `rate` allows.
+    pub pacing: f64,
+    /// Per-attempt timeout; the SDK enforces it, the target loop keeps a backstop.
+    pub timeout: Duration,
+    /// The enabled target collectors, by their position in [`REGISTRY`].
+    pub collectors: Vec<usize>,
+}
+
+/// The target's identity, known once STS answered.
+#[derive(Clone)]
+struct Resolved {
+    account: String,
+    labels: Arc<str>,
+}
+
+/// Polls one target on a schedule; its collectors publish what they learn.
+pub struct Poller {
+    /// SES through this target's limiters and retries: what the collectors call.
+    ses: Retrying,
+    settings: PollerSettings,
+    publisher: Arc<Publisher>,
+    telemetry: Arc<Telemetry>,
+    all_limiters: Arc<Limiters>,
+    resolved: Option<Resolved>,
+    /// Set when another target polls the same account and region: this one stops.
+    duplicate: bool,
+    /// The last successful discovery; kept when a later one fails, so a failing
+    /// `ListIdentities` never drops identities.
+    discovered: Option<Vec<String>>,
+    /// The static list and the discovered identities, sorted and without duplicates;
+    /// rebuilt only when a discovery succeeds, and without discovery it is the static
+    /// list itself, so a large list is held once, not copied every cycle.
+    watched: Arc<[String]>,
+    /// The static list, sorted and without duplicates.
+    fixed: Arc<[String]>,
+    next_discovery: Option<Instant>,
+    announced_count: Option<usize>,
+    cycles: u64,
+    /// The enabled collectors, in [`REGISTRY`] order, each with its name.
+    collectors: Vec<(&'static str, Box<dyn Collector>)>,
+}
+
+impl Poller {
+    pub fn new(
+        ses: Arc<dyn Session>,
+        mut settings: PollerSettings,
+        publisher: Arc<Publisher>,
+        telemetry: Arc<Telemetry>,
+        limiters: Arc<Limiters>,
+    ) -> Poller {
+        let mut fixed = std::mem::take(&mut settings.fixed);
+        fixed.sort_unstable();
+        fixed.dedup();
+        let fixed: Arc<[String]> = Arc::from(fixed);
+        let collectors: Vec<(&'static str, Box<dyn Collector>)> = settings
+            .collectors
+            .iter()
+            .filter_map(|&position| {
+                let registration = REGISTRY.get(position)?;
+                match registration.scope {
+                    Scope::Target(new) => Some((
+                        registration.name,
+                        new(Outlet::new(Arc::clone(&publisher), position, settings.index)),
+                    )),
+                    Scope::Exporter => None,
+                }
+            })
+            .collect();
+        let names: Vec<&'static str> = collectors.iter().map(|(name, _)| *name).collect();
+        let operations = operations(settings.discovery.is_some(), &collectors);
+        let target_telemetry = telemetry.target(
+            &settings.provisional_account,
+            &settings.region,
+            &operations,
+            &names,
+        );
+        Poller {
+            watched: Arc::clone(&fixed),
+            fixed,
+            ses: Retrying::new(
+                ses,
+                target_telemetry,
+                settings.timeout,
+                settings.provisional_account.clone(),
+            ),
+            publisher,
+            telemetry,
+            all_limiters: limiters,
+            resolved: None,
+            duplicate: false,
+            discovered: None,
+            next_discovery: None,
+            announced_count: None,
+            cycles: 0,
+            collectors,
+            settings,
+        }
+    }
+
+    /// Runs cycles until `shutdown` turns true (or its sender goes away). Intervals
+    /// run start to start; a cycle that overruns starts the next one at once. Takes
+    /// `&mut self` so that a supervisor (see [`crate::supervise`]) can run it again
+    /// after a panic with everything it knew: its records, account and renderers.
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut overrunning = false;
+        loop {
+            let start = Instant::now();
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => return,
+                () = self.cycle() => {}
+            }
+            if self.duplicate {
+                // Nothing more to do; wait for the shutdown like the others.
+                stopped(&mut shutdown).await;
+                return;
+            }
+            let next = start + self.settings.poll_interval;
+            if Instant::now() >= next {
+                self.ses.telemetry.poll_overruns.inc();
+                // Warn when cycles start overrunning, not at every overrun after.
+                if !overrunning {
+                    warn!(
+                        aws_account_id = %self.ses.account,
+                        aws_region = %self.settings.region,
+                        took = ?start.elapsed(),
+                        interval = ?self.settings.poll_interval,
+                        "poll cycle took longer than the poll interval; starting the next one now"
+                    );
+                }
+                overrunning = true;
+                continue;
+            }
+            overrunning = false;
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => return,
+                () = sleep_until(next) => {}
+            }
+        }
+    }
+
+    /// After the task running this poller failed: its values are not current until
+    /// its next cycle says otherwise.
+    pub fn mark_down(&self) {
+        self.ses.telemetry.up.set(0);
+        self.publisher.health_changed();
+    }
+
+    /// Learns the target's account from STS (once; retried each cycle until it
+    /// answers), claims its account and region, and takes its rate limiters.
+    async fn resolve(&mut self) -> Result<(), SesError> {
+        let who = self.ses.caller_identity().await?;
+        let account = who.account;
+        let region = self.settings.region.clone();
+        if let Err(holder) = self
+            .all_limiters
+            .claim(&account, &region, self.settings.index)
+        {
+            let n = self.all_limiters.count_duplicate();
+            self.telemetry.set_duplicate_targets(n);
+            error!(
+                target_index = self.settings.index,
+                other_target_index = holder,
+                aws_account_id = %account,
+                aws_region = %region,
+                "this target resolves to the same account and region as another target; it is not polled"
+            );
+            // Its provisional labels may be the other target's (a role into the
+            // account the other target already polls): those series are not its own.
+            if self.ses.account != account {
+                self.ses.telemetry.remove();
+            }
+            self.duplicate = true;
+            return Ok(());
+        }
+        // Series labelled provisionally (empty, or the role's account) move to the
+        // account STS named.
+        self.ses.telemetry.relabel(&self.telemetry, &account);
+        info!(
+            aws_account_id = %account,
+            aws_region = %region,
+            caller_arn = %who.arn,
+            "target resolved"
+        );
+        for op in operations(self.settings.discovery.is_some(), &self.collectors) {
+            self.ses.limiters.insert(
+                op,
+                self.all_limiters
+                    .get(&account, &region, op, self.settings.rate),
+            );
+        }
+        self.ses.account = account.clone();
+        self.resolved = Some(Resolved {
+            labels: Arc::from(target_labels(&account, &region)),
+            account,
+        });
+        Ok(())
+    }
+
+    /// One cycle: the account when not yet known, discovery when due, then every
+    /// enabled collector, side by side (each has its own operation and limiter).
+    pub async fn cycle(&mut self) {
+        let started = Instant::now();
+        let first = self.cycles == 0;
+        self.cycles += 1;
+        // The first cycle with the account known runs at the ceiling, so the target
+        // is ready soon after start-up (or after STS finally answered).
+        let at_ceiling = self.resolved.is_none();
+        if self.resolved.is_none() {
+            let resolved = self.resolve().await;
+            if self.duplicate {
+                self.publisher.note_cycle(first, false);
+                return;
+            }
+            if resolved.is_err() {
+                // The STS error was logged by the retry loop, once per change.
+                self.ses.telemetry.up.set(0);
+                self.publisher.health_changed();
+                self.publisher.note_cycle(first, false);
+                return;
+            }
+        }
+        let Some(resolved) = self.resolved.clone() else {
+            return;
+        };
+        let mut complete = true;
+        let mut answered = false;
+
+        if let Some(discovery) = self.settings.discovery.clone() {
+            if self.next_discovery.is_none_or(|due| started >= due) {
+                match self.discover(&discovery).await {
+                    Ok(found) => {
+                        answered = true;
+                        self.discovered = Some(found);
+                        self.watched = self.union();
+                        self.next_discovery = Some(started + discovery.interval);
+                    }
+                    // Tried again next cycle; until then the last list stands.
+                    Err(_) => complete = false,
+                }
+            }
+        }
+
+        let watched = Arc::clone(&self.watched);
+        self.ses.telemetry.identities.set(watched.len() as i64);
+        self.announce(watched.len());
+
+        let ctx = Ctx {
+            ses: &self.ses,
+            telemetry: &self.ses.telemetry,
+            watched: &watched,
+            fixed: &self.fixed,
+            account: &resolved.account,
+            labels: &resolved.labels,
+            region: &self.settings.region,
+            plan: Plan {
+                rate: self.settings.rate,
+                spread: (!at_ceiling && self.settings.pacing > 0.0)
+                    .then(|| self.settings.poll_interval.mul_f64(self.settings.pacing)),
+                interval: self.settings.poll_interval,
+            },
+        };
+        // Side by side: each collector has its own operations and limiters.
+        let ctx = &ctx;
+        let progress = join_all(self.collectors.iter_mut().map(|(name, c)| {
+            let name: &'static str = name;
+            async move { (name, c.cycle(ctx).await) }
+        }))
+        .await;
+        let telemetry = &self.ses.telemetry;
+        for (name, p) in progress {
+            telemetry.set_collector_success(name, p.complete);
+            complete &= p.complete;
+            answered |= p.answered;
+        }
+        telemetry.poll_duration.set(started.elapsed().as_secs_f64());
+        telemetry.up.set(i64::from(complete));
+        if complete {
+            telemetry.set_last_success(SystemTime::now());
+        }
+        // A tail rendered between the publish and the lines above would pair this
+        // cycle's identities with the last cycle's health for up to a second.
+        self.publisher.health_changed();
+        self.publisher.note_cycle(first, answered);
+        debug!(aws_account_id = %resolved.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
+    }
+
+    /// The static list and the discovered identities, sorted and without duplicates.
+    fn union(&self) -> Arc<[String]> {
+        let mut all: Vec<String> = self.fixed.to_vec();
+        if let Some(found) = &self.discovered {
+            all.extend(found.iter().cloned());
+        }
+        all.sort_unstable();
+        all.dedup();
+        Arc::from(all)
+    }
+
+    fn announce(&mut self, count: usize) {
+        if self.announced_count == Some(count) {
+            return;
+        }
+        self.announced_count = Some(count);
+        let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
+        let seconds = min_cycle_seconds(count, self.settings.rate);
+        info!(
+            aws_account_id = %self.ses.account,
+            aws_region = %self.settings.region,
+            identities = count,
+            calls_per_cycle_per_collector = calls,
+            collectors = ?self.collectors.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            min_cycle_seconds = format!("{seconds:.1}"),
+            later_cycles_paced_over_seconds = format!(
+                "{:.1}",
+                self.settings.poll_interval.as_secs_f64() * self.settings.pacing
+            ),
+            "watching identities"
+        );
+        if seconds > self.settings.poll_interval.as_secs_f64() {
+            warn!(
+                min_cycle_seconds = format!("{seconds:.1}"),
+                interval = ?self.settings.poll_interval,
+                "a cycle cannot finish within the poll interval at this SES rate; cycles will overrun"
+            );
+        }
+    }
+
+    async fn discover(&self, discovery: &Discovery) -> Result<Vec<String>, SesError> {
+        let wanted = discovery.identity_type.identity_type();
+        let mut token: Option<String> = None;
+        let mut found = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self.ses.list_identities(wanted, token.clone()).await?;
+            // The type filter is applied here too, in case a server ignores it.
+            found.extend(page.identities.into_iter().filter(|id| {
+                wanted.is_none_or(|t| IdentityType::of(id) == t) && discovery.admits(id)
+            }));
+            match page.next_token {
+                Some(next) if token.as_deref() == Some(next.as_str()) => {
+                    return Err(SesError::Server {
+                        status: 200,
+                        message: "ListIdentities returned the same NextToken twice".into(),
+                    })
+                }
+                Some(next) => token = Some(next),
+                None => {
+                    found.sort_unstable();
+                    found.dedup();
+                    debug!(identities = found.len(), "discovery done");
+                    return Ok(found);
+                }
+            }
+        }
+        Err(SesError::Server {
+            status: 200,
+            message: format!("ListIdentities did not end after {MAX_LIST_PAGES} pages"),
+        })
+    }
+
+    /// The MAIL FROM records, for tests.
+    pub fn records(&self) -> &Snapshot {
+        static EMPTY: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+        self.collectors
+            .iter()
+            .find_map(|(_, c)| c.mail_from_records())
+            .unwrap_or_else(|| EMPTY.get_or_init(Snapshot::new))
+    }
+}
+
+impl crate::supervise::Task for Poller {
+    fn run(
+        &mut self,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        Poller::run(self, shutdown)
+    }
+}
+
+
+/// The SES operations a target calls, for its request series and limiters.
+fn operations(discovery: bool, collectors: &[(&'static str, Box<dyn Collector>)]) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    if discovery {
+        ops.push(Operation::ListIdentities);
+    }
+    for (_, c) in collectors {
+        ops.extend_from_slice(c.operations());
+    }
+    ops
+}
