@@ -412,7 +412,6 @@ impl Outcome {
     }
 }
 
-
 /// How a DNS lookup of the dns collector ended; the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupOutcome {
@@ -451,13 +450,15 @@ impl LookupOutcome {
 
     /// Whether DNS answered: the record's presence or absence is known.
     pub fn answered(self) -> bool {
-        matches!(self, LookupOutcome::Ok | LookupOutcome::NxDomain | LookupOutcome::NoRecords)
+        matches!(
+            self,
+            LookupOutcome::Ok | LookupOutcome::NxDomain | LookupOutcome::NoRecords
+        )
     }
 }
 
 /// The record types looked up; the `record` label.
 pub const RECORDS: [&str; 2] = ["MX", "TXT"];
-
 
 /// The record types the dns collector looks up; the `record` label.
 pub const DNS_RECORD_TYPES: [&str; 2] = ["MX", "TXT"];

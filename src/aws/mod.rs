@@ -149,7 +149,6 @@ pub trait SesApi: Send + Sync + 'static {
     ) -> impl Future<Output = Result<IdentityPage, SesError>> + Send;
 }
 
-
 /// A call's answer, boxed so that [`Session`] is a trait object.
 pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, SesError>> + Send + 'a>>;
 

@@ -64,11 +64,11 @@ pub struct Batched<K: Kind> {
     outlet: Outlet,
     /// Every identity fetched at least once and still watched. Shared with a render
     /// in progress instead of copied; changed copy-on-write while one runs.
-    records: Arc<Snapshot<K::Attr>>,
+    pub(crate) records: Arc<Snapshot<K::Attr>>,
     /// Answers that arrived while a render still held `records`, merged in before the
     /// next render: a render running at the moment a batch lands would otherwise
     /// force a copy of every record (2 MB at 10,000 identities).
-    pending: HashMap<String, IdentityRecord<K::Attr>>,
+    pub(crate) pending: HashMap<String, IdentityRecord<K::Attr>>,
     last_publish: Option<Instant>,
     /// Keeps the pieces of the last render so the next one re-renders only what
     /// changed. Away (inside `rendering`) while a render runs.
@@ -210,7 +210,7 @@ impl<K: Kind> Batched<K> {
     /// out was deleted since the last discovery: it is forgotten at once, as the next
     /// discovery would, rather than reported missing until then. SES may echo a
     /// domain in another case, so domains also match case-insensitively.
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         ctx: &Ctx<'_>,
         batch: &[String],
@@ -301,7 +301,7 @@ impl<K: Kind> Batched<K> {
     /// Renders the current records off the async threads (the first render of a large
     /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
     /// render still running.
-    async fn publish(&mut self, ctx: &Ctx<'_>) {
+    pub(crate) async fn publish(&mut self, ctx: &Ctx<'_>) {
         self.start_render(ctx).await;
         // Waited for, so the cycle ends with its values served.
         let renderer = self.take_renderer(ctx).await;
@@ -350,7 +350,6 @@ impl<K: Kind> Batched<K> {
     }
 }
 
-
 impl<K: Kind> Collector for Batched<K> {
     fn operations(&self) -> &'static [Operation] {
         K::OPERATIONS
@@ -398,4 +397,3 @@ fn log_change<K: Kind>(
         }
     }
 }
-

@@ -143,7 +143,8 @@ impl Outlet {
     /// Replaces this collector's part of this target. Assembles the whole body:
     /// call it off the async threads.
     pub fn publish(&self, part: Rendered) {
-        self.publisher.publish_part(self.collector, self.target, part);
+        self.publisher
+            .publish_part(self.collector, self.target, part);
     }
 
     pub fn publisher(&self) -> &Arc<Publisher> {

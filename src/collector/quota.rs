@@ -167,3 +167,43 @@ const FAMILIES: &[Family<Quota>] = &[
         },
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{target_labels, Assembler};
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn quota_lines_have_the_targets_labels_and_only_known_values() {
+        let labels = target_labels("111111111111", "eu-west-1");
+        let mut c = Renderer::new(FAMILIES, labels.clone());
+        let nothing = c.build_account(&Quota::default());
+        assert!(
+            nothing.families.iter().all(|f| f.pieces.is_empty()),
+            "nothing invented"
+        );
+        let quota = Quota {
+            send_quota: Some((
+                crate::model::SendQuota {
+                    max_24_hour_send: Some(50_000.0),
+                    max_send_rate: None,
+                    sent_last_24_hours: Some(41_000.0),
+                },
+                UNIX_EPOCH + Duration::from_secs(10),
+            )),
+            sending_enabled: Some((None, UNIX_EPOCH + Duration::from_secs(10))),
+        };
+        let part = Arc::new(c.build_account(&quota));
+        let text = Assembler::default().assemble(&[&[part]]).text();
+        assert!(text.contains("aws_ses_send_quota_sent_emails{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\"} 41000\n"));
+        // Left out by SES: no series, but the answer's time is there.
+        assert!(
+            !text.contains("aws_ses_send_quota_max_send_rate{"),
+            "{text}"
+        );
+        assert!(!text.contains("aws_ses_account_sending_enabled{"), "{text}");
+        assert!(text.contains("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds{"));
+    }
+}

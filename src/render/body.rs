@@ -15,7 +15,7 @@ use super::piece::{Piece, FINAL_BLOCK, GZIP_HEADER};
 #[derive(Debug, Clone)]
 pub struct Exposition {
     /// The pieces' text, in order; shared with the next exposition where unchanged.
-    plain: Vec<Bytes>,
+    pub(crate) plain: Vec<Bytes>,
     plain_len: u64,
     /// CRC-32 of the whole plain text.
     crc: u32,
@@ -193,4 +193,3 @@ impl Assembler {
         }
     }
 }
-

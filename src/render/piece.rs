@@ -68,4 +68,3 @@ fn deflate_sync(compressor: &mut Compress, data: &[u8]) -> Vec<u8> {
     out.shrink_to_fit();
     out
 }
-

@@ -132,3 +132,95 @@ impl Limiters {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::sleep;
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_spaces_requests_evenly() {
+        let limiter = RateLimiter::new(2.0);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            drop(limiter.acquire().await);
+            times.push(Instant::now());
+        }
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(500));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_takes_300_ms_pushes_the_next_grant_to_its_end_plus_spacing() {
+        let limiter = RateLimiter::new(1.0);
+        assert_eq!(limiter.spacing(), Duration::from_millis(1020));
+        let permit = limiter.acquire().await;
+        assert_eq!(permit.waited(), Duration::ZERO, "the first goes at once");
+        sleep(Duration::from_millis(300)).await;
+        drop(permit);
+        let ended = Instant::now();
+        let next = limiter.acquire().await;
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+        assert_eq!(next.waited(), limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_permit_keeps_the_next_one_waiting_however_long_the_attempt_takes() {
+        let limiter = RateLimiter::new(1.0);
+        let held = limiter.acquire().await;
+        // Ten times the spacing later, still no second permit: one attempt in flight.
+        let second = tokio::time::timeout(Duration::from_millis(10_200), limiter.acquire()).await;
+        assert!(second.is_err(), "a second permit while the first is held");
+        drop(held);
+        let ended = Instant::now();
+        // The waiter given up above recorded nothing: the next one counts from `ended`.
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - ended, limiter.spacing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_attempt_still_records_its_end() {
+        let limiter = RateLimiter::new(1.0);
+        let attempt = async {
+            let _permit = limiter.acquire().await;
+            sleep(Duration::from_secs(60)).await;
+        };
+        assert!(tokio::time::timeout(Duration::from_millis(300), attempt)
+            .await
+            .is_err());
+        let cancelled = Instant::now();
+        drop(limiter.acquire().await);
+        assert_eq!(Instant::now() - cancelled, limiter.spacing());
+    }
+
+    #[test]
+    fn one_limiter_per_account_region_and_operation_and_one_target_per_account_region() {
+        let l = Limiters::default();
+        let op = Operation::GetIdentityDkimAttributes;
+        let a = l.get("111111111111", "eu-west-1", op, 1.0);
+        assert!(Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "eu-west-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "us-east-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("222222222222", "eu-west-1", op, 1.0)
+        ));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &l.get("111111111111", "eu-west-1", Operation::GetSendQuota, 1.0)
+        ));
+        assert_eq!(l.claim("111111111111", "eu-west-1", 0), Ok(()));
+        assert_eq!(
+            l.claim("111111111111", "eu-west-1", 0),
+            Ok(()),
+            "idempotent"
+        );
+        assert_eq!(l.claim("111111111111", "us-east-1", 1), Ok(()));
+        assert_eq!(l.claim("111111111111", "eu-west-1", 2), Err(0));
+    }
+}

@@ -109,7 +109,11 @@ impl Poller {
                 match registration.scope {
                     Scope::Target(new) => Some((
                         registration.name,
-                        new(Outlet::new(Arc::clone(&publisher), position, settings.index)),
+                        new(Outlet::new(
+                            Arc::clone(&publisher),
+                            position,
+                            settings.index,
+                        )),
                     )),
                     Scope::Exporter => None,
                 }
@@ -426,9 +430,11 @@ impl crate::supervise::Task for Poller {
     }
 }
 
-
 /// The SES operations a target calls, for its request series and limiters.
-fn operations(discovery: bool, collectors: &[(&'static str, Box<dyn Collector>)]) -> Vec<Operation> {
+fn operations(
+    discovery: bool,
+    collectors: &[(&'static str, Box<dyn Collector>)],
+) -> Vec<Operation> {
     let mut ops = Vec::new();
     if discovery {
         ops.push(Operation::ListIdentities);
@@ -438,3 +444,6 @@ fn operations(discovery: bool, collectors: &[(&'static str, Box<dyn Collector>)]
     }
     ops
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,7 @@ use crate::model::{
 /// so a batch rides out half a minute of throttling before the cycle gives up.
 const MAX_ATTEMPTS_THROTTLED: u32 = 6;
 /// Attempts of one request after a 5xx, a timeout or a transport error.
-const MAX_ATTEMPTS_OTHER: u32 = 3;
+pub(crate) const MAX_ATTEMPTS_OTHER: u32 = 3;
 /// Longest single backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Backoff before attempt `attempt + 1`: exponential with "equal jitter" (half fixed,
@@ -41,7 +41,6 @@ fn backoff(attempt: u32, err: &SesError) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-
 /// A target's SES session as its collectors see it: every call made with retries,
 /// every attempt through the operation's rate limiter and counted.
 pub struct Retrying {
@@ -49,7 +48,7 @@ pub struct Retrying {
     pub telemetry: TargetTelemetry,
     /// This target's limiters, once its account is known (no SES call before).
     pub limiters: HashMap<Operation, Arc<RateLimiter>>,
-    attempt_guard: Duration,
+    pub(crate) attempt_guard: Duration,
     /// The last failure of each operation, to log once per change of state. A std
     /// mutex: it is only touched between awaits.
     error_state: Mutex<HashMap<Option<Operation>, String>>,
@@ -81,7 +80,11 @@ impl Retrying {
 
     /// Makes one request with retries; every attempt holds a permit of the
     /// operation's limiter, so retries spend the same budget as first attempts.
-    async fn call<T, F, Fut>(&self, op: Operation, attempt_once: F) -> Result<T, SesError>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        op: Operation,
+        attempt_once: F,
+    ) -> Result<T, SesError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SesError>>,
@@ -188,7 +191,6 @@ fn op_name(op: Option<Operation>) -> &'static str {
     op.map_or("GetCallerIdentity", Operation::as_str)
 }
 
-
 impl Session for Retrying {
     fn region(&self) -> &str {
         &self.region
@@ -202,9 +204,11 @@ impl Session for Retrying {
         &'a self,
         identities: &'a [String],
     ) -> Reply<'a, HashMap<String, MailFromAttributes>> {
-        Box::pin(self.call(Operation::GetIdentityMailFromDomainAttributes, move || {
-            self.ses.mail_from_attributes(identities)
-        }))
+        Box::pin(
+            self.call(Operation::GetIdentityMailFromDomainAttributes, move || {
+                self.ses.mail_from_attributes(identities)
+            }),
+        )
     }
 
     fn dkim_attributes<'a>(
@@ -220,9 +224,11 @@ impl Session for Retrying {
         &'a self,
         identities: &'a [String],
     ) -> Reply<'a, HashMap<String, Verification>> {
-        Box::pin(self.call(Operation::GetIdentityVerificationAttributes, move || {
-            self.ses.verification_attributes(identities)
-        }))
+        Box::pin(
+            self.call(Operation::GetIdentityVerificationAttributes, move || {
+                self.ses.verification_attributes(identities)
+            }),
+        )
     }
 
     fn send_quota(&self) -> Reply<'_, SendQuota> {
@@ -243,5 +249,31 @@ impl Session for Retrying {
         Box::pin(self.call(Operation::ListIdentities, move || {
             self.ses.list_identities(identity_type, next_token.clone())
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttled() -> SesError {
+        SesError::Throttled {
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let t = throttled();
+        for attempt in 1..10 {
+            let d = backoff(attempt, &t);
+            assert!(d <= MAX_BACKOFF);
+            let floor = Duration::from_secs(1)
+                .saturating_mul(1 << (attempt - 1))
+                .min(MAX_BACKOFF)
+                / 2;
+            assert!(d >= floor, "attempt {attempt}: {d:?} < {floor:?}");
+        }
     }
 }

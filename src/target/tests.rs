@@ -1,0 +1,736 @@
+//! The target loop with a scripted SES: batching, splitting, retries through the
+//! limiters, discovery, the schedule and pacing.
+
+use super::retry::MAX_ATTEMPTS_OTHER;
+use super::*;
+use crate::aws::{CallerIdentity, IdentityPage, SesApi};
+use crate::model::{
+    BehaviorOnMxFailure, DkimAttributes, MailFromAttributes, MailFromStatus, Observation,
+    Verification,
+};
+use crate::render::Exposition;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use tokio::time::sleep;
+
+/// A scripted SES: answers from a queue of results, records every call.
+#[derive(Default)]
+struct Script {
+    answers: Mutex<VecDeque<Result<HashMap<String, MailFromAttributes>, SesError>>>,
+    pages: Mutex<VecDeque<Result<IdentityPage, SesError>>>,
+    calls: Mutex<Vec<(Instant, Vec<String>)>>,
+    /// A batch holding this identity is refused with InvalidParameterValue.
+    invalid: Mutex<Option<String>>,
+    /// STS refuses this many calls (AccessDenied) before it answers.
+    sts_refusals: Mutex<usize>,
+}
+
+impl SesApi for Arc<Script> {
+    fn region(&self) -> &str {
+        "us-east-1"
+    }
+
+    async fn caller_identity(&self) -> Result<CallerIdentity, SesError> {
+        {
+            let mut refusals = self.sts_refusals.lock().unwrap();
+            if *refusals > 0 {
+                *refusals -= 1;
+                return Err(SesError::Client {
+                    code: "AccessDenied".into(),
+                    status: 403,
+                    message: "not yet".into(),
+                });
+            }
+        }
+        Ok(CallerIdentity {
+            account: "123456789012".into(),
+            arn: "arn:aws:iam::123456789012:user/test".into(),
+        })
+    }
+
+    async fn dkim_attributes(
+        &self,
+        _identities: &[String],
+    ) -> Result<HashMap<String, DkimAttributes>, SesError> {
+        Ok(HashMap::new())
+    }
+
+    async fn verification_attributes(
+        &self,
+        _identities: &[String],
+    ) -> Result<HashMap<String, Verification>, SesError> {
+        Ok(HashMap::new())
+    }
+
+    async fn send_quota(&self) -> Result<crate::model::SendQuota, SesError> {
+        Ok(crate::model::SendQuota {
+            max_24_hour_send: Some(200.0),
+            max_send_rate: Some(1.0),
+            sent_last_24_hours: Some(10.0),
+        })
+    }
+
+    async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
+        Ok(Some(true))
+    }
+
+    async fn mail_from_attributes(
+        &self,
+        identities: &[String],
+    ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((Instant::now(), identities.to_vec()));
+        if let Some(bad) = self.invalid.lock().unwrap().as_ref() {
+            if identities.contains(bad) {
+                return Err(SesError::Client {
+                    code: "InvalidParameterValue".into(),
+                    status: 400,
+                    message: format!("Invalid identity: {bad}"),
+                });
+            }
+        }
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Ok(HashMap::new()))
+    }
+
+    async fn list_identities(
+        &self,
+        _identity_type: Option<IdentityType>,
+        _next_token: Option<String>,
+    ) -> Result<IdentityPage, SesError> {
+        self.pages
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Ok(IdentityPage::default()))
+    }
+}
+
+fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
+    MailFromAttributes {
+        domain: Some(domain.into()),
+        status: Some(status),
+        behavior: BehaviorOnMxFailure::RejectMessage,
+    }
+}
+
+/// What the target's collectors published, as a scrape would read it.
+struct Shared {
+    publisher: Arc<Publisher>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Shared {
+    fn exposition(&self) -> Arc<Exposition> {
+        self.publisher.subscribe().body().exposition
+    }
+
+    fn is_ready(&self) -> bool {
+        self.publisher.subscribe().is_ready()
+    }
+}
+
+fn poller(script: &Arc<Script>, fixed: &[&str]) -> (Poller, Arc<Shared>) {
+    poller_with(script, fixed, &["mail_from"])
+}
+
+/// A target with the collectors `collectors` on.
+fn poller_with(script: &Arc<Script>, fixed: &[&str], collectors: &[&str]) -> (Poller, Arc<Shared>) {
+    let shared = Arc::new(Shared {
+        publisher: Arc::new(Publisher::new()),
+        telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
+    });
+    let settings = PollerSettings {
+        index: 0,
+        region: "us-east-1".into(),
+        provisional_account: String::new(),
+        fixed: fixed.iter().map(|s| s.to_string()).collect(),
+        discovery: None,
+        poll_interval: Duration::from_secs(60),
+        rate: 1.0,
+        pacing: crate::config::DEFAULT_SES_PACING,
+        timeout: Duration::from_secs(10),
+        collectors: collectors
+            .iter()
+            .filter_map(|name| crate::collector::Registration::position(name))
+            .collect(),
+    };
+    let ses: Arc<dyn Session> = Arc::new(Arc::clone(script));
+    (
+        Poller::new(
+            ses,
+            settings,
+            Arc::clone(&shared.publisher),
+            Arc::clone(&shared.telemetry),
+            Arc::new(Limiters::default()),
+        ),
+        shared,
+    )
+}
+
+/// A per-target health value of the one target, as a scrape shows it.
+fn target_value(shared: &Shared, name: &str) -> i64 {
+    let text = shared.telemetry.render();
+    let prefix = format!("{name}{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+fn throttled() -> SesError {
+    SesError::Throttled {
+        code: "Throttling".into(),
+        message: "Rate exceeded".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
+    let script = Arc::new(Script::default());
+    let names: Vec<String> = (0..100).map(|i| format!("id-{i:03}.example.com")).collect();
+    let bad = names[37].clone();
+    *script.invalid.lock().unwrap() = Some(bad.clone());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut p, shared) = poller(&script, &refs);
+
+    p.cycle().await;
+    let calls = script.calls.lock().unwrap().len();
+    assert!(
+        calls <= 1 + 2 * 7,
+        "{calls} calls to find one identity in 100"
+    );
+    assert_eq!(p.records()[&bad].observation, Observation::Rejected);
+    let others = p.records().iter().filter(|(id, _)| **id != bad).count();
+    assert_eq!(others, 99, "the other 99 were fetched");
+    assert_eq!(
+        target_value(&shared, "aws_ses_exporter_up"),
+        1,
+        "a rejected name is not an outage"
+    );
+    let text = shared.exposition().text();
+    assert!(text.contains(&format!(
+        "aws_ses_identity_rejected{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"{bad}\"}} 1\n"
+    )));
+    assert!(text.contains(&format!(
+        "aws_ses_identity_exists{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"{bad}\"}} 0\n"
+    )));
+
+    // Next cycle: the bad one alone, the 99 in one batch.
+    script.calls.lock().unwrap().clear();
+    p.cycle().await;
+    let calls = script.calls.lock().unwrap().clone();
+    let sizes: Vec<usize> = calls.iter().map(|(_, b)| b.len()).collect();
+    assert_eq!(sizes, vec![1, 99]);
+
+    // Fixed at SES: it recovers by itself.
+    *script.invalid.lock().unwrap() = None;
+    script.answers.lock().unwrap().push_back(Ok([(
+        bad.clone(),
+        ok("mail.x", MailFromStatus::Success),
+    )]
+    .into()));
+    p.cycle().await;
+    assert!(matches!(
+        p.records()[&bad].observation,
+        Observation::Present(_)
+    ));
+    assert!(!shared
+        .exposition()
+        .text()
+        .contains("aws_ses_identity_rejected"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_too() {
+    let script = Arc::new(Script::default());
+    let (mut p, _) = poller(&script, &["example.com"]);
+    p.cycle().await; // resolves the account: the limiters exist
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let result = p
+        .ses
+        .call(Operation::GetIdentityMailFromDomainAttributes, || {
+            let starts = Arc::clone(&starts);
+            async move {
+                let n = {
+                    let mut s = starts.lock().unwrap();
+                    s.push(Instant::now());
+                    s.len()
+                };
+                match n {
+                    // 300 ms, then a 503: retried after a backoff shorter than the
+                    // spacing, so the limiter decides when.
+                    1 => {
+                        sleep(Duration::from_millis(300)).await;
+                        Err(SesError::Server {
+                            status: 503,
+                            message: "unavailable".into(),
+                        })
+                    }
+                    // No answer: the poller's guard gives up on it.
+                    2 => std::future::pending().await,
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+    assert!(result.is_ok());
+    let starts = starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 3);
+    let spacing = Duration::from_millis(1020);
+    let guard = p.ses.attempt_guard;
+    assert_eq!(starts[1] - starts[0], Duration::from_millis(300) + spacing);
+    assert_eq!(starts[2] - starts[1], guard + spacing);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
+    let script = Arc::new(Script::default());
+    let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    {
+        let mut answers = script.answers.lock().unwrap();
+        answers.push_back(Ok(HashMap::new()));
+        answers.push_back(Err(throttled()));
+        answers.push_back(Ok(HashMap::new()));
+        answers.push_back(Ok(HashMap::new()));
+    }
+    let (mut p, shared) = poller(&script, &refs);
+    p.cycle().await;
+    let calls = script.calls.lock().unwrap();
+    assert_eq!(
+        calls.iter().map(|c| c.1.len()).collect::<Vec<_>>(),
+        vec![100, 100, 100, 50]
+    );
+    for pair in calls.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(1));
+    }
+    // The throttled batch was retried in the same cycle: every identity is fresh.
+    assert_eq!(p.records().len(), 250);
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+    assert!(shared.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_batch_keeps_the_last_values() {
+    let script = Arc::new(Script::default());
+    let mut first = HashMap::new();
+    first.insert(
+        "example.com".to_string(),
+        ok("mail.example.com", MailFromStatus::Failed),
+    );
+    script.answers.lock().unwrap().push_back(Ok(first));
+    let (mut p, shared) = poller(&script, &["example.com"]);
+    p.cycle().await;
+    let before = p.records().clone();
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+
+    for _ in 0..MAX_ATTEMPTS_OTHER {
+        script
+            .answers
+            .lock()
+            .unwrap()
+            .push_back(Err(SesError::Server {
+                status: 503,
+                message: "unavailable".into(),
+            }));
+    }
+    p.cycle().await;
+    assert_eq!(p.records(), &before, "values and refresh time kept");
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 0);
+    let text = shared.exposition().text();
+    assert!(text.contains(
+        "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"example.com\",status=\"Failed\"} 1"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn omitted_identities_are_missing_and_domains_match_any_case() {
+    let script = Arc::new(Script::default());
+    let mut answer = HashMap::new();
+    answer.insert(
+        "Example.COM".to_string(),
+        ok("mail.example.com", MailFromStatus::Success),
+    );
+    script.answers.lock().unwrap().push_back(Ok(answer));
+    let (mut p, _) = poller(&script, &["example.com", "gone.example.org"]);
+    p.cycle().await;
+    assert!(matches!(
+        p.records()["example.com"].observation,
+        Observation::Present(_)
+    ));
+    assert_eq!(
+        p.records()["gone.example.org"].observation,
+        Observation::Missing
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing() {
+    let script = Arc::new(Script::default());
+    script.pages.lock().unwrap().push_back(Ok(IdentityPage {
+        identities: vec!["found.example.com".into(), "gone.example.com".into()],
+        next_token: None,
+    }));
+    let both: HashMap<_, _> = [
+        (
+            "found.example.com".to_string(),
+            ok("m.found", MailFromStatus::Success),
+        ),
+        (
+            "gone.example.com".to_string(),
+            ok("m.gone", MailFromStatus::Success),
+        ),
+    ]
+    .into();
+    let found_only: HashMap<_, _> = [(
+        "found.example.com".to_string(),
+        ok("m.found", MailFromStatus::Success),
+    )]
+    .into();
+    {
+        let mut answers = script.answers.lock().unwrap();
+        answers.push_back(Ok(both));
+        answers.push_back(Ok(found_only));
+    }
+    let (mut p, shared) = poller(&script, &["listed.example.com"]);
+    p.settings.discovery = Some(Discovery {
+        identity_type: crate::config::DiscoveryType::All,
+        include: Vec::new(),
+        exclude: Vec::new(),
+        interval: Duration::from_secs(3600),
+    });
+    p.cycle().await;
+    assert!(p.records().contains_key("gone.example.com"));
+    // Deleted at SES before the next discovery is due.
+    p.cycle().await;
+    assert!(
+        !p.records().contains_key("gone.example.com"),
+        "dropped at once"
+    );
+    assert_eq!(
+        p.records()["listed.example.com"].observation,
+        Observation::Missing,
+        "a listed identity SES leaves out is reported missing"
+    );
+    let text = shared.exposition().text();
+    assert!(!text.contains("identity=\"gone.example.com\""), "{text}");
+    assert!(text.contains("aws_ses_identity_exists{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"listed.example.com\"} 0\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_not_retried() {
+    let script = Arc::new(Script::default());
+    script
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Err(SesError::Client {
+            code: "AccessDenied".into(),
+            status: 403,
+            message: "no".into(),
+        }));
+    let (mut p, shared) = poller(&script, &["example.com"]);
+    p.cycle().await;
+    assert_eq!(script.calls.lock().unwrap().len(), 1);
+    assert!(p.records().is_empty(), "never fetched, so no series");
+    assert!(!shared.is_ready());
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
+    let script = Arc::new(Script::default());
+    // 250 identities at 1 request/s: a cycle takes about 3 s, the interval is 1 s.
+    let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (mut p, shared) = poller(&script, &refs);
+    p.settings.poll_interval = Duration::from_secs(1);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { p.run(rx).await });
+    sleep(Duration::from_secs(20)).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    let calls = script.calls.lock().unwrap();
+    // Back to back: every call about 1.02 s after the previous, no idle gap.
+    for pair in calls.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100),
+            "{gap:?}"
+        );
+    }
+    assert!(calls.len() >= 18, "{} calls in 20 s", calls.len());
+    assert!(target_value(&shared, "aws_ses_exporter_poll_overruns_total") >= 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cycles_run_start_to_start() {
+    let script = Arc::new(Script::default());
+    let (mut p, shared) = poller(&script, &["example.com"]);
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { p.run(rx).await });
+    sleep(Duration::from_secs(185)).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    let calls = script.calls.lock().unwrap();
+    // Cycles at 0, 60, 120 and 180 s.
+    assert_eq!(calls.len(), 4);
+    for pair in calls.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_100),
+            "{gap:?}"
+        );
+    }
+    assert_eq!(
+        target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn collectors_of_a_target_run_side_by_side_each_on_its_own_limiter() {
+    let script = Arc::new(Script::default());
+    let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (mut p, shared) = poller_with(
+        &script,
+        &refs,
+        &["mail_from", "dkim", "verification", "quota"],
+    );
+    let started = Instant::now();
+    p.cycle().await;
+    // 3 batches per identity collector: about 2 s at 1 request/s, not 6 s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let text = shared.exposition().text();
+    assert!(text.contains("aws_ses_send_quota_max_emails{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 200\n"));
+    assert!(text.contains("aws_ses_account_sending_enabled{aws_account_id=\"123456789012\",aws_region=\"us-east-1\"} 1\n"));
+    // The quota collector plans one call of each operation per 60 s cycle.
+    let quota_plan = planned(&shared, "123456789012", Operation::GetSendQuota)
+        .expect("a planned rate for GetSendQuota");
+    assert!((quota_plan - 1.0 / 60.0).abs() < 1e-9, "{quota_plan}");
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+}
+
+/// The planned request rate of the one target's MAIL FROM operation.
+fn planned_rate(shared: &Shared) -> f64 {
+    planned(
+        shared,
+        "123456789012",
+        Operation::GetIdentityMailFromDomainAttributes,
+    )
+    .expect("a planned rate of the resolved target")
+}
+
+/// The planned request rate of `op` of the one target under `account`, if exported.
+fn planned(shared: &Shared, account: &str, op: Operation) -> Option<f64> {
+    let prefix = format!(
+        "aws_ses_exporter_ses_planned_request_rate{{aws_account_id=\"{account}\",aws_region=\"us-east-1\",operation=\"{}\"}} ",
+        op.as_str()
+    );
+    shared
+        .telemetry
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+        .map(|v| v.parse().expect("a number"))
+}
+
+/// Runs one cycle and returns the gaps between the starts of its calls.
+async fn cycle_gaps(p: &mut Poller, script: &Script) -> Vec<Duration> {
+    script.calls.lock().unwrap().clear();
+    p.cycle().await;
+    let calls = script.calls.lock().unwrap();
+    calls.windows(2).map(|w| w[1].0 - w[0].0).collect()
+}
+
+/// Runs the poller on its schedule for `seconds` and returns the gaps between the
+/// starts of the calls of each cycle (cycles start every 60 s).
+async fn gaps_per_cycle(mut p: Poller, script: &Script, seconds: u64) -> Vec<Vec<Duration>> {
+    let t0 = Instant::now();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { p.run(rx).await });
+    sleep(Duration::from_secs(seconds)).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    let calls = script.calls.lock().unwrap();
+    let mut cycles: Vec<Vec<Instant>> = vec![Vec::new(); seconds.div_ceil(60) as usize];
+    for (at, _) in calls.iter() {
+        cycles[((*at - t0).as_secs() / 60) as usize].push(*at);
+    }
+    cycles
+        .iter()
+        .map(|c| c.windows(2).map(|w| w[1] - w[0]).collect())
+        .collect()
+}
+
+fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
+    // A paused clock still wakes timers on whole milliseconds.
+    let slack = Duration::from_millis(5);
+    assert!(
+        gaps.iter()
+            .all(|g| *g >= expected && *g <= expected + slack),
+        "{what}: gaps {gaps:?}, expected {expected:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
+    let script = Arc::new(Script::default());
+    let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (p, shared) = poller(&script, &refs);
+    assert_eq!(p.settings.pacing, 0.8);
+    assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
+    let ceiling = Duration::from_millis(1020);
+    {
+        // The second cycle's second batch is throttled once.
+        let mut answers = script.answers.lock().unwrap();
+        for _ in 0..6 {
+            answers.push_back(Ok(HashMap::new()));
+        }
+        answers.push_back(Err(throttled()));
+    }
+    let planned = Arc::clone(&shared);
+    let watch_plan = tokio::spawn(async move {
+        // Halfway through each cycle, what the metric says.
+        sleep(Duration::from_secs(30)).await;
+        let first = planned_rate(&planned);
+        sleep(Duration::from_secs(60)).await;
+        (first, planned_rate(&planned))
+    });
+    let cycles = gaps_per_cycle(p, &script, 110).await;
+
+    // The first cycle: at the ceiling, so the exporter is ready in about 4 s.
+    assert_eq!(cycles[0].len(), 4, "5 batches");
+    assert_about(&cycles[0], ceiling, "first cycle");
+
+    // The second: 5 batches over 0.8 x 60 s, 9.6 s apart. The throttled batch is
+    // retried after its backoff, through the limiter only, and does not move the
+    // plan of the batches after it.
+    let gaps = &cycles[1];
+    assert_eq!(gaps.len(), 5, "5 batches and one retry: {gaps:?}");
+    let retry = gaps[1];
+    assert!(
+        retry >= ceiling && retry < Duration::from_secs(2),
+        "the retry waits for its backoff and the limiter, not the plan: {retry:?}"
+    );
+    let planned: Vec<Duration> = [gaps[0], gaps[1] + gaps[2], gaps[3], gaps[4]].into();
+    assert_about(&planned, Duration::from_millis(9600), "second cycle");
+
+    let (first, second) = watch_plan.await.unwrap();
+    assert_eq!(first, 1.0, "the ceiling, --ses.rate");
+    assert!((second - 5.0 / 48.0).abs() < 1e-9, "{second}");
+    assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
+    assert_eq!(
+        target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_pacing_every_cycle_runs_at_the_ceiling() {
+    let script = Arc::new(Script::default());
+    let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (mut p, shared) = poller(&script, &refs);
+    p.settings.pacing = 0.0;
+    for cycle in ["first", "second", "third"] {
+        let gaps = cycle_gaps(&mut p, &script).await;
+        assert_eq!(gaps.len(), 4);
+        assert_about(&gaps, Duration::from_millis(1020), cycle);
+        assert_eq!(planned_rate(&shared), 1.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
+    let script = Arc::new(Script::default());
+    *script.sts_refusals.lock().unwrap() = 1;
+    let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (p, shared) = poller(&script, &refs);
+    assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
+    let cycles = gaps_per_cycle(p, &script, 170).await;
+    assert!(cycles[0].is_empty(), "STS refused: no SES call");
+    assert_eq!(cycles[1].len(), 2);
+    assert_about(
+        &cycles[1],
+        Duration::from_millis(1020),
+        "first cycle with the account",
+    );
+    assert_eq!(cycles[2].len(), 2);
+    assert_about(&cycles[2], Duration::from_secs(16), "paced: 0.8 x 60 s / 3");
+    assert!((planned_rate(&shared) - 3.0 / 48.0).abs() < 1e-9);
+}
+
+/// The planned rate under the provisional (empty) account, before STS answered.
+fn planned_rate_or_zero(shared: &Shared) -> f64 {
+    planned(shared, "", Operation::GetIdentityMailFromDomainAttributes).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn answers_landing_during_a_render_wait_and_are_not_lost() {
+    let script = Arc::new(Script::default());
+    let (mut p, shared) = poller(&script, &["a.example.com", "b.example.com"]);
+    p.cycle().await; // resolves the account; both identities come back Missing
+    let resolved = p.resolved.clone().expect("resolved");
+    let watched = Arc::clone(&p.watched);
+    let position = crate::collector::Registration::position("mail_from").expect("registered");
+    let mut collector =
+        crate::collector::identity::Batched::<crate::collector::mail_from::MailFrom>::new(
+            Outlet::new(Arc::clone(&shared.publisher), position, 0),
+        );
+    let ctx = Ctx {
+        ses: &p.ses,
+        telemetry: &p.ses.telemetry,
+        watched: &watched,
+        fixed: &p.fixed,
+        account: &resolved.account,
+        labels: &resolved.labels,
+        region: &p.settings.region,
+        plan: Plan {
+            rate: p.settings.rate,
+            spread: None,
+            interval: p.settings.poll_interval,
+        },
+    };
+    let c = &mut collector;
+    let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
+    let first: HashMap<_, _> = [(
+        "a.example.com".to_string(),
+        ok("m.a", MailFromStatus::Success),
+    )]
+    .into();
+    c.apply(&ctx, &batch, &first, SystemTime::now());
+    assert!(c.pending.is_empty(), "no render: written in place");
+
+    // A render holds the records: the next answers wait instead of copying them.
+    let render = Arc::clone(&c.records);
+    let second: HashMap<_, _> = [(
+        "a.example.com".to_string(),
+        ok("m.a", MailFromStatus::Failed),
+    )]
+    .into();
+    c.apply(&ctx, &batch, &second, SystemTime::now());
+    assert_eq!(c.pending.len(), 2);
+    assert!(Arc::ptr_eq(&render, &c.records), "not copied");
+    drop(render);
+
+    c.publish(&ctx).await;
+    assert!(c.pending.is_empty());
+    let a = &c.records["a.example.com"].observation;
+    assert!(matches!(a, Observation::Present(x) if x.status == Some(MailFromStatus::Failed)));
+    assert_eq!(c.records["b.example.com"].observation, Observation::Missing);
+    assert!(shared.exposition().text().contains(
+        "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"a.example.com\",status=\"Failed\"} 1"
+    ));
+}
