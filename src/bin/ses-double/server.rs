@@ -102,38 +102,43 @@ impl Double {
             members.into_iter().map(|(_, v)| v).collect()
         };
 
-        let (account, region) = self.scope_of(&parts);
+        let scope = self.scope_of(&parts);
         if let Some(upstream) = self.upstream {
             let (status, resp) = forward(upstream, parts, body).await;
-            self.lock().records.push(Record {
-                t: arrived,
-                action,
-                account,
-                region,
-                identities: identities.len(),
-                status,
-                outcome: "proxied",
-            });
+            self.record(arrived, action, scope, identities.len(), status, "proxied");
             return resp;
         }
 
-        let scope = (account.clone(), region.clone());
         let (resp, outcome) = self.answer(&parts, &scope, &action, &identities, get, arrived_at);
         let delay = Duration::from_millis(self.lock().faults.delay_ms);
         let status = resp.status().as_u16();
-        self.lock().records.push(Record {
-            t: arrived,
-            action,
-            account,
-            region,
-            identities: identities.len(),
-            status,
-            outcome,
-        });
+        self.record(arrived, action, scope, identities.len(), status, outcome);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         resp
+    }
+
+    /// Adds one SES or STS request to the records `GET /_double/requests` answers:
+    /// arrived at `t` (Unix seconds), in the scope (account, region) it was for.
+    fn record(
+        &self,
+        t: f64,
+        action: String,
+        (account, region): (String, String),
+        identities: usize,
+        status: u16,
+        outcome: &'static str,
+    ) {
+        self.lock().records.push(Record {
+            t,
+            action,
+            account,
+            region,
+            identities,
+            status,
+            outcome,
+        });
     }
 
     /// The (account, region) a request is for: the region from its SigV4 credential
