@@ -1,13 +1,14 @@
 //! The command line: [`Flags`] as clap parses them (each flag also from its
 //! `SES_EXPORTER_*` variable), the [`Command`] and the log enums. clap checks only
 //! what it can (types, ranges, enum values); what the values mean, durations
-//! included, is checked by `validate`.
+//! included, is checked by `validate`. The collector switches are flattened in from
+//! `collectors`.
 
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_TELEMETRY_PATH};
+use super::{CollectorFlags, DEFAULT_LISTEN_ADDRESS, DEFAULT_TELEMETRY_PATH};
 
 /// The command line. Every flag can also come from `SES_EXPORTER_<FLAG>` (dots and
 /// dashes as `_`), which is how the systemd unit and the container pass them.
@@ -162,90 +163,12 @@ pub struct Flags {
     )]
     pub discovery_interval: Option<String>,
 
-    /// The mail_from collector: GetIdentityMailFromDomainAttributes (on by default).
-    #[arg(
-        long = "collector.mail_from",
-        env = "SES_EXPORTER_COLLECTOR_MAIL_FROM",
-        overrides_with = "no_collector_mail_from"
-    )]
-    pub collector_mail_from: bool,
-
-    /// Switch the mail_from collector off.
-    #[arg(
-        long = "no-collector.mail_from",
-        env = "SES_EXPORTER_NO_COLLECTOR_MAIL_FROM",
-        overrides_with = "collector_mail_from"
-    )]
-    pub no_collector_mail_from: bool,
-
-    /// The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off
-    /// by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).
-    #[arg(
-        long = "collector.dkim",
-        env = "SES_EXPORTER_COLLECTOR_DKIM",
-        overrides_with = "no_collector_dkim"
-    )]
-    pub collector_dkim: bool,
-
-    /// Switch the dkim collector off.
-    #[arg(
-        long = "no-collector.dkim",
-        env = "SES_EXPORTER_NO_COLLECTOR_DKIM",
-        overrides_with = "collector_dkim"
-    )]
-    pub no_collector_dkim: bool,
-
-    /// The verification collector: GetIdentityVerificationAttributes, each
-    /// identity's verification state (off by default: it needs
-    /// ses:GetIdentityVerificationAttributes).
-    #[arg(
-        long = "collector.verification",
-        env = "SES_EXPORTER_COLLECTOR_VERIFICATION",
-        overrides_with = "no_collector_verification"
-    )]
-    pub collector_verification: bool,
-
-    /// Switch the verification collector off.
-    #[arg(
-        long = "no-collector.verification",
-        env = "SES_EXPORTER_NO_COLLECTOR_VERIFICATION",
-        overrides_with = "collector_verification"
-    )]
-    pub no_collector_verification: bool,
-
-    /// The quota collector: GetSendQuota and GetAccountSendingEnabled per target
-    /// (off by default: it needs ses:GetSendQuota and ses:GetAccountSendingEnabled).
-    #[arg(
-        long = "collector.quota",
-        env = "SES_EXPORTER_COLLECTOR_QUOTA",
-        overrides_with = "no_collector_quota"
-    )]
-    pub collector_quota: bool,
-
-    /// Switch the quota collector off.
-    #[arg(
-        long = "no-collector.quota",
-        env = "SES_EXPORTER_NO_COLLECTOR_QUOTA",
-        overrides_with = "collector_quota"
-    )]
-    pub no_collector_quota: bool,
-
-    /// Look up each custom MAIL FROM domain's MX and SPF records in DNS (the dns
-    /// collector; on by default).
-    #[arg(
-        long = "collector.dns",
-        env = "SES_EXPORTER_COLLECTOR_DNS",
-        overrides_with = "no_collector_dns"
-    )]
-    pub collector_dns: bool,
-
-    /// Switch the dns collector off.
-    #[arg(
-        long = "no-collector.dns",
-        env = "SES_EXPORTER_NO_COLLECTOR_DNS",
-        overrides_with = "collector_dns"
-    )]
-    pub no_collector_dns: bool,
+    // The collector switches (--collector.NAME, --no-collector.NAME) live in
+    // collectors.rs with the Collectors they turn into. Flattened here, between
+    // --discovery.interval and --dns.nameserver, so --help lists them where it
+    // always has.
+    #[command(flatten)]
+    pub collectors: CollectorFlags,
 
     /// DNS server for the dns collector, IP or IP:PORT (port 53 by default); repeat
     /// or separate with commas for several. Default: the system's (/etc/resolv.conf).

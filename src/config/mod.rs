@@ -10,9 +10,11 @@ use regex::Regex;
 
 use crate::model::IdentityType;
 
+mod collectors;
 mod file;
 mod flags;
 
+pub use collectors::{CollectorFlags, Collectors};
 pub use file::{read_file, DiscoveryType, RawDiscovery, RawFile, RawPoll, RawSes, RawTarget};
 pub use flags::{Command, Flags, LogFormat, LogLevel};
 
@@ -66,49 +68,6 @@ impl Target {
             .as_ref()
             .and_then(|r| r.arn.split(':').nth(4))
             .filter(|a| !a.is_empty())
-    }
-}
-
-/// Which collectors run (node_exporter style `--collector.NAME`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Collectors {
-    pub mail_from: bool,
-    pub dkim: bool,
-    pub verification: bool,
-    pub quota: bool,
-}
-
-impl Default for Collectors {
-    fn default() -> Self {
-        Collectors {
-            mail_from: true,
-            dkim: false,
-            verification: false,
-            quota: false,
-        }
-    }
-}
-
-impl Collectors {
-    /// The enabled collectors' names, as in the flags and the `collector` label.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            (self.mail_from, "mail_from"),
-            (self.dkim, "dkim"),
-            (self.verification, "verification"),
-            (self.quota, "quota"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect()
-    }
-
-    /// Collectors that call an operation per batch of 100 identities.
-    pub fn per_identity(&self) -> usize {
-        [self.mail_from, self.dkim, self.verification]
-            .into_iter()
-            .filter(|on| *on)
-            .count()
     }
 }
 
@@ -265,18 +224,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         }],
         Some(raw) => validate_targets(raw, &identities, flags.discovery_interval.as_deref())?,
     };
-    let collectors = Collectors {
-        mail_from: !flags.no_collector_mail_from,
-        dkim: flags.collector_dkim,
-        verification: flags.collector_verification,
-        quota: flags.collector_quota,
-    };
-    if collectors.names().is_empty() {
-        return Err(invalid(
-            "--no-collector.mail_from",
-            "every collector is off: enable at least one of --collector.mail_from, --collector.dkim, --collector.verification, --collector.quota",
-        ));
-    }
+    let collectors = flags.collectors.enabled()?;
 
     let read_header_timeout =
         parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
@@ -288,11 +236,14 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         .filter(|a| !a.trim().is_empty())
         .map(|a| parse_nameserver(a.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    let dns = (!flags.no_collector_dns).then(|| crate::dns::DnsSettings {
-        nameservers,
-        timeout: dns_timeout,
-        concurrency: usize::from(flags.dns_concurrency),
-    });
+    let dns = flags
+        .collectors
+        .dns_enabled()
+        .then(|| crate::dns::DnsSettings {
+            nameservers,
+            timeout: dns_timeout,
+            concurrency: usize::from(flags.dns_concurrency),
+        });
     Ok(Config {
         listen_address: flags.web_listen_address,
         telemetry_path: flags.web_telemetry_path,
