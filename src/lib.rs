@@ -22,11 +22,11 @@
 //!   the assembly of every target's and collector's pieces into one body.
 //! - [`metrics`]: the self-metrics registry, rendered for scrapes.
 //! - [`state`]: what the poller publishes and the HTTP server reads.
-//! - [`web`]: `--web.config.file` (the exporter-toolkit format) → TLS, basic auth,
-//!   headers, rate limit; reloaded on SIGHUP and when its files change.
-//! - [`tls`]: the rustls adapter for it; [`auth`]: basic auth with bcrypt.
-//! - [`http`]: hyper connections and routes; a scrape clones an `Arc` and never
-//!   waits for SES.
+//! - [`serve`]: everything HTTP-facing. Hyper connections and routes (a scrape
+//!   clones an `Arc` and never waits for SES); [`serve::web_config`]:
+//!   `--web.config.file` (the exporter-toolkit format) → TLS, basic auth, headers,
+//!   rate limit, reloaded on SIGHUP and when its files change; [`serve::tls`]: the
+//!   rustls adapter for it; [`serve::auth`]: basic auth with bcrypt.
 //! - [`logging`]: logfmt/JSON set-up.
 //! - [`supervise`]: restarts a poller, the dns collector or the web-config watcher
 //!   that panicked or ended, with backoff; its values stay served and show as down.
@@ -42,28 +42,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub mod auth;
 pub mod build;
 pub mod config;
 pub mod dns;
 pub mod exposition;
-pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poller;
+pub mod serve;
 pub mod ses;
 pub mod ses_wire;
 pub mod state;
 pub mod supervise;
-pub mod tls;
-pub mod web;
 
 use config::Config;
 use poller::{Poller, PollerSettings};
+use serve::web_config::WebState;
 use ses::SesApi;
 use state::Shared;
-use web::WebState;
 
 /// How long the poller and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
@@ -154,11 +151,11 @@ pub async fn run<S: SesApi>(
             stop_rx.clone(),
         )));
     }
-    let server = tokio::spawn(http::serve(
+    let server = tokio::spawn(serve::serve(
         listener,
         Arc::clone(&shared),
         web,
-        http::Settings {
+        serve::Settings {
             telemetry_path: config.telemetry_path.clone(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout,

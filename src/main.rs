@@ -10,9 +10,10 @@ use tracing::{error, info, warn};
 
 use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::poller::min_cycle_seconds;
+use ses_identity_exporter::serve::tls;
+use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
 use ses_identity_exporter::ses::{self, AwsSes};
-use ses_identity_exporter::web::{self, WebConfig, WebState};
-use ses_identity_exporter::{build, logging, tls};
+use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();

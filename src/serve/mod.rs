@@ -31,11 +31,15 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
 
-use crate::auth::Verdict;
 use crate::exposition::Piece;
 use crate::state::{Shared, TailLookup, TAIL_MAX_AGE};
 use crate::stopped;
-use crate::web::{WebConfig, WebState};
+use auth::Verdict;
+use web_config::{WebConfig, WebState};
+
+pub mod auth;
+pub mod tls;
+pub mod web_config;
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::auth::Users;
 use crate::metrics::Telemetry;
-use crate::tls::{self, ClientAuth, TlsSettings};
+use crate::serve::auth::Users;
+use crate::serve::tls::{self, ClientAuth, TlsSettings};
 
 /// How often the file and the files it names are checked for changes: the issue of
 /// a rotated certificate is picked up within this, without a signal.
@@ -208,7 +208,7 @@ fn build_replacing(
         _ => None,
     };
     let rate_limit = rate_limit(raw.rate_limit.unwrap_or_default())?;
-    // With users, refused requests spend a bucket of their own (see http.rs).
+    // With users, refused requests spend a bucket of their own (see serve/mod.rs).
     let rate_limit_refused = rate_limit
         .as_ref()
         .filter(|_| users.is_some())
