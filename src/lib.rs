@@ -26,7 +26,8 @@
 //!   clones an `Arc` and never waits for SES); [`serve::web_config`]:
 //!   `--web.config.file` (the exporter-toolkit format) → TLS, basic auth, headers,
 //!   rate limit, reloaded on SIGHUP and when its files change; [`serve::tls`]: the
-//!   rustls adapter for it; [`serve::auth`]: basic auth with bcrypt.
+//!   rustls adapter for it; [`serve::auth`]: basic auth with bcrypt;
+//!   [`serve::healthcheck`]: the `healthcheck` subcommand's probe.
 //! - [`logging`]: logfmt/JSON set-up.
 //! - [`supervise`]: restarts a poller, the dns collector or the web-config watcher
 //!   that panicked or ended, with backoff; its values stay served and show as down.

@@ -38,6 +38,7 @@ use auth::Verdict;
 use web_config::{WebConfig, WebState};
 
 pub mod auth;
+pub mod healthcheck;
 pub mod tls;
 pub mod web_config;
 
