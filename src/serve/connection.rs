@@ -1,8 +1,8 @@
 //! One accepted connection, as hyper serves it: a TLS handshake (tokio-rustls) when
 //! the web config in force asks for it, then HTTP/1.1, or HTTP/2 where ALPN chose
-//! it, with the limits each protocol is given; its requests go to the
-//! [`Router`]; it is closed (HTTP/2: sent GOAWAY first) when its watch says so, and
-//! the closes are counted by reason.
+//! it, with the limits each protocol is given; its requests go to the [`Router`].
+//! It is closed (HTTP/2: sent GOAWAY first) when its watch says so, and counted by
+//! why (evictions are counted by the acceptor, which chose them).
 
 use std::convert::Infallible;
 use std::future::Future;

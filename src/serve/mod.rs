@@ -1,22 +1,23 @@
-//! The HTTP server and everything a client can reach: the only part of the
-//! exporter that touches hyper or rustls (the SES test double in `src/bin/` has its
-//! own). This file is the listener's side: accepting connections, the connection
+//! The HTTP server and everything a client can reach: the only code of the
+//! exporter that uses hyper or rustls itself (the AWS SDK's HTTPS client uses them
+//! on its own, and the SES test double in `src/bin/` has its own hyper server).
+//! This file is the listener's side: accepting connections, the connection
 //! cap (at it, the oldest connection without a request in flight is evicted to
 //! admit a new one) and graceful shutdown. The rest, by job:
 //!
-//! - [`connection`]: one connection: the TLS handshake, HTTP/1.1 or HTTP/2 by
+//! - `connection`: one connection: the TLS handshake, HTTP/1.1 or HTTP/2 by
 //!   ALPN, the HTTP/2 GOAWAY, closing it when its watch says so.
-//! - [`tracking`]: what each connection is doing, for the limits that keep clients
+//! - `tracking`: what each connection is doing, for the limits that keep clients
 //!   from holding it: requests in flight, the send timeout, the HTTP/2 idle
 //!   timeout, the request size cap, which connection to evict.
-//! - [`router`]: every request: the web config's rate limit, basic auth and
+//! - `router`: every request: the web config's rate limit, basic auth and
 //!   headers, the routes (`/`, the telemetry path, `/-/healthy`, `/-/ready`),
 //!   content negotiation and gzip. A scrape reads what the poller published and
 //!   never calls AWS. The only file here that reads [`crate::state::Shared`],
 //!   but for two hand-offs: [`serve`] takes it to give it to the router, and
 //!   [`web_config`]'s watch, which `run` starts with it, counts its reloads in the
 //!   telemetry it holds.
-//! - [`body`]: the response body of ready-made chunks.
+//! - `body`: the response body of ready-made chunks.
 //! - [`web_config`]: `--web.config.file`, the exporter-toolkit format, and its
 //!   reloading; [`tls`]: the rustls configuration it makes; [`auth`]: its basic
 //!   auth with bcrypt.

@@ -1,10 +1,11 @@
 //! Every request, from its arrival to its response: the web config's rate limit,
 //! basic auth and headers, the routes (`/`, the telemetry path, `/-/healthy`,
-//! `/-/ready`), content negotiation and gzip, and the scrape's body, which is what
-//! the poller and the dns collector published (a scrape never calls AWS). The only
-//! file of the server that reads [`Shared`]: the published exposition, the cached
-//! tail, the dns collector's pieces, readiness, and the telemetry counters, the
-//! connection code's included (through [`Router::count_connection_closed`]).
+//! `/-/ready`), content negotiation and gzip, and the scrape's body: what the
+//! poller and the dns collector published, then the exporter's own metrics (a
+//! scrape never calls AWS). The only file of the server that reads [`Shared`]: the
+//! published exposition, the cached tail, the dns collector's pieces, readiness,
+//! and the telemetry, whose connection counter the acceptor and the connections
+//! reach through [`Router::count_connection_closed`].
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -3,9 +3,10 @@
 //! the `healthcheck` subcommand's client config is made here. The names (client auth
 //! types, versions, cipher suites, curves) are those of Go's crypto/tls, which the
 //! exporter-toolkit format uses; what rustls cannot do is an error naming it, never
-//! silently something else. rustls is used nowhere outside [`crate::serve`]; within
-//! it, [`super::web_config`] decodes the PEM files into rustls's types, the server
-//! runs the handshake with tokio-rustls, and [`super::healthcheck`] speaks TLS with
+//! silently something else. No code of this crate outside [`crate::serve`] uses
+//! rustls (the AWS SDK's HTTPS client does on its own); within it,
+//! [`super::web_config`] decodes the PEM files into rustls's types, the server runs
+//! the handshake with tokio-rustls, and [`super::healthcheck`] speaks TLS with
 //! [`probe_client_config`].
 
 use std::fmt;

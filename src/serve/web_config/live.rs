@@ -3,6 +3,7 @@
 //! [`WATCH_INTERVAL`]); a reload that fails leaves the previous config in force.
 //! Also the log lines that say what a config turns on. The watch task is given
 //! [`crate::state::Shared`] by `run` and uses only its telemetry.
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};

@@ -5,8 +5,8 @@
 //! error naming it, so a file never silently means less than it says.
 //!
 //! This file reads, parses and validates the file (its TLS section in
-//! [`tls_section`]) and holds what it becomes, the rate limit's token bucket
-//! included; [`live`] holds the config in force and reloads it.
+//! `tls_section`) and holds what it becomes, the rate limit's token bucket
+//! included; `live` holds the config in force and reloads it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
