@@ -22,11 +22,12 @@
 //!   the assembly of every target's and collector's pieces into one body.
 //! - [`metrics`]: the self-metrics registry, rendered for scrapes.
 //! - [`state`]: what the poller publishes and the HTTP server reads.
-//! - [`web`]: `--web.config.file` (the exporter-toolkit format) → TLS, basic auth,
-//!   headers, rate limit; reloaded on SIGHUP and when its files change.
-//! - [`tls`]: the rustls adapter for it; [`auth`]: basic auth with bcrypt.
-//! - [`http`]: hyper connections and routes; a scrape clones an `Arc` and never
-//!   waits for SES.
+//! - [`serve`]: everything HTTP-facing. Hyper connections and routes (a scrape
+//!   clones an `Arc` and never waits for SES); [`serve::web_config`]:
+//!   `--web.config.file` (the exporter-toolkit format) → TLS, basic auth, headers,
+//!   rate limit, reloaded on SIGHUP and when its files change; [`serve::tls`]: the
+//!   rustls adapter for it; [`serve::auth`]: basic auth with bcrypt;
+//!   [`serve::healthcheck`]: the `healthcheck` subcommand's probe.
 //! - [`logging`]: logfmt/JSON set-up.
 //! - [`supervise`]: restarts a poller, the dns collector or the web-config watcher
 //!   that panicked or ended, with backoff; its values stay served and show as down.
@@ -42,22 +43,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub mod auth;
 pub mod aws;
 pub mod build;
 pub mod collector;
 pub mod config;
-pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod publish;
 pub mod render;
+pub mod serve;
 pub mod state;
 pub mod supervise;
 pub mod target;
-pub mod tls;
-pub mod web;
 
 /// Old paths, until the modules that still use them move (temporary).
 pub mod ses {
@@ -80,9 +78,9 @@ use collector::{Registration, Scope, REGISTRY};
 use config::Config;
 use metrics::Telemetry;
 use publish::Publisher;
+use serve::web_config::WebState;
 use state::Shared;
 use target::{Limiters, Poller, PollerSettings};
-use web::WebState;
 
 /// How long the targets and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
@@ -189,11 +187,11 @@ pub async fn run<S: SesApi>(
             stop_rx.clone(),
         )));
     }
-    let server = tokio::spawn(http::serve(
+    let server = tokio::spawn(serve::serve(
         listener,
         Arc::clone(&shared),
         web,
-        http::Settings {
+        serve::Settings {
             telemetry_path: config.telemetry_path.clone(),
             max_connections: config.max_connections,
             read_header_timeout: config.read_header_timeout,

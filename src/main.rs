@@ -1,5 +1,6 @@
 //! The `ses-identity-exporter` binary: flags → config, logging, the SES client, the
-//! listener, then [`ses_identity_exporter::run`] until SIGTERM or SIGINT.
+//! listener, then [`ses_identity_exporter::run`] until SIGTERM or SIGINT; for the
+//! `healthcheck` subcommand, [`healthcheck::probe`] and its exit code instead.
 
 use std::process::ExitCode;
 
@@ -10,14 +11,23 @@ use tracing::{error, info, warn};
 
 use ses_identity_exporter::config::{self, Command, Config, Flags};
 use ses_identity_exporter::poller::min_cycle_seconds;
+use ses_identity_exporter::serve::healthcheck;
+use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
 use ses_identity_exporter::ses::{self, AwsSes};
-use ses_identity_exporter::web::{self, WebConfig, WebState};
-use ses_identity_exporter::{build, logging, tls};
+use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
     if flags.command == Some(Command::Healthcheck) {
-        return healthcheck(&flags.web_listen_address, flags.web_config_file.as_deref());
+        let probed =
+            healthcheck::probe(&flags.web_listen_address, flags.web_config_file.as_deref());
+        return match probed {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("healthcheck: {why}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match config::load(flags) {
         Ok(config) => config,
@@ -202,87 +212,4 @@ async fn shutdown_signal() {
         () = ctrl_c => info!("received SIGINT"),
         () = term => info!("received SIGTERM"),
     }
-}
-
-/// `healthcheck`: a blocking probe of `/-/healthy`, run before any runtime exists.
-/// With TLS in the web config it speaks TLS (not checking the certificate: it asks
-/// its own host); where the handshake needs a client certificate it can only check
-/// that the port accepts connections.
-fn healthcheck(listen_address: &str, web_config: Option<&std::path::Path>) -> ExitCode {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    use std::time::Duration;
-
-    let mode = match web_config.map(web::probe_mode).transpose() {
-        Ok(mode) => mode,
-        Err(err) => {
-            eprintln!("healthcheck: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let target = probe_address(listen_address);
-    let result = (|| -> std::io::Result<String> {
-        let addr = target
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other("address resolves to nothing"))?;
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-        stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(3)))?;
-        let request = b"GET /-/healthy HTTP/1.0\r\nHost: localhost\r\n\r\n";
-        let mut head = [0u8; 64];
-        let n = match mode {
-            Some(mode) if mode.client_cert_required => {
-                return Ok(
-                    "HTTP/1.1 200 (TCP only: the TLS handshake needs a client certificate)"
-                        .to_owned(),
-                );
-            }
-            Some(mode) if mode.tls => {
-                let config = tls::probe_client_config().map_err(std::io::Error::other)?;
-                let name = rustls::pki_types::ServerName::try_from("localhost")
-                    .map_err(std::io::Error::other)?;
-                let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
-                    .map_err(std::io::Error::other)?;
-                let mut tls = rustls::StreamOwned::new(conn, stream);
-                tls.write_all(request)?;
-                tls.read(&mut head)?
-            }
-            _ => {
-                stream.write_all(request)?;
-                stream.read(&mut head)?
-            }
-        };
-        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
-    })();
-    match result {
-        Ok(head) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => {
-            ExitCode::SUCCESS
-        }
-        Ok(head) => {
-            eprintln!(
-                "healthcheck: {target} answered {:?}",
-                head.lines().next().unwrap_or("")
-            );
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("healthcheck: {target}: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Where a probe on this host reaches a server bound to `listen_address`: loopback
-/// for `:PORT` and the wildcard addresses, the address itself otherwise.
-fn probe_address(listen_address: &str) -> String {
-    if let Some(port) = listen_address.strip_prefix(':') {
-        return format!("127.0.0.1:{port}");
-    }
-    for wildcard in ["0.0.0.0:", "[::]:"] {
-        if let Some(port) = listen_address.strip_prefix(wildcard) {
-            return format!("127.0.0.1:{port}");
-        }
-    }
-    listen_address.to_owned()
 }

@@ -12,7 +12,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ses_identity_exporter::config::{load, Flags};
-use ses_identity_exporter::web;
+use ses_identity_exporter::serve::web_config as web;
 
 const KEYS: &[&str] = &[
     "identities",

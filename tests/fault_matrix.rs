@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use common::{Double, Exporter, Metrics};
 use ses_identity_exporter::config::{validate, Flags};
+use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
 use ses_identity_exporter::ses::AwsSes;
-use ses_identity_exporter::web::{WebConfig, WebState};
 
 const GET_OP: &str = "GetIdentityMailFromDomainAttributes";
 const RATE: usize = 5;

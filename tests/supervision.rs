@@ -17,8 +17,8 @@ use ses_identity_exporter::model::{
     BehaviorOnMxFailure, DkimAttributes, IdentityType, MailFromAttributes, MailFromStatus,
     SendQuota, Verification,
 };
+use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
 use ses_identity_exporter::ses::{CallerIdentity, IdentityPage, SesApi, SesError};
-use ses_identity_exporter::web::{WebConfig, WebState};
 
 use common::{get, wait_for, Metrics};
 

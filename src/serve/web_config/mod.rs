@@ -3,28 +3,28 @@
 //! [`WebConfig`], and its reloading on SIGHUP or when the file or a file it names
 //! changes. Every key of the format is known; one this exporter cannot honour is an
 //! error naming it, so a file never silently means less than it says.
+//!
+//! This file reads, parses and validates the file (its TLS section in
+//! `tls_section`) and holds what it becomes, the rate limit's token bucket
+//! included; `live` holds the config in force and reloads it.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use serde::Deserialize;
-use tokio::sync::watch;
-use tracing::{error, info, warn};
 
-use crate::auth::Users;
-use crate::metrics::Telemetry;
-use crate::tls::{self, ClientAuth, TlsSettings};
+use crate::serve::auth::Users;
+use crate::serve::tls::{self, ClientAuth};
+use tls_section::{tls_enabled, tls_settings};
 
-/// How often the file and the files it names are checked for changes: the issue of
-/// a rotated certificate is picked up within this, without a signal.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+mod live;
+mod tls_section;
+
+pub use live::{describe, input_digest, log_start, WebState, WATCH_INTERVAL};
 
 /// The file as written. Strict, like the toolkit's `UnmarshalStrict`.
 #[derive(Debug, Default, Deserialize)]
@@ -208,7 +208,7 @@ fn build_replacing(
         _ => None,
     };
     let rate_limit = rate_limit(raw.rate_limit.unwrap_or_default())?;
-    // With users, refused requests spend a bucket of their own (see http.rs).
+    // With users, refused requests spend a bucket of their own (see serve/router.rs).
     let rate_limit_refused = rate_limit
         .as_ref()
         .filter(|_| users.is_some())
@@ -258,167 +258,6 @@ fn headers(
     Ok(out)
 }
 
-/// The TLS section, with its files read; `None` when it configures no TLS.
-fn tls_settings(raw: RawTls, dir: &Path, http2: bool) -> Result<Option<TlsSettings>, Invalid> {
-    const K: &str = "tls_server_config";
-    if !tls_enabled(&raw) {
-        // Without a certificate the other keys would do nothing: say so rather than
-        // let someone believe min_version or client_allowed_sans protects them.
-        let idle = [
-            ("min_version", raw.min_version.is_some()),
-            ("max_version", raw.max_version.is_some()),
-            ("cipher_suites", raw.cipher_suites.is_some()),
-            ("curve_preferences", raw.curve_preferences.is_some()),
-            ("client_allowed_sans", raw.client_allowed_sans.is_some()),
-            (
-                "prefer_server_cipher_suites",
-                raw.prefer_server_cipher_suites.is_some(),
-            ),
-        ];
-        if let Some((name, _)) = idle.iter().find(|(_, is_set)| *is_set) {
-            return Err(invalid(
-                format!("{K}.{name}"),
-                "set, but TLS is off: there is no cert_file or cert",
-            ));
-        }
-        return Ok(None);
-    }
-
-    let cert_pem = pem_source(dir, K, "cert", raw.cert, "cert_file", raw.cert_file)?;
-    let key_pem = pem_source(dir, K, "key", raw.key, "key_file", raw.key_file)?;
-    let (Some((cert_key, cert_pem)), Some((key_key, key_pem))) = (cert_pem, key_pem) else {
-        return Err(invalid(
-            K,
-            "needs both a certificate (cert_file or cert) and a key (key_file or key)",
-        ));
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| invalid(&cert_key, format!("not a PEM certificate: {e}")))?;
-    if chain.is_empty() {
-        return Err(invalid(cert_key, "no PEM certificate in it"));
-    }
-    // The error never quotes the key's content.
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| invalid(key_key, format!("no usable PEM private key in it ({e})")))?;
-
-    let auth_name = raw.client_auth_type.unwrap_or_default();
-    let client_auth = ClientAuth::parse(&auth_name).ok_or_else(|| {
-        invalid(
-            format!("{K}.client_auth_type"),
-            format!(
-                "unknown value {auth_name:?}; use one of {}",
-                ClientAuth::NAMES
-            ),
-        )
-    })?;
-    let ca = pem_source(
-        dir,
-        K,
-        "client_ca",
-        raw.client_ca,
-        "client_ca_file",
-        raw.client_ca_file,
-    )?;
-    let client_cas = match ca {
-        Some((ca_key, pem)) => {
-            if client_auth == ClientAuth::NoClientCert {
-                return Err(invalid(
-                    ca_key,
-                    "client CAs are configured but client_auth_type is NoClientCert; \
-                     set client_auth_type: RequireAndVerifyClientCert",
-                ));
-            }
-            let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(&ca_key, format!("not a PEM certificate: {e}")))?;
-            if cas.is_empty() {
-                return Err(invalid(ca_key, "no PEM certificate in it"));
-            }
-            cas
-        }
-        None => Vec::new(),
-    };
-    if client_auth.verifies() && client_cas.is_empty() {
-        return Err(invalid(
-            format!("{K}.client_auth_type"),
-            format!(
-                "{auth_name} needs client_ca_file or client_ca: this exporter does not \
-                 verify client certificates against the system's roots"
-            ),
-        ));
-    }
-    if raw.client_allowed_sans.is_some() && !client_auth.requires() {
-        return Err(invalid(
-            format!("{K}.client_allowed_sans"),
-            "needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert: \
-             with the others a client may send no certificate, leaving no SAN to match",
-        ));
-    }
-
-    let min = tls::version(raw.min_version.as_deref().unwrap_or("TLS12"))
-        .map_err(|e| invalid(format!("{K}.min_version"), e))?;
-    let max = tls::version(raw.max_version.as_deref().unwrap_or("TLS13"))
-        .map_err(|e| invalid(format!("{K}.max_version"), e))?;
-    let rank = |v: &rustls::SupportedProtocolVersion| u16::from(v.version);
-    if rank(min) > rank(max) {
-        return Err(invalid(format!("{K}.min_version"), "is above max_version"));
-    }
-    let versions = [&rustls::version::TLS12, &rustls::version::TLS13]
-        .into_iter()
-        .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
-        .collect();
-    let cipher_suites = parse_list(
-        &format!("{K}.cipher_suites"),
-        raw.cipher_suites,
-        tls::cipher_suite,
-    )?;
-    let curves = parse_list(
-        &format!("{K}.curve_preferences"),
-        raw.curve_preferences,
-        tls::curve,
-    )?;
-    Ok(Some(TlsSettings {
-        chain,
-        key,
-        client_auth,
-        client_cas,
-        client_allowed_sans: raw.client_allowed_sans,
-        versions,
-        cipher_suites,
-        curves,
-        prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
-        http2,
-    }))
-}
-
-/// Parses each name of a list; an error names the key and the item's index.
-fn parse_list<T>(
-    key: &str,
-    names: Option<Vec<String>>,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, Invalid> {
-    names
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, name)| parse(name).map_err(|e| invalid(format!("{key}[{i}]"), e)))
-        .collect()
-}
-
-/// Whether a TLS section turns TLS on: any of its certificate, key or client-auth
-/// keys is set (as the toolkit's `IsEnabled`).
-fn tls_enabled(raw: &RawTls) -> bool {
-    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-    set(&raw.cert)
-        || set(&raw.cert_file)
-        || set(&raw.key)
-        || set(&raw.key_file)
-        || set(&raw.client_ca)
-        || set(&raw.client_ca_file)
-        || set(&raw.client_auth_type)
-}
-
 /// How the `healthcheck` subcommand must talk to the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeMode {
@@ -439,35 +278,6 @@ pub fn probe_mode(path: &Path) -> Result<ProbeMode, WebConfigError> {
                 .and_then(ClientAuth::parse)
                 .is_some_and(ClientAuth::requires),
     })
-}
-
-/// One PEM given inline (`inline_key`) or by file (`file_key`), not both. Returns the
-/// key it came from (for errors) and the bytes.
-fn pem_source(
-    dir: &Path,
-    section: &str,
-    inline_key: &str,
-    inline: Option<String>,
-    file_key: &str,
-    file: Option<String>,
-) -> Result<Option<(String, Vec<u8>)>, Invalid> {
-    let inline = inline.filter(|s| !s.is_empty());
-    let file = file.filter(|s| !s.is_empty());
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(invalid(
-            format!("{section}.{file_key}"),
-            format!("set either {file_key} or {inline_key}, not both"),
-        )),
-        (Some(text), None) => Ok(Some((format!("{section}.{inline_key}"), text.into_bytes()))),
-        (None, Some(name)) => {
-            let key = format!("{section}.{file_key}");
-            let path = dir.join(&name);
-            std::fs::read(&path)
-                .map(|bytes| Some((key.clone(), bytes)))
-                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
-        }
-        (None, None) => Ok(None),
-    }
 }
 
 fn rate_limit(raw: RawRateLimit) -> Result<Option<RateLimit>, Invalid> {
@@ -532,177 +342,6 @@ impl RateLimit {
             *state = (tokens, now);
             false
         }
-    }
-}
-
-/// The web config in force, and where it came from.
-pub struct WebState {
-    path: Option<PathBuf>,
-    current: RwLock<Arc<WebConfig>>,
-    /// Digest of the inputs of the last load tried, so an unchanged broken file is
-    /// not reloaded (and logged) every few seconds.
-    attempted: Mutex<u64>,
-}
-
-impl WebState {
-    /// A fixed configuration (no `--web.config.file`: plain HTTP, open).
-    pub fn fixed(config: WebConfig) -> WebState {
-        WebState {
-            path: None,
-            current: RwLock::new(Arc::new(config)),
-            attempted: Mutex::new(0),
-        }
-    }
-
-    /// Loaded from `path` at start-up; `digest` is [`input_digest`] taken before
-    /// the load, so a change made during it is still seen as a change.
-    pub fn from_file(path: PathBuf, config: WebConfig, digest: u64) -> WebState {
-        WebState {
-            path: Some(path),
-            current: RwLock::new(Arc::new(config)),
-            attempted: Mutex::new(digest),
-        }
-    }
-
-    pub fn current(&self) -> Arc<WebConfig> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Reloads when `force` (SIGHUP) or when the inputs changed since the last try.
-    /// Returns whether a reload was tried.
-    async fn reload(self: &Arc<Self>, telemetry: &Telemetry, force: bool) -> bool {
-        let Some(path) = self.path.clone() else {
-            return false;
-        };
-        let state = Arc::clone(self);
-        let previous = self.current();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let digest = input_digest(&path);
-            let mut attempted = state.attempted.lock().unwrap_or_else(|p| p.into_inner());
-            if !force && *attempted == digest {
-                return None;
-            }
-            *attempted = digest;
-            Some(load_replacing(&path, Some(&previous)))
-        })
-        .await;
-        let loaded = match outcome {
-            Ok(Some(loaded)) => loaded,
-            Ok(None) => return false,
-            Err(err) => {
-                error!(error = %err, "web config reload did not finish");
-                telemetry.web_config_reloaded(false);
-                return true;
-            }
-        };
-        match loaded {
-            Ok(config) => {
-                let summary = describe(&config);
-                match self.current.write() {
-                    Ok(mut guard) => *guard = Arc::new(config),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
-                }
-                telemetry.web_config_reloaded(true);
-                info!(%summary, "web config reloaded; new connections and requests use it");
-            }
-            Err(err) => {
-                telemetry.web_config_reloaded(false);
-                error!(error = %err, "web config reload failed; the previous one stays in force");
-            }
-        }
-        true
-    }
-
-    /// Reloads on SIGHUP and when the inputs change (checked every
-    /// [`WATCH_INTERVAL`]) until `shutdown`.
-    pub async fn watch(
-        self: Arc<Self>,
-        shared: Arc<crate::state::Shared>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(WATCH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            #[cfg(unix)]
-            let signal = async {
-                match hup.as_mut() {
-                    Some(s) => s.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signal = std::future::pending::<Option<()>>();
-            tokio::select! {
-                () = crate::stopped(&mut shutdown) => return,
-                _ = signal => {
-                    if self.path.is_none() {
-                        info!("received SIGHUP; there is no --web.config.file to reload \
-                               (--config.file is read at start only)");
-                    } else {
-                        info!("received SIGHUP; reloading the web config");
-                        self.reload(&shared.telemetry, true).await;
-                    }
-                }
-                _ = tick.tick(), if self.path.is_some() => {
-                    self.reload(&shared.telemetry, false).await;
-                }
-            }
-        }
-    }
-}
-
-/// One line for the logs: what the config turns on.
-pub fn describe(config: &WebConfig) -> String {
-    format!(
-        "tls={} client_cert_required={} basic_auth_users={} headers={} rate_limit={}",
-        config.tls.is_some(),
-        config.client_cert_required,
-        config.users.as_ref().map_or(0, |u| u.len()),
-        config.headers.len(),
-        config.rate_limit.is_some(),
-    )
-}
-
-/// A digest of the file and of every file it names (certificate, key, client CA),
-/// so a rotated certificate is noticed even when the config file is unchanged.
-pub fn input_digest(path: &Path) -> u64 {
-    let mut h = DefaultHasher::new();
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            bytes.hash(&mut h);
-            let text = String::from_utf8_lossy(&bytes);
-            if let Ok(raw) = parse(&text) {
-                let tls = raw.tls_server_config.unwrap_or_default();
-                let dir = base_dir(path);
-                for name in [tls.cert_file, tls.key_file, tls.client_ca_file]
-                    .into_iter()
-                    .flatten()
-                    .filter(|n| !n.is_empty())
-                {
-                    match std::fs::read(dir.join(name)) {
-                        Ok(bytes) => bytes.hash(&mut h),
-                        Err(e) => e.kind().hash(&mut h),
-                    }
-                }
-            }
-        }
-        Err(e) => e.kind().hash(&mut h),
-    }
-    h.finish()
-}
-
-/// Logs what a start-up web config turns on, with a warning where it is weaker than
-/// it may look.
-pub fn log_start(config: &WebConfig, path: &Path) {
-    info!(file = %path.display(), summary = %describe(config), "web config loaded");
-    if config.tls.is_none() && config.users.is_some() {
-        warn!("basic auth without TLS: passwords cross the network readable by anyone on the path");
     }
 }
 
