@@ -53,33 +53,16 @@ pub mod model;
 pub mod publish;
 pub mod render;
 pub mod serve;
-pub mod state;
 pub mod supervise;
 pub mod target;
 
-/// Old paths, until the modules that still use them move (temporary).
-pub mod ses {
-    pub use crate::aws::sdk::{base_config, default_region, Role, SetupError};
-    pub use crate::aws::{AwsSes, CallerIdentity, IdentityPage, SesApi, SesError};
-}
-pub mod dns {
-    pub use crate::collector::dns::Settings as DnsSettings;
-}
-pub mod exposition {
-    pub use crate::collector::mail_from::render_identities;
-    pub use crate::render::Piece;
-}
-pub mod poller {
-    pub use crate::target::min_cycle_seconds;
-}
-
 use aws::{SesApi, Session};
-use collector::{Registration, Scope, REGISTRY};
+use collector::{Scope, REGISTRY};
 use config::Config;
 use metrics::Telemetry;
 use publish::Publisher;
+use serve::state::Shared;
 use serve::web_config::WebState;
-use state::Shared;
 use target::{Limiters, Poller, PollerSettings};
 
 /// How long the targets and the HTTP server get to stop after a shutdown signal.
@@ -109,10 +92,10 @@ pub async fn run<S: SesApi>(
     let publisher = Arc::new(Publisher::new());
     publisher.expect_targets(sessions.len());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let enabled = enabled_collectors(config);
+    let enabled = config.collectors.positions();
 
     let mut tasks = Vec::new();
-    let mail_from_on = enabled.contains(&Registration::position("mail_from").unwrap_or(usize::MAX));
+    let mail_from_on = config.collectors.is_on("mail_from");
     if let Some(dns_settings) = config.dns.as_ref().filter(|_| mail_from_on) {
         // (Without the mail_from collector there are no MAIL FROM domains to check.)
         let resolver = collector::dns::HickoryDns::new(dns_settings)?;
@@ -216,21 +199,6 @@ pub async fn run<S: SesApi>(
         warn!("shutdown timed out; exiting anyway");
     }
     Ok(())
-}
-
-/// The registry positions of the enabled collectors.
-fn enabled_collectors(config: &Config) -> Vec<usize> {
-    let c = &config.collectors;
-    let mut on: Vec<&str> = c.names();
-    if config.dns.is_some() {
-        on.push("dns");
-    }
-    REGISTRY
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| on.contains(&r.name))
-        .map(|(p, _)| p)
-        .collect()
 }
 
 /// A failed target loop shows `aws_ses_exporter_up 0` for its target until its next

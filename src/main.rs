@@ -9,11 +9,11 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
+use ses_identity_exporter::aws::sdk::{self as ses, AwsSes};
 use ses_identity_exporter::config::{self, Command, Config, Flags};
-use ses_identity_exporter::poller::min_cycle_seconds;
 use ses_identity_exporter::serve::healthcheck;
 use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
-use ses_identity_exporter::ses::{self, AwsSes};
+use ses_identity_exporter::target::min_cycle_seconds;
 use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {

@@ -1,5 +1,5 @@
 //! The exporter's own health and the process metrics: small, kept in a `prometheus`
-//! registry and rendered for scrapes (at most once a second, see [`crate::state`]).
+//! registry and rendered for scrapes (at most once a second, see [`crate::serve::state`]).
 //! The collectors' families, the bulk of a scrape, go through [`crate::render`].
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use common::{Double, Exporter, Metrics};
+use ses_identity_exporter::aws::AwsSes;
 use ses_identity_exporter::config::{validate, Flags};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
-use ses_identity_exporter::ses::AwsSes;
 
 const GET_OP: &str = "GetIdentityMailFromDomainAttributes";
 const RATE: usize = 5;

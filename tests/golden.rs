@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use ses_identity_exporter::exposition::render_identities;
+use ses_identity_exporter::collector::mail_from::render_identities;
 use ses_identity_exporter::model::{
     BehaviorOnMxFailure, IdentityRecord, MailFromAttributes, MailFromStatus, Observation, Snapshot,
 };

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
+use ses_identity_exporter::aws::{CallerIdentity, IdentityPage, SesApi, SesError};
 use ses_identity_exporter::config::{self, Flags};
 use ses_identity_exporter::model::{
     BehaviorOnMxFailure, DkimAttributes, IdentityType, MailFromAttributes, MailFromStatus,
     SendQuota, Verification,
 };
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
-use ses_identity_exporter::ses::{CallerIdentity, IdentityPage, SesApi, SesError};
 
 use common::{get, wait_for, Metrics};
 

@@ -36,14 +36,6 @@ pub struct AwsSes {
     region: String,
 }
 
-/// A role a target assumes through STS `AssumeRole`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Role {
-    pub arn: String,
-    pub external_id: Option<String>,
-    pub session_name: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(
@@ -69,7 +61,7 @@ impl AwsSes {
     pub async fn for_target(
         base: &aws_config::SdkConfig,
         region: &str,
-        role: Option<&Role>,
+        role: Option<&crate::config::Role>,
     ) -> AwsSes {
         let mut sdk = base
             .to_builder()

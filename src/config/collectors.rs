@@ -1,164 +1,186 @@
 //! Which collectors run: the node_exporter style `--collector.NAME` and
-//! `--no-collector.NAME` switches ([`CollectorFlags`], flattened into
-//! [`Flags`](super::Flags)) and the [`Collectors`] they turn into, all in one place.
-//! The dns collector's switch is here too, but its settings are `Config::dns`, not
-//! part of [`Collectors`].
+//! `--no-collector.NAME` switches, made from [`crate::collector::REGISTRY`] (a
+//! collector's registration is its flags; nothing here names a collector), and the
+//! [`Collectors`] they turn into. The dns collector's settings are `Config::dns`.
+
+use std::sync::OnceLock;
+
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::{invalid, ConfigError};
+use crate::collector::{Scope, REGISTRY};
 
-/// The collector switches as parsed, flattened into [`Flags`](super::Flags). The
-/// field names are the clap ids that `overrides_with` pairs up.
-#[derive(Debug, clap::Args)]
+/// The collector switches as parsed, flattened into [`Flags`](super::Flags): per
+/// collector, in registry order, `Some(true)` for `--collector.NAME`, `Some(false)`
+/// for `--no-collector.NAME` (the later one wins), `None` for neither.
+#[derive(Debug, Clone, Default)]
 pub struct CollectorFlags {
-    /// The mail_from collector: GetIdentityMailFromDomainAttributes (on by default).
-    #[arg(
-        long = "collector.mail_from",
-        env = "SES_EXPORTER_COLLECTOR_MAIL_FROM",
-        overrides_with = "no_collector_mail_from"
-    )]
-    pub collector_mail_from: bool,
+    switches: Vec<Option<bool>>,
+}
 
-    /// Switch the mail_from collector off.
-    #[arg(
-        long = "no-collector.mail_from",
-        env = "SES_EXPORTER_NO_COLLECTOR_MAIL_FROM",
-        overrides_with = "collector_mail_from"
-    )]
-    pub no_collector_mail_from: bool,
+/// The clap ids, flags, variables and help of one collector's two switches.
+struct Switch {
+    on: &'static str,
+    off: &'static str,
+    on_env: &'static str,
+    off_env: &'static str,
+    off_help: &'static str,
+}
 
-    /// The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off
-    /// by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).
-    #[arg(
-        long = "collector.dkim",
-        env = "SES_EXPORTER_COLLECTOR_DKIM",
-        overrides_with = "no_collector_dkim"
-    )]
-    pub collector_dkim: bool,
+/// Made once: clap wants `'static` strings and the registry is `'static` too.
+fn switches() -> &'static [Switch] {
+    static SWITCHES: OnceLock<Vec<Switch>> = OnceLock::new();
+    SWITCHES.get_or_init(|| {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        REGISTRY
+            .iter()
+            .map(|r| {
+                let upper = r.name.to_ascii_uppercase();
+                Switch {
+                    on: leak(format!("collector.{}", r.name)),
+                    off: leak(format!("no-collector.{}", r.name)),
+                    on_env: leak(format!("SES_EXPORTER_COLLECTOR_{upper}")),
+                    off_env: leak(format!("SES_EXPORTER_NO_COLLECTOR_{upper}")),
+                    off_help: leak(format!("Switch the {} collector off", r.name)),
+                }
+            })
+            .collect()
+    })
+}
 
-    /// Switch the dkim collector off.
-    #[arg(
-        long = "no-collector.dkim",
-        env = "SES_EXPORTER_NO_COLLECTOR_DKIM",
-        overrides_with = "collector_dkim"
-    )]
-    pub no_collector_dkim: bool,
+impl Args for CollectorFlags {
+    fn augment_args(mut cmd: Command) -> Command {
+        for (r, s) in REGISTRY.iter().zip(switches()) {
+            cmd = cmd
+                .arg(
+                    Arg::new(s.on)
+                        .long(s.on)
+                        .env(s.on_env)
+                        .help(r.help.trim_end_matches('.'))
+                        .action(ArgAction::SetTrue)
+                        .overrides_with(s.off),
+                )
+                .arg(
+                    Arg::new(s.off)
+                        .long(s.off)
+                        .env(s.off_env)
+                        .help(s.off_help)
+                        .action(ArgAction::SetTrue)
+                        .overrides_with(s.on),
+                );
+        }
+        cmd
+    }
 
-    /// The verification collector: GetIdentityVerificationAttributes, each
-    /// identity's verification state (off by default: it needs
-    /// ses:GetIdentityVerificationAttributes).
-    #[arg(
-        long = "collector.verification",
-        env = "SES_EXPORTER_COLLECTOR_VERIFICATION",
-        overrides_with = "no_collector_verification"
-    )]
-    pub collector_verification: bool,
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
 
-    /// Switch the verification collector off.
-    #[arg(
-        long = "no-collector.verification",
-        env = "SES_EXPORTER_NO_COLLECTOR_VERIFICATION",
-        overrides_with = "collector_verification"
-    )]
-    pub no_collector_verification: bool,
+impl FromArgMatches for CollectorFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let switches = switches()
+            .iter()
+            .map(|s| {
+                if matches.get_flag(s.on) {
+                    Some(true)
+                } else if matches.get_flag(s.off) {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Ok(CollectorFlags { switches })
+    }
 
-    /// The quota collector: GetSendQuota and GetAccountSendingEnabled per target
-    /// (off by default: it needs ses:GetSendQuota and ses:GetAccountSendingEnabled).
-    #[arg(
-        long = "collector.quota",
-        env = "SES_EXPORTER_COLLECTOR_QUOTA",
-        overrides_with = "no_collector_quota"
-    )]
-    pub collector_quota: bool,
-
-    /// Switch the quota collector off.
-    #[arg(
-        long = "no-collector.quota",
-        env = "SES_EXPORTER_NO_COLLECTOR_QUOTA",
-        overrides_with = "collector_quota"
-    )]
-    pub no_collector_quota: bool,
-
-    /// Look up each custom MAIL FROM domain's MX and SPF records in DNS (the dns
-    /// collector; on by default).
-    #[arg(
-        long = "collector.dns",
-        env = "SES_EXPORTER_COLLECTOR_DNS",
-        overrides_with = "no_collector_dns"
-    )]
-    pub collector_dns: bool,
-
-    /// Switch the dns collector off.
-    #[arg(
-        long = "no-collector.dns",
-        env = "SES_EXPORTER_NO_COLLECTOR_DNS",
-        overrides_with = "collector_dns"
-    )]
-    pub no_collector_dns: bool,
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 impl CollectorFlags {
-    /// The SES collectors switched on; an error when none is.
+    fn on(&self, position: usize) -> bool {
+        let default = REGISTRY.get(position).is_some_and(|r| r.enabled_by_default);
+        self.switches
+            .get(position)
+            .copied()
+            .flatten()
+            .unwrap_or(default)
+    }
+
+    /// The collectors switched on; an error when no target collector is.
     pub(super) fn enabled(&self) -> Result<Collectors, ConfigError> {
         let collectors = Collectors {
-            mail_from: !self.no_collector_mail_from,
-            dkim: self.collector_dkim,
-            verification: self.collector_verification,
-            quota: self.collector_quota,
+            on: (0..REGISTRY.len()).map(|p| self.on(p)).collect(),
         };
         if collectors.names().is_empty() {
+            let target: Vec<&str> = REGISTRY
+                .iter()
+                .filter(|r| matches!(r.scope, Scope::Target(_)))
+                .map(|r| r.name)
+                .collect();
+            let first_on = REGISTRY
+                .iter()
+                .find(|r| r.enabled_by_default && matches!(r.scope, Scope::Target(_)))
+                .map_or("mail_from", |r| r.name);
+            let list: Vec<String> = target.iter().map(|n| format!("--collector.{n}")).collect();
             return Err(invalid(
-                "--no-collector.mail_from",
-                "every collector is off: enable at least one of --collector.mail_from, --collector.dkim, --collector.verification, --collector.quota",
+                format!("--no-collector.{first_on}"),
+                format!(
+                    "every collector is off: enable at least one of {}",
+                    list.join(", ")
+                ),
             ));
         }
         Ok(collectors)
     }
 
-    /// Whether the dns collector runs.
-    pub(super) fn dns_enabled(&self) -> bool {
-        !self.no_collector_dns
+    /// Whether the exporter-wide collector `name` runs.
+    pub(super) fn is_on(&self, name: &str) -> bool {
+        REGISTRY
+            .iter()
+            .position(|r| r.name == name)
+            .is_some_and(|p| self.on(p))
     }
 }
 
-/// Which collectors run (node_exporter style `--collector.NAME`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which collectors run, by their position in [`REGISTRY`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collectors {
-    pub mail_from: bool,
-    pub dkim: bool,
-    pub verification: bool,
-    pub quota: bool,
+    on: Vec<bool>,
 }
 
 impl Default for Collectors {
     fn default() -> Self {
         Collectors {
-            mail_from: true,
-            dkim: false,
-            verification: false,
-            quota: false,
+            on: REGISTRY.iter().map(|r| r.enabled_by_default).collect(),
         }
     }
 }
 
 impl Collectors {
-    /// The enabled collectors' names, as in the flags and the `collector` label.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            (self.mail_from, "mail_from"),
-            (self.dkim, "dkim"),
-            (self.verification, "verification"),
-            (self.quota, "quota"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect()
+    /// The registry positions of every collector switched on.
+    pub fn positions(&self) -> Vec<usize> {
+        (0..self.on.len()).filter(|&p| self.on[p]).collect()
     }
 
-    /// Collectors that call an operation per batch of 100 identities.
-    pub fn per_identity(&self) -> usize {
-        [self.mail_from, self.dkim, self.verification]
+    /// The target collectors switched on, by name, as in the flags and the
+    /// `collector` label.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.positions()
             .into_iter()
-            .filter(|on| *on)
-            .count()
+            .filter_map(|p| REGISTRY.get(p))
+            .filter(|r| matches!(r.scope, Scope::Target(_)))
+            .map(|r| r.name)
+            .collect()
+    }
+
+    pub fn is_on(&self, name: &str) -> bool {
+        REGISTRY
+            .iter()
+            .position(|r| r.name == name)
+            .is_some_and(|p| self.on.get(p).copied().unwrap_or(false))
     }
 }

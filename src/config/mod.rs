@@ -59,7 +59,15 @@ pub struct Config {
     pub ses: SesSettings,
     pub worker_threads: usize,
     /// The dns collector's settings; `None` when it is switched off.
-    pub dns: Option<crate::dns::DnsSettings>,
+    pub dns: Option<crate::collector::dns::Settings>,
+}
+
+/// A role a target assumes through STS `AssumeRole`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
 }
 
 /// One AWS account and region to poll.
@@ -67,7 +75,7 @@ pub struct Config {
 pub struct Target {
     /// `None` for the implicit target: the region of the environment's chain.
     pub region: Option<String>,
-    pub role: Option<crate::ses::Role>,
+    pub role: Option<Role>,
     pub identities: Identities,
 }
 

@@ -102,8 +102,8 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         .collect::<Result<Vec<_>, _>>()?;
     let dns = flags
         .collectors
-        .dns_enabled()
-        .then(|| crate::dns::DnsSettings {
+        .is_on("dns")
+        .then(|| crate::collector::dns::Settings {
             nameservers,
             timeout: dns_timeout,
             concurrency: usize::from(flags.dns_concurrency),
@@ -300,7 +300,7 @@ fn validate_targets(
                         ));
                     }
                 }
-                Some(crate::ses::Role {
+                Some(super::Role {
                     arn: arn.to_owned(),
                     external_id: t.external_id.clone(),
                     session_name,

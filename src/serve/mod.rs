@@ -13,7 +13,7 @@
 //! - `router`: every request: the web config's rate limit, basic auth and
 //!   headers, the routes (`/`, the telemetry path, `/-/healthy`, `/-/ready`),
 //!   content negotiation and gzip. A scrape reads what the poller published and
-//!   never calls AWS. The only file here that reads [`crate::state::Shared`],
+//!   never calls AWS. The only file here that reads [`crate::serve::state::Shared`],
 //!   but for two hand-offs: [`serve`] takes it to give it to the router, and
 //!   [`web_config`]'s watch, which `run` starts with it, counts its reloads in the
 //!   telemetry it holds.
@@ -32,7 +32,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::state::Shared;
+use crate::serve::state::Shared;
 use crate::stopped;
 use connection::Connection;
 use router::Router;
@@ -44,6 +44,7 @@ mod body;
 mod connection;
 pub mod healthcheck;
 mod router;
+pub mod state;
 pub mod tls;
 mod tracking;
 pub mod web_config;

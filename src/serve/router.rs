@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use super::auth::Verdict;
 use super::body::Chunks;
 use super::web_config::{WebConfig, WebState};
-use crate::exposition::Piece;
-use crate::state::{Shared, TailLookup, TAIL_MAX_AGE};
+use crate::render::Piece;
+use crate::serve::state::{Shared, TailLookup, TAIL_MAX_AGE};
 
 /// The text exposition format version 0.0.4, which every Prometheus understands.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -2,7 +2,7 @@
 //! file or a file it names changes (a digest of them is checked every
 //! [`WATCH_INTERVAL`]); a reload that fails leaves the previous config in force.
 //! Also the log lines that say what a config turns on. The watch task is given
-//! [`crate::state::Shared`] by `run` and uses only its telemetry.
+//! [`crate::serve::state::Shared`] by `run` and uses only its telemetry.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -104,7 +104,7 @@ impl WebState {
     /// [`WATCH_INTERVAL`]) until `shutdown`.
     pub async fn watch(
         self: Arc<Self>,
-        shared: Arc<crate::state::Shared>,
+        shared: Arc<crate::serve::state::Shared>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         #[cfg(unix)]
