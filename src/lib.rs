@@ -1,39 +1,55 @@
 //! ses-identity-exporter: a Prometheus exporter that tells operators when an Amazon
-//! SES identity's custom MAIL FROM domain stops working, before their mail bounces.
+//! SES identity's sending setup is broken, before their mail bounces.
 //!
-//! The system, in the direction data flows:
+//! Data flows one way, and nothing calls back upstream:
 //!
-//! - [`config`]: flags and the YAML file → one validated [`config::Config`].
-//! - [`ses`]: the only code that talks to AWS. [`ses::SesApi`] is one HTTP attempt
-//!   per call (the SDK's own retries are off); [`ses::AwsSes`] implements it over
-//!   `aws-sdk-ses`, and SDK errors become [`ses::SesError`] kinds.
-//! - [`ses_wire`]: the bodies of SES's answers read from the raw XML, so a field SES
-//!   left out is "unknown", never the SDK's default `false`, `0` or `""`.
-//! - [`poller`]: one per target (an AWS account and region): its account from STS,
-//!   the schedule, discovery (`ListIdentities`), the enabled collectors (MAIL FROM,
-//!   DKIM, verification, quota), each in batches of 100 through a rate limiter per
-//!   (account, region, operation) that every attempt passes, retries with backoff;
-//!   keeps the last good value of every identity and publishes each collector's part.
-//! - [`dns`]: the dns collector: each MAIL FROM domain's MX and SPF records, looked
-//!   up directly so a broken record shows before SES fails the domain.
-//! - [`model`]: plain types for an identity's MAIL FROM state and the snapshot.
-//! - [`exposition`]: snapshot → identity exposition, pre-rendered and pre-compressed
-//!   in pieces that the next snapshot reuses where their inputs did not change, and
-//!   the assembly of every target's and collector's pieces into one body.
-//! - [`metrics`]: the self-metrics registry, rendered for scrapes.
-//! - [`state`]: what the poller publishes and the HTTP server reads.
-//! - [`serve`]: everything HTTP-facing. Hyper connections and routes (a scrape
-//!   clones an `Arc` and never waits for SES); [`serve::web_config`]:
-//!   `--web.config.file` (the exporter-toolkit format) → TLS, basic auth, headers,
-//!   rate limit, reloaded on SIGHUP and when its files change; [`serve::tls`]: the
-//!   rustls adapter for it; [`serve::auth`]: basic auth with bcrypt;
-//!   [`serve::healthcheck`]: the `healthcheck` subcommand's probe.
-//! - [`logging`]: logfmt/JSON set-up.
-//! - [`supervise`]: restarts a poller, the dns collector or the web-config watcher
-//!   that panicked or ended, with backoff; its values stay served and show as down.
+//! ```text
+//! SES/STS ──> aws ──> target (limiter, retry) ──> collector::* ──> render ──> publish ──> serve ──> scrape
+//! DNS ──> collector::dns::resolver ──> collector::dns ──────────────^ (reads MAIL FROM domains from publish)
+//! ```
+//!
+//! The modules, in that order (a test checks this map names every module):
+//!
+//! - [`config`]: flags, environment and the YAML file → one validated [`config::Config`].
+//!   [`config::flags`] the flags, [`config::file`] the raw file, [`config::validate`]
+//!   the checks, [`config::collectors`] the `--collector.NAME` switches, made from the
+//!   collector registry.
+//! - [`aws`]: the only door to the AWS SDKs: [`aws::SesApi`] (one HTTP attempt per call)
+//!   and [`aws::Session`], the same as a trait object; [`aws::sdk`] the adapter over
+//!   `aws-sdk-ses`/`aws-sdk-sts`, SDK errors → [`aws::SesError`] kinds; [`aws::wire`]
+//!   the bodies of SES's answers read from the raw XML, so an omitted field stays unknown.
+//! - [`target`]: the loop of one target (an AWS account and region): schedule, STS
+//!   resolve, discovery, its collectors side by side. [`target::limiter`] spaces every
+//!   attempt per (account, region, operation); [`target::retry`] wraps the session
+//!   with retries and backoff, every attempt through the limiter.
+//! - [`collector`]: one file per collector, registered in one list
+//!   ([`collector::REGISTRY`]): [`collector::mail_from`], [`collector::dkim`],
+//!   [`collector::verification`] (sharing the batching of [`collector::identity`]),
+//!   [`collector::quota`], and the exporter-wide [`collector::dns`] with
+//!   [`collector::dns::resolver`] (the only code touching the DNS resolver) and
+//!   [`collector::dns::verdict`] (pure verdicts).
+//! - [`render`]: the one renderer: families declared once as tables, records → pieces
+//!   re-rendered only where their inputs changed; [`render::piece`] a piece's text and
+//!   deflate blocks, [`render::body`] the assembled body and its gzip framing.
+//! - [`publish`]: the one writer of what scrapes read: the latest part of every
+//!   (collector, target), assembled, handed to HTTP through a `watch` channel; the
+//!   MAIL FROM domains for the dns collector; readiness.
+//! - [`serve`]: everything HTTP: [`serve::connection`], [`serve::tracking`] (per
+//!   connection watch, eviction), [`serve::router`] (routes, the scrape),
+//!   [`serve::body`], [`serve::state`] (what HTTP reads from the publisher, the health
+//!   tail cache), [`serve::web_config`] with [`serve::web_config::tls_section`] and
+//!   [`serve::web_config::live`] (reloads), [`serve::tls`], [`serve::auth`] and the
+//!   client of the `healthcheck` subcommand, [`serve::healthcheck`].
+//! - [`model`]: plain domain types, the label enums included.
+//! - [`metrics`]: the exporter's own health metrics and the process metrics.
+//! - [`supervise`]: restarts a target loop, the dns collector or the web-config
+//!   watcher that panicked or ended, with backoff; its values stay served.
+//! - [`logging`]: logfmt/JSON set-up, the secret caps and the log budget.
+//! - [`build`]: the version and revision baked in at build time.
 //!
 //! The binary parses flags and calls [`run`] with a bound listener and a shutdown
 //! future, which is how the integration tests run the same code on `127.0.0.1:0`.
+//! How to add a collector, by example: docs/architecture.md.
 
 use std::future::Future;
 use std::sync::Arc;

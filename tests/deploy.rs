@@ -499,7 +499,7 @@ fn iam_policy_allows_exactly_the_calls_made() {
         .collect();
     assert_eq!(target_actions, expected);
     // Every operation the code can call is in the policy.
-    let ses_rs = std::fs::read_to_string(manifest_dir().join("src/ses.rs")).unwrap();
+    let ses_rs = std::fs::read_to_string(manifest_dir().join("src/aws/sdk.rs")).unwrap();
     for call in [
         "get_identity_mail_from_domain_attributes()",
         "get_identity_dkim_attributes()",
