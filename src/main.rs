@@ -97,7 +97,12 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
             Some(region) => region.clone(),
             None => ses::default_region(&base)?,
         };
-        sessions.push(AwsSes::for_target(&base, &region, target.role.as_ref()).await);
+        let role = target.role.as_ref().map(|r| ses::AssumeRole {
+            arn: &r.arn,
+            external_id: r.external_id.as_deref(),
+            session_name: &r.session_name,
+        });
+        sessions.push(AwsSes::for_target(&base, &region, role).await);
         regions.push(region);
     }
     // With static lists the cycle time is known now; with discovery each poller logs

@@ -36,6 +36,15 @@ pub struct AwsSes {
     region: String,
 }
 
+/// A role a target assumes through STS `AssumeRole`: what the configuration says,
+/// borrowed (the adapter does not depend on the configuration's types).
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRole<'a> {
+    pub arn: &'a str,
+    pub external_id: Option<&'a str>,
+    pub session_name: &'a str,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(
@@ -61,19 +70,19 @@ impl AwsSes {
     pub async fn for_target(
         base: &aws_config::SdkConfig,
         region: &str,
-        role: Option<&crate::config::Role>,
+        role: Option<AssumeRole<'_>>,
     ) -> AwsSes {
         let mut sdk = base
             .to_builder()
             .region(aws_config::Region::new(region.to_owned()))
             .build();
         if let Some(role) = role {
-            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.arn.clone())
-                .session_name(role.session_name.clone())
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.arn)
+                .session_name(role.session_name)
                 .region(aws_config::Region::new(region.to_owned()))
                 .configure(&sdk);
-            if let Some(id) = &role.external_id {
-                provider = provider.external_id(id.clone());
+            if let Some(id) = role.external_id {
+                provider = provider.external_id(id);
             }
             let provider = provider.build().await;
             sdk = sdk
