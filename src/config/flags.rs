@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+
+pub use crate::logging::{LogFormat, LogLevel};
 
 use super::{CollectorFlags, DEFAULT_LISTEN_ADDRESS, DEFAULT_TELEMETRY_PATH};
 
@@ -219,29 +221,4 @@ pub enum Command {
     /// a wildcard address) and exit 0 if it answers 200: a container HEALTHCHECK that
     /// needs no shell or curl.
     Healthcheck,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
 }
