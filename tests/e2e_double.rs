@@ -110,13 +110,21 @@ fn a_status_change_shows_after_the_next_cycle_and_is_logged() {
         m.status("success-reject.example.com", "Failed") == Some(1.0)
     });
     assert_eq!(m.status("success-reject.example.com", "Success"), Some(0.0));
+    // The line is written before the value is published, but it reaches this test
+    // through a thread reading the exporter's stderr: wait for that thread, a
+    // little, rather than race it.
+    let logged = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("MAIL FROM state changed")
+                && l.contains("identity=success-reject.example.com")
+                && l.contains("level=info")
+        })
+    };
+    let seen = common::wait_for_or(Duration::from_secs(5), || {
+        logged(&exporter.proc.log()).then_some(())
+    });
     let log = exporter.proc.log();
-    assert!(
-        log.lines().any(|l| l.contains("MAIL FROM state changed")
-            && l.contains("identity=success-reject.example.com")
-            && l.contains("level=info")),
-        "status change not logged at info:\n{log}"
-    );
+    assert!(seen.is_some(), "status change not logged at info:\n{log}");
 }
 
 /// The rate contract at the server: with the production retry settings and the double

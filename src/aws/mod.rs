@@ -11,9 +11,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::model::{
-    DkimAttributes, IdentityType, MailFromAttributes, Outcome, SendQuota, Verification,
+    DkimAttributes, IdentityType, MailFromAttributes, Operation, Outcome, SendQuota,
+    Verification,
 };
 
 pub mod sdk;
@@ -223,5 +225,86 @@ impl<S: SesApi> Session for S {
         next_token: Option<String>,
     ) -> Reply<'_, IdentityPage> {
         Box::pin(SesApi::list_identities(self, identity_type, next_token))
+    }
+}
+
+/// What governs every call of a [`Governed`] session: the target loop's retries and
+/// rate limiting. `attempt` makes one HTTP attempt each time it is called.
+pub trait Policy: Send + Sync {
+    /// `op` is `None` for STS `GetCallerIdentity`.
+    fn govern<'a, T, F>(&'a self, op: Option<Operation>, attempt: F) -> Reply<'a, T>
+    where
+        T: Send + 'a,
+        F: FnMut() -> Reply<'a, T> + Send + 'a;
+}
+
+/// A session whose every call goes through a [`Policy`]: the one place that names
+/// each operation for it, so a new operation is added here, not in the policy.
+pub struct Governed<P> {
+    inner: Arc<dyn Session>,
+    pub policy: P,
+}
+
+impl<P: Policy> Governed<P> {
+    pub fn new(inner: Arc<dyn Session>, policy: P) -> Governed<P> {
+        Governed { inner, policy }
+    }
+}
+
+impl<P: Policy> Session for Governed<P> {
+    fn region(&self) -> &str {
+        self.inner.region()
+    }
+
+    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
+        self.policy.govern(None, || self.inner.caller_identity())
+    }
+
+    fn mail_from_attributes<'a>(
+        &'a self,
+        identities: &'a [String],
+    ) -> Reply<'a, HashMap<String, MailFromAttributes>> {
+        let op = Some(Operation::GetIdentityMailFromDomainAttributes);
+        self.policy
+            .govern(op, move || self.inner.mail_from_attributes(identities))
+    }
+
+    fn dkim_attributes<'a>(
+        &'a self,
+        identities: &'a [String],
+    ) -> Reply<'a, HashMap<String, DkimAttributes>> {
+        let op = Some(Operation::GetIdentityDkimAttributes);
+        self.policy
+            .govern(op, move || self.inner.dkim_attributes(identities))
+    }
+
+    fn verification_attributes<'a>(
+        &'a self,
+        identities: &'a [String],
+    ) -> Reply<'a, HashMap<String, Verification>> {
+        let op = Some(Operation::GetIdentityVerificationAttributes);
+        self.policy
+            .govern(op, move || self.inner.verification_attributes(identities))
+    }
+
+    fn send_quota(&self) -> Reply<'_, SendQuota> {
+        let op = Some(Operation::GetSendQuota);
+        self.policy.govern(op, || self.inner.send_quota())
+    }
+
+    fn account_sending_enabled(&self) -> Reply<'_, Option<bool>> {
+        let op = Some(Operation::GetAccountSendingEnabled);
+        self.policy.govern(op, || self.inner.account_sending_enabled())
+    }
+
+    fn list_identities(
+        &self,
+        identity_type: Option<IdentityType>,
+        next_token: Option<String>,
+    ) -> Reply<'_, IdentityPage> {
+        let op = Some(Operation::ListIdentities);
+        self.policy.govern(op, move || {
+            self.inner.list_identities(identity_type, next_token.clone())
+        })
     }
 }

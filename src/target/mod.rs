@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::aws::{SesError, Session, MAX_IDENTITIES_PER_CALL};
+use crate::aws::{Governed, SesError, Session, MAX_IDENTITIES_PER_CALL};
 use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
 use crate::config::Discovery;
 use crate::metrics::Telemetry;
@@ -65,7 +65,7 @@ struct Resolved {
 /// Polls one target on a schedule; its collectors publish what they learn.
 pub struct Poller {
     /// SES through this target's limiters and retries: what the collectors call.
-    ses: Retrying,
+    ses: Governed<Retrying>,
     settings: PollerSettings,
     publisher: Arc<Publisher>,
     telemetry: Arc<Telemetry>,
@@ -130,11 +130,14 @@ impl Poller {
         Poller {
             watched: Arc::clone(&fixed),
             fixed,
-            ses: Retrying::new(
+            ses: Governed::new(
                 ses,
-                target_telemetry,
-                settings.timeout,
-                settings.provisional_account.clone(),
+                Retrying::new(
+                    settings.region.clone(),
+                    target_telemetry,
+                    settings.timeout,
+                    settings.provisional_account.clone(),
+                ),
             ),
             publisher,
             telemetry,
@@ -170,11 +173,11 @@ impl Poller {
             }
             let next = start + self.settings.poll_interval;
             if Instant::now() >= next {
-                self.ses.telemetry.poll_overruns.inc();
+                self.ses.policy.telemetry.poll_overruns.inc();
                 // Warn when cycles start overrunning, not at every overrun after.
                 if !overrunning {
                     warn!(
-                        aws_account_id = %self.ses.account,
+                        aws_account_id = %self.ses.policy.account,
                         aws_region = %self.settings.region,
                         took = ?start.elapsed(),
                         interval = ?self.settings.poll_interval,
@@ -196,7 +199,7 @@ impl Poller {
     /// After the task running this poller failed: its values are not current until
     /// its next cycle says otherwise.
     pub fn mark_down(&self) {
-        self.ses.telemetry.up.set(0);
+        self.ses.policy.telemetry.up.set(0);
         self.publisher.health_changed();
     }
 
@@ -221,15 +224,15 @@ impl Poller {
             );
             // Its provisional labels may be the other target's (a role into the
             // account the other target already polls): those series are not its own.
-            if self.ses.account != account {
-                self.ses.telemetry.remove();
+            if self.ses.policy.account != account {
+                self.ses.policy.telemetry.remove();
             }
             self.duplicate = true;
             return Ok(());
         }
         // Series labelled provisionally (empty, or the role's account) move to the
         // account STS named.
-        self.ses.telemetry.relabel(&self.telemetry, &account);
+        self.ses.policy.telemetry.relabel(&self.telemetry, &account);
         info!(
             aws_account_id = %account,
             aws_region = %region,
@@ -237,13 +240,13 @@ impl Poller {
             "target resolved"
         );
         for op in operations(self.settings.discovery.is_some(), &self.collectors) {
-            self.ses.limiters.insert(
+            self.ses.policy.limiters.insert(
                 op,
                 self.all_limiters
                     .get(&account, &region, op, self.settings.rate),
             );
         }
-        self.ses.account = account.clone();
+        self.ses.policy.account = account.clone();
         self.resolved = Some(Resolved {
             labels: Arc::from(target_labels(&account, &region)),
             account,
@@ -268,7 +271,7 @@ impl Poller {
             }
             if resolved.is_err() {
                 // The STS error was logged by the retry loop, once per change.
-                self.ses.telemetry.up.set(0);
+                self.ses.policy.telemetry.up.set(0);
                 self.publisher.health_changed();
                 self.publisher.note_cycle(first, false);
                 return;
@@ -296,12 +299,12 @@ impl Poller {
         }
 
         let watched = Arc::clone(&self.watched);
-        self.ses.telemetry.identities.set(watched.len() as i64);
+        self.ses.policy.telemetry.identities.set(watched.len() as i64);
         self.announce(watched.len());
 
         let ctx = Ctx {
             ses: &self.ses,
-            telemetry: &self.ses.telemetry,
+            telemetry: &self.ses.policy.telemetry,
             watched: &watched,
             fixed: &self.fixed,
             account: &resolved.account,
@@ -321,7 +324,7 @@ impl Poller {
             async move { (name, c.cycle(ctx).await) }
         }))
         .await;
-        let telemetry = &self.ses.telemetry;
+        let telemetry = &self.ses.policy.telemetry;
         for (name, p) in progress {
             telemetry.set_collector_success(name, p.complete);
             complete &= p.complete;
@@ -358,7 +361,7 @@ impl Poller {
         let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
         let seconds = min_cycle_seconds(count, self.settings.rate);
         info!(
-            aws_account_id = %self.ses.account,
+            aws_account_id = %self.ses.policy.account,
             aws_region = %self.settings.region,
             identities = count,
             calls_per_cycle_per_collector = calls,

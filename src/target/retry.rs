@@ -1,4 +1,4 @@
-//! The retry policy: [`Retrying`] wraps a target's raw SES session so that every
+//! The retry policy: [`Retrying`] governs a target's SES session so that every
 //! call is retried with backoff (exponential, equal jitter) after a throttle, a 5xx,
 //! a timeout or a transport error, every attempt, retries included, holds a permit of
 //! its operation's [`RateLimiter`], and every failure is logged once per change of
@@ -14,11 +14,9 @@ use tokio::time::sleep;
 use tracing::{debug, info, warn};
 
 use super::limiter::RateLimiter;
-use crate::aws::{CallerIdentity, IdentityPage, Reply, SesError, Session};
+use crate::aws::{Policy, Reply, SesError};
 use crate::metrics::TargetTelemetry;
-use crate::model::{
-    DkimAttributes, IdentityType, MailFromAttributes, Operation, Outcome, SendQuota, Verification,
-};
+use crate::model::{Operation, Outcome};
 
 /// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
 /// so a batch rides out half a minute of throttling before the cycle gives up.
@@ -41,10 +39,10 @@ fn backoff(attempt: u32, err: &SesError) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-/// A target's SES session as its collectors see it: every call made with retries,
-/// every attempt through the operation's rate limiter and counted.
+/// The retry policy of one target's session (see [`crate::aws::Governed`]): every
+/// call made with retries, every attempt through the operation's rate limiter and
+/// counted.
 pub struct Retrying {
-    ses: Arc<dyn Session>,
     pub telemetry: TargetTelemetry,
     /// This target's limiters, once its account is known (no SES call before).
     pub limiters: HashMap<Operation, Arc<RateLimiter>>,
@@ -61,14 +59,12 @@ impl Retrying {
     /// `timeout` is the per-attempt timeout the SDK enforces; this keeps a backstop
     /// a little longer.
     pub fn new(
-        ses: Arc<dyn Session>,
+        region: String,
         telemetry: TargetTelemetry,
         timeout: Duration,
         account: String,
     ) -> Retrying {
-        let region = ses.region().to_owned();
         Retrying {
-            ses,
             telemetry,
             limiters: HashMap::new(),
             attempt_guard: timeout + Duration::from_secs(2),
@@ -191,64 +187,16 @@ fn op_name(op: Option<Operation>) -> &'static str {
     op.map_or("GetCallerIdentity", Operation::as_str)
 }
 
-impl Session for Retrying {
-    fn region(&self) -> &str {
-        &self.region
-    }
-
-    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
-        Box::pin(self.attempts(None, None, || self.ses.caller_identity()))
-    }
-
-    fn mail_from_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, MailFromAttributes>> {
-        Box::pin(
-            self.call(Operation::GetIdentityMailFromDomainAttributes, move || {
-                self.ses.mail_from_attributes(identities)
-            }),
-        )
-    }
-
-    fn dkim_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, DkimAttributes>> {
-        Box::pin(self.call(Operation::GetIdentityDkimAttributes, move || {
-            self.ses.dkim_attributes(identities)
-        }))
-    }
-
-    fn verification_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, Verification>> {
-        Box::pin(
-            self.call(Operation::GetIdentityVerificationAttributes, move || {
-                self.ses.verification_attributes(identities)
-            }),
-        )
-    }
-
-    fn send_quota(&self) -> Reply<'_, SendQuota> {
-        Box::pin(self.call(Operation::GetSendQuota, || self.ses.send_quota()))
-    }
-
-    fn account_sending_enabled(&self) -> Reply<'_, Option<bool>> {
-        Box::pin(self.call(Operation::GetAccountSendingEnabled, || {
-            self.ses.account_sending_enabled()
-        }))
-    }
-
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> Reply<'_, IdentityPage> {
-        Box::pin(self.call(Operation::ListIdentities, move || {
-            self.ses.list_identities(identity_type, next_token.clone())
-        }))
+impl Policy for Retrying {
+    fn govern<'a, T, F>(&'a self, op: Option<Operation>, attempt: F) -> Reply<'a, T>
+    where
+        T: Send + 'a,
+        F: FnMut() -> Reply<'a, T> + Send + 'a,
+    {
+        match op {
+            Some(op) => Box::pin(self.call(op, attempt)),
+            None => Box::pin(self.attempts(None, None, attempt)),
+        }
     }
 }
 

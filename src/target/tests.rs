@@ -255,6 +255,7 @@ async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_to
     let starts = Arc::new(Mutex::new(Vec::new()));
     let result = p
         .ses
+        .policy
         .call(Operation::GetIdentityMailFromDomainAttributes, || {
             let starts = Arc::clone(&starts);
             async move {
@@ -284,7 +285,7 @@ async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_to
     let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 3);
     let spacing = Duration::from_millis(1020);
-    let guard = p.ses.attempt_guard;
+    let guard = p.ses.policy.attempt_guard;
     assert_eq!(starts[1] - starts[0], Duration::from_millis(300) + spacing);
     assert_eq!(starts[2] - starts[1], guard + spacing);
 }
@@ -691,7 +692,7 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
         );
     let ctx = Ctx {
         ses: &p.ses,
-        telemetry: &p.ses.telemetry,
+        telemetry: &p.ses.policy.telemetry,
         watched: &watched,
         fixed: &p.fixed,
         account: &resolved.account,

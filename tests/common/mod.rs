@@ -37,6 +37,20 @@ pub fn manifest_dir() -> PathBuf {
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 /// Used to wait for a state the exporter reaches on its own schedule (a poll cycle),
 /// which has no other signal than the metrics themselves.
+/// Polls `check` until it gives a value or `timeout` passes; `None` then.
+pub fn wait_for_or<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
