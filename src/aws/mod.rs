@@ -14,8 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::model::{
-    DkimAttributes, IdentityType, MailFromAttributes, Operation, Outcome, SendQuota,
-    Verification,
+    DkimAttributes, IdentityType, MailFromAttributes, Operation, Outcome, SendQuota, Verification,
 };
 
 pub mod sdk;
@@ -44,15 +43,65 @@ pub enum SesError {
     },
     /// The request never became an HTTP request (e.g. no credentials could be loaded).
     #[error("request could not be made: {0}")]
-    Construction(String),
+    Construction(#[source] Cause),
     /// SES failed (5xx) or answered something that is not a valid response.
     #[error("SES server error (HTTP {status}): {message}")]
     Server { status: u16, message: String },
     #[error("no answer from SES within the timeout: {0}")]
-    Timeout(String),
+    Timeout(#[source] Cause),
     /// Connection refused or reset, name not resolved, TLS failure, ...
     #[error("could not reach SES: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
+}
+
+/// What a failure says, and the error it came from when there is one (the SDK's,
+/// kept as the source so the chain is not lost in a string).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// `message` (the whole chain as text, for the log line) caused by `source`.
+    pub fn caused_by(
+        message: String,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Cause {
+        Cause {
+            message,
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        Cause {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Cause {
+        Cause::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl SesError {
@@ -294,7 +343,8 @@ impl<P: Policy> Session for Governed<P> {
 
     fn account_sending_enabled(&self) -> Reply<'_, Option<bool>> {
         let op = Some(Operation::GetAccountSendingEnabled);
-        self.policy.govern(op, || self.inner.account_sending_enabled())
+        self.policy
+            .govern(op, || self.inner.account_sending_enabled())
     }
 
     fn list_identities(
@@ -304,7 +354,8 @@ impl<P: Policy> Session for Governed<P> {
     ) -> Reply<'_, IdentityPage> {
         let op = Some(Operation::ListIdentities);
         self.policy.govern(op, move || {
-            self.inner.list_identities(identity_type, next_token.clone())
+            self.inner
+                .list_identities(identity_type, next_token.clone())
         })
     }
 }

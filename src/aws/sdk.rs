@@ -23,7 +23,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::wire::{self, WireError};
-use super::{CallerIdentity, IdentityPage, SesApi, SesError, LIST_PAGE_SIZE};
+use super::{CallerIdentity, Cause, IdentityPage, SesApi, SesError, LIST_PAGE_SIZE};
 use crate::model::{DkimAttributes, IdentityType, MailFromAttributes, SendQuota, Verification};
 
 /// [`SesApi`] over the real SDK, configured from the standard aws-config chain
@@ -365,14 +365,20 @@ where
             status: ctx.raw().status().as_u16(),
             message: text,
         },
-        SdkError::TimeoutError(_) => SesError::Timeout(text),
-        SdkError::DispatchFailure(ctx) if ctx.is_timeout() => SesError::Timeout(text),
-        SdkError::DispatchFailure(ctx) if ctx.is_user() => SesError::Construction(text),
+        SdkError::TimeoutError(_) => SesError::Timeout(Cause::caused_by(text, err)),
+        SdkError::DispatchFailure(ctx) if ctx.is_timeout() => {
+            SesError::Timeout(Cause::caused_by(text, err))
+        }
+        SdkError::DispatchFailure(ctx) if ctx.is_user() => {
+            SesError::Construction(Cause::caused_by(text, err))
+        }
         // No credentials could be loaded: the request never left, and retrying the
         // same chain will not help until the environment changes.
-        SdkError::DispatchFailure(_) if caused_by_credentials(&err) => SesError::Construction(text),
-        SdkError::ConstructionFailure(_) => SesError::Construction(text),
-        _ => SesError::Transport(text),
+        SdkError::DispatchFailure(_) if caused_by_credentials(&err) => {
+            SesError::Construction(Cause::caused_by(text, err))
+        }
+        SdkError::ConstructionFailure(_) => SesError::Construction(Cause::caused_by(text, err)),
+        _ => SesError::Transport(Cause::caused_by(text, err)),
     }
 }
 
@@ -408,10 +414,23 @@ mod tests {
         };
         assert!(!denied.retryable());
         assert_eq!(denied.outcome(), Outcome::ClientError);
-        assert!(SesError::Timeout(String::new()).retryable());
+        assert!(SesError::Timeout(String::new().into()).retryable());
         assert_eq!(
-            SesError::Transport(String::new()).outcome(),
+            SesError::Transport(String::new().into()).outcome(),
             Outcome::TransportError
         );
+    }
+
+    #[test]
+    fn an_sdk_failure_keeps_its_cause_as_the_source() {
+        use std::error::Error as _;
+        let sdk: SdkError<aws_sdk_ses::operation::get_send_quota::GetSendQuotaError, HttpResponse> =
+            SdkError::timeout_error(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
+        let err = classify(sdk);
+        assert_eq!(err.outcome(), Outcome::Timeout);
+        let cause = err.source().expect("the cause");
+        let sdk_error = cause.source().expect("the SDK's error, not only its text");
+        let io = sdk_error.source().expect("the SDK keeps its own source");
+        assert_eq!(io.to_string(), "slow");
     }
 }

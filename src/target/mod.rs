@@ -299,7 +299,11 @@ impl Poller {
         }
 
         let watched = Arc::clone(&self.watched);
-        self.ses.policy.telemetry.identities.set(watched.len() as i64);
+        self.ses
+            .policy
+            .telemetry
+            .identities
+            .set(watched.len() as i64);
         self.announce(watched.len());
 
         let ctx = Ctx {

@@ -14,7 +14,7 @@ use tokio::time::sleep;
 use tracing::{debug, info, warn};
 
 use super::limiter::RateLimiter;
-use crate::aws::{Policy, Reply, SesError};
+use crate::aws::{Cause, Policy, Reply, SesError};
 use crate::metrics::TargetTelemetry;
 use crate::model::{Operation, Outcome};
 
@@ -86,10 +86,10 @@ impl Retrying {
         Fut: Future<Output = Result<T, SesError>>,
     {
         let Some(limiter) = self.limiters.get(&op) else {
-            return Err(SesError::Construction(format!(
+            return Err(SesError::Construction(Cause::from(format!(
                 "no rate limiter for {}: the target's account is not known yet",
                 op.as_str()
-            )));
+            ))));
         };
         self.attempts(Some(op), Some(limiter), attempt_once).await
     }
@@ -123,10 +123,10 @@ impl Retrying {
             };
             let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
                 Ok(result) => result,
-                Err(_) => Err(SesError::Timeout(format!(
+                Err(_) => Err(SesError::Timeout(Cause::from(format!(
                     "no answer within {:?}",
                     self.attempt_guard
-                ))),
+                )))),
             };
             // The attempt is over: the next one of this operation is spaced from now,
             // and the backoff below does not hold the limiter.
