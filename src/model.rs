@@ -413,7 +413,7 @@ impl Outcome {
 }
 
 /// How a DNS lookup of the dns collector ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LookupOutcome {
     Ok,
     /// The name does not exist: an answer (the record is missing).

@@ -14,10 +14,13 @@ use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use super::{Collector, Ctx, Outlet, Progress};
+use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Reply, Session, MAX_IDENTITIES_PER_CALL};
-use crate::model::{status_change, IdentityRecord, IdentityType, Observation, Operation, Snapshot};
-use crate::render::{Family, Renderer};
+use crate::model::{
+    status_change, IdentityRecord, IdentityType, Observation, Operation, Snapshot,
+    VerificationStatus,
+};
+use crate::render::{state_set, unix_millis, Family, Line, Renderer};
 
 /// During a long cycle, what was fetched so far is published at most this often, so
 /// a large account's first values do not wait for the whole cycle. A publish
@@ -57,6 +60,89 @@ pub trait Kind: Send + Sync + 'static {
         _records: &Snapshot<Self::Attr>,
     ) {
     }
+}
+
+/// Declares an identity collector from what differs between them: its `Kind` (the
+/// record type, name, operation and the [`Session`] method that calls it, what its
+/// state is called in logs, when an observation is healthy, and optional items such
+/// as [`Kind::rendered`]) and its `REGISTRATION`. The module holds its `FAMILIES`.
+macro_rules! identity_collector {
+    (
+        $kind:ident($attr:ty): $name:literal, $op:ident via $method:ident,
+        logs $what:literal, on by default $on:literal,
+        healthy $healthy:expr,
+        help $help:literal
+        $(, also { $($extra:item)* })? $(,)?
+    ) => {
+        pub struct $kind;
+
+        impl $crate::collector::identity::Kind for $kind {
+            type Attr = $attr;
+            const NAME: &'static str = $name;
+            const OPERATION: $crate::model::Operation = $crate::model::Operation::$op;
+            const OPERATIONS: &'static [$crate::model::Operation] = &[$crate::model::Operation::$op];
+            const WHAT: &'static str = $what;
+            const FAMILIES: &'static [$crate::render::Family<$crate::model::IdentityRecord<$attr>>] =
+                FAMILIES;
+
+            fn fetch<'a>(
+                ses: &'a dyn $crate::aws::Session,
+                batch: &'a [String],
+            ) -> $crate::aws::Reply<'a, std::collections::HashMap<String, $attr>> {
+                ses.$method(batch)
+            }
+
+            fn healthy(a: &$attr) -> bool {
+                let healthy: fn(&$attr) -> bool = $healthy;
+                healthy(a)
+            }
+
+            $($($extra)*)?
+        }
+
+        pub const REGISTRATION: $crate::collector::Registration =
+            $crate::collector::identity::register::<$kind>($on, $help);
+    };
+}
+pub(crate) use identity_collector;
+
+/// The registration of an identity collector `K`: its name, default and help.
+pub const fn register<K: Kind>(enabled_by_default: bool, help: &'static str) -> Registration {
+    Registration {
+        name: K::NAME,
+        enabled_by_default,
+        help,
+        scope: Scope::Target(boxed::<K>),
+    }
+}
+
+fn boxed<K: Kind>(outlet: Outlet) -> Box<dyn Collector> {
+    Box::new(Batched::<K>::new(outlet))
+}
+
+/// The record's attributes, when SES returned the identity.
+pub fn present<A>(record: &IdentityRecord<A>) -> Option<&A> {
+    match &record.observation {
+        Observation::Present(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// When SES last answered for the identity: every identity collector's
+/// `..._last_refresh_timestamp_seconds`.
+pub fn refreshed<A>(record: &IdentityRecord<A>) -> Option<u64> {
+    Some(unix_millis(record.refreshed_at))
+}
+
+/// A `VerificationStatus` as a state set (DKIM and verification status).
+pub fn verification_status(line: &mut Line<'_>, status: &VerificationStatus) {
+    state_set(
+        line,
+        "status",
+        &VerificationStatus::ALL,
+        *status,
+        VerificationStatus::as_str,
+    );
 }
 
 /// One identity collector of one target: its records and its renderer.

@@ -85,11 +85,12 @@ impl<R, V: Hash> Lines<R> for Derived<R, V> {
     }
 }
 
-/// A gauge family of `value` and `write`: the table entry collectors write.
+/// A gauge family of `value` and `write`: the table entry collectors write (the help
+/// last, as it is the longest).
 pub const fn gauge<R, V: Hash + 'static>(
     name: &'static str,
-    help: &'static str,
     lines: &'static Derived<R, V>,
+    help: &'static str,
 ) -> Family<R> {
     Family {
         name,
@@ -366,13 +367,13 @@ pub fn state_set<T: Copy + PartialEq>(
 }
 
 /// Writes an identity's 0/1 sample.
-pub fn flag(line: &mut Line<'_>, value: bool) {
+pub fn flag(line: &mut Line<'_>, value: &bool) {
     use std::fmt::Write as _;
-    let _ = writeln!(line.start(), "\"}} {}", u8::from(value));
+    let _ = writeln!(line.start(), "\"}} {}", u8::from(*value));
 }
 
 /// Writes an identity's time sample, from milliseconds since the epoch.
-pub fn timestamp(line: &mut Line<'_>, millis: u64) {
+pub fn timestamp(line: &mut Line<'_>, millis: &u64) {
     use std::fmt::Write as _;
-    let _ = writeln!(line.start(), "\"}} {}", seconds(millis));
+    let _ = writeln!(line.start(), "\"}} {}", seconds(*millis));
 }

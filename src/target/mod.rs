@@ -306,21 +306,15 @@ impl Poller {
             .set(watched.len() as i64);
         self.announce(watched.len());
 
-        let ctx = Ctx {
-            ses: &self.ses,
-            telemetry: &self.ses.policy.telemetry,
-            watched: &watched,
-            fixed: &self.fixed,
-            account: &resolved.account,
-            labels: &resolved.labels,
-            region: &self.settings.region,
-            plan: Plan {
-                rate: self.settings.rate,
-                spread: (!at_ceiling && self.settings.pacing > 0.0)
-                    .then(|| self.settings.poll_interval.mul_f64(self.settings.pacing)),
-                interval: self.settings.poll_interval,
-            },
-        };
+        let paced = !at_ceiling;
+        let ctx = context(
+            &self.ses,
+            &self.settings,
+            &self.fixed,
+            &watched,
+            &resolved,
+            paced,
+        );
         // Side by side: each collector has its own operations and limiters.
         let ctx = &ctx;
         let progress = join_all(self.collectors.iter_mut().map(|(name, c)| {
@@ -434,6 +428,33 @@ impl crate::supervise::Task for Poller {
         shutdown: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send {
         Poller::run(self, shutdown)
+    }
+}
+
+/// What a cycle's collectors get from their target; `paced`: spread over
+/// `--ses.pacing` of the interval (every cycle but the first with the account known).
+fn context<'a>(
+    ses: &'a Governed<Retrying>,
+    settings: &'a PollerSettings,
+    fixed: &'a [String],
+    watched: &'a Arc<[String]>,
+    resolved: &'a Resolved,
+    paced: bool,
+) -> Ctx<'a> {
+    Ctx {
+        ses,
+        telemetry: &ses.policy.telemetry,
+        watched,
+        fixed,
+        account: &resolved.account,
+        labels: &resolved.labels,
+        region: &settings.region,
+        plan: Plan {
+            rate: settings.rate,
+            spread: (paced && settings.pacing > 0.0)
+                .then(|| settings.poll_interval.mul_f64(settings.pacing)),
+            interval: settings.poll_interval,
+        },
     }
 }
 

@@ -690,20 +690,8 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
         crate::collector::identity::Batched::<crate::collector::mail_from::MailFrom>::new(
             Outlet::new(Arc::clone(&shared.publisher), position, 0),
         );
-    let ctx = Ctx {
-        ses: &p.ses,
-        telemetry: &p.ses.policy.telemetry,
-        watched: &watched,
-        fixed: &p.fixed,
-        account: &resolved.account,
-        labels: &resolved.labels,
-        region: &p.settings.region,
-        plan: Plan {
-            rate: p.settings.rate,
-            spread: None,
-            interval: p.settings.poll_interval,
-        },
-    };
+    // Unpaced: the plan does not matter to `apply` and `publish`.
+    let ctx = context(&p.ses, &p.settings, &p.fixed, &watched, &resolved, false);
     let c = &mut collector;
     let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
     let first: HashMap<_, _> = [(

@@ -261,33 +261,25 @@ impl<D: Dns> Collector<D> {
             Err(o) if o.answered() => Some(false),
             Err(_) => None,
         };
+        // Nothing known yet of a new identity's domain, or of another MAIL FROM domain:
+        // the old verdicts say nothing about it.
+        let fresh = || Checked {
+            domain: done.domain.clone(),
+            labels: Arc::clone(&done.labels),
+            mx: None,
+            spf: None,
+            mx_answered: None,
+            spf_answered: None,
+            mx_outcome,
+            txt_outcome,
+            at: now,
+        };
         let entry = self
             .results
             .entry(done.subject.clone())
-            .or_insert_with(|| Checked {
-                domain: done.domain.clone(),
-                labels: Arc::clone(&done.labels),
-                mx: None,
-                spf: None,
-                mx_answered: None,
-                spf_answered: None,
-                mx_outcome,
-                txt_outcome,
-                at: now,
-            });
+            .or_insert_with(fresh);
         if entry.domain != done.domain {
-            // Another MAIL FROM domain: the old verdicts say nothing about it.
-            *entry = Checked {
-                domain: done.domain.clone(),
-                labels: Arc::clone(&done.labels),
-                mx: None,
-                spf: None,
-                mx_answered: None,
-                spf_answered: None,
-                mx_outcome,
-                txt_outcome,
-                at: now,
-            };
+            *entry = fresh();
         }
         if let (Some(before), Some(now)) = (entry.mx, mx) {
             if before && !now {
@@ -364,61 +356,42 @@ fn labelled(line: &mut Line<'_>, rest: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(rest);
 }
 
+#[rustfmt::skip]
 const FAMILIES: &[Family<Checked>] = &[
-    gauge(
-        "aws_ses_identity_mail_from_mx_correct",
-        "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
-        &Derived {
-            value: |c: &Checked| c.mx,
-            write: |line: &mut Line<'_>, ok: &bool| flag(line, *ok),
-        },
-    ),
-    gauge(
-        "aws_ses_identity_mail_from_spf_correct",
-        "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer.",
-        &Derived {
-            value: |c: &Checked| c.spf,
-            write: |line: &mut Line<'_>, ok: &bool| flag(line, *ok),
-        },
-    ),
-    gauge(
-        "aws_ses_identity_mail_from_dns_lookup",
-        "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error.",
-        &Derived {
-            value: |c: &Checked| Some((c.mx_outcome.as_str(), c.txt_outcome.as_str())),
-            write: |line: &mut Line<'_>, (mx, txt): &(&str, &str)| {
-                for (record, outcome) in [("MX", mx), ("TXT", txt)] {
-                    labelled(line, format_args!(",record=\"{record}\",outcome=\"{outcome}\"}} 1\n"));
-                }
-            },
-        },
-    ),
-    gauge(
-        "aws_ses_identity_mail_from_dns_last_check_timestamp_seconds",
-        "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min).",
-        &Derived {
-            value: |c: &Checked| Some(unix_millis(c.at)),
-            write: |line: &mut Line<'_>, at: &u64| timestamp(line, *at),
-        },
-    ),
-    gauge(
-        "aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds",
-        "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min).",
-        &Derived {
-            value: |c: &Checked| {
-                let times = (c.mx_answered.map(unix_millis), c.spf_answered.map(unix_millis));
-                (times.0.is_some() || times.1.is_some()).then_some(times)
-            },
-            write: |line: &mut Line<'_>, (mx, spf): &(Option<u64>, Option<u64>)| {
-                for (record_type, answered) in [("mx", mx), ("spf", spf)] {
-                    if let Some(t) = answered {
-                        labelled(line, format_args!(",record_type=\"{record_type}\"}} {}\n", render::seconds(*t)));
-                    }
-                }
-            },
-        },
-    ),
+    gauge("aws_ses_identity_mail_from_mx_correct", &Derived { value: |c: &Checked| c.mx, write: flag },
+        "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
+    gauge("aws_ses_identity_mail_from_spf_correct", &Derived { value: |c: &Checked| c.spf, write: flag },
+        "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
+    gauge("aws_ses_identity_mail_from_dns_lookup", &Derived { value: |c: &Checked| Some((c.mx_outcome, c.txt_outcome)), write: lookups },
+        "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error."),
+    gauge("aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", &Derived { value: |c: &Checked| Some(unix_millis(c.at)), write: timestamp },
+        "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min)."),
+    gauge("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds", &Derived { value: answer_times, write: answers },
+        "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min)."),
 ];
+
+/// The outcome of each record type's last lookup.
+fn lookups(line: &mut Line<'_>, (mx, txt): &(Outcome, Outcome)) {
+    for (record, outcome) in [("MX", mx), ("TXT", txt)] {
+        let outcome = outcome.as_str();
+        labelled(line, format_args!(",record=\"{record}\",outcome=\"{outcome}\"}} 1\n"));
+    }
+}
+
+/// When DNS last answered for each verdict; none before the first answer.
+fn answer_times(c: &Checked) -> Option<(Option<u64>, Option<u64>)> {
+    let times = (c.mx_answered.map(unix_millis), c.spf_answered.map(unix_millis));
+    (times.0.is_some() || times.1.is_some()).then_some(times)
+}
+
+fn answers(line: &mut Line<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
+    for (record_type, answered) in [("mx", mx), ("spf", spf)] {
+        if let Some(t) = answered {
+            let at = render::seconds(*t);
+            labelled(line, format_args!(",record_type=\"{record_type}\"}} {at}\n"));
+        }
+    }
+}
 
 /// Renders the results as one part per target, keeping each target's pieces to
 /// reuse the unchanged ones.
@@ -479,11 +452,8 @@ fn render(results: &BTreeMap<Subject, Checked>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::verdict::tests::s;
     use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| (*x).to_owned()).collect()
-    }
 
     #[test]
     fn a_failed_lookup_keeps_the_last_answer_and_never_invents_one() {

@@ -38,10 +38,11 @@ pub fn spf_correct(txts: &[String]) -> bool {
 
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
+    /// Owned strings, as the resolver returns them.
+    pub(in crate::collector::dns) fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
     }
 
