@@ -12,14 +12,9 @@ identity_collector! {
     help "The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).",
 }
 
-type Record = IdentityRecord<DkimAttributes>;
-
 #[rustfmt::skip]
-const FAMILIES: &[Family<Record>] = &[
-    gauge("aws_ses_identity_dkim_enabled", &Derived { value: |r: &Record| present(r).and_then(|a| a.enabled), write: flag },
-        "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not; absent when SES's answer left DkimEnabled out. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_dkim_status", &Derived { value: |r: &Record| present(r).map(|a| a.status), write: verification_status },
-        "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_dkim_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp },
-        "Unix time at which SES last answered GetIdentityDkimAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+const FAMILIES: &[Family<IdentityRecord<DkimAttributes>>] = &[
+    gauge("aws_ses_identity_dkim_enabled", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).and_then(|a| a.enabled), write: flag }, "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not; absent when SES's answer left DkimEnabled out. Cached: fetched from SES by the background poller, not at scrape time."),
+    gauge("aws_ses_identity_dkim_status", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).map(|a| a.status), write: verification_status }, "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
+    gauge("aws_ses_identity_dkim_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityDkimAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
 ];

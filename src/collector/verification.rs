@@ -13,12 +13,8 @@ identity_collector! {
     help "The verification collector: GetIdentityVerificationAttributes, each identity's verification state (off by default: it needs ses:GetIdentityVerificationAttributes).",
 }
 
-type Record = IdentityRecord<Verification>;
-
 #[rustfmt::skip]
-const FAMILIES: &[Family<Record>] = &[
-    gauge("aws_ses_identity_verification_status", &Derived { value: |r: &Record| present(r).map(|a| a.status), write: verification_status },
-        "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp },
-        "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+const FAMILIES: &[Family<IdentityRecord<Verification>>] = &[
+    gauge("aws_ses_identity_verification_status", &Derived { value: |r: &IdentityRecord<Verification>| present(r).map(|a| a.status), write: verification_status }, "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
+    gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
 ];

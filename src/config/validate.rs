@@ -40,17 +40,13 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
     }
 
     let poll_interval = pick_duration(
-        flags.poll_interval.as_deref(),
-        "--poll.interval",
-        file.poll.interval.as_deref(),
-        "poll.interval",
+        ("--poll.interval", flags.poll_interval.as_deref()),
+        ("poll.interval", file.poll.interval.as_deref()),
         DEFAULT_POLL_INTERVAL,
     )?;
     let timeout = pick_duration(
-        flags.ses_timeout.as_deref(),
-        "--ses.timeout",
-        file.ses.timeout.as_deref(),
-        "ses.timeout",
+        ("--ses.timeout", flags.ses_timeout.as_deref()),
+        ("ses.timeout", file.ses.timeout.as_deref()),
         DEFAULT_SES_TIMEOUT,
     )?;
     let rate = match (flags.ses_rate, file.ses.rate) {
@@ -65,10 +61,11 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
     };
 
     let discovery_interval = pick_duration(
-        flags.discovery_interval.as_deref(),
-        "--discovery.interval",
-        file.discovery.as_ref().and_then(|d| d.interval.as_deref()),
-        "discovery.interval",
+        ("--discovery.interval", flags.discovery_interval.as_deref()),
+        (
+            "discovery.interval",
+            file.discovery.as_ref().and_then(|d| d.interval.as_deref()),
+        ),
         DEFAULT_DISCOVERY_INTERVAL,
     )?;
     let top_discovery = file.discovery.unwrap_or_default();
@@ -334,10 +331,11 @@ fn validate_targets(
         } else {
             let raw_discovery = t.discovery.unwrap_or_default();
             let interval = pick_duration(
-                discovery_interval_flag,
-                "--discovery.interval",
-                raw_discovery.interval.as_deref(),
-                &key("discovery.interval"),
+                ("--discovery.interval", discovery_interval_flag),
+                (
+                    &key("discovery.interval"),
+                    raw_discovery.interval.as_deref(),
+                ),
                 DEFAULT_DISCOVERY_INTERVAL,
             )?;
             selection(
@@ -374,11 +372,11 @@ fn parse_nameserver(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
         })
 }
 
+/// The flag's duration if given, else the file's, else `default`; each pair is
+/// (where it was set, for the error, and its text).
 fn pick_duration(
-    flag: Option<&str>,
-    flag_name: &str,
-    file: Option<&str>,
-    key: &str,
+    (flag_name, flag): (&str, Option<&str>),
+    (key, file): (&str, Option<&str>),
     default: Duration,
 ) -> Result<Duration, ConfigError> {
     match (flag, file) {

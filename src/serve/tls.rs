@@ -276,6 +276,29 @@ pub fn probe_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
     )
 }
 
+/// The handshake-signature checks both permissive verifiers share: the certificate
+/// is taken as it is, but the peer must still hold its key. (The two verifier traits
+/// have these methods alike but are different traits.)
+macro_rules! signature_checks {
+    ($($check:ident),*) => {
+        $(
+            // Each method calls rustls' function of the same name.
+            fn $check(
+                &self,
+                message: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                rustls::crypto::$check(message, cert, dss, &self.algorithms)
+            }
+        )*
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
 #[derive(Debug)]
 struct AnyServerCert {
     algorithms: WebPkiSupportedAlgorithms,
@@ -293,27 +316,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    signature_checks!(verify_tls12_signature, verify_tls13_signature);
 }
 
 /// RequestClientCert and RequireAnyClientCert: any certificate is taken, but the
@@ -342,27 +345,7 @@ impl ClientCertVerifier for AnyClientCert {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    signature_checks!(verify_tls12_signature, verify_tls13_signature);
 }
 
 /// `client_allowed_sans`: after the inner verifier accepts the chain, the client

@@ -111,6 +111,14 @@ impl SesApi for Arc<Script> {
     }
 }
 
+impl Script {
+    /// Queues an answer of GetIdentityMailFromDomainAttributes holding one identity.
+    fn answer(&self, identity: &str, attributes: MailFromAttributes) {
+        let answer = HashMap::from([(identity.to_owned(), attributes)]);
+        self.answers.lock().unwrap().push_back(Ok(answer));
+    }
+}
+
 fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
     MailFromAttributes {
         domain: Some(domain.into()),
@@ -135,12 +143,16 @@ impl Shared {
     }
 }
 
-fn poller(script: &Arc<Script>, fixed: &[&str]) -> (Poller, Arc<Shared>) {
+fn poller(script: &Arc<Script>, fixed: &[impl AsRef<str>]) -> (Poller, Arc<Shared>) {
     poller_with(script, fixed, &["mail_from"])
 }
 
 /// A target with the collectors `collectors` on.
-fn poller_with(script: &Arc<Script>, fixed: &[&str], collectors: &[&str]) -> (Poller, Arc<Shared>) {
+fn poller_with(
+    script: &Arc<Script>,
+    fixed: &[impl AsRef<str>],
+    collectors: &[&str],
+) -> (Poller, Arc<Shared>) {
     let shared = Arc::new(Shared {
         publisher: Arc::new(Publisher::new()),
         telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
@@ -149,7 +161,7 @@ fn poller_with(script: &Arc<Script>, fixed: &[&str], collectors: &[&str]) -> (Po
         index: 0,
         region: "us-east-1".into(),
         provisional_account: String::new(),
-        fixed: fixed.iter().map(|s| s.to_string()).collect(),
+        fixed: fixed.iter().map(|s| s.as_ref().to_owned()).collect(),
         discovery: None,
         poll_interval: Duration::from_secs(60),
         rate: 1.0,
@@ -184,6 +196,39 @@ fn target_value(shared: &Shared, name: &str) -> i64 {
         .expect("a number")
 }
 
+/// `n` identities `d000.example.com`, `d001.example.com`, ...
+fn domains(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("d{i:03}.example.com")).collect()
+}
+
+fn assert_no_overruns(shared: &Shared) {
+    assert_eq!(
+        target_value(shared, "aws_ses_exporter_poll_overruns_total"),
+        0
+    );
+}
+
+/// A target watching `fixed` whose first MAIL FROM answer holds one identity.
+fn answering(
+    identity: &str,
+    attributes: MailFromAttributes,
+    fixed: &[&str],
+) -> (Arc<Script>, Poller, Arc<Shared>) {
+    let script = Arc::new(Script::default());
+    script.answer(identity, attributes);
+    let (p, shared) = poller(&script, fixed);
+    (script, p, shared)
+}
+
+/// Runs the target's loop for `time` (paused time: at once), then stops it.
+async fn run_for(mut p: Poller, time: Duration) {
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { p.run(rx).await });
+    sleep(time).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+}
+
 fn throttled() -> SesError {
     SesError::Throttled {
         code: "Throttling".into(),
@@ -197,8 +242,7 @@ async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
     let names: Vec<String> = (0..100).map(|i| format!("id-{i:03}.example.com")).collect();
     let bad = names[37].clone();
     *script.invalid.lock().unwrap() = Some(bad.clone());
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (mut p, shared) = poller(&script, &refs);
+    let (mut p, shared) = poller(&script, &names);
 
     p.cycle().await;
     let calls = script.calls.lock().unwrap().len();
@@ -293,8 +337,7 @@ async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_to
 #[tokio::test(start_paused = true)]
 async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
     let script = Arc::new(Script::default());
-    let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let ids = domains(250);
     {
         let mut answers = script.answers.lock().unwrap();
         answers.push_back(Ok(HashMap::new()));
@@ -302,7 +345,7 @@ async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
         answers.push_back(Ok(HashMap::new()));
         answers.push_back(Ok(HashMap::new()));
     }
-    let (mut p, shared) = poller(&script, &refs);
+    let (mut p, shared) = poller(&script, &ids);
     p.cycle().await;
     let calls = script.calls.lock().unwrap();
     assert_eq!(
@@ -320,14 +363,8 @@ async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_batch_keeps_the_last_values() {
-    let script = Arc::new(Script::default());
-    let mut first = HashMap::new();
-    first.insert(
-        "example.com".to_string(),
-        ok("mail.example.com", MailFromStatus::Failed),
-    );
-    script.answers.lock().unwrap().push_back(Ok(first));
-    let (mut p, shared) = poller(&script, &["example.com"]);
+    let failed = ok("mail.example.com", MailFromStatus::Failed);
+    let (script, mut p, shared) = answering("example.com", failed, &["example.com"]);
     p.cycle().await;
     let before = p.records().clone();
     assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
@@ -353,14 +390,10 @@ async fn a_failed_batch_keeps_the_last_values() {
 
 #[tokio::test(start_paused = true)]
 async fn omitted_identities_are_missing_and_domains_match_any_case() {
-    let script = Arc::new(Script::default());
-    let mut answer = HashMap::new();
-    answer.insert(
-        "Example.COM".to_string(),
-        ok("mail.example.com", MailFromStatus::Success),
-    );
-    script.answers.lock().unwrap().push_back(Ok(answer));
-    let (mut p, _) = poller(&script, &["example.com", "gone.example.org"]);
+    // SES echoes the domain in another case.
+    let success = ok("mail.example.com", MailFromStatus::Success);
+    let listed = ["example.com", "gone.example.org"];
+    let (_script, mut p, _) = answering("Example.COM", success, &listed);
     p.cycle().await;
     assert!(matches!(
         p.records()["example.com"].observation,
@@ -449,15 +482,10 @@ async fn client_errors_are_not_retried() {
 async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
     let script = Arc::new(Script::default());
     // 250 identities at 1 request/s: a cycle takes about 3 s, the interval is 1 s.
-    let ids: Vec<String> = (0..250).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (mut p, shared) = poller(&script, &refs);
+    let ids = domains(250);
+    let (mut p, shared) = poller(&script, &ids);
     p.settings.poll_interval = Duration::from_secs(1);
-    let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(async move { p.run(rx).await });
-    sleep(Duration::from_secs(20)).await;
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    run_for(p, Duration::from_secs(20)).await;
     let calls = script.calls.lock().unwrap();
     // Back to back: every call about 1.02 s after the previous, no idle gap.
     for pair in calls.windows(2) {
@@ -474,12 +502,8 @@ async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
 #[tokio::test(start_paused = true)]
 async fn cycles_run_start_to_start() {
     let script = Arc::new(Script::default());
-    let (mut p, shared) = poller(&script, &["example.com"]);
-    let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(async move { p.run(rx).await });
-    sleep(Duration::from_secs(185)).await;
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    let (p, shared) = poller(&script, &["example.com"]);
+    run_for(p, Duration::from_secs(185)).await;
     let calls = script.calls.lock().unwrap();
     // Cycles at 0, 60, 120 and 180 s.
     assert_eq!(calls.len(), 4);
@@ -490,20 +514,16 @@ async fn cycles_run_start_to_start() {
             "{gap:?}"
         );
     }
-    assert_eq!(
-        target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
-        0
-    );
+    assert_no_overruns(&shared);
 }
 
 #[tokio::test(start_paused = true)]
 async fn collectors_of_a_target_run_side_by_side_each_on_its_own_limiter() {
     let script = Arc::new(Script::default());
-    let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let ids = domains(300);
     let (mut p, shared) = poller_with(
         &script,
-        &refs,
+        &ids,
         &["mail_from", "dkim", "verification", "quota"],
     );
     let started = Instant::now();
@@ -586,9 +606,8 @@ fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
 #[tokio::test(start_paused = true)]
 async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
     let script = Arc::new(Script::default());
-    let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (p, shared) = poller(&script, &refs);
+    let ids = domains(500);
+    let (p, shared) = poller(&script, &ids);
     assert_eq!(p.settings.pacing, 0.8);
     assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
     let ceiling = Duration::from_millis(1020);
@@ -631,18 +650,14 @@ async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interva
     assert_eq!(first, 1.0, "the ceiling, --ses.rate");
     assert!((second - 5.0 / 48.0).abs() < 1e-9, "{second}");
     assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
-    assert_eq!(
-        target_value(&shared, "aws_ses_exporter_poll_overruns_total"),
-        0
-    );
+    assert_no_overruns(&shared);
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_pacing_every_cycle_runs_at_the_ceiling() {
     let script = Arc::new(Script::default());
-    let ids: Vec<String> = (0..500).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (mut p, shared) = poller(&script, &refs);
+    let ids = domains(500);
+    let (mut p, shared) = poller(&script, &ids);
     p.settings.pacing = 0.0;
     for cycle in ["first", "second", "third"] {
         let gaps = cycle_gaps(&mut p, &script).await;
@@ -656,9 +671,8 @@ async fn without_pacing_every_cycle_runs_at_the_ceiling() {
 async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
     let script = Arc::new(Script::default());
     *script.sts_refusals.lock().unwrap() = 1;
-    let ids: Vec<String> = (0..300).map(|i| format!("d{i:03}.example.com")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (p, shared) = poller(&script, &refs);
+    let ids = domains(300);
+    let (p, shared) = poller(&script, &ids);
     assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
     let cycles = gaps_per_cycle(p, &script, 170).await;
     assert!(cycles[0].is_empty(), "STS refused: no SES call");
