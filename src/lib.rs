@@ -20,8 +20,9 @@
 //!   the bodies of SES's answers read from the raw XML, so an omitted field stays unknown.
 //! - [`target`]: the loop of one target (an AWS account and region): schedule, STS
 //!   resolve, discovery, its collectors side by side. [`target::limiter`] spaces every
-//!   attempt per (account, region, operation); [`target::retry`] wraps the session
-//!   with retries and backoff, every attempt through the limiter.
+//!   attempt per (account, region, operation); [`target::retry`] is the policy
+//!   the door applies to every call: retries and backoff, every attempt through the
+//!   limiter.
 //! - [`collector`]: one file per collector, registered in one list
 //!   ([`collector::REGISTRY`]): [`collector::mail_from`], [`collector::dkim`],
 //!   [`collector::verification`] (sharing the batching of [`collector::identity`]),
@@ -261,14 +262,5 @@ impl supervise::Watcher for SingletonWatch {
 
     fn restarted(&mut self) {
         self.telemetry.set_task_up(self.task, true);
-    }
-}
-
-/// Resolves when a shutdown is asked for on `rx`, or when no one can ask any more.
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }

@@ -9,12 +9,78 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Whether an identity is a domain or an email address. SES decides this from the
-/// shape of the name (an `@` makes it an address); so do we.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IdentityType {
-    Domain,
-    EmailAddress,
+/// A label enum: each variant beside the text that is its label value (and, for
+/// SES's enums, its value on the wire; the variant's own name where none is given),
+/// written once, so `ALL`, `as_str` and `parse` cannot disagree. `parse else V`
+/// reads SES's text, a value this build does not know becoming `V`, and gives
+/// `Display` (the same text).
+macro_rules! label_enum {
+    (@text $variant:ident) => { stringify!($variant) };
+    (@text $variant:ident $text:literal) => { $text };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident $(= $text:literal)?,)+
+        }
+        parse else $fallback:ident
+    ) => {
+        label_enum! {
+            $(#[$meta])*
+            pub enum $name {
+                $($(#[$vmeta])* $variant $(= $text)?,)+
+            }
+        }
+
+        impl $name {
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $(label_enum!(@text $variant $($text)?) => $name::$variant,)+
+                    _ => $name::$fallback,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident $(= $text:literal)?,)+
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order the exposition lists them (a state
+            /// set's lines, a counter's series).
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => label_enum!(@text $variant $($text)?),)+
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// Whether an identity is a domain or an email address (the `identity_type`
+    /// label, with the values SES uses in `ListIdentities`). SES decides this from
+    /// the shape of the name (an `@` makes it an address); so do we.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum IdentityType {
+        Domain,
+        EmailAddress,
+    }
 }
 
 impl IdentityType {
@@ -25,104 +91,34 @@ impl IdentityType {
             IdentityType::Domain
         }
     }
-
-    /// The value SES uses for this type in `ListIdentities`, reused as label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdentityType::Domain => "Domain",
-            IdentityType::EmailAddress => "EmailAddress",
-        }
-    }
 }
 
-/// `MailFromDomainStatus`. `Unknown` stands for any value this build does not know
-/// (the SDK maps a missing or new value to its own `Unknown` variant); it is exported
-/// as such rather than guessed, because a guessed `Success` would hide an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MailFromStatus {
-    Pending,
-    Success,
-    Failed,
-    TemporaryFailure,
-    Unknown,
+label_enum! {
+    /// `MailFromDomainStatus`. `Unknown` stands for any value this build does not know
+    /// (the SDK maps a missing or new value to its own `Unknown` variant); it is exported
+    /// as such rather than guessed, because a guessed `Success` would hide an outage.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum MailFromStatus {
+        Pending,
+        Success,
+        Failed,
+        TemporaryFailure,
+        Unknown,
+    }
+    parse else Unknown
 }
 
-impl MailFromStatus {
-    /// Every state, in the order the state set is exported.
-    pub const ALL: [MailFromStatus; 5] = [
-        MailFromStatus::Pending,
-        MailFromStatus::Success,
-        MailFromStatus::Failed,
-        MailFromStatus::TemporaryFailure,
-        MailFromStatus::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MailFromStatus::Pending => "Pending",
-            MailFromStatus::Success => "Success",
-            MailFromStatus::Failed => "Failed",
-            MailFromStatus::TemporaryFailure => "TemporaryFailure",
-            MailFromStatus::Unknown => "Unknown",
-        }
+label_enum! {
+    /// `BehaviorOnMXFailure`: what SES does with mail while the MAIL FROM domain is not
+    /// in `Success`. `Unknown` when SES sent no or an unrecognised value: exported as its
+    /// own state, because claiming one of the others would be inventing it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum BehaviorOnMxFailure {
+        UseDefaultValue,
+        RejectMessage,
+        Unknown,
     }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "Pending" => MailFromStatus::Pending,
-            "Success" => MailFromStatus::Success,
-            "Failed" => MailFromStatus::Failed,
-            "TemporaryFailure" => MailFromStatus::TemporaryFailure,
-            _ => MailFromStatus::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for MailFromStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `BehaviorOnMXFailure`: what SES does with mail while the MAIL FROM domain is not
-/// in `Success`. `Unknown` when SES sent no or an unrecognised value: exported as its
-/// own state, because claiming one of the others would be inventing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BehaviorOnMxFailure {
-    UseDefaultValue,
-    RejectMessage,
-    Unknown,
-}
-
-impl BehaviorOnMxFailure {
-    /// Every state, in the order the state set is exported.
-    pub const ALL: [BehaviorOnMxFailure; 3] = [
-        BehaviorOnMxFailure::UseDefaultValue,
-        BehaviorOnMxFailure::RejectMessage,
-        BehaviorOnMxFailure::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BehaviorOnMxFailure::UseDefaultValue => "UseDefaultValue",
-            BehaviorOnMxFailure::RejectMessage => "RejectMessage",
-            BehaviorOnMxFailure::Unknown => "Unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "UseDefaultValue" => BehaviorOnMxFailure::UseDefaultValue,
-            "RejectMessage" => BehaviorOnMxFailure::RejectMessage,
-            _ => BehaviorOnMxFailure::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for BehaviorOnMxFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    parse else Unknown
 }
 
 /// What SES returned for one identity. SES sends the domain and its status when a
@@ -227,57 +223,20 @@ impl fmt::Display for MailFromAttributes {
     }
 }
 
-/// `VerificationStatus`, the type SES uses both for an identity's verification and
-/// for its DKIM verification. `Unknown` stands for a value this build does not know
-/// (or none); it is exported as such, never guessed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VerificationStatus {
-    Pending,
-    Success,
-    Failed,
-    TemporaryFailure,
-    NotStarted,
-    Unknown,
-}
-
-impl VerificationStatus {
-    /// Every state, in the order the state set is exported.
-    pub const ALL: [VerificationStatus; 6] = [
-        VerificationStatus::Pending,
-        VerificationStatus::Success,
-        VerificationStatus::Failed,
-        VerificationStatus::TemporaryFailure,
-        VerificationStatus::NotStarted,
-        VerificationStatus::Unknown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerificationStatus::Pending => "Pending",
-            VerificationStatus::Success => "Success",
-            VerificationStatus::Failed => "Failed",
-            VerificationStatus::TemporaryFailure => "TemporaryFailure",
-            VerificationStatus::NotStarted => "NotStarted",
-            VerificationStatus::Unknown => "Unknown",
-        }
+label_enum! {
+    /// `VerificationStatus`, the type SES uses both for an identity's verification and
+    /// for its DKIM verification. `Unknown` stands for a value this build does not know
+    /// (or none); it is exported as such, never guessed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum VerificationStatus {
+        Pending,
+        Success,
+        Failed,
+        TemporaryFailure,
+        NotStarted,
+        Unknown,
     }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "Pending" => VerificationStatus::Pending,
-            "Success" => VerificationStatus::Success,
-            "Failed" => VerificationStatus::Failed,
-            "TemporaryFailure" => VerificationStatus::TemporaryFailure,
-            "NotStarted" => VerificationStatus::NotStarted,
-            _ => VerificationStatus::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for VerificationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    parse else Unknown
 }
 
 /// What `GetIdentityDkimAttributes` says about one identity.
@@ -345,109 +304,48 @@ pub struct TargetDomains {
 
 // ---------------------------------------------------------------- label enums
 
-/// The SES API operations the exporter calls; each has its own rate limit at AWS,
-/// and so its own limiter and its own label value (`operation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    ListIdentities,
-    GetIdentityMailFromDomainAttributes,
-    GetIdentityDkimAttributes,
-    GetIdentityVerificationAttributes,
-    GetSendQuota,
-    GetAccountSendingEnabled,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 6] = [
-        Operation::ListIdentities,
-        Operation::GetIdentityMailFromDomainAttributes,
-        Operation::GetIdentityDkimAttributes,
-        Operation::GetIdentityVerificationAttributes,
-        Operation::GetSendQuota,
-        Operation::GetAccountSendingEnabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::ListIdentities => "ListIdentities",
-            Operation::GetIdentityMailFromDomainAttributes => "GetIdentityMailFromDomainAttributes",
-            Operation::GetIdentityDkimAttributes => "GetIdentityDkimAttributes",
-            Operation::GetIdentityVerificationAttributes => "GetIdentityVerificationAttributes",
-            Operation::GetSendQuota => "GetSendQuota",
-            Operation::GetAccountSendingEnabled => "GetAccountSendingEnabled",
-        }
+label_enum! {
+    /// The SES API operations the exporter calls; each has its own rate limit at AWS,
+    /// and so its own limiter and its own label value (`operation`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Operation {
+        ListIdentities,
+        GetIdentityMailFromDomainAttributes,
+        GetIdentityDkimAttributes,
+        GetIdentityVerificationAttributes,
+        GetSendQuota,
+        GetAccountSendingEnabled,
     }
 }
 
-/// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Success,
-    Throttled,
-    ClientError,
-    ServerError,
-    Timeout,
-    TransportError,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Success,
-        Outcome::Throttled,
-        Outcome::ClientError,
-        Outcome::ServerError,
-        Outcome::Timeout,
-        Outcome::TransportError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Throttled => "throttled",
-            Outcome::ClientError => "client_error",
-            Outcome::ServerError => "server_error",
-            Outcome::Timeout => "timeout",
-            Outcome::TransportError => "transport_error",
-        }
+label_enum! {
+    /// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Outcome {
+        Success = "success", Throttled = "throttled",
+        ClientError = "client_error", ServerError = "server_error",
+        Timeout = "timeout", TransportError = "transport_error",
     }
 }
 
-/// How a DNS lookup of the dns collector ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LookupOutcome {
-    Ok,
-    /// The name does not exist: an answer (the record is missing).
-    NxDomain,
-    /// The name exists without this record type: an answer (the record is missing).
-    NoRecords,
-    /// The server failed: no answer; the last one stands.
-    ServFail,
-    Timeout,
-    /// Anything else (refused, network error): no answer.
-    Error,
+label_enum! {
+    /// How a DNS lookup of the dns collector ended; the `outcome` label.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum LookupOutcome {
+        Ok = "ok",
+        /// The name does not exist: an answer (the record is missing).
+        NxDomain = "nxdomain",
+        /// The name exists without this record type: an answer (the record is missing).
+        NoRecords = "no_records",
+        /// The server failed: no answer; the last one stands.
+        ServFail = "servfail",
+        Timeout = "timeout",
+        /// Anything else (refused, network error): no answer.
+        Error = "error",
+    }
 }
 
 impl LookupOutcome {
-    pub const ALL: [LookupOutcome; 6] = [
-        LookupOutcome::Ok,
-        LookupOutcome::NxDomain,
-        LookupOutcome::NoRecords,
-        LookupOutcome::ServFail,
-        LookupOutcome::Timeout,
-        LookupOutcome::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LookupOutcome::Ok => "ok",
-            LookupOutcome::NxDomain => "nxdomain",
-            LookupOutcome::NoRecords => "no_records",
-            LookupOutcome::ServFail => "servfail",
-            LookupOutcome::Timeout => "timeout",
-            LookupOutcome::Error => "error",
-        }
-    }
-
     /// Whether DNS answered: the record's presence or absence is known.
     pub fn answered(self) -> bool {
         matches!(
@@ -456,9 +354,6 @@ impl LookupOutcome {
         )
     }
 }
-
-/// The record types looked up; the `record` label.
-pub const RECORDS: [&str; 2] = ["MX", "TXT"];
 
 /// The record types the dns collector looks up; the `record` label.
 pub const DNS_RECORD_TYPES: [&str; 2] = ["MX", "TXT"];

@@ -18,8 +18,6 @@ use tokio::sync::{watch, Mutex};
 use tokio::time::{sleep, Instant};
 use tracing::error;
 
-use crate::stopped;
-
 /// The first wait before a restart; doubled for each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before a restart.
@@ -112,6 +110,15 @@ fn panic_text(payload: Box<dyn Any + Send>) -> String {
         Err(payload) => payload
             .downcast_ref::<&str>()
             .map_or_else(|| "(no message)".to_owned(), |s| (*s).to_owned()),
+    }
+}
+
+/// Resolves when a shutdown is asked for on `rx`, or when no one can ask any more.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 

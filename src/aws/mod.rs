@@ -5,8 +5,10 @@
 //! it over `aws-sdk-ses`/`aws-sdk-sts` and turns SDK errors into [`SesError`] kinds;
 //! [`wire`] reads the bodies of SES's answers from the raw XML.
 //!
-//! A new SES operation is a method here, its [`sdk::AwsSes`] implementation (and its
-//! [`crate::model::Operation`] value), and the double's answer to it.
+//! A new SES operation is its methods here ([`SesApi`], [`Session`], the blanket
+//! impl, [`Governed`]), its [`sdk::AwsSes`] call, its [`wire`] parse, its
+//! [`crate::model::Operation`] value and the double's answer: docs/architecture.md
+//! lists every place, the IAM policy's included.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,7 +24,8 @@ pub mod wire;
 
 pub use sdk::AwsSes;
 
-/// The most identities `GetIdentityMailFromDomainAttributes` takes in one call.
+/// The most identities one `GetIdentity*Attributes` call takes (MAIL FROM, DKIM
+/// and verification alike).
 pub const MAX_IDENTITIES_PER_CALL: usize = 100;
 /// The largest page `ListIdentities` returns.
 pub const LIST_PAGE_SIZE: i32 = 1000;

@@ -35,55 +35,65 @@ pub enum WireError {
 
 /// `GetIdentityMailFromDomainAttributes`: identity → its MAIL FROM attributes.
 pub fn mail_from(body: &str) -> Result<HashMap<String, MailFromAttributes>, WireError> {
-    let doc = Document::parse(body)?;
-    let out = entries(
-        &doc,
+    attribute_map(
+        body,
         "GetIdentityMailFromDomainAttributes",
         "MailFromDomainAttributes",
-    )?
-    .map(|(identity, value)| {
-        let attrs = MailFromAttributes {
-            domain: text(value, "MailFromDomain")
-                .filter(|d| !d.is_empty())
-                .map(str::to_owned),
-            status: text(value, "MailFromDomainStatus").map(MailFromStatus::parse),
-            behavior: text(value, "BehaviorOnMXFailure")
-                .map_or(BehaviorOnMxFailure::Unknown, BehaviorOnMxFailure::parse),
-        };
-        Ok((identity, attrs))
-    })
-    .collect();
-    out
+        |value| {
+            Ok(MailFromAttributes {
+                domain: text(value, "MailFromDomain")
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+                status: text(value, "MailFromDomainStatus").map(MailFromStatus::parse),
+                behavior: text(value, "BehaviorOnMXFailure")
+                    .map_or(BehaviorOnMxFailure::Unknown, BehaviorOnMxFailure::parse),
+            })
+        },
+    )
 }
 
 /// `GetIdentityDkimAttributes`: identity → whether DKIM signs and its status.
 pub fn dkim(body: &str) -> Result<HashMap<String, DkimAttributes>, WireError> {
-    let doc = Document::parse(body)?;
-    let out = entries(&doc, "GetIdentityDkimAttributes", "DkimAttributes")?
-        .map(|(identity, value)| {
-            let attrs = DkimAttributes {
+    attribute_map(
+        body,
+        "GetIdentityDkimAttributes",
+        "DkimAttributes",
+        |value| {
+            Ok(DkimAttributes {
                 enabled: boolean(value, "DkimEnabled")?,
                 status: status(value, "DkimVerificationStatus"),
-            };
-            Ok((identity, attrs))
-        })
-        .collect();
-    out
+            })
+        },
+    )
 }
 
 /// `GetIdentityVerificationAttributes`: identity → its verification status.
 pub fn verification(body: &str) -> Result<HashMap<String, Verification>, WireError> {
-    let doc = Document::parse(body)?;
-    let out = entries(
-        &doc,
+    attribute_map(
+        body,
         "GetIdentityVerificationAttributes",
         "VerificationAttributes",
-    )?
-    .map(|(identity, value)| {
-        let status = status(value, "VerificationStatus");
-        Ok((identity, Verification { status }))
-    })
-    .collect();
+        |value| {
+            Ok(Verification {
+                status: status(value, "VerificationStatus"),
+            })
+        },
+    )
+}
+
+/// An identity-attributes answer: each `entry` of `<map>` in `<action>Result`, its
+/// `value` read by `read`. One unreadable value fails the whole answer (a value
+/// guessed for one identity would be a value invented).
+fn attribute_map<T>(
+    body: &str,
+    action: &str,
+    map: &str,
+    read: impl Fn(Node<'_, '_>) -> Result<T, WireError>,
+) -> Result<HashMap<String, T>, WireError> {
+    let doc = Document::parse(body)?;
+    let out = entries(&doc, action, map)?
+        .map(|(identity, value)| Ok((identity, read(value)?)))
+        .collect();
     out
 }
 

@@ -14,7 +14,8 @@
 //! [`crate::run`], fed by the MAIL FROM collector's domains through the publisher.
 //!
 //! Adding a collector: a file here with its `REGISTRATION`, its name in
-//! `collectors!` below, and the [`Session`] method of any new SES operation.
+//! `collectors!` below, and, for an SES operation the exporter does not call yet,
+//! that operation at the door ([`crate::aws`]; docs/architecture.md lists where).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -25,7 +25,7 @@ use super::body::Chunks;
 use super::router::{plain, Router};
 use super::tracking::{Close, ConnState, Guarded, MAX_REQUEST_BYTES};
 use super::web_config::WebConfig;
-use crate::stopped;
+use crate::supervise::stopped;
 
 /// More header fields than this are refused with 431.
 const MAX_HEADERS: usize = 64;

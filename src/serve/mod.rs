@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::serve::state::Shared;
-use crate::stopped;
+use crate::supervise::stopped;
 use connection::Connection;
 use router::Router;
 use tracking::{Close, Guarded, Registered, Registry, EVICT_QUIET};

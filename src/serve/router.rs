@@ -1,11 +1,11 @@
 //! Every request, from its arrival to its response: the web config's rate limit,
 //! basic auth and headers, the routes (`/`, the telemetry path, `/-/healthy`,
 //! `/-/ready`), content negotiation and gzip, and the scrape's body: what the
-//! poller and the dns collector published, then the exporter's own metrics (a
-//! scrape never calls AWS). The only file of the server that reads [`Shared`]: the
-//! published exposition, the cached tail, the dns collector's pieces, readiness,
-//! and the telemetry, whose connection counter the acceptor and the connections
-//! reach through [`Router::count_connection_closed`].
+//! collectors published (every collector's part, the dns collector's included),
+//! then the exporter's own metrics (a scrape never calls AWS). The only file of the
+//! server that reads [`Shared`]: the published exposition, the cached tail,
+//! readiness, and the telemetry, whose connection counter the acceptor and the
+//! connections reach through [`Router::count_connection_closed`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -187,9 +187,7 @@ impl Router {
                     .unwrap_or_default()
             }
         };
-        let dns = self.shared.dns();
-        let mut tails: Vec<&Piece> = dns.iter().map(|p| &**p).collect();
-        tails.push(&tail);
+        let tails: [&Piece; 1] = [&tail];
         let body = if gzip {
             Chunks::new(cached.gzip_with(&tails))
         } else {

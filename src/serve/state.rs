@@ -102,12 +102,6 @@ impl Shared {
         self.subscriber.body().exposition
     }
 
-    /// Kept for the scrape's tail list: the dns collector's families are part of
-    /// the published body now.
-    pub fn dns(&self) -> Arc<Vec<Arc<Piece>>> {
-        Arc::new(Vec::new())
-    }
-
     pub fn is_ready(&self) -> bool {
         self.subscriber.is_ready()
     }

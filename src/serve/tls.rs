@@ -255,6 +255,7 @@ fn client_verifier(
     Ok(Some(match &settings.client_allowed_sans {
         Some(allowed) => Arc::new(AllowedSans {
             inner: base,
+            algorithms,
             allowed: allowed.clone(),
         }),
         None => base,
@@ -276,9 +277,10 @@ pub fn probe_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
     )
 }
 
-/// The handshake-signature checks both permissive verifiers share: the certificate
-/// is taken as it is, but the peer must still hold its key. (The two verifier traits
-/// have these methods alike but are different traits.)
+/// The handshake-signature checks every verifier here shares, with the provider's
+/// algorithms: the permissive verifiers take the certificate as it is, but the peer
+/// must still hold its key. (The two verifier traits have these methods alike but
+/// are different traits.)
 macro_rules! signature_checks {
     ($($check:ident),*) => {
         $(
@@ -353,6 +355,7 @@ impl ClientCertVerifier for AnyClientCert {
 /// exporter-toolkit does (DNS names, e-mail addresses, IPs, URIs).
 struct AllowedSans {
     inner: Arc<dyn ClientCertVerifier>,
+    algorithms: WebPkiSupportedAlgorithms,
     allowed: Vec<String>,
 }
 
@@ -398,27 +401,9 @@ impl ClientCertVerifier for AllowedSans {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    // The same algorithms the inner verifier checks signatures with (both inner
+    // verifiers are built from one provider), so the wrapper needs not forward.
+    signature_checks!(verify_tls12_signature, verify_tls13_signature);
 }
 
 /// The DNS, e-mail, IP (as text, as Go prints it) and URI SANs of a certificate;

@@ -20,7 +20,7 @@ use crate::metrics::Telemetry;
 use crate::model::{IdentityType, Operation, Snapshot};
 use crate::publish::Publisher;
 use crate::render::target_labels;
-use crate::stopped;
+use crate::supervise::stopped;
 
 pub mod limiter;
 pub mod retry;

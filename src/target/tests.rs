@@ -1,5 +1,6 @@
-//! The target loop with a scripted SES: batching, splitting, retries through the
-//! limiters, discovery, the schedule and pacing.
+//! The target loop with a scripted SES: the identity collectors' batching and
+//! splitting as the loop runs them, retries through the limiters, discovery, the
+//! schedule and pacing.
 
 use super::retry::MAX_ATTEMPTS_OTHER;
 use super::*;

@@ -34,35 +34,26 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-/// Used to wait for a state the exporter reaches on its own schedule (a poll cycle),
-/// which has no other signal than the metrics themselves.
 /// Polls `check` until it gives a value or `timeout` passes; `None` then.
 pub fn wait_for_or<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
             return Some(v);
         }
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+/// Used to wait for a state the exporter reaches on its own schedule (a poll cycle),
+/// which has no other signal than the metrics themselves.
+pub fn wait_for<T>(timeout: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(timeout, check)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 // ---------------------------------------------------------------- HTTP client

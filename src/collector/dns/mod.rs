@@ -29,7 +29,7 @@ use crate::metrics::Telemetry;
 use crate::model::{LookupOutcome as Outcome, TargetDomains};
 use crate::publish::Publisher;
 use crate::render::{self, flag, gauge, timestamp, unix_millis, Derived, Family, Line, Rendered};
-use crate::stopped;
+use crate::supervise::stopped;
 
 pub mod resolver;
 pub mod verdict;

@@ -123,7 +123,7 @@ impl WebState {
             #[cfg(not(unix))]
             let signal = std::future::pending::<Option<()>>();
             tokio::select! {
-                () = crate::stopped(&mut shutdown) => return,
+                () = crate::supervise::stopped(&mut shutdown) => return,
                 _ = signal => {
                     if self.path.is_none() {
                         info!("received SIGHUP; there is no --web.config.file to reload \
