@@ -38,6 +38,16 @@ fn zones() -> serde_json::Value {
     })
 }
 
+/// The `outcome` values of `aws_ses_identity_mail_from_dns_lookup`, a state set.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "nxdomain",
+    "no_records",
+    "servfail",
+    "timeout",
+    "error",
+];
+
 fn lookup(m: &Metrics, identity: &str, record: &str, outcome: &str) -> Option<f64> {
     m.get(&format!(
         "aws_ses_identity_mail_from_dns_lookup{{identity=\"{identity}\",record=\"{record}\",outcome=\"{outcome}\"}}"
@@ -93,6 +103,10 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
         assert_eq!(verdict(&m, "mx", id), mx, "{id} mx\n{}", m.text);
         assert_eq!(verdict(&m, "spf", id), spf, "{id} spf");
         assert_eq!(lookup(&m, id, "MX", outcome), Some(1.0), "{id} MX outcome");
+        // A state set: every other outcome's series is there, at 0.
+        for other in OUTCOMES.iter().filter(|o| **o != outcome) {
+            assert_eq!(lookup(&m, id, "MX", other), Some(0.0), "{id} MX {other}");
+        }
     };
     expect("success-reject.example.com", Some(1.0), Some(1.0), "ok");
     expect("success-default.example.com", Some(0.0), Some(0.0), "ok");

@@ -139,7 +139,7 @@ const FAMILIES: &[Family<Quota>] = &[
     gauge("aws_ses_send_quota_max_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_24_hour_send), write: value },
         "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time."),
     gauge("aws_ses_send_quota_max_send_rate", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_send_rate), write: value },
-        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time."),
+        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out. No unit suffix: emails per second is a limit SES sets, not a measured rate, and Prometheus has no base unit for it (as with the other quota families, whose unit, emails, is in the name). Cached: fetched from SES by the background poller, not at scrape time."),
     gauge("aws_ses_send_quota_sent_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.sent_last_24_hours), write: value },
         "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time."),
     gauge("aws_ses_send_quota_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)), write: time },

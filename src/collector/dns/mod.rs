@@ -363,18 +363,23 @@ const FAMILIES: &[Family<Checked>] = &[
     gauge("aws_ses_identity_mail_from_spf_correct", &Derived { value: |c: &Checked| c.spf, write: flag },
         "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
     gauge("aws_ses_identity_mail_from_dns_lookup", &Derived { value: |c: &Checked| Some((c.mx_outcome, c.txt_outcome)), write: lookups },
-        "1 for the outcome of the last DNS lookup of the identity's custom MAIL FROM domain, by record type (MX, TXT): ok, nxdomain, no_records, servfail, timeout or error."),
+        "How the last DNS lookup of the identity's custom MAIL FROM domain ended, by record type (MX, TXT), as a state set: the series of the last outcome (ok, nxdomain, no_records, servfail, timeout, error) is 1, the others 0."),
     gauge("aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", &Derived { value: |c: &Checked| Some(unix_millis(c.at)), write: timestamp },
         "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min)."),
     gauge("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds", &Derived { value: answer_times, write: answers },
         "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min)."),
 ];
 
-/// The outcome of each record type's last lookup.
+/// The outcome of each record type's last lookup, as a state set: every outcome's
+/// series exists, the last one's is 1. (One series whose `outcome` label changed
+/// would end a series and start another on every change: churn, and a `rate()` or
+/// `changes()` over it sees nothing.)
 fn lookups(line: &mut Line<'_>, (mx, txt): &(Outcome, Outcome)) {
-    for (record, outcome) in [("MX", mx), ("TXT", txt)] {
-        let outcome = outcome.as_str();
-        labelled(line, format_args!(",record=\"{record}\",outcome=\"{outcome}\"}} 1\n"));
+    for (record, last) in [("MX", mx), ("TXT", txt)] {
+        for outcome in Outcome::ALL {
+            let (name, value) = (outcome.as_str(), u8::from(outcome == *last));
+            labelled(line, format_args!(",record=\"{record}\",outcome=\"{name}\"}} {value}\n"));
+        }
     }
 }
 
@@ -479,6 +484,19 @@ mod tests {
         );
         assert!(text.contains(
             "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
+        ));
+        // A state set: every outcome of both record types, one of each at 1.
+        let lookups: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("aws_ses_identity_mail_from_dns_lookup{"))
+            .collect();
+        assert_eq!(lookups.len(), 2 * Outcome::ALL.len(), "{text}");
+        assert_eq!(lookups.iter().filter(|l| l.ends_with(" 1")).count(), 2);
+        assert!(text.contains(
+            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"ok\"} 0"
+        ));
+        assert!(text.contains(
+            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"TXT\",outcome=\"servfail\"} 1"
         ));
         assert!(text.contains("last_check_timestamp_seconds{identity=\"a.example.com\"} 5\n"));
         assert!(
