@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
+.PHONY: mixin mixin-check all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
 
 all: build
 
@@ -53,6 +53,15 @@ $(VENV)/bin/moto_server: requirements-test.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	@touch $@
+
+## Renders the monitoring mixin (mixin/) into the files it generates: the rule file,
+## the PrometheusRule. Commit the result; `mixin-check` (and the tests) fail when a
+## committed file differs from what the mixin renders.
+mixin: venv
+	$(VENV)/bin/python scripts/mixin.py
+
+mixin-check: venv
+	$(VENV)/bin/python scripts/mixin.py --check
 
 ## Runs the exporter against the SES double seeded with identities in every state.
 demo:

@@ -11,7 +11,7 @@
 //!   `promtool test rules`); `keep_firing_for` and expressions are unchanged;
 //! - prometheus.yml: the target becomes the test exporter's address, the intervals
 //!   2s, and the Alertmanager section is dropped (none runs here);
-//! - dashboard expressions: `$identity`, `$aws_account_id`, `$aws_region` → `.+`
+//! - dashboard expressions: `$job`, `$identity`, `$aws_account_id`, `$aws_region` → `.+`
 //!   (the variables' "All" value),
 //!   `$__rate_interval` → `20s` (ten scrape intervals), and a templating query
 //!   `label_values(EXPR, LABEL)` is run as `group by (LABEL) (EXPR)`.
@@ -58,7 +58,8 @@ fn dashboard_queries() -> Vec<String> {
     exprs
         .into_iter()
         .map(|e| {
-            e.replace("$identity", ".+")
+            e.replace("$job", ".+")
+                .replace("$identity", ".+")
                 .replace("$aws_account_id", ".+")
                 .replace("$aws_region", ".+")
                 .replace("$__rate_interval", "20s")
