@@ -3,16 +3,22 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: mixin mixin-check all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
+.PHONY: dist mixin mixin-check all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
 
 all: build
 
 build:
 	$(CARGO) build --locked --bins
 
-## The release binary, built exactly as deploy/docker/Dockerfile builds it.
+## The release binary (the one deploy/docker/Dockerfile packages: `make dist`).
 release:
 	$(CARGO) build --release --locked --bin ses-identity-exporter
+
+## The release binary where deploy/docker/Dockerfile copies it from.
+ARCH := $(shell uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
+dist: release
+	mkdir -p dist/linux-$(ARCH)
+	cp target/release/ses-identity-exporter dist/linux-$(ARCH)/
 
 ## Peak RSS at 10,000 identities (the figure behind the Kubernetes resources).
 measure-rss:

@@ -14,6 +14,11 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 # TLS tests: certificates made with openssl, curl as the client.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The container image test: buildah builds, podman runs (with runc; crun fails on
+# these machines' cgroups).
+command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing test tools: install Debian's ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
@@ -30,6 +35,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
   done
 fi
-for t in promtool prometheus amtool prometheus-alertmanager wrk nginx openssl curl kubectl systemd-analyze node npm; do
+for t in promtool prometheus amtool prometheus-alertmanager wrk nginx openssl curl buildah podman runc kubectl systemd-analyze node npm; do
   command -v "$t" >/dev/null 2>&1 || { echo "test tool $t not found" >&2; exit 1; }
 done
