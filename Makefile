@@ -41,8 +41,9 @@ soak:
 
 ## The whole test suite: installs what it needs (Python tools in .venv, node
 ## packages, Debian's prometheus and alertmanager), then every cargo test: unit,
-## golden, config, moto, SES double, deploy artifacts and a real Prometheus.
-test: test-deps
+## golden, config, moto, SES double, deploy artifacts, a real Prometheus, and the
+## container image, built around the release binary (hence `release` first).
+test: test-deps release
 	$(CARGO) test --locked --all-targets
 
 test-deps: venv node-deps

@@ -68,20 +68,14 @@ const QUOTA_WARNING: &str = "SesSendQuotaNearlyUsed";
 fn severity(name: &str) -> &'static str {
     static RULES: std::sync::OnceLock<BTreeMap<String, &'static str>> = std::sync::OnceLock::new();
     let rules = RULES.get_or_init(|| {
-        let file =
-            std::fs::read_to_string(common::manifest_dir().join("deploy/prometheus/alerts.yml"))
-                .unwrap();
-        let rules: serde_yaml::Value = serde_yaml::from_str(&file).unwrap();
         let mut out = BTreeMap::new();
-        for group in rules["groups"].as_sequence().unwrap() {
-            for rule in group["rules"].as_sequence().unwrap() {
-                let severity = match rule["labels"]["severity"].as_str().unwrap() {
-                    "critical" => "critical",
-                    "warning" => "warning",
-                    other => panic!("severity {other}"),
-                };
-                out.insert(rule["alert"].as_str().unwrap().to_owned(), severity);
-            }
+        for rule in common::shipped_rules() {
+            let severity = match rule["labels"]["severity"].as_str().unwrap() {
+                "critical" => "critical",
+                "warning" => "warning",
+                other => panic!("severity {other}"),
+            };
+            out.insert(rule["alert"].as_str().unwrap().to_owned(), severity);
         }
         out
     });
@@ -106,14 +100,9 @@ fn account_alerts(wanted: &str) -> Vec<&'static str> {
 
 #[test]
 fn the_tables_hold_every_ses_alert_of_the_rule_file() {
-    let file = std::fs::read_to_string(common::manifest_dir().join("deploy/prometheus/alerts.yml"))
-        .unwrap();
-    let rules: serde_yaml::Value = serde_yaml::from_str(&file).unwrap();
-    let shipped: BTreeSet<&str> = rules["groups"]
-        .as_sequence()
-        .unwrap()
+    let rules = common::shipped_rules();
+    let shipped: BTreeSet<&str> = rules
         .iter()
-        .flat_map(|g| g["rules"].as_sequence().unwrap())
         .filter_map(|r| r["alert"].as_str())
         .filter(|a| !a.starts_with("SesExporter"))
         .collect();

@@ -59,19 +59,11 @@ fn promtool_checks_and_unit_tests_the_rules() {
 
 #[test]
 fn every_alert_has_a_unit_test_and_a_runbook_entry() {
-    let rules =
-        std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yml")).unwrap();
     let tests =
         std::fs::read_to_string(manifest_dir().join("tests/rules/alerts.test.yml")).unwrap();
     let runbook = std::fs::read_to_string(manifest_dir().join("docs/runbook.md")).unwrap();
-    let rules: serde_yaml::Value = serde_yaml::from_str(&rules).unwrap();
-    let alerts: Vec<&str> = rules["groups"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_sequence().unwrap())
-        .map(|r| r["alert"].as_str().unwrap())
-        .collect();
+    let rules = common::shipped_rules();
+    let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
     assert_eq!(alerts.len(), 29);
     for alert in alerts {
         // A test that expects it to fire, not only to stay quiet.
@@ -136,18 +128,12 @@ fn alertmanager_wait(severity: &str) -> u64 {
 /// rule's and its Alertmanager part the page's or the warning's.
 #[test]
 fn the_semantics_table_and_the_shipped_rules_agree() {
-    let rules: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yml")).unwrap(),
-    )
-    .unwrap();
     let mut shipped = std::collections::BTreeMap::new();
-    for group in rules["groups"].as_sequence().unwrap() {
-        for rule in group["rules"].as_sequence().unwrap() {
-            let name = rule["alert"].as_str().unwrap().to_owned();
-            let severity = rule["labels"]["severity"].as_str().unwrap().to_owned();
-            let r#for = rule["for"].as_str().unwrap_or("0m").to_owned();
-            shipped.insert(name, (severity, r#for));
-        }
+    for rule in common::shipped_rules() {
+        let name = rule["alert"].as_str().unwrap().to_owned();
+        let severity = rule["labels"]["severity"].as_str().unwrap().to_owned();
+        let r#for = rule["for"].as_str().unwrap_or("0m").to_owned();
+        shipped.insert(name, (severity, r#for));
     }
     let doc = std::fs::read_to_string(manifest_dir().join("docs/semantics.md")).unwrap();
     let rows: Vec<Vec<&str>> = doc

@@ -34,6 +34,20 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Every rule of the shipped rule file (deploy/prometheus/alerts.yml, rendered by
+/// the mixin), in file order.
+pub fn shipped_rules() -> Vec<serde_yaml::Value> {
+    let file = std::fs::read_to_string(manifest_dir().join("deploy/prometheus/alerts.yml"))
+        .expect("deploy/prometheus/alerts.yml");
+    let rules: serde_yaml::Value = serde_yaml::from_str(&file).expect("the rule file is YAML");
+    rules["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules").clone())
+        .collect()
+}
+
 /// Polls `check` until it gives a value or `timeout` passes; `None` then.
 pub fn wait_for_or<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
