@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 
-.PHONY: dist mixin mixin-check all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
+.PHONY: chart dist mixin mixin-check all build release measure-rss bench bench-smoke soak test test-deps venv node-deps demo lint deny fmt ci clean-venv
 
 all: build
 
@@ -62,13 +62,20 @@ $(VENV)/bin/moto_server: requirements-test.txt
 	@touch $@
 
 ## Renders the monitoring mixin (mixin/) into the files it generates: the rule file,
-## the PrometheusRule. Commit the result; `mixin-check` (and the tests) fail when a
-## committed file differs from what the mixin renders.
+## the PrometheusRule, the chart's rules and dashboard, both dashboards. Commit the
+## result; `mixin-check` (and the tests) fail when a committed file differs from
+## what the mixin renders.
 mixin: venv
 	$(VENV)/bin/python scripts/mixin.py
 
 mixin-check: venv
 	$(VENV)/bin/python scripts/mixin.py --check
+
+## Lints the Helm chart and renders it with its default values (Helm's engine from
+## helm-python-sdk: Debian has no helm). tests/chart.rs checks what it renders.
+chart: venv
+	$(VENV)/bin/python scripts/helm.py lint charts/ses-identity-exporter
+	$(VENV)/bin/python scripts/helm.py render charts/ses-identity-exporter
 
 ## Runs the exporter against the SES double seeded with identities in every state.
 demo:

@@ -28,6 +28,14 @@ local yaml(value) = std.manifestYamlDoc(value, indent_array_in_object=true, quot
       spec: mixin.prometheusAlerts,
     }),
 
+  // The Helm chart's copies (Helm reads files only inside the chart): its
+  // PrometheusRule's spec, through .Files.Get so Helm leaves {{ $labels }} alone,
+  // and the dashboard its ConfigMap carries for the Grafana sidecar.
+  'charts/ses-identity-exporter/files/rules.yaml':
+    header('the same rules as deploy/prometheus/alerts.yml; the chart\'s PrometheusRule spec')
+    + yaml(mixin.prometheusAlerts),
+  'charts/ses-identity-exporter/files/ses-identity-exporter.json': json(mixin.grafanaDashboards['ses-identity-exporter.json']),
+
   // JSON has no comments: the files say where they come from in docs/ and here.
   'dashboards/ses-identity-exporter.json': json(mixin.grafanaDashboards['ses-identity-exporter.json']),
   'dashboards/grafana.com/ses-identity-exporter.json': json(mixin.grafanaDotComDashboards['ses-identity-exporter.json']),

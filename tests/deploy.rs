@@ -8,19 +8,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use common::k8s::{self, find, output_text as text, venv_tool as tool};
 use common::manifest_dir;
-
-fn tool(name: &str) -> PathBuf {
-    let venv = manifest_dir().join(".venv/bin").join(name);
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from(name)
-    }
-}
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
@@ -29,14 +20,6 @@ fn run(cmd: &mut Command) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("{shown}: {e} (run `make test-deps`)"));
     out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -219,70 +202,14 @@ fn the_prometheusrule_carries_exactly_the_rule_file() {
 fn kustomize(dir: &str) -> Vec<serde_yaml::Value> {
     let out = run(Command::new("kubectl").args(["kustomize", dir]));
     assert_ok(&out, "kubectl kustomize");
-    let rendered = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&rendered)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
-}
-
-fn to_yaml(docs: &[&serde_yaml::Value]) -> String {
-    docs.iter()
-        .map(|d| serde_yaml::to_string(d).unwrap())
-        .collect::<Vec<_>>()
-        .join("---\n")
+    k8s::parse_stream(&String::from_utf8(out.stdout).unwrap())
 }
 
 fn validate_kustomization(dir: &str) -> Vec<serde_yaml::Value> {
     let docs = kustomize(dir);
-    let (crds, core): (Vec<&serde_yaml::Value>, Vec<&serde_yaml::Value>) =
-        docs.iter().partition(|d| {
-            d["apiVersion"]
-                .as_str()
-                .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
-        });
-    assert_eq!(crds.len(), 2, "ServiceMonitor and PrometheusRule");
-    let tmp = tempfile::tempdir().unwrap();
-    let core_file = tmp.path().join("core.yaml");
-    std::fs::write(&core_file, to_yaml(&core)).unwrap();
-    let out = run(Command::new(tool("kubernetes-validate"))
-        .arg("--strict")
-        .arg(&core_file));
-    assert_ok(&out, "kubernetes-validate --strict");
-    let report = text(&out);
-    assert!(
-        !report.contains("WARN") && !report.contains("ERROR"),
-        "{report}"
-    );
-    assert_eq!(
-        report.matches(" passed for resource ").count(),
-        core.len(),
-        "{report}"
-    );
-
-    let mut node = Command::new("node")
-        .arg("tests/k8s-validate/validate.mjs")
-        .current_dir(manifest_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node");
-    use std::io::Write;
-    node.stdin
-        .take()
-        .unwrap()
-        .write_all(to_yaml(&crds).as_bytes())
-        .unwrap();
-    let out = node.wait_with_output().unwrap();
-    assert_ok(&out, "prometheus-operator schema validation");
-    assert!(text(&out).contains("2 prometheus-operator objects valid"));
+    // ServiceMonitor and PrometheusRule.
+    k8s::validate(&docs, 2);
     docs
-}
-
-fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind}"))
 }
 
 #[test]
