@@ -40,7 +40,8 @@
 //!   [`serve::body`], [`serve::state`] (what HTTP reads from the publisher, the health
 //!   tail cache), [`serve::web_config`] with [`serve::web_config::tls_section`] and
 //!   [`serve::web_config::live`] (reloads), [`serve::tls`], [`serve::auth`] and the
-//!   client of the `healthcheck` subcommand, [`serve::healthcheck`].
+//!   client of the `healthcheck` subcommand, [`serve::healthcheck`], and
+//!   [`serve::listen`] (the sockets: bound or passed by systemd).
 //! - [`model`]: plain domain types, the label enums included.
 //! - [`metrics`]: the exporter's own health metrics and the process metrics.
 //! - [`supervise`]: restarts a target loop, the dns collector or the web-config
@@ -48,7 +49,7 @@
 //! - [`logging`]: logfmt/JSON set-up, the secret caps and the log budget.
 //! - [`build`]: the version and revision baked in at build time.
 //!
-//! The binary parses flags and calls [`run`] with a bound listener and a shutdown
+//! The binary parses flags and calls [`run`] with its bound listeners and a shutdown
 //! future, which is how the integration tests run the same code on `127.0.0.1:0`.
 //! How to add a collector, by example: docs/architecture.md.
 
@@ -102,7 +103,7 @@ pub async fn run<S: SesApi>(
     config: &Config,
     web: WebState,
     sessions: Vec<S>,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let telemetry = Arc::new(Telemetry::new(config.poll_interval.as_secs_f64())?);
@@ -188,7 +189,7 @@ pub async fn run<S: SesApi>(
         )));
     }
     let server = tokio::spawn(serve::serve(
-        listener,
+        listeners,
         Arc::clone(&shared),
         web,
         serve::Settings {

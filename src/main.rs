@@ -1,5 +1,6 @@
-//! The `ses-identity-exporter` binary: flags → config, logging, the SES client, the
-//! listener, then [`ses_identity_exporter::run`] until SIGTERM or SIGINT; for the
+//! The `ses-identity-exporter` binary: flags → config, the sockets systemd passed
+//! (taken while the process has one thread), logging, the SES client, the
+//! listeners, then [`ses_identity_exporter::run`] until SIGTERM or SIGINT; for the
 //! `healthcheck` subcommand, [`healthcheck::probe`] and its exit code instead.
 
 use std::process::ExitCode;
@@ -10,17 +11,23 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use ses_identity_exporter::aws::sdk::{self as ses, AwsSes};
-use ses_identity_exporter::config::{self, Command, Config, Flags};
-use ses_identity_exporter::serve::healthcheck;
+use ses_identity_exporter::config::{self, Command, Config, Flags, Listen};
 use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
+use ses_identity_exporter::serve::{healthcheck, listen};
 use ses_identity_exporter::target::min_cycle_seconds;
 use ses_identity_exporter::{build, logging};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
     if flags.command == Some(Command::Healthcheck) {
-        let probed =
-            healthcheck::probe(&flags.web_listen_address, flags.web_config_file.as_deref());
+        // The first address: the one a single-address container or unit uses. Under
+        // socket activation the probe cannot see systemd's sockets; it is given the
+        // .socket unit's address (the default, :10150, is the shipped unit's).
+        let address = flags
+            .web_listen_address
+            .first()
+            .map_or(config::DEFAULT_LISTEN_ADDRESS, String::as_str);
+        let probed = healthcheck::probe(address, flags.web_config_file.as_deref());
         return match probed {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => {
@@ -56,7 +63,17 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // Before logging or the runtime start any thread: taking them clears LISTEN_*
+    // from the environment, which is only sound single-threaded.
+    let passed = (config.listen == Listen::SystemdSocket).then(listen::systemd_sockets);
     logging::init(config.log_level, config.log_format);
+    let passed = match passed.transpose() {
+        Ok(passed) => passed,
+        Err(err) => {
+            error!(error = %err, "cannot use the sockets systemd passed (--web.systemd-socket)");
+            return ExitCode::FAILURE;
+        }
+    };
     let web = match (config.web_config_file.clone(), web) {
         (Some(path), Some((web, digest))) => {
             web::log_start(&web, &path);
@@ -76,7 +93,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, web)) {
+    match runtime.block_on(serve(config, web, passed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!(error = format!("{err:#}"), "exporter failed");
@@ -85,10 +102,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
-    let listener = bind(&config.listen_address)
-        .await
-        .with_context(|| format!("--web.listen-address {:?}", config.listen_address))?;
+async fn serve(
+    config: Config,
+    web: WebState,
+    passed: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<()> {
+    let passed_by_systemd = passed.is_some();
+    let listeners = listeners(&config.listen, passed).await?;
     let base = ses::base_config(config.ses.timeout).await;
     let mut sessions = Vec::with_capacity(config.targets.len());
     let mut regions = Vec::with_capacity(config.targets.len());
@@ -133,7 +153,12 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
         poll_interval = ?config.poll_interval,
         ses_rate = config.ses.rate,
         ses_pacing = config.ses.pacing,
-        listen_address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listen_address = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(","),
+        systemd_socket = passed_by_systemd,
         tls = web.current().tls.is_some(),
         "starting ses-identity-exporter"
     );
@@ -144,7 +169,7 @@ async fn serve(config: Config, web: WebState) -> anyhow::Result<()> {
              only use it where AWS raised the account's limit"
         );
     }
-    ses_identity_exporter::run(&config, web, sessions, listener, shutdown_signal()).await?;
+    ses_identity_exporter::run(&config, web, sessions, listeners, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -181,19 +206,29 @@ fn describe_selection(identities: &config::Identities) -> String {
     }
 }
 
-/// Binds the listen address; `:PORT` means every interface, IPv6 and IPv4 where the
-/// host has IPv6, IPv4 alone where it does not.
-async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    if let Some(port) = addr.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .with_context(|| format!("invalid port {port:?}"))?;
-        return match TcpListener::bind(("::", port)).await {
-            Ok(l) => Ok(l),
-            Err(_) => Ok(TcpListener::bind(("0.0.0.0", port)).await?),
-        };
+/// The sockets to serve on: systemd's, made ready for the runtime, or each
+/// `--web.listen-address` bound, the error naming the address that failed.
+async fn listeners(
+    listen: &Listen,
+    passed: Option<Vec<std::net::TcpListener>>,
+) -> anyhow::Result<Vec<TcpListener>> {
+    match (listen, passed) {
+        (_, Some(passed)) => passed
+            .into_iter()
+            .map(|l| listen::into_tokio(l).context("--web.systemd-socket"))
+            .collect(),
+        (Listen::Addresses(addresses), None) => {
+            let mut bound = Vec::with_capacity(addresses.len());
+            for address in addresses {
+                let listener = listen::bind(address)
+                    .await
+                    .with_context(|| format!("--web.listen-address {address:?}"))?;
+                bound.push(listener);
+            }
+            Ok(bound)
+        }
+        (Listen::SystemdSocket, None) => anyhow::bail!("--web.systemd-socket: no sockets taken"),
     }
-    Ok(TcpListener::bind(addr).await?)
 }
 
 async fn shutdown_signal() {

@@ -330,7 +330,7 @@ fn hadolint_accepts_the_dockerfile() {
 }
 
 #[test]
-fn systemd_analyze_verifies_the_unit() {
+fn systemd_analyze_verifies_the_units() {
     // systemd-analyze verify needs ExecStart to exist: point it at the built binary.
     let unit = std::fs::read_to_string(
         manifest_dir().join("deploy/systemd/ses-identity-exporter.service"),
@@ -347,8 +347,24 @@ fn systemd_analyze_verifies_the_unit() {
         ),
     )
     .unwrap();
-    let out = run(Command::new("systemd-analyze").arg("verify").arg(&path));
+    // The socket unit beside it, which activates it.
+    let socket =
+        std::fs::read_to_string(manifest_dir().join("deploy/systemd/ses-identity-exporter.socket"))
+            .unwrap();
+    std::fs::write(tmp.path().join("ses-identity-exporter.socket"), &socket).unwrap();
+    let out = run(Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .arg(tmp.path().join("ses-identity-exporter.socket")));
     assert_ok(&out, "systemd-analyze verify");
+    // The healthcheck probes --web.listen-address, default :10150: the socket's port.
+    assert!(socket.contains("\nListenStream=10150\n"));
+    assert!(socket.contains("\nAccept=no\n"));
+    let env =
+        std::fs::read_to_string(manifest_dir().join("deploy/systemd/ses-identity-exporter.env"))
+            .unwrap();
+    assert!(env.contains("SES_EXPORTER_WEB_LISTEN_ADDRESS=:10150\n"));
+    assert!(env.contains("# SES_EXPORTER_WEB_SYSTEMD_SOCKET=true\n"));
     assert!(
         text(&out).trim().is_empty(),
         "systemd-analyze warnings:\n{}",

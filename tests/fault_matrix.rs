@@ -306,7 +306,7 @@ fn an_endpoint_that_does_not_resolve() {
             &config,
             WebState::fixed(WebConfig::default()),
             vec![ses],
-            listener,
+            vec![listener],
             async {
                 let _ = stopped.await;
             },

@@ -149,7 +149,7 @@ fn a_panicking_poller_is_restarted_and_the_other_target_keeps_updating() {
             &config,
             WebState::fixed(WebConfig::default()),
             vec![east, west],
-            listener,
+            vec![listener],
             async {
                 let _ = stop_rx.await;
             },

@@ -38,15 +38,23 @@ pub struct Flags {
     #[arg(long = "config.check", env = "SES_EXPORTER_CONFIG_CHECK")]
     pub config_check: bool,
 
-    /// Address to listen on for HTTP requests; ":PORT" means every interface.
+    /// Address to listen on for HTTP requests; ":PORT" means every interface. Repeat
+    /// (or separate with commas) to listen on several.
     #[arg(
         long = "web.listen-address",
         env = "SES_EXPORTER_WEB_LISTEN_ADDRESS",
         default_value = DEFAULT_LISTEN_ADDRESS,
         value_name = "ADDR",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append,
         global = true
     )]
-    pub web_listen_address: String,
+    pub web_listen_address: Vec<String>,
+
+    /// Listen on the sockets systemd passes (socket activation: a .socket unit)
+    /// instead of --web.listen-address.
+    #[arg(long = "web.systemd-socket", env = "SES_EXPORTER_WEB_SYSTEMD_SOCKET")]
+    pub web_systemd_socket: bool,
 
     /// Path under which to expose metrics.
     #[arg(
@@ -217,8 +225,9 @@ pub struct Flags {
 /// Subcommands; without one the exporter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
-    /// Ask a running exporter's /-/healthy (at --web.listen-address, on loopback for
-    /// a wildcard address) and exit 0 if it answers 200: a container HEALTHCHECK that
+    /// Ask a running exporter's /-/healthy (at the first --web.listen-address, on
+    /// loopback for a wildcard address; under socket activation, pass the .socket
+    /// unit's address) and exit 0 if it answers 200: a container HEALTHCHECK that
     /// needs no shell or curl.
     Healthcheck,
 }

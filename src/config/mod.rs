@@ -36,10 +36,20 @@ pub const DEFAULT_SES_RATE: f64 = 1.0;
 pub const DEFAULT_SES_PACING: f64 = 0.8;
 pub const DEFAULT_SESSION_NAME: &str = "ses-identity-exporter";
 
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// `--web.listen-address`, one or more (none empty, none twice), each bound by
+    /// the exporter.
+    Addresses(Vec<String>),
+    /// `--web.systemd-socket`: the sockets systemd passes; the addresses are ignored.
+    SystemdSocket,
+}
+
 /// Validated settings: the only form the rest of the program sees.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen_address: String,
+    pub listen: Listen,
     pub telemetry_path: String,
     pub max_connections: usize,
     pub read_header_timeout: Duration,

@@ -11,9 +11,10 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::{
-    invalid, Config, ConfigError, Discovery, DiscoveryType, Flags, Identities, RawDiscovery,
-    RawFile, RawTarget, SesSettings, Target, DEFAULT_DISCOVERY_INTERVAL, DEFAULT_POLL_INTERVAL,
-    DEFAULT_SESSION_NAME, DEFAULT_SES_PACING, DEFAULT_SES_RATE, DEFAULT_SES_TIMEOUT,
+    invalid, Config, ConfigError, Discovery, DiscoveryType, Flags, Identities, Listen,
+    RawDiscovery, RawFile, RawTarget, SesSettings, Target, DEFAULT_DISCOVERY_INTERVAL,
+    DEFAULT_POLL_INTERVAL, DEFAULT_SESSION_NAME, DEFAULT_SES_PACING, DEFAULT_SES_RATE,
+    DEFAULT_SES_TIMEOUT,
 };
 use crate::model::IdentityType;
 
@@ -38,6 +39,8 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
             ),
         ));
     }
+
+    let listen = listen(flags.web_systemd_socket, &flags.web_listen_address)?;
 
     let poll_interval = pick_duration(
         ("--poll.interval", flags.poll_interval.as_deref()),
@@ -106,7 +109,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
             concurrency: usize::from(flags.dns_concurrency),
         });
     Ok(Config {
-        listen_address: flags.web_listen_address,
+        listen,
         telemetry_path: flags.web_telemetry_path,
         max_connections: flags.web_max_connections as usize,
         read_header_timeout,
@@ -374,6 +377,27 @@ fn parse_nameserver(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
 
 /// The flag's duration if given, else the file's, else `default`; each pair is
 /// (where it was set, for the error, and its text).
+/// `--web.listen-address` (repeatable) or `--web.systemd-socket`, which wins as in
+/// exporter-toolkit: with it the addresses (the default included) are not bound.
+fn listen(systemd_socket: bool, addresses: &[String]) -> Result<Listen, ConfigError> {
+    if systemd_socket {
+        return Ok(Listen::SystemdSocket);
+    }
+    let mut seen = BTreeSet::new();
+    for address in addresses {
+        if address.trim().is_empty() {
+            return Err(invalid("--web.listen-address", "an address is empty"));
+        }
+        if !seen.insert(address.as_str()) {
+            return Err(invalid(
+                "--web.listen-address",
+                format!("{address:?} is given twice"),
+            ));
+        }
+    }
+    Ok(Listen::Addresses(addresses.to_vec()))
+}
+
 fn pick_duration(
     (flag_name, flag): (&str, Option<&str>),
     (key, file): (&str, Option<&str>),
@@ -483,6 +507,48 @@ mod tests {
     }
 
     #[test]
+    fn listen_addresses_repeat_or_come_comma_separated() {
+        let c = validate(
+            flags(&[
+                "--web.listen-address",
+                "127.0.0.1:1",
+                "--web.listen-address",
+                "[::1]:1",
+            ]),
+            None,
+        )
+        .expect("valid");
+        let both = Listen::Addresses(vec!["127.0.0.1:1".to_owned(), "[::1]:1".to_owned()]);
+        assert_eq!(c.listen, both);
+        let c = validate(flags(&["--web.listen-address=127.0.0.1:1,[::1]:1"]), None).unwrap();
+        assert_eq!(c.listen, both);
+        let err = validate(
+            flags(&[
+                "--web.listen-address=127.0.0.1:1",
+                "--web.listen-address=127.0.0.1:1",
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--web.listen-address: \"127.0.0.1:1\" is given twice"
+        );
+        let err = validate(flags(&["--web.listen-address="]), None).unwrap_err();
+        assert_eq!(err.to_string(), "--web.listen-address: an address is empty");
+    }
+
+    #[test]
+    fn the_systemd_socket_replaces_the_addresses() {
+        let c = validate(
+            flags(&["--web.systemd-socket", "--web.listen-address=127.0.0.1:1"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.listen, Listen::SystemdSocket);
+    }
+
+    #[test]
     fn no_config_discovers_everything() {
         let c = validate(flags(&[]), None).expect("valid");
         let d = c.identities.discovery.expect("discovery on");
@@ -493,7 +559,7 @@ mod tests {
         assert_eq!(c.ses.rate, 1.0);
         assert_eq!(c.ses.pacing, 0.8);
         assert_eq!(c.ses.timeout, DEFAULT_SES_TIMEOUT);
-        assert_eq!(c.listen_address, ":10150");
+        assert_eq!(c.listen, Listen::Addresses(vec![":10150".to_owned()]));
         assert_eq!(c.telemetry_path, "/metrics");
     }
 

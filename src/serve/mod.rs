@@ -22,6 +22,8 @@
 //!   reloading; [`tls`]: the rustls configuration it makes; [`auth`]: its basic
 //!   auth with bcrypt.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of `/-/healthy`.
+//! - [`listen`]: the sockets it listens on (`--web.listen-address`, repeatable, or
+//!   systemd's with `--web.systemd-socket`) and accepting from all of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,7 @@ pub mod auth;
 mod body;
 mod connection;
 pub mod healthcheck;
+pub mod listen;
 mod router;
 pub mod state;
 pub mod tls;
@@ -66,10 +69,11 @@ pub struct Settings {
     pub send_timeout: Duration,
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true, then stops accepting and
-/// gives in-flight requests [`DRAIN_TIMEOUT`] to finish.
+/// Serves HTTP on every one of `listeners` (at least one) until `shutdown` turns
+/// true, then stops accepting and gives in-flight requests [`DRAIN_TIMEOUT`] to
+/// finish. The connection cap is shared by all of them.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     web: Arc<WebState>,
     settings: Settings,
@@ -85,11 +89,12 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let registry = Arc::new(Registry::new());
     let mut warned_full: Option<Instant> = None;
+    let mut next_listener = 0;
     loop {
         let accepted = tokio::select! {
             biased;
             () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => accepted,
+            accepted = listen::accept_any(&listeners, &mut next_listener) => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
@@ -153,7 +158,7 @@ pub async fn serve(
             conn.run(io, &web).await;
         });
     }
-    drop(listener);
+    drop(listeners);
     tokio::select! {
         () = graceful.shutdown() => info!("HTTP server stopped"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("HTTP requests still running at shutdown were cut off"),
