@@ -100,3 +100,15 @@ ci: lint deny test
 
 clean-venv:
 	rm -rf $(VENV)
+
+## The release tarball of this machine's architecture, as the release workflow
+## publishes it: dist/ses-identity-exporter-<version>.linux-<arch>.tar.gz and its
+## .sha256 (scripts/release-tarball.sh; docs/releasing.md).
+tarball: release
+	scripts/release-tarball.sh
+
+## The CHANGELOG section of Cargo.toml's version: the notes of its GitHub release.
+release-notes:
+	@scripts/release-notes.sh "$$(scripts/cargo-version.sh)"
+
+.PHONY: tarball release-notes
