@@ -3,7 +3,8 @@
 # promtool and the Prometheus server (package prometheus), amtool and the
 # Alertmanager server (prometheus-alertmanager), wrk and nginx (nginx-light) for
 # the scrape benchmark, openssl and curl for the TLS tests. kubectl,
-# systemd-analyze and node come with the machine image. Installs as root; otherwise
+# systemd-analyze, systemd-socket-activate (both from systemd) and node come with
+# the machine image. Installs as root; otherwise
 # says what is missing.
 set -euo pipefail
 missing=()
@@ -35,6 +36,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
   done
 fi
-for t in promtool prometheus amtool prometheus-alertmanager wrk nginx openssl curl buildah podman runc kubectl systemd-analyze node npm; do
+for t in promtool prometheus amtool prometheus-alertmanager wrk nginx openssl curl buildah podman runc kubectl systemd-analyze systemd-socket-activate node npm; do
   command -v "$t" >/dev/null 2>&1 || { echo "test tool $t not found" >&2; exit 1; }
 done

@@ -18,13 +18,18 @@ use common::{aws_env, free_port, get, wait_for, Double, Proc, EXPORTER};
 /// Reads `proc`'s stderr up to the first line containing `marker`, returning
 /// everything read; panics when the process ends first.
 fn read_until(reader: &mut impl BufRead, marker: &str) -> String {
+    read_until_any(reader, &[marker])
+}
+
+/// The same, up to the first line containing any of `markers`.
+fn read_until_any(reader: &mut impl BufRead, markers: &[&str]) -> String {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
         let n = reader.read_line(&mut line).expect("read stderr");
-        assert!(n > 0, "ended before {marker:?}; stderr:\n{seen}");
+        assert!(n > 0, "ended before {markers:?}; stderr:\n{seen}");
         seen.push_str(&line);
-        if line.contains(marker) {
+        if markers.iter().any(|m| line.contains(m)) {
             return seen;
         }
     }
@@ -164,12 +169,13 @@ fn systemd_socket_without_sockets_fails_saying_so() {
     assert!(stderr.contains("LISTEN_FDS"), "{stderr}");
 }
 
-#[test]
-fn a_socket_that_is_not_tcp_is_refused_naming_it() {
-    let port = free_port();
+/// Starts `systemd-socket-activate` with `mode` and one socket on `port`, running
+/// the exporter with --web.systemd-socket, and waits until it holds the socket.
+fn activate(mode: &[&str], port: u16) -> (Proc, BufReader<std::process::ChildStderr>) {
     let mut child = Command::new("systemd-socket-activate")
         .env_clear()
-        .args(["--datagram", "-l", &format!("127.0.0.1:{port}")])
+        .args(mode)
+        .args(["-l", &format!("127.0.0.1:{port}")])
         .args([
             "-E",
             "AWS_REGION=us-east-1",
@@ -181,20 +187,58 @@ fn a_socket_that_is_not_tcp_is_refused_naming_it() {
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .expect("systemd-socket-activate");
+        .expect("systemd-socket-activate (it ships with systemd)");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     read_until(&mut stderr, &format!("Listening on 127.0.0.1:{port} as 3."));
+    let proc = Proc {
+        child,
+        log: Arc::new(Mutex::new(String::new())),
+    };
+    (proc, stderr)
+}
+
+#[test]
+fn a_socket_that_is_not_tcp_is_refused_naming_it() {
+    let port = free_port();
+    let (mut proc, mut stderr) = activate(&["--datagram"], port);
     // A datagram starts the exporter.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.send_to(b"x", loopback(port)).unwrap();
-    let log = read_until(&mut stderr, "systemd passed (fd");
+    let log = read_until(&mut stderr, "systemd passed:");
     assert!(
-        log.contains("socket 0 of the 1 systemd passed (fd 3)"),
+        log.contains("socket 0 of the 1 systemd passed: fd 3 is not a valid tcp socket"),
         "{log}"
     );
-    assert!(log.contains("not a valid tcp socket"), "{log}");
     let status = wait_for(Duration::from_secs(30), "the exporter to exit", || {
-        child.try_wait().unwrap()
+        proc.child.try_wait().unwrap()
     });
     assert_eq!(status.code(), Some(1));
+}
+
+/// `Accept=yes` passes each connection instead of the listening socket: every
+/// accept on it would fail, so the exporter must refuse it rather than run
+/// without serving.
+#[test]
+fn a_connection_passed_instead_of_a_listening_socket_is_refused() {
+    let port = free_port();
+    let (_proc, mut stderr) = activate(&["--accept"], port);
+    // The connection systemd-socket-activate accepts and hands to the exporter.
+    let _conn = TcpStream::connect(loopback(port)).unwrap();
+    // A refused socket ends start-up before the "starting" line; were it taken,
+    // that line would come and the exporter would run without serving.
+    let log = read_until_any(
+        &mut stderr,
+        &["systemd passed:", "starting ses-identity-exporter"],
+    );
+    assert!(
+        log.contains("socket 0 of the 1 systemd passed: fd 3 is a connection from 127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("Accept=no"), "{log}");
+    // The exporter exits (1): the connection it was handed is closed.
+    let mut buf = [0u8; 1];
+    let mut conn = _conn;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(std::io::Read::read(&mut conn, &mut buf).unwrap(), 0);
 }

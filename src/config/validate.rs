@@ -375,8 +375,6 @@ fn parse_nameserver(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
         })
 }
 
-/// The flag's duration if given, else the file's, else `default`; each pair is
-/// (where it was set, for the error, and its text).
 /// `--web.listen-address` (repeatable) or `--web.systemd-socket`, which wins as in
 /// exporter-toolkit: with it the addresses (the default included) are not bound.
 fn listen(systemd_socket: bool, addresses: &[String]) -> Result<Listen, ConfigError> {
@@ -398,6 +396,8 @@ fn listen(systemd_socket: bool, addresses: &[String]) -> Result<Listen, ConfigEr
     Ok(Listen::Addresses(addresses.to_vec()))
 }
 
+/// The flag's duration if given, else the file's, else `default`; each pair is
+/// (where it was set, for the error, and its text).
 fn pick_duration(
     (flag_name, flag): (&str, Option<&str>),
     (key, file): (&str, Option<&str>),

@@ -35,20 +35,21 @@ pub enum SystemdSocketError {
          process): start the exporter from its .socket unit, or drop --web.systemd-socket"
     )]
     NoneGiven,
-    #[error("socket {index} of the {count} systemd passed (fd {fd}): {source}")]
+    #[error("socket {index} of the {count} systemd passed: {reason}")]
     Unusable {
         index: usize,
         count: usize,
-        fd: usize,
-        source: io::Error,
+        reason: String,
     },
 }
 
-/// Takes every socket systemd passed (`LISTEN_FDS` from fd 3, for this process by
-/// `LISTEN_PID`), each of which must be a listening TCP socket (IPv4 or IPv6).
-/// Call it before any other thread exists: it removes the `LISTEN_*` variables
-/// from the environment (so children do not inherit them), which is only sound
-/// while the process has one thread. The sockets come back blocking, as passed;
+/// Takes every socket systemd passed (`LISTEN_FDS` of them from fd 3, for this
+/// process by `LISTEN_PID`), each of which must be a listening TCP socket (IPv4
+/// or IPv6): a UDP or Unix socket, or a connection (`Accept=yes` passes one per
+/// connection), is refused here rather than failing every accept later. Call it
+/// before any other thread exists: it removes `LISTEN_PID` and `LISTEN_FDS` from
+/// the environment (so children do not inherit them), which is only sound while
+/// the process has one thread. The sockets come back blocking, as passed;
 /// [`into_tokio`] makes them non-blocking.
 pub fn systemd_sockets() -> Result<Vec<std::net::TcpListener>, SystemdSocketError> {
     let mut fds = listenfd::ListenFd::from_env();
@@ -58,19 +59,34 @@ pub fn systemd_sockets() -> Result<Vec<std::net::TcpListener>, SystemdSocketErro
     }
     (0..count)
         .map(|index| {
-            let unusable = |source| SystemdSocketError::Unusable {
+            let unusable = |reason: String| SystemdSocketError::Unusable {
                 index,
                 count,
-                fd: 3 + index,
-                source,
+                reason,
             };
             match fds.take_tcp_listener(index) {
-                Ok(Some(listener)) => Ok(listener),
-                Ok(None) => Err(unusable(io::Error::other("already taken"))),
-                Err(err) => Err(unusable(err)),
+                Ok(Some(listener)) => listening(listener).map_err(unusable),
+                Ok(None) => Err(unusable("already taken".to_owned())),
+                Err(err) => Err(unusable(err.to_string())),
             }
         })
         .collect()
+}
+
+/// `listener` when it is not connected to a peer: listenfd checks the socket's
+/// type and family only, and a connection (from `Accept=yes`) would pass.
+fn listening(listener: std::net::TcpListener) -> Result<std::net::TcpListener, String> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let fd = listener.as_raw_fd();
+    // The same descriptor seen as a stream, to ask for its peer (no copy, no unsafe).
+    let stream = std::net::TcpStream::from(OwnedFd::from(listener));
+    if let Ok(peer) = stream.peer_addr() {
+        return Err(format!(
+            "fd {fd} is a connection from {peer}, not a listening socket \
+             (the .socket unit needs Accept=no)"
+        ));
+    }
+    Ok(std::net::TcpListener::from(OwnedFd::from(stream)))
 }
 
 /// A listener systemd passed, for the runtime (which needs it non-blocking).
