@@ -345,6 +345,9 @@ fn assert_network_policy(docs: &[Value]) {
         .any(|t| t.contains("169.254.170.23/32")));
     assert!(egress["80/TCP"]
         .iter()
+        .any(|t| t.contains("169.254.169.254/32")));
+    assert!(egress["80/TCP"]
+        .iter()
         .all(|t| t.contains("/32") || t.contains("/128")));
     assert!(egress["53/UDP"].iter().any(|t| t.contains("kube-dns")));
     assert!(egress["53/UDP"].iter().any(|t| t.contains("10.0.0.2/32")));
@@ -409,6 +412,19 @@ fn bad_values_fail_naming_the_key() {
         ),
         ("aws:\n  region: \"\"\n", "/aws/region"),
         ("logFormat: text\n", "/logFormat"),
+        // Not schema errors: the templates' own checks.
+        (
+            "webConfig:\n  tls: true\n",
+            "webConfig.tls needs webConfig.existingSecret",
+        ),
+        (
+            "extraArgs: [\"--web.listen-address=:9100\"]\n",
+            "extraArgs: --web.listen-address=:9100 cannot be used",
+        ),
+        (
+            "extraArgs: [--web.systemd-socket]\n",
+            "extraArgs: --web.systemd-socket cannot be used",
+        ),
     ];
     for (i, (values, want)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));
@@ -435,4 +451,27 @@ fn the_chart_is_versioned_with_the_exporter() {
         Some(env!("CARGO_PKG_REPOSITORY")),
         "Chart.yaml's home is Cargo.toml's repository"
     );
+}
+
+/// As a subchart under a parent's `condition: ses-identity-exporter.enabled`, and
+/// with Prometheus' global interval (empty interval and timeout are left out).
+#[test]
+fn it_renders_as_a_subchart_with_the_global_scrape_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(
+        &file,
+        "enabled: true\nserviceMonitor:\n  enabled: true\n  interval: \"\"\n  scrapeTimeout: \"\"\n",
+    )
+    .unwrap();
+    let docs = render(
+        &[file.to_str().unwrap()],
+        "ses-identity-exporter",
+        "monitoring",
+    );
+    k8s::validate(&docs, 1);
+    let ep = &find(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert!(ep.get("interval").is_none(), "{ep:?}");
+    assert!(ep.get("scrapeTimeout").is_none(), "{ep:?}");
+    assert_job_pinned(find(&docs, "ServiceMonitor"));
 }
