@@ -33,7 +33,13 @@ machine=$(od -An -tx1 -j18 -N2 "$binary" | xargs)
 
 mkdir -p "${DIST:-$root/dist}"
 dist=$(cd "${DIST:-$root/dist}" && pwd)
-epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
+# Dated at the commit, so the same commit packs the same bytes; never the clock.
+if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+  epoch=$SOURCE_DATE_EPOCH
+else
+  epoch=$(git -C "$root" log -1 --format=%ct) ||
+    fail "cannot read the last commit's date from git (is $root a repository git trusts?); set SOURCE_DATE_EPOCH"
+fi
 name=ses-identity-exporter-$version.linux-$arch
 
 stage=$(mktemp -d)

@@ -196,7 +196,10 @@ fn the_release_builds_both_architectures_natively_and_publishes_from_the_tarball
         [("amd64", "ubuntu-24.04"), ("arm64", "ubuntu-24.04-arm")]
     );
     // The glibc of the image's base (distroless/cc-debian12), not the runner's.
-    assert_eq!(jobs["build"]["container"]["image"].as_str(), Some("debian:12"));
+    assert_eq!(
+        jobs["build"]["container"]["image"].as_str(),
+        Some("debian:12")
+    );
     assert_eq!(
         jobs["build"]["runs-on"].as_str(),
         Some("${{ matrix.runner }}")
@@ -593,4 +596,70 @@ fn the_release_tag_must_name_cargos_and_the_charts_version() {
         "{}",
         text(&out)
     );
+}
+
+/// Without SOURCE_DATE_EPOCH the tarball is dated at the last commit, and where git
+/// cannot say (an untrusted checkout in the release container) it refuses to pack
+/// rather than date it by the clock.
+#[test]
+fn the_tarball_is_dated_at_the_commit_and_never_by_the_clock() {
+    release_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(script("release-tarball.sh")
+        .env("DIST", dir.path().join("git"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("ARCH")
+        .env_remove("BINARY"));
+    assert!(out.status.success(), "{}", text(&out));
+    let commit = run(Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(manifest_dir()));
+    let commit: i64 = stdout(&commit).trim().parse().expect("the commit's date");
+    let name = format!(
+        "ses-identity-exporter-{VERSION}.linux-{}.tar.gz",
+        this_arch()
+    );
+    let listing = run(Command::new("tar")
+        .args(["--list", "--verbose", "--full-time", "--utc", "-zf"])
+        .arg(dir.path().join("git").join(&name)));
+    let stamp =
+        run(Command::new("date").args(["-u", "-d", &format!("@{commit}"), "+%Y-%m-%d %H:%M:%S"]));
+    let stamp = stdout(&stamp).trim().to_owned();
+    assert!(
+        stdout(&listing).lines().all(|l| l.contains(&stamp)),
+        "not all entries dated {stamp}:\n{}",
+        stdout(&listing)
+    );
+
+    let out = run(script("release-tarball.sh")
+        .env("DIST", dir.path().join("nogit"))
+        .env("GIT_DIR", dir.path().join("no-such-repository"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("ARCH")
+        .env_remove("BINARY"));
+    assert!(!out.status.success(), "packed without a date");
+    assert!(text(&out).contains("SOURCE_DATE_EPOCH"), "{}", text(&out));
+    assert!(!dir.path().join("nogit").join(&name).exists());
+}
+
+/// The release's build job runs as root in a container over a checkout the runner's
+/// user owns: it must trust the checkout before anything reads git (build.rs's
+/// revision, the tarball's date), and check the binary carries the commit.
+#[test]
+fn the_release_build_trusts_its_checkout_and_checks_the_revision() {
+    let (_, rel) = workflow("release.yml");
+    let build = &rel["jobs"]["build"];
+    let cmds = runs(build);
+    let trust = cmds
+        .iter()
+        .position(|r| r.contains("safe.directory \"$GITHUB_WORKSPACE\""))
+        .expect("a step trusting the checkout");
+    let release = cmds
+        .iter()
+        .position(|r| r.contains("make release"))
+        .expect("make release");
+    assert!(trust < release, "the checkout is trusted before the build");
+    assert!(cmds
+        .iter()
+        .any(|r| r.contains("(revision ${GITHUB_SHA:0:12},")));
 }
