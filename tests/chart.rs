@@ -10,8 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
-use common::k8s::{self, find, output_text, venv_tool};
-use common::{manifest_dir, EXPORTER};
+use common::k8s::{self, find, venv_tool};
+use common::{manifest_dir, output_text, EXPORTER};
 use serde_yaml::Value;
 
 const CHART: &str = "charts/ses-identity-exporter";

@@ -10,8 +10,8 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::k8s::{self, find, output_text as text, venv_tool as tool};
-use common::manifest_dir;
+use common::k8s::{self, find, venv_tool as tool};
+use common::{manifest_dir, output_text as text};
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::manifest_dir;
+use common::{manifest_dir, output_text as text};
 use serde_yaml::Value;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -24,10 +24,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr))
 }
 
 fn script(name: &str) -> Command {

@@ -6,9 +6,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use super::manifest_dir;
+use super::{manifest_dir, output_text};
 
 /// A test tool from .venv when it is there, else from PATH.
 pub fn venv_tool(name: &str) -> PathBuf {
@@ -18,14 +18,6 @@ pub fn venv_tool(name: &str) -> PathBuf {
     } else {
         PathBuf::from(name)
     }
-}
-
-pub fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The documents of a YAML stream (empty ones dropped).

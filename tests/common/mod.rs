@@ -35,6 +35,15 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A finished command's stdout then stderr, for assertion messages and matching.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Every rule of the shipped rule file (deploy/prometheus/alerts.yml, rendered by
 /// the mixin), in file order.
 pub fn shipped_rules() -> Vec<serde_yaml::Value> {
