@@ -44,7 +44,7 @@ soak:
 ## golden, config, moto, SES double, deploy artifacts, a real Prometheus, and the
 ## container image, built around the release binary (hence `release` first).
 test: test-deps release
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --all-targets --features test-support
 
 test-deps: venv node-deps
 	@scripts/install-test-tools.sh
@@ -83,7 +83,7 @@ demo:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --all-features -- -D warnings
 
 ## Licences, banned crates and sources of every dependency (deny.toml). The
 ## RustSec advisory database cannot be fetched on these machines, so advisories are

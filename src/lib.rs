@@ -14,15 +14,16 @@
 //!   [`config::flags`] the flags, [`config::file`] the raw file, [`config::validate`]
 //!   the checks, [`config::collectors`] the `--collector.NAME` switches, made from the
 //!   collector registry.
-//! - [`aws`]: the only door to the AWS SDKs: [`aws::SesApi`] (one HTTP attempt per call)
-//!   and [`aws::Session`], the same as a trait object; [`aws::sdk`] the adapter over
+//! - [`aws`]: the one door to AWS, [`aws::Aws`]: one HTTP attempt per call, the
+//!   operations declared once in a table ([`aws::Operation`], [`aws::Request`],
+//!   [`aws::Response`]), STS by a method of its own; [`aws::sdk`] the adapter over
 //!   `aws-sdk-ses`/`aws-sdk-sts`, SDK errors → [`aws::SesError`] kinds; [`aws::wire`]
 //!   the bodies of SES's answers read from the raw XML, so an omitted field stays unknown.
-//! - [`target`]: the loop of one target (an AWS account and region): schedule, STS
-//!   resolve, discovery, its collectors side by side. [`target::limiter`] spaces every
-//!   attempt per (account, region, operation); [`target::retry`] is the policy
-//!   the door applies to every call: retries and backoff, every attempt through the
-//!   limiter.
+//! - [`target`]: a target (an AWS account and region) and its loop: schedule, STS
+//!   resolve, discovery, its collectors side by side; it owns its account, limiters
+//!   and health series. [`target::limiter`] spaces every attempt per (account,
+//!   region, operation); [`target::retry`] wraps the door: retries and backoff, every
+//!   attempt through the limiter.
 //! - [`collector`]: one file per collector, registered in one list
 //!   ([`collector::REGISTRY`]): [`collector::mail_from`], [`collector::dkim`],
 //!   [`collector::verification`] (sharing the batching of [`collector::identity`]),
@@ -44,6 +45,8 @@
 //!   [`serve::listen`] (the sockets: bound or passed by systemd).
 //! - [`model`]: plain domain types, the label enums included.
 //! - [`metrics`]: the exporter's own health metrics and the process metrics.
+//! - [`testing`] (feature `test-support`): the scripted AWS double the unit and
+//!   integration tests share.
 //! - [`supervise`]: restarts a target loop, the dns collector or the web-config
 //!   watcher that panicked or ended, with backoff; its values stay served.
 //! - [`logging`]: logfmt/JSON set-up, the secret caps and the log budget.
@@ -73,15 +76,17 @@ pub mod render;
 pub mod serve;
 pub mod supervise;
 pub mod target;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
-use aws::{SesApi, Session};
+use aws::Aws;
 use collector::{Scope, REGISTRY};
 use config::Config;
 use metrics::Telemetry;
 use publish::Publisher;
 use serve::state::Shared;
 use serve::web_config::WebState;
-use target::{Limiters, Poller, PollerSettings};
+use target::{Limiters, Target, TargetSettings};
 
 /// How long the targets and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
@@ -97,18 +102,18 @@ pub enum RunError {
 /// Runs one target loop per target, the exporter-wide collectors and the HTTP server
 /// until `shutdown` resolves, then stops them: no new connections, in-flight
 /// requests finish, each target ends its cycle where it is (a part is swapped whole,
-/// so nothing half-done is served). `sessions[i]` talks to AWS for
+/// so nothing half-done is served). `doors[i]` is the door to AWS of
 /// `config.targets[i]`.
-pub async fn run<S: SesApi>(
+pub async fn run(
     config: &Config,
     web: WebState,
-    sessions: Vec<S>,
+    doors: Vec<Arc<dyn Aws>>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let telemetry = Arc::new(Telemetry::new(config.poll_interval.as_secs_f64())?);
     let publisher = Arc::new(Publisher::new());
-    publisher.expect_targets(sessions.len());
+    publisher.expect_targets(doors.len());
     let (stop_tx, stop_rx) = watch::channel(false);
     let enabled = config.collectors.positions();
 
@@ -139,10 +144,10 @@ pub async fn run<S: SesApi>(
         .copied()
         .filter(|&p| matches!(REGISTRY[p].scope, Scope::Target(_)))
         .collect();
-    for (index, (target, ses)) in config.targets.iter().zip(sessions).enumerate() {
-        let settings = PollerSettings {
+    for (index, (target, aws)) in config.targets.iter().zip(doors).enumerate() {
+        let settings = TargetSettings {
             index,
-            region: SesApi::region(&ses).to_owned(),
+            region: aws.region().to_owned(),
             provisional_account: target.role_account().unwrap_or("").to_owned(),
             fixed: target.identities.fixed.clone(),
             discovery: target.identities.discovery.clone(),
@@ -153,9 +158,8 @@ pub async fn run<S: SesApi>(
             collectors: target_collectors.clone(),
         };
         let context = format!("target {index} in {}", settings.region);
-        let ses: Arc<dyn Session> = Arc::new(ses);
-        let poller = Poller::new(
-            ses,
+        let poller = Target::new(
+            aws,
             settings,
             Arc::clone(&publisher),
             Arc::clone(&telemetry),
@@ -222,7 +226,7 @@ pub async fn run<S: SesApi>(
 /// A failed target loop shows `aws_ses_exporter_up 0` for its target until its next
 /// cycle.
 struct PollerWatch {
-    poller: Arc<tokio::sync::Mutex<Poller>>,
+    poller: Arc<tokio::sync::Mutex<Target>>,
     telemetry: Arc<Telemetry>,
 }
 

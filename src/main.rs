@@ -4,13 +4,15 @@
 //! `healthcheck` subcommand, [`healthcheck::probe`] and its exit code instead.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use ses_identity_exporter::aws::sdk::{self as ses, AwsSes};
+use ses_identity_exporter::aws::sdk::{self as ses, AwsSdk};
+use ses_identity_exporter::aws::Aws;
 use ses_identity_exporter::config::{self, Command, Config, Flags, Listen};
 use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
 use ses_identity_exporter::serve::{healthcheck, listen};
@@ -110,7 +112,7 @@ async fn serve(
     let passed_by_systemd = passed.is_some();
     let listeners = listeners(&config.listen, passed).await?;
     let base = ses::base_config(config.ses.timeout).await;
-    let mut sessions = Vec::with_capacity(config.targets.len());
+    let mut doors: Vec<Arc<dyn Aws>> = Vec::with_capacity(config.targets.len());
     let mut regions = Vec::with_capacity(config.targets.len());
     for target in &config.targets {
         let region = match &target.region {
@@ -122,7 +124,7 @@ async fn serve(
             external_id: r.external_id.as_deref(),
             session_name: &r.session_name,
         });
-        sessions.push(AwsSes::for_target(&base, &region, role).await);
+        doors.push(Arc::new(AwsSdk::for_target(&base, &region, role).await));
         regions.push(region);
     }
     // With static lists the cycle time is known now; with discovery each poller logs
@@ -169,7 +171,7 @@ async fn serve(
              only use it where AWS raised the account's limit"
         );
     }
-    ses_identity_exporter::run(&config, web, sessions, listeners, shutdown_signal()).await?;
+    ses_identity_exporter::run(&config, web, doors, listeners, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@ use prometheus::{
     Registry,
 };
 
-use crate::model::{LookupOutcome, Operation, Outcome, DNS_RECORD_TYPES};
+use crate::aws::Operation;
+use crate::model::{LookupOutcome, Outcome, DNS_RECORD_TYPES};
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)

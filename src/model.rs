@@ -305,20 +305,6 @@ pub struct TargetDomains {
 // ---------------------------------------------------------------- label enums
 
 label_enum! {
-    /// The SES API operations the exporter calls; each has its own rate limit at AWS,
-    /// and so its own limiter and its own label value (`operation`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum Operation {
-        ListIdentities,
-        GetIdentityMailFromDomainAttributes,
-        GetIdentityDkimAttributes,
-        GetIdentityVerificationAttributes,
-        GetSendQuota,
-        GetAccountSendingEnabled,
-    }
-}
-
-label_enum! {
     /// How one HTTP attempt ended; the `outcome` label of `aws_ses_exporter_ses_requests_total`.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum Outcome {

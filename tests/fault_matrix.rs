@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use common::{Double, Exporter, Metrics};
-use ses_identity_exporter::aws::AwsSes;
+use ses_identity_exporter::aws::AwsSdk;
 use ses_identity_exporter::config::{validate, Flags};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
 
@@ -275,7 +275,7 @@ fn an_endpoint_that_does_not_resolve() {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
         ))
         .build_with_resolver(resolver.clone());
-    let ses = AwsSes::with_http_client(
+    let ses = AwsSdk::with_http_client(
         Duration::from_secs(1),
         common::REGION,
         &format!("http://ses.test.invalid:{port}"),
@@ -305,7 +305,7 @@ fn an_endpoint_that_does_not_resolve() {
         ses_identity_exporter::run(
             &config,
             WebState::fixed(WebConfig::default()),
-            vec![ses],
+            vec![std::sync::Arc::new(ses) as std::sync::Arc<dyn ses_identity_exporter::aws::Aws>],
             vec![listener],
             async {
                 let _ = stopped.await;

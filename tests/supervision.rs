@@ -1,7 +1,7 @@
 //! A target's poller that panics is restarted: meanwhile the other target keeps
 //! updating, the failed one shows `aws_ses_exporter_up 0` with its last values still
-//! served, and it recovers by itself. The panic is a test-only hook in a test double
-//! of [`SesApi`] (no emulator can make the exporter's own code panic), run through
+//! served, and it recovers by itself. The panic is a hook in the scripted AWS double
+//! (no emulator can make the exporter's own code panic), run through
 //! the library's [`run`] on 127.0.0.1:0 like the binary runs it.
 
 mod common;
@@ -12,46 +12,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use ses_identity_exporter::aws::{CallerIdentity, IdentityPage, SesApi, SesError};
+use ses_identity_exporter::aws::{Aws, Request, Response};
 use ses_identity_exporter::config::{self, Flags};
-use ses_identity_exporter::model::{
-    BehaviorOnMxFailure, DkimAttributes, IdentityType, MailFromAttributes, MailFromStatus,
-    SendQuota, Verification,
-};
+use ses_identity_exporter::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
+use ses_identity_exporter::testing::Scripted;
 
 use common::{get, wait_for, Metrics};
 
 const ACCOUNT: &str = "123456789012";
 
-/// Answers every identity as Success; panics once in `mail_from_attributes` when
-/// `panic_next` is set.
-#[derive(Clone)]
-struct Fake {
-    region: &'static str,
-    panic_next: Arc<AtomicBool>,
-}
-
-impl SesApi for Fake {
-    fn region(&self) -> &str {
-        self.region
-    }
-
-    async fn caller_identity(&self) -> Result<CallerIdentity, SesError> {
-        Ok(CallerIdentity {
-            account: ACCOUNT.into(),
-            arn: format!("arn:aws:iam::{ACCOUNT}:user/test"),
-        })
-    }
-
-    async fn mail_from_attributes(
-        &self,
-        identities: &[String],
-    ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
-        if self.panic_next.swap(false, Ordering::SeqCst) {
-            panic!("test hook: a bug in the poller");
+/// A scripted AWS that answers every identity as Success and panics once in a
+/// MAIL FROM call after `panic_next` is set.
+fn fake(region: &str, panic_next: &Arc<AtomicBool>) -> Arc<dyn Aws> {
+    let aws = Scripted::new(region, ACCOUNT);
+    let panic_next = Arc::clone(panic_next);
+    aws.answer_with(move |request| {
+        let Request::GetIdentityMailFromDomainAttributes { identities } = request else {
+            return None;
+        };
+        if panic_next.swap(false, Ordering::SeqCst) {
+            panic!("test hook: a bug in the target loop");
         }
-        Ok(identities
+        let answer: HashMap<String, MailFromAttributes> = identities
             .iter()
             .map(|id| {
                 let attrs = MailFromAttributes {
@@ -61,38 +44,12 @@ impl SesApi for Fake {
                 };
                 (id.clone(), attrs)
             })
-            .collect())
-    }
-
-    async fn dkim_attributes(
-        &self,
-        _identities: &[String],
-    ) -> Result<HashMap<String, DkimAttributes>, SesError> {
-        Ok(HashMap::new())
-    }
-
-    async fn verification_attributes(
-        &self,
-        _identities: &[String],
-    ) -> Result<HashMap<String, Verification>, SesError> {
-        Ok(HashMap::new())
-    }
-
-    async fn send_quota(&self) -> Result<SendQuota, SesError> {
-        Err(SesError::Construction("not in this test".into()))
-    }
-
-    async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
-        Err(SesError::Construction("not in this test".into()))
-    }
-
-    async fn list_identities(
-        &self,
-        _identity_type: Option<IdentityType>,
-        _next_token: Option<String>,
-    ) -> Result<IdentityPage, SesError> {
-        Ok(IdentityPage::default())
-    }
+            .collect();
+        Some(Box::pin(async move {
+            Ok(Response::GetIdentityMailFromDomainAttributes(answer))
+        }))
+    });
+    aws
 }
 
 fn value(m: &Metrics, series: &str) -> Option<f64> {
@@ -124,15 +81,9 @@ fn a_panicking_poller_is_restarted_and_the_other_target_keeps_updating() {
     ])
     .unwrap();
     let config = config::load(flags).unwrap();
-    let east = Fake {
-        region: "us-east-1",
-        panic_next: Arc::default(),
-    };
-    let west = Fake {
-        region: "eu-west-1",
-        panic_next: Arc::default(),
-    };
-    let hook = Arc::clone(&west.panic_next);
+    let hook = Arc::new(AtomicBool::new(false));
+    let east = fake("us-east-1", &Arc::new(AtomicBool::new(false)));
+    let west = fake("eu-west-1", &hook);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

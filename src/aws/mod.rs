@@ -1,14 +1,15 @@
-//! The only door to the AWS SDKs (SES and STS). [`SesApi`] is what the target loop
-//! and the collectors need, one HTTP attempt per call (the SDK's own retries are
-//! off, so every attempt passes the caller's rate limiter); [`Session`] is the same
-//! as a trait object, so a target holds its collectors in a list. [`sdk`] implements
-//! it over `aws-sdk-ses`/`aws-sdk-sts` and turns SDK errors into [`SesError`] kinds;
-//! [`wire`] reads the bodies of SES's answers from the raw XML.
+//! The one door to AWS. [`Aws`] is what the rest of the exporter calls: one HTTP
+//! attempt per call, an SES operation as a [`Request`] answered by a [`Response`],
+//! and STS `GetCallerIdentity` as a method of its own. The operations are declared
+//! once, in the [`operations!`] table below, which gives the [`Operation`] label,
+//! the request and response variants, the typed methods collectors call (on
+//! `dyn Aws`) and the IAM action each needs.
 //!
-//! A new SES operation is its methods here ([`SesApi`], [`Session`], the blanket
-//! impl, [`Governed`]), its [`sdk::AwsSes`] call, its [`wire`] parse, its
-//! [`crate::model::Operation`] value and the double's answer: docs/architecture.md
-//! lists every place, the IAM policy's included.
+//! [`sdk`] is the adapter over the AWS SDKs (SDK errors → [`SesError`] kinds);
+//! [`wire`] reads SES's answers from the raw XML. Retries and rate limiting are a
+//! wrapper around the door, owned by the target ([`crate::target::retry`]); the
+//! scripted double of the tests implements the same trait (`crate::testing`, feature
+//! `test-support`). docs/architecture.md lists the places a new operation touches.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,13 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::model::{
-    DkimAttributes, IdentityType, MailFromAttributes, Operation, Outcome, SendQuota, Verification,
+    DkimAttributes, IdentityType, MailFromAttributes, Outcome, SendQuota, Verification,
 };
 
 pub mod sdk;
 pub mod wire;
 
-pub use sdk::AwsSes;
+pub use sdk::AwsSdk;
 
 /// The most identities one `GetIdentity*Attributes` call takes (MAIL FROM, DKIM
 /// and verification alike).
@@ -158,207 +159,165 @@ pub struct CallerIdentity {
     pub arn: String,
 }
 
-/// What the target loop and its collectors need from SES (and STS, to learn the account). Each call is
-/// exactly one HTTP attempt, so the caller's rate limiter sees every request.
-/// Implemented by [`AwsSes`] and by test doubles.
-pub trait SesApi: Send + Sync + 'static {
-    /// STS `GetCallerIdentity` with the target's own credentials.
-    fn caller_identity(&self) -> impl Future<Output = Result<CallerIdentity, SesError>> + Send;
+/// A call's answer, boxed so that [`Aws`] is a trait object.
+pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, SesError>> + Send + 'a>>;
 
-    /// `GetIdentityDkimAttributes` for at most [`MAX_IDENTITIES_PER_CALL`] identities.
-    fn dkim_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, DkimAttributes>, SesError>> + Send;
-
-    /// `GetIdentityVerificationAttributes` for at most [`MAX_IDENTITIES_PER_CALL`].
-    fn verification_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, Verification>, SesError>> + Send;
-
-    /// `GetSendQuota`.
-    fn send_quota(&self) -> impl Future<Output = Result<SendQuota, SesError>> + Send;
-
-    /// `GetAccountSendingEnabled`; `None` when SES answered without `Enabled`.
-    fn account_sending_enabled(
-        &self,
-    ) -> impl Future<Output = Result<Option<bool>, SesError>> + Send;
-
+/// The door: what the exporter asks of AWS. Each call is exactly one HTTP attempt,
+/// so a wrapper's rate limiter sees every request. Implemented by [`AwsSdk`], by the
+/// target's retrying wrapper ([`crate::target::retry::Retrying`]) and by the tests'
+/// scripted double.
+pub trait Aws: Send + Sync {
     /// The region the calls go to (the dns collector checks MX records against it).
     fn region(&self) -> &str;
 
-    /// `GetIdentityMailFromDomainAttributes` for at most [`MAX_IDENTITIES_PER_CALL`]
-    /// identities. Identities SES leaves out are absent from the map.
-    fn mail_from_attributes(
-        &self,
-        identities: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, MailFromAttributes>, SesError>> + Send;
+    /// One attempt of an SES operation. The answer's variant is the request's.
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response>;
 
-    /// One page of `ListIdentities`; `None` lists both domains and addresses.
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<IdentityPage, SesError>> + Send;
-}
-
-/// A call's answer, boxed so that [`Session`] is a trait object.
-pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, SesError>> + Send + 'a>>;
-
-/// [`SesApi`] as a trait object: what collectors are handed, so that a collector is
-/// a value in a list rather than a type parameter of the target loop. Every
-/// [`SesApi`] is one.
-pub trait Session: Send + Sync {
-    fn region(&self) -> &str;
+    /// STS `GetCallerIdentity` with the target's own credentials: its account.
     fn caller_identity(&self) -> Reply<'_, CallerIdentity>;
-    fn mail_from_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, MailFromAttributes>>;
-    fn dkim_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, DkimAttributes>>;
-    fn verification_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, Verification>>;
-    fn send_quota(&self) -> Reply<'_, SendQuota>;
-    fn account_sending_enabled(&self) -> Reply<'_, Option<bool>>;
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> Reply<'_, IdentityPage>;
 }
 
-impl<S: SesApi> Session for S {
+impl<A: Aws + ?Sized> Aws for Arc<A> {
     fn region(&self) -> &str {
-        SesApi::region(self)
+        (**self).region()
+    }
+
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
+        (**self).call(request)
     }
 
     fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
-        Box::pin(SesApi::caller_identity(self))
-    }
-
-    fn mail_from_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, MailFromAttributes>> {
-        Box::pin(SesApi::mail_from_attributes(self, identities))
-    }
-
-    fn dkim_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, DkimAttributes>> {
-        Box::pin(SesApi::dkim_attributes(self, identities))
-    }
-
-    fn verification_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, Verification>> {
-        Box::pin(SesApi::verification_attributes(self, identities))
-    }
-
-    fn send_quota(&self) -> Reply<'_, SendQuota> {
-        Box::pin(SesApi::send_quota(self))
-    }
-
-    fn account_sending_enabled(&self) -> Reply<'_, Option<bool>> {
-        Box::pin(SesApi::account_sending_enabled(self))
-    }
-
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> Reply<'_, IdentityPage> {
-        Box::pin(SesApi::list_identities(self, identity_type, next_token))
+        (**self).caller_identity()
     }
 }
 
-/// What governs every call of a [`Governed`] session: the target loop's retries and
-/// rate limiting. `attempt` makes one HTTP attempt each time it is called.
-pub trait Policy: Send + Sync {
-    /// `op` is `None` for STS `GetCallerIdentity`.
-    fn govern<'a, T, F>(&'a self, op: Option<Operation>, attempt: F) -> Reply<'a, T>
-    where
-        T: Send + 'a,
-        F: FnMut() -> Reply<'a, T> + Send + 'a;
+/// The AWS services the exporter calls through the door, each with the prefix of
+/// its IAM actions. SES v1 and v2 are one service: one IAM prefix, and SES's
+/// per-operation rate limits hold across both APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Ses,
 }
 
-/// A session whose every call goes through a [`Policy`]: the one place that names
-/// each operation for it, so a new operation is added here, not in the policy.
-pub struct Governed<P> {
-    inner: Arc<dyn Session>,
-    pub policy: P,
-}
-
-impl<P: Policy> Governed<P> {
-    pub fn new(inner: Arc<dyn Session>, policy: P) -> Governed<P> {
-        Governed { inner, policy }
+impl Service {
+    /// The prefix of the service's IAM actions.
+    pub fn iam_prefix(self) -> &'static str {
+        match self {
+            Service::Ses => "ses",
+        }
     }
 }
 
-impl<P: Policy> Session for Governed<P> {
-    fn region(&self) -> &str {
-        self.inner.region()
-    }
+/// Declares the operations once. Each row gives the operation's name (its label
+/// value and IAM action), its service, the typed method collectors call, its
+/// arguments and what it answers. From the table come [`Operation`] (label values,
+/// `ALL`, one limiter each), [`Request`], [`Response`] and the typed methods on
+/// `dyn Aws`, which send the request and unpack the answer of the same variant.
+macro_rules! operations {
+    ($(
+        $(#[$doc:meta])*
+        $op:ident ($service:ident): $method:ident($($arg:ident: $ty:ty),*) -> $out:ty;
+    )+) => {
+        /// The SES API operations the exporter calls; each has its own rate limit at
+        /// AWS, and so its own limiter and its own label value (`operation`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Operation {
+            $($(#[$doc])* $op,)+
+        }
 
-    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
-        self.policy.govern(None, || self.inner.caller_identity())
-    }
+        impl Operation {
+            /// Every operation, in declaration order (the order of request series).
+            pub const ALL: [Operation; [$(stringify!($op)),+].len()] = [$(Operation::$op),+];
 
-    fn mail_from_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, MailFromAttributes>> {
-        let op = Some(Operation::GetIdentityMailFromDomainAttributes);
-        self.policy
-            .govern(op, move || self.inner.mail_from_attributes(identities))
-    }
+            /// The label value: the operation's name in the AWS API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Operation::$op => stringify!($op),)+
+                }
+            }
 
-    fn dkim_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, DkimAttributes>> {
-        let op = Some(Operation::GetIdentityDkimAttributes);
-        self.policy
-            .govern(op, move || self.inner.dkim_attributes(identities))
-    }
+            pub fn service(self) -> Service {
+                match self {
+                    $(Operation::$op => Service::$service,)+
+                }
+            }
 
-    fn verification_attributes<'a>(
-        &'a self,
-        identities: &'a [String],
-    ) -> Reply<'a, HashMap<String, Verification>> {
-        let op = Some(Operation::GetIdentityVerificationAttributes);
-        self.policy
-            .govern(op, move || self.inner.verification_attributes(identities))
-    }
+            /// The IAM action that allows it, e.g. `ses:ListIdentities`.
+            pub fn iam_action(self) -> String {
+                format!("{}:{}", self.service().iam_prefix(), self.as_str())
+            }
+        }
 
-    fn send_quota(&self) -> Reply<'_, SendQuota> {
-        let op = Some(Operation::GetSendQuota);
-        self.policy.govern(op, || self.inner.send_quota())
-    }
+        /// One request of an operation, with its arguments.
+        #[derive(Debug, Clone)]
+        pub enum Request<'a> {
+            $($(#[$doc])* $op { $($arg: $ty),* },)+
+        }
 
-    fn account_sending_enabled(&self) -> Reply<'_, Option<bool>> {
-        let op = Some(Operation::GetAccountSendingEnabled);
-        self.policy
-            .govern(op, || self.inner.account_sending_enabled())
-    }
+        impl Request<'_> {
+            pub fn operation(&self) -> Operation {
+                match self {
+                    $(Request::$op { .. } => Operation::$op,)+
+                }
+            }
+        }
 
-    fn list_identities(
-        &self,
-        identity_type: Option<IdentityType>,
-        next_token: Option<String>,
-    ) -> Reply<'_, IdentityPage> {
-        let op = Some(Operation::ListIdentities);
-        self.policy.govern(op, move || {
-            self.inner
-                .list_identities(identity_type, next_token.clone())
-        })
+        /// The answer of an operation, the variant of its request.
+        #[derive(Debug, Clone)]
+        pub enum Response {
+            $($op($out),)+
+        }
+
+        impl Response {
+            pub fn operation(&self) -> Operation {
+                match self {
+                    $(Response::$op(_) => Operation::$op,)+
+                }
+            }
+        }
+
+        impl<'s> dyn Aws + 's {
+            $(
+                $(#[$doc])*
+                // `'a` ties an argument borrowed for the request to the call; the
+                // methods without such an argument could elide it.
+                #[allow(clippy::needless_lifetimes)]
+                pub async fn $method<'a>(&'a self, $($arg: $ty),*) -> Result<$out, SesError> {
+                    match self.call(Request::$op { $($arg),* }).await? {
+                        Response::$op(out) => Ok(out),
+                        other => Err(mismatch(Operation::$op, &other)),
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// An answer of another operation's variant: a bug in an [`Aws`] implementation,
+/// reported as an unreadable answer rather than a panic.
+fn mismatch(asked: Operation, answer: &Response) -> SesError {
+    SesError::Server {
+        status: 200,
+        message: format!(
+            "asked {}, answered as {}",
+            asked.as_str(),
+            answer.operation().as_str()
+        ),
     }
+}
+
+operations! {
+    /// One page of `ListIdentities`; `None` lists both domains and addresses.
+    ListIdentities(Ses): list_identities(identity_type: Option<IdentityType>, next_token: Option<String>) -> IdentityPage;
+    /// `GetIdentityMailFromDomainAttributes` for at most [`MAX_IDENTITIES_PER_CALL`]
+    /// identities; identities SES leaves out are absent from the map.
+    GetIdentityMailFromDomainAttributes(Ses): mail_from_attributes(identities: &'a [String]) -> HashMap<String, MailFromAttributes>;
+    /// `GetIdentityDkimAttributes` for at most [`MAX_IDENTITIES_PER_CALL`] identities.
+    GetIdentityDkimAttributes(Ses): dkim_attributes(identities: &'a [String]) -> HashMap<String, DkimAttributes>;
+    /// `GetIdentityVerificationAttributes` for at most [`MAX_IDENTITIES_PER_CALL`].
+    GetIdentityVerificationAttributes(Ses): verification_attributes(identities: &'a [String]) -> HashMap<String, Verification>;
+    /// `GetSendQuota`.
+    GetSendQuota(Ses): send_quota() -> SendQuota;
+    /// `GetAccountSendingEnabled`; `None` when SES answered without `Enabled`.
+    GetAccountSendingEnabled(Ses): account_sending_enabled() -> Option<bool>;
 }

@@ -1,5 +1,5 @@
-//! [`AwsSes`]: [`SesApi`] over `aws-sdk-ses` and `aws-sdk-sts`, the only code that
-//! builds SDK clients. SDK results become domain types and SDK errors [`SesError`]
+//! [`AwsSdk`]: the door ([`Aws`]) over `aws-sdk-ses` and `aws-sdk-sts`, the only
+//! code that builds SDK clients: one `match` arm per operation. SDK results become domain types and SDK errors [`SesError`]
 //! kinds. Rate limiting and retries are the target loop's: the SDK's own retries are
 //! switched off so that every HTTP attempt passes through the target's limiter.
 //!
@@ -7,7 +7,6 @@
 //! taken raw (by [`RawBody`], an interceptor) and read by [`super::wire`], because
 //! the SDK's output turns a field SES left out into `false`, `0` or `""`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -23,14 +22,16 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::wire::{self, WireError};
-use super::{CallerIdentity, Cause, IdentityPage, SesApi, SesError, LIST_PAGE_SIZE};
-use crate::model::{DkimAttributes, IdentityType, MailFromAttributes, SendQuota, Verification};
+use super::{
+    Aws, CallerIdentity, Cause, IdentityPage, Reply, Request, Response, SesError, LIST_PAGE_SIZE,
+};
+use crate::model::IdentityType;
 
-/// [`SesApi`] over the real SDK, configured from the standard aws-config chain
+/// [`Aws`] over the real SDK, configured from the standard aws-config chain
 /// (environment, profile, web identity, container and instance credentials), so
 /// `AWS_ENDPOINT_URL_SES` points it at an emulator.
 #[derive(Debug, Clone)]
-pub struct AwsSes {
+pub struct AwsSdk {
     client: aws_sdk_ses::Client,
     sts: aws_sdk_sts::Client,
     region: String,
@@ -54,14 +55,14 @@ pub enum SetupError {
     NoRegion,
 }
 
-impl AwsSes {
+impl AwsSdk {
     /// Loads the SDK configuration. `timeout` bounds each HTTP attempt, connect
     /// included. Retries are disabled here because the target loop does them through its
     /// rate limiter; the SDK's would be extra, unaccounted requests.
     pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
         let sdk = base_config(timeout).await;
         let region = sdk.region().ok_or(SetupError::NoRegion)?.to_string();
-        Ok(AwsSes::for_target(&sdk, &region, None).await)
+        Ok(AwsSdk::for_target(&sdk, &region, None).await)
     }
 
     /// The clients of one target: `region`, and the base credentials or, with a
@@ -71,7 +72,7 @@ impl AwsSes {
         base: &aws_config::SdkConfig,
         region: &str,
         role: Option<AssumeRole<'_>>,
-    ) -> AwsSes {
+    ) -> AwsSdk {
         let mut sdk = base
             .to_builder()
             .region(aws_config::Region::new(region.to_owned()))
@@ -92,7 +93,7 @@ impl AwsSes {
                 )
                 .build();
         }
-        AwsSes {
+        AwsSdk {
             client: aws_sdk_ses::Client::new(&sdk),
             sts: aws_sdk_sts::Client::new(&sdk),
             region: region.to_owned(),
@@ -108,7 +109,7 @@ impl AwsSes {
         endpoint: &str,
         credentials: aws_credential_types::Credentials,
         http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
-    ) -> AwsSes {
+    ) -> AwsSdk {
         let conf = aws_sdk_ses::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_owned()))
@@ -127,7 +128,7 @@ impl AwsSes {
             .retry_config(RetryConfig::disabled())
             .timeout_config(attempt_timeouts(timeout))
             .build();
-        AwsSes {
+        AwsSdk {
             client: aws_sdk_ses::Client::from_conf(conf),
             sts: aws_sdk_sts::Client::from_conf(sts),
             region: region.to_owned(),
@@ -172,82 +173,80 @@ macro_rules! read_raw {
             .send()
             .await
             .map_err(classify)?;
-        raw.parse($parse)
+        raw.parse($parse)?
     }};
 }
 
-impl SesApi for AwsSes {
+impl Aws for AwsSdk {
     fn region(&self) -> &str {
         &self.region
     }
 
-    async fn caller_identity(&self) -> Result<CallerIdentity, SesError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(classify)?;
-        match out.account() {
-            Some(account) if !account.is_empty() => Ok(CallerIdentity {
-                account: account.to_owned(),
-                arn: out.arn().unwrap_or("").to_owned(),
-            }),
-            // Without an account the series cannot be labelled: not a value to guess.
-            _ => Err(SesError::Server {
-                status: 200,
-                message: "GetCallerIdentity answered without an Account".into(),
-            }),
-        }
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
+        let ses = &self.client;
+        Box::pin(async move {
+            Ok(match request {
+                Request::ListIdentities {
+                    identity_type,
+                    next_token,
+                } => {
+                    Response::ListIdentities(self.list_identities(identity_type, next_token).await?)
+                }
+                Request::GetIdentityMailFromDomainAttributes { identities } => {
+                    Response::GetIdentityMailFromDomainAttributes(read_raw!(
+                        ses.get_identity_mail_from_domain_attributes()
+                            .set_identities(Some(identities.to_vec())),
+                        wire::mail_from
+                    ))
+                }
+                Request::GetIdentityDkimAttributes { identities } => {
+                    Response::GetIdentityDkimAttributes(read_raw!(
+                        ses.get_identity_dkim_attributes()
+                            .set_identities(Some(identities.to_vec())),
+                        wire::dkim
+                    ))
+                }
+                Request::GetIdentityVerificationAttributes { identities } => {
+                    Response::GetIdentityVerificationAttributes(read_raw!(
+                        ses.get_identity_verification_attributes()
+                            .set_identities(Some(identities.to_vec())),
+                        wire::verification
+                    ))
+                }
+                Request::GetSendQuota {} => {
+                    Response::GetSendQuota(read_raw!(ses.get_send_quota(), wire::send_quota))
+                }
+                Request::GetAccountSendingEnabled {} => Response::GetAccountSendingEnabled(
+                    read_raw!(ses.get_account_sending_enabled(), wire::sending_enabled),
+                ),
+            })
+        })
     }
 
-    async fn dkim_attributes(
-        &self,
-        identities: &[String],
-    ) -> Result<HashMap<String, DkimAttributes>, SesError> {
-        read_raw!(
-            self.client
-                .get_identity_dkim_attributes()
-                .set_identities(Some(identities.to_vec())),
-            wire::dkim
-        )
+    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
+        Box::pin(async move {
+            let out = self
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(classify)?;
+            match out.account() {
+                Some(account) if !account.is_empty() => Ok(CallerIdentity {
+                    account: account.to_owned(),
+                    arn: out.arn().unwrap_or("").to_owned(),
+                }),
+                // Without an account the series cannot be labelled: not a value to guess.
+                _ => Err(SesError::Server {
+                    status: 200,
+                    message: "GetCallerIdentity answered without an Account".into(),
+                }),
+            }
+        })
     }
+}
 
-    async fn verification_attributes(
-        &self,
-        identities: &[String],
-    ) -> Result<HashMap<String, Verification>, SesError> {
-        read_raw!(
-            self.client
-                .get_identity_verification_attributes()
-                .set_identities(Some(identities.to_vec())),
-            wire::verification
-        )
-    }
-
-    async fn send_quota(&self) -> Result<SendQuota, SesError> {
-        read_raw!(self.client.get_send_quota(), wire::send_quota)
-    }
-
-    async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
-        read_raw!(
-            self.client.get_account_sending_enabled(),
-            wire::sending_enabled
-        )
-    }
-
-    async fn mail_from_attributes(
-        &self,
-        identities: &[String],
-    ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
-        read_raw!(
-            self.client
-                .get_identity_mail_from_domain_attributes()
-                .set_identities(Some(identities.to_vec())),
-            wire::mail_from
-        )
-    }
-
+impl AwsSdk {
     async fn list_identities(
         &self,
         identity_type: Option<IdentityType>,

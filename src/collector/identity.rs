@@ -15,10 +15,9 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
-use crate::aws::{Reply, Session, MAX_IDENTITIES_PER_CALL};
+use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::model::{
-    status_change, IdentityRecord, IdentityType, Observation, Operation, Snapshot,
-    VerificationStatus,
+    status_change, IdentityRecord, IdentityType, Observation, Snapshot, VerificationStatus,
 };
 use crate::render::{state_set, unix_millis, Family, Line, Renderer};
 
@@ -44,9 +43,9 @@ pub trait Kind: Send + Sync + 'static {
     const FAMILIES: &'static [Family<IdentityRecord<Self::Attr>>];
 
     fn fetch<'a>(
-        ses: &'a dyn Session,
+        aws: &'a dyn Aws,
         batch: &'a [String],
-    ) -> Reply<'a, HashMap<String, Self::Attr>>;
+    ) -> BoxFuture<'a, Result<HashMap<String, Self::Attr>, SesError>>;
 
     /// A first observation that is healthy is logged at debug, not info.
     fn healthy(attr: &Self::Attr) -> bool;
@@ -63,7 +62,7 @@ pub trait Kind: Send + Sync + 'static {
 }
 
 /// Declares an identity collector from what differs between them: its `Kind` (the
-/// record type, name, operation and the [`Session`] method that calls it, what its
+/// record type, name, operation and the door's method that calls it, what its
 /// state is called in logs, when an observation is healthy, and optional items such
 /// as [`Kind::rendered`]) and its `REGISTRATION`. The module holds its `FAMILIES`.
 macro_rules! identity_collector {
@@ -79,17 +78,20 @@ macro_rules! identity_collector {
         impl $crate::collector::identity::Kind for $kind {
             type Attr = $attr;
             const NAME: &'static str = $name;
-            const OPERATION: $crate::model::Operation = $crate::model::Operation::$op;
-            const OPERATIONS: &'static [$crate::model::Operation] = &[$crate::model::Operation::$op];
+            const OPERATION: $crate::aws::Operation = $crate::aws::Operation::$op;
+            const OPERATIONS: &'static [$crate::aws::Operation] = &[$crate::aws::Operation::$op];
             const WHAT: &'static str = $what;
             const FAMILIES: &'static [$crate::render::Family<$crate::model::IdentityRecord<$attr>>] =
                 FAMILIES;
 
             fn fetch<'a>(
-                ses: &'a dyn $crate::aws::Session,
+                aws: &'a dyn $crate::aws::Aws,
                 batch: &'a [String],
-            ) -> $crate::aws::Reply<'a, std::collections::HashMap<String, $attr>> {
-                ses.$method(batch)
+            ) -> futures_util::future::BoxFuture<
+                'a,
+                Result<std::collections::HashMap<String, $attr>, $crate::aws::SesError>,
+            > {
+                Box::pin(aws.$method(batch))
             }
 
             fn healthy(a: &$attr) -> bool {
@@ -244,7 +246,7 @@ impl<K: Kind> Batched<K> {
                     next_planned = Some(Instant::now() + pace);
                 }
             }
-            let result = K::fetch(ctx.ses, batch).await;
+            let result = K::fetch(ctx.aws, batch).await;
             match result {
                 Ok(found) => {
                     progress.answered = true;

@@ -3,8 +3,8 @@
 //! [`crate::config`] makes the `--collector.NAME` / `--no-collector.NAME` flags.
 //!
 //! A target collector is a value implementing [`Collector`]: each cycle of its
-//! target it asks SES through the [`Session`] in its [`Ctx`] (rate-limited and
-//! retried by the target loop, so a collector never sees a throttle), turns the
+//! target it asks AWS through the door in its [`Ctx`] (rate-limited and retried
+//! by the target, so a collector never sees a throttle), turns the
 //! answers into records, renders them with [`crate::render`] and hands the part to
 //! the publisher through its [`Outlet`]. The identity collectors (MAIL FROM, DKIM,
 //! verification) share their batching in [`identity`]; each of them is an
@@ -22,9 +22,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::aws::Session;
+use crate::aws::{Aws, Operation};
 use crate::metrics::TargetTelemetry;
-use crate::model::Operation;
 use crate::publish::Publisher;
 use crate::render::Rendered;
 
@@ -107,9 +106,9 @@ impl Default for Progress {
 
 /// What a collector's cycle gets from its target.
 pub struct Ctx<'a> {
-    /// SES through the target's rate limiters and retry policy: every attempt is
-    /// spaced and counted there.
-    pub ses: &'a dyn Session,
+    /// AWS through the target's rate limiters and retries: every attempt is spaced
+    /// and counted there.
+    pub aws: &'a dyn Aws,
     pub telemetry: &'a TargetTelemetry,
     /// The identities to ask about: sorted, without duplicates.
     pub watched: &'a Arc<[String]>,

@@ -9,7 +9,8 @@ use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
-use crate::model::{Operation, Quota};
+use crate::aws::Operation;
+use crate::model::Quota;
 use crate::render::{gauge, seconds, unix_millis, Derived, Family, Line, Renderer, Value};
 
 pub const REGISTRATION: Registration = Registration {
@@ -47,7 +48,7 @@ impl QuotaCollector {
                 .set_planned_rate(op, per_cycle.min(ctx.plan.rate));
         }
         let (send_quota, enabled) =
-            tokio::join!(ctx.ses.send_quota(), ctx.ses.account_sending_enabled());
+            tokio::join!(ctx.aws.send_quota(), ctx.aws.account_sending_enabled());
         let now = SystemTime::now();
         let mut progress = Progress::new();
         // A failed call keeps the last answer: never a made-up 0 or "enabled".

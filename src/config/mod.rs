@@ -63,7 +63,7 @@ pub struct Config {
     pub identities: Identities,
     /// What to poll; at least one. Without `targets` in the file, one implicit
     /// target: the environment's region and credentials, the top-level selection.
-    pub targets: Vec<Target>,
+    pub targets: Vec<TargetConfig>,
     pub collectors: Collectors,
     pub poll_interval: Duration,
     pub ses: SesSettings,
@@ -75,27 +75,26 @@ pub struct Config {
 /// A role a target assumes through STS `AssumeRole`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
+    /// The account the role lives in, read from its ARN when it was validated.
+    pub account: String,
     pub arn: String,
     pub external_id: Option<String>,
     pub session_name: String,
 }
 
-/// One AWS account and region to poll.
+/// One AWS account and region to poll, as configured.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct TargetConfig {
     /// `None` for the implicit target: the region of the environment's chain.
     pub region: Option<String>,
     pub role: Option<Role>,
     pub identities: Identities,
 }
 
-impl Target {
-    /// The account the role lives in (the 5th field of its ARN).
+impl TargetConfig {
+    /// The account the role lives in.
     pub fn role_account(&self) -> Option<&str> {
-        self.role
-            .as_ref()
-            .and_then(|r| r.arn.split(':').nth(4))
-            .filter(|a| !a.is_empty())
+        self.role.as_ref().map(|r| r.account.as_str())
     }
 }
 

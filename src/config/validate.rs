@@ -12,7 +12,7 @@ use regex::Regex;
 
 use super::{
     invalid, Config, ConfigError, Discovery, DiscoveryType, Flags, Identities, Listen,
-    RawDiscovery, RawFile, RawTarget, SesSettings, Target, DEFAULT_DISCOVERY_INTERVAL,
+    RawDiscovery, RawFile, RawTarget, SesSettings, TargetConfig, DEFAULT_DISCOVERY_INTERVAL,
     DEFAULT_POLL_INTERVAL, DEFAULT_SESSION_NAME, DEFAULT_SES_PACING, DEFAULT_SES_RATE,
     DEFAULT_SES_TIMEOUT,
 };
@@ -81,7 +81,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         file.targets.is_some(),
     )?;
     let targets = match file.targets {
-        None => vec![Target {
+        None => vec![TargetConfig {
             region: None,
             role: None,
             identities: identities.clone(),
@@ -233,7 +233,7 @@ fn validate_targets(
     raw: Vec<RawTarget>,
     top: &Identities,
     discovery_interval_flag: Option<&str>,
-) -> Result<Vec<Target>, ConfigError> {
+) -> Result<Vec<TargetConfig>, ConfigError> {
     if raw.is_empty() {
         return Err(invalid(
             "targets",
@@ -272,14 +272,14 @@ fn validate_targets(
                 None
             }
             Some(arn) => {
-                if role_arn_account(arn).is_none() {
+                let Some(account) = role_arn_account(arn) else {
                     return Err(invalid(
                         key("role_arn"),
                         format!(
                             "{arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
                         ),
                     ));
-                }
+                };
                 let session_name = t
                     .session_name
                     .clone()
@@ -301,6 +301,7 @@ fn validate_targets(
                     }
                 }
                 Some(super::Role {
+                    account: account.to_owned(),
                     arn: arn.to_owned(),
                     external_id: t.external_id.clone(),
                     session_name,
@@ -310,11 +311,7 @@ fn validate_targets(
         // Two targets on the same account and region would export the same series
         // and share one API budget: refuse what can be seen here (the rest is caught
         // when STS names the accounts).
-        let scope = role
-            .as_ref()
-            .and_then(|r| role_arn_account(&r.arn))
-            .unwrap_or("")
-            .to_owned();
+        let scope = role.as_ref().map_or("", |r| r.account.as_str()).to_owned();
         if let Some((_, _, j)) = seen.iter().find(|(a, r, _)| *a == scope && *r == region) {
             let what = if scope.is_empty() {
                 "the environment's credentials".to_owned()
@@ -350,7 +347,7 @@ fn validate_targets(
                 false,
             )?
         };
-        out.push(Target {
+        out.push(TargetConfig {
             region: Some(region),
             role,
             identities,

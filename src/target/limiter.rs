@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 
+use crate::aws::Operation;
 use crate::aws::MAX_IDENTITIES_PER_CALL;
-use crate::model::Operation;
 
 /// Requests are spaced this much further apart than `1 / rate`. The spacing below
 /// already holds at SES by construction; the margin keeps the gaps off the exact

@@ -1,9 +1,8 @@
-//! The loop of one target (an AWS account and region): the schedule, its account
+//! A target (an AWS account and region) and its loop: the schedule, its account
 //! from STS, identity discovery (`ListIdentities`), and each cycle its collectors,
-//! side by side. Its SES session goes through [`retry`] and [`limiter`]: every
-//! attempt of every operation spaced per (account, region, operation), retried with
-//! backoff. It keeps no values itself: each collector keeps its records and
-//! publishes its part.
+//! side by side. It owns its calls' state (account, limiters, telemetry); every
+//! call goes through [`retry`] and [`limiter`] around its door to AWS. It keeps no
+//! values itself: each collector keeps its records and publishes its part.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,11 +12,11 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::aws::{Governed, SesError, Session, MAX_IDENTITIES_PER_CALL};
+use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
 use crate::config::Discovery;
-use crate::metrics::Telemetry;
-use crate::model::{IdentityType, Operation, Snapshot};
+use crate::metrics::{TargetTelemetry, Telemetry};
+use crate::model::{IdentityType, Snapshot};
 use crate::publish::Publisher;
 use crate::render::target_labels;
 use crate::supervise::stopped;
@@ -26,15 +25,15 @@ pub mod limiter;
 pub mod retry;
 
 pub use limiter::{min_cycle_seconds, Limiters, RateLimiter};
-use retry::Retrying;
+use retry::{CallState, Retrying};
 
 /// A `ListIdentities` loop that has not ended after this many pages (10 at the SES
 /// quota of 10,000 identities) is a server bug, not an account.
 const MAX_LIST_PAGES: usize = 1000;
 
-/// What one target's poller is told to do.
+/// What one target is told to do.
 #[derive(Debug, Clone)]
-pub struct PollerSettings {
+pub struct TargetSettings {
     /// The target's position in the configuration: its key for published parts.
     pub index: usize,
     pub region: String,
@@ -62,11 +61,16 @@ struct Resolved {
     labels: Arc<str>,
 }
 
-/// Polls one target on a schedule; its collectors publish what they learn.
-pub struct Poller {
-    /// SES through this target's limiters and retries: what the collectors call.
-    ses: Governed<Retrying>,
-    settings: PollerSettings,
+/// One target, polled on a schedule; its collectors publish what they learn.
+pub struct Target {
+    /// The door to AWS with this target's credentials and region, one attempt a
+    /// call; [`Target::door`] puts the retries and limiters around it.
+    aws: Arc<dyn Aws>,
+    /// Its account, limiters and failure log: what the retries need.
+    calls: CallState,
+    /// Its health series.
+    health: TargetTelemetry,
+    settings: TargetSettings,
     publisher: Arc<Publisher>,
     telemetry: Arc<Telemetry>,
     all_limiters: Arc<Limiters>,
@@ -89,14 +93,14 @@ pub struct Poller {
     collectors: Vec<(&'static str, Box<dyn Collector>)>,
 }
 
-impl Poller {
+impl Target {
     pub fn new(
-        ses: Arc<dyn Session>,
-        mut settings: PollerSettings,
+        aws: Arc<dyn Aws>,
+        mut settings: TargetSettings,
         publisher: Arc<Publisher>,
         telemetry: Arc<Telemetry>,
         limiters: Arc<Limiters>,
-    ) -> Poller {
+    ) -> Target {
         let mut fixed = std::mem::take(&mut settings.fixed);
         fixed.sort_unstable();
         fixed.dedup();
@@ -127,18 +131,16 @@ impl Poller {
             &operations,
             &names,
         );
-        Poller {
+        Target {
             watched: Arc::clone(&fixed),
             fixed,
-            ses: Governed::new(
-                ses,
-                Retrying::new(
-                    settings.region.clone(),
-                    target_telemetry,
-                    settings.timeout,
-                    settings.provisional_account.clone(),
-                ),
+            aws,
+            calls: CallState::new(
+                settings.provisional_account.clone(),
+                settings.region.clone(),
+                settings.timeout,
             ),
+            health: target_telemetry,
             publisher,
             telemetry,
             all_limiters: limiters,
@@ -173,11 +175,11 @@ impl Poller {
             }
             let next = start + self.settings.poll_interval;
             if Instant::now() >= next {
-                self.ses.policy.telemetry.poll_overruns.inc();
+                self.health.poll_overruns.inc();
                 // Warn when cycles start overrunning, not at every overrun after.
                 if !overrunning {
                     warn!(
-                        aws_account_id = %self.ses.policy.account,
+                        aws_account_id = %self.calls.account,
                         aws_region = %self.settings.region,
                         took = ?start.elapsed(),
                         interval = ?self.settings.poll_interval,
@@ -196,17 +198,17 @@ impl Poller {
         }
     }
 
-    /// After the task running this poller failed: its values are not current until
+    /// After the task running this target failed: its values are not current until
     /// its next cycle says otherwise.
     pub fn mark_down(&self) {
-        self.ses.policy.telemetry.up.set(0);
+        self.health.up.set(0);
         self.publisher.health_changed();
     }
 
     /// Learns the target's account from STS (once; retried each cycle until it
     /// answers), claims its account and region, and takes its rate limiters.
     async fn resolve(&mut self) -> Result<(), SesError> {
-        let who = self.ses.caller_identity().await?;
+        let who = self.door().caller_identity().await?;
         let account = who.account;
         let region = self.settings.region.clone();
         if let Err(holder) = self
@@ -224,15 +226,15 @@ impl Poller {
             );
             // Its provisional labels may be the other target's (a role into the
             // account the other target already polls): those series are not its own.
-            if self.ses.policy.account != account {
-                self.ses.policy.telemetry.remove();
+            if self.calls.account != account {
+                self.health.remove();
             }
             self.duplicate = true;
             return Ok(());
         }
         // Series labelled provisionally (empty, or the role's account) move to the
         // account STS named.
-        self.ses.policy.telemetry.relabel(&self.telemetry, &account);
+        self.health.relabel(&self.telemetry, &account);
         info!(
             aws_account_id = %account,
             aws_region = %region,
@@ -240,13 +242,13 @@ impl Poller {
             "target resolved"
         );
         for op in operations(self.settings.discovery.is_some(), &self.collectors) {
-            self.ses.policy.limiters.insert(
+            self.calls.limiters.insert(
                 op,
                 self.all_limiters
                     .get(&account, &region, op, self.settings.rate),
             );
         }
-        self.ses.policy.account = account.clone();
+        self.calls.account = account.clone();
         self.resolved = Some(Resolved {
             labels: Arc::from(target_labels(&account, &region)),
             account,
@@ -271,7 +273,7 @@ impl Poller {
             }
             if resolved.is_err() {
                 // The STS error was logged by the retry loop, once per change.
-                self.ses.policy.telemetry.up.set(0);
+                self.health.up.set(0);
                 self.publisher.health_changed();
                 self.publisher.note_cycle(first, false);
                 return;
@@ -299,16 +301,19 @@ impl Poller {
         }
 
         let watched = Arc::clone(&self.watched);
-        self.ses
-            .policy
-            .telemetry
-            .identities
-            .set(watched.len() as i64);
+        self.health.identities.set(watched.len() as i64);
         self.announce(watched.len());
 
         let paced = !at_ceiling;
+        // From the fields, not `self.door()`: the collectors are borrowed mutably.
+        let door = Retrying {
+            aws: &*self.aws,
+            state: &self.calls,
+            telemetry: &self.health,
+        };
         let ctx = context(
-            &self.ses,
+            &door,
+            &self.health,
             &self.settings,
             &self.fixed,
             &watched,
@@ -322,7 +327,7 @@ impl Poller {
             async move { (name, c.cycle(ctx).await) }
         }))
         .await;
-        let telemetry = &self.ses.policy.telemetry;
+        let telemetry = &self.health;
         for (name, p) in progress {
             telemetry.set_collector_success(name, p.complete);
             complete &= p.complete;
@@ -359,7 +364,7 @@ impl Poller {
         let calls = count.div_ceil(MAX_IDENTITIES_PER_CALL);
         let seconds = min_cycle_seconds(count, self.settings.rate);
         info!(
-            aws_account_id = %self.ses.policy.account,
+            aws_account_id = %self.calls.account,
             aws_region = %self.settings.region,
             identities = count,
             calls_per_cycle_per_collector = calls,
@@ -385,7 +390,9 @@ impl Poller {
         let mut token: Option<String> = None;
         let mut found = Vec::new();
         for _ in 0..MAX_LIST_PAGES {
-            let page = self.ses.list_identities(wanted, token.clone()).await?;
+            let door = self.door();
+            let aws: &dyn Aws = &door;
+            let page = aws.list_identities(wanted, token.clone()).await?;
             // The type filter is applied here too, in case a server ignores it.
             found.extend(page.identities.into_iter().filter(|id| {
                 wanted.is_none_or(|t| IdentityType::of(id) == t) && discovery.admits(id)
@@ -412,6 +419,15 @@ impl Poller {
         })
     }
 
+    /// The door with this target's retries and limiters around it.
+    fn door(&self) -> Retrying<'_> {
+        Retrying {
+            aws: &*self.aws,
+            state: &self.calls,
+            telemetry: &self.health,
+        }
+    }
+
     /// The MAIL FROM records, for tests.
     pub fn records(&self) -> &Snapshot {
         static EMPTY: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
@@ -422,28 +438,29 @@ impl Poller {
     }
 }
 
-impl crate::supervise::Task for Poller {
+impl crate::supervise::Task for Target {
     fn run(
         &mut self,
         shutdown: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send {
-        Poller::run(self, shutdown)
+        Target::run(self, shutdown)
     }
 }
 
 /// What a cycle's collectors get from their target; `paced`: spread over
 /// `--ses.pacing` of the interval (every cycle but the first with the account known).
 fn context<'a>(
-    ses: &'a Governed<Retrying>,
-    settings: &'a PollerSettings,
+    aws: &'a dyn Aws,
+    telemetry: &'a TargetTelemetry,
+    settings: &'a TargetSettings,
     fixed: &'a [String],
     watched: &'a Arc<[String]>,
     resolved: &'a Resolved,
     paced: bool,
 ) -> Ctx<'a> {
     Ctx {
-        ses,
-        telemetry: &ses.policy.telemetry,
+        aws,
+        telemetry,
         watched,
         fixed,
         account: &resolved.account,

@@ -1,8 +1,8 @@
-//! The retry policy: [`Retrying`] governs a target's SES session so that every
-//! call is retried with backoff (exponential, equal jitter) after a throttle, a 5xx,
-//! a timeout or a transport error, every attempt, retries included, holds a permit of
-//! its operation's [`RateLimiter`], and every failure is logged once per change of
-//! state rather than once per attempt.
+//! Retries and rate limiting around the door: [`Retrying`] is an [`Aws`] over the
+//! target's [`Aws`] and its [`CallState`]. Every call is retried with backoff
+//! (exponential, equal jitter) after a throttle, a 5xx, a timeout or a transport
+//! error; every attempt, retries included, holds a permit of its operation's
+//! [`RateLimiter`]; every failure is logged once per change of state.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,9 +14,9 @@ use tokio::time::sleep;
 use tracing::{debug, info, warn};
 
 use super::limiter::RateLimiter;
-use crate::aws::{Cause, Policy, Reply, SesError};
+use crate::aws::{Aws, CallerIdentity, Cause, Operation, Reply, Request, Response, SesError};
 use crate::metrics::TargetTelemetry;
-use crate::model::{Operation, Outcome};
+use crate::model::Outcome;
 
 /// Attempts of one request when SES throttles: backoffs of about 1, 2, 4, 8 and 16 s,
 /// so a batch rides out half a minute of throttling before the cycle gives up.
@@ -39,61 +39,74 @@ fn backoff(attempt: u32, err: &SesError) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-/// The retry policy of one target's session (see [`crate::aws::Governed`]): every
-/// call made with retries, every attempt through the operation's rate limiter and
-/// counted.
-pub struct Retrying {
-    pub telemetry: TargetTelemetry,
+/// What a target keeps for its calls: its account (for log lines), its limiters
+/// and the last failure of each operation. It lives in the target; a [`Retrying`]
+/// borrows it for a cycle.
+pub struct CallState {
+    /// The account the target's series and log lines carry: provisional until STS
+    /// answered.
+    pub account: String,
+    pub region: String,
     /// This target's limiters, once its account is known (no SES call before).
     pub limiters: HashMap<Operation, Arc<RateLimiter>>,
     pub(crate) attempt_guard: Duration,
-    /// The last failure of each operation, to log once per change of state. A std
-    /// mutex: it is only touched between awaits.
-    error_state: Mutex<HashMap<Option<Operation>, String>>,
-    /// For log lines: which target this is.
-    pub account: String,
-    region: String,
+    /// The last failure of each operation (`None`: STS), to log once per change of
+    /// state. A std mutex: it is only touched between awaits.
+    failures: Mutex<HashMap<Option<Operation>, String>>,
 }
 
-impl Retrying {
+impl CallState {
     /// `timeout` is the per-attempt timeout the SDK enforces; this keeps a backstop
     /// a little longer.
-    pub fn new(
-        region: String,
-        telemetry: TargetTelemetry,
-        timeout: Duration,
-        account: String,
-    ) -> Retrying {
-        Retrying {
-            telemetry,
-            limiters: HashMap::new(),
-            attempt_guard: timeout + Duration::from_secs(2),
-            error_state: Mutex::new(HashMap::new()),
+    pub fn new(account: String, region: String, timeout: Duration) -> CallState {
+        CallState {
             account,
             region,
+            limiters: HashMap::new(),
+            attempt_guard: timeout + Duration::from_secs(2),
+            failures: Mutex::new(HashMap::new()),
         }
     }
+}
 
-    /// Makes one request with retries; every attempt holds a permit of the
-    /// operation's limiter, so retries spend the same budget as first attempts.
-    pub(crate) async fn call<T, F, Fut>(
-        &self,
-        op: Operation,
-        attempt_once: F,
-    ) -> Result<T, SesError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, SesError>>,
-    {
-        let Some(limiter) = self.limiters.get(&op) else {
-            return Err(SesError::Construction(Cause::from(format!(
-                "no rate limiter for {}: the target's account is not known yet",
-                op.as_str()
-            ))));
-        };
-        self.attempts(Some(op), Some(limiter), attempt_once).await
+/// The door with retries and rate limiting around it: every call made with
+/// retries, every attempt of an SES operation through that operation's rate limiter,
+/// and every attempt counted in the target's telemetry. A view over the target's
+/// state, built for each cycle.
+pub struct Retrying<'t> {
+    pub aws: &'t dyn Aws,
+    pub state: &'t CallState,
+    pub telemetry: &'t TargetTelemetry,
+}
+
+impl Aws for Retrying<'_> {
+    fn region(&self) -> &str {
+        self.aws.region()
     }
 
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
+        let op = request.operation();
+        Box::pin(async move {
+            let Some(limiter) = self.state.limiters.get(&op) else {
+                return Err(SesError::Construction(Cause::from(format!(
+                    "no rate limiter for {}: the target's account is not known yet",
+                    op.as_str()
+                ))));
+            };
+            self.attempts(Some(op), Some(limiter), || self.aws.call(request.clone()))
+                .await
+        })
+    }
+
+    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
+        Box::pin(self.attempts(None, None, || self.aws.caller_identity()))
+    }
+}
+
+impl Retrying<'_> {
+    /// Makes one request with retries; every attempt holds a permit of the
+    /// operation's limiter (none for STS), so retries spend the same budget as
+    /// first attempts.
     async fn attempts<T, F, Fut>(
         &self,
         op: Option<Operation>,
@@ -104,11 +117,12 @@ impl Retrying {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SesError>>,
     {
-        let telemetry = &self.telemetry;
+        let telemetry = self.telemetry;
         let count = |outcome: Outcome| match op {
             Some(op) => telemetry.count_request(op, outcome),
             None => telemetry.count_sts(outcome),
         };
+        let guard = self.state.attempt_guard;
         let mut attempt = 1u32;
         loop {
             let permit = match limiter {
@@ -121,11 +135,10 @@ impl Retrying {
                 }
                 None => None,
             };
-            let result = match tokio::time::timeout(self.attempt_guard, attempt_once()).await {
+            let result = match tokio::time::timeout(guard, attempt_once()).await {
                 Ok(result) => result,
                 Err(_) => Err(SesError::Timeout(Cause::from(format!(
-                    "no answer within {:?}",
-                    self.attempt_guard
+                    "no answer within {guard:?}"
                 )))),
             };
             // The attempt is over: the next one of this operation is spaced from now,
@@ -157,15 +170,20 @@ impl Retrying {
     }
 
     fn note_error(&self, op: Option<Operation>, err: &SesError) {
+        let (account, region) = (&self.state.account, &self.state.region);
         let key = err.state_key();
-        let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self
+            .state
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if state.get(&op) != Some(&key) {
             match op {
                 Some(op) => {
-                    warn!(aws_account_id = %self.account, aws_region = %self.region, operation = op.as_str(), error = %err, "SES request failed")
+                    warn!(aws_account_id = %account, aws_region = %region, operation = op.as_str(), error = %err, "SES request failed")
                 }
                 None => {
-                    warn!(aws_account_id = %self.account, aws_region = %self.region, operation = "GetCallerIdentity", error = %err, "STS request failed: the target's account is not known, so it is not polled")
+                    warn!(aws_account_id = %account, aws_region = %region, operation = "GetCallerIdentity", error = %err, "STS request failed: the target's account is not known, so it is not polled")
                 }
             }
             state.insert(op, key);
@@ -175,29 +193,21 @@ impl Retrying {
     }
 
     fn note_success(&self, op: Option<Operation>) {
-        let mut state = self.error_state.lock().unwrap_or_else(|p| p.into_inner());
+        let (account, region) = (&self.state.account, &self.state.region);
+        let mut state = self
+            .state
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(previous) = state.remove(&op) {
             let service = if op.is_some() { "SES" } else { "STS" };
-            info!(aws_account_id = %self.account, aws_region = %self.region, operation = op_name(op), previous_error = %previous, "{service} requests succeed again");
+            info!(aws_account_id = %account, aws_region = %region, operation = op_name(op), previous_error = %previous, "{service} requests succeed again");
         }
     }
 }
 
 fn op_name(op: Option<Operation>) -> &'static str {
     op.map_or("GetCallerIdentity", Operation::as_str)
-}
-
-impl Policy for Retrying {
-    fn govern<'a, T, F>(&'a self, op: Option<Operation>, attempt: F) -> Reply<'a, T>
-    where
-        T: Send + 'a,
-        F: FnMut() -> Reply<'a, T> + Send + 'a,
-    {
-        match op {
-            Some(op) => Box::pin(self.call(op, attempt)),
-            None => Box::pin(self.attempts(None, None, attempt)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,120 +4,29 @@
 
 use super::retry::MAX_ATTEMPTS_OTHER;
 use super::*;
-use crate::aws::{CallerIdentity, IdentityPage, SesApi};
-use crate::model::{
-    BehaviorOnMxFailure, DkimAttributes, MailFromAttributes, MailFromStatus, Observation,
-    Verification,
-};
+use crate::aws::{IdentityPage, Response};
+use crate::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, Observation};
 use crate::render::Exposition;
-use std::collections::{HashMap, VecDeque};
+use crate::testing::{Call, Scripted};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::time::sleep;
 
-/// A scripted SES: answers from a queue of results, records every call.
-#[derive(Default)]
-struct Script {
-    answers: Mutex<VecDeque<Result<HashMap<String, MailFromAttributes>, SesError>>>,
-    pages: Mutex<VecDeque<Result<IdentityPage, SesError>>>,
-    calls: Mutex<Vec<(Instant, Vec<String>)>>,
-    /// A batch holding this identity is refused with InvalidParameterValue.
-    invalid: Mutex<Option<String>>,
-    /// STS refuses this many calls (AccessDenied) before it answers.
-    sts_refusals: Mutex<usize>,
+fn scripted() -> Arc<Scripted> {
+    Scripted::new("us-east-1", "123456789012")
 }
 
-impl SesApi for Arc<Script> {
-    fn region(&self) -> &str {
-        "us-east-1"
-    }
-
-    async fn caller_identity(&self) -> Result<CallerIdentity, SesError> {
-        {
-            let mut refusals = self.sts_refusals.lock().unwrap();
-            if *refusals > 0 {
-                *refusals -= 1;
-                return Err(SesError::Client {
-                    code: "AccessDenied".into(),
-                    status: 403,
-                    message: "not yet".into(),
-                });
-            }
-        }
-        Ok(CallerIdentity {
-            account: "123456789012".into(),
-            arn: "arn:aws:iam::123456789012:user/test".into(),
-        })
-    }
-
-    async fn dkim_attributes(
-        &self,
-        _identities: &[String],
-    ) -> Result<HashMap<String, DkimAttributes>, SesError> {
-        Ok(HashMap::new())
-    }
-
-    async fn verification_attributes(
-        &self,
-        _identities: &[String],
-    ) -> Result<HashMap<String, Verification>, SesError> {
-        Ok(HashMap::new())
-    }
-
-    async fn send_quota(&self) -> Result<crate::model::SendQuota, SesError> {
-        Ok(crate::model::SendQuota {
-            max_24_hour_send: Some(200.0),
-            max_send_rate: Some(1.0),
-            sent_last_24_hours: Some(10.0),
-        })
-    }
-
-    async fn account_sending_enabled(&self) -> Result<Option<bool>, SesError> {
-        Ok(Some(true))
-    }
-
-    async fn mail_from_attributes(
-        &self,
-        identities: &[String],
-    ) -> Result<HashMap<String, MailFromAttributes>, SesError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push((Instant::now(), identities.to_vec()));
-        if let Some(bad) = self.invalid.lock().unwrap().as_ref() {
-            if identities.contains(bad) {
-                return Err(SesError::Client {
-                    code: "InvalidParameterValue".into(),
-                    status: 400,
-                    message: format!("Invalid identity: {bad}"),
-                });
-            }
-        }
-        self.answers
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| Ok(HashMap::new()))
-    }
-
-    async fn list_identities(
-        &self,
-        _identity_type: Option<IdentityType>,
-        _next_token: Option<String>,
-    ) -> Result<IdentityPage, SesError> {
-        self.pages
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| Ok(IdentityPage::default()))
-    }
+/// The MAIL FROM calls the double received: when, and the batch.
+fn mail_from_calls(script: &Scripted) -> Vec<Call> {
+    script.calls(Operation::GetIdentityMailFromDomainAttributes)
 }
 
-impl Script {
-    /// Queues an answer of GetIdentityMailFromDomainAttributes holding one identity.
-    fn answer(&self, identity: &str, attributes: MailFromAttributes) {
-        let answer = HashMap::from([(identity.to_owned(), attributes)]);
-        self.answers.lock().unwrap().push_back(Ok(answer));
-    }
+fn mail_from_answer(answer: HashMap<String, MailFromAttributes>) -> Response {
+    Response::GetIdentityMailFromDomainAttributes(answer)
+}
+
+fn mail_from_error(script: &Scripted, err: SesError) {
+    script.then_result(Operation::GetIdentityMailFromDomainAttributes, Err(err));
 }
 
 fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
@@ -144,21 +53,21 @@ impl Shared {
     }
 }
 
-fn poller(script: &Arc<Script>, fixed: &[impl AsRef<str>]) -> (Poller, Arc<Shared>) {
+fn poller(script: &Arc<Scripted>, fixed: &[impl AsRef<str>]) -> (Target, Arc<Shared>) {
     poller_with(script, fixed, &["mail_from"])
 }
 
 /// A target with the collectors `collectors` on.
 fn poller_with(
-    script: &Arc<Script>,
+    script: &Arc<Scripted>,
     fixed: &[impl AsRef<str>],
     collectors: &[&str],
-) -> (Poller, Arc<Shared>) {
+) -> (Target, Arc<Shared>) {
     let shared = Arc::new(Shared {
         publisher: Arc::new(Publisher::new()),
         telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
     });
-    let settings = PollerSettings {
+    let settings = TargetSettings {
         index: 0,
         region: "us-east-1".into(),
         provisional_account: String::new(),
@@ -173,10 +82,10 @@ fn poller_with(
             .filter_map(|name| crate::collector::Registration::position(name))
             .collect(),
     };
-    let ses: Arc<dyn Session> = Arc::new(Arc::clone(script));
+    let aws: Arc<dyn Aws> = Arc::clone(script) as Arc<dyn Aws>;
     (
-        Poller::new(
-            ses,
+        Target::new(
+            aws,
             settings,
             Arc::clone(&shared.publisher),
             Arc::clone(&shared.telemetry),
@@ -214,15 +123,15 @@ fn answering(
     identity: &str,
     attributes: MailFromAttributes,
     fixed: &[&str],
-) -> (Arc<Script>, Poller, Arc<Shared>) {
-    let script = Arc::new(Script::default());
-    script.answer(identity, attributes);
+) -> (Arc<Scripted>, Target, Arc<Shared>) {
+    let script = scripted();
+    script.then_mail_from([(identity.to_owned(), attributes)]);
     let (p, shared) = poller(&script, fixed);
     (script, p, shared)
 }
 
 /// Runs the target's loop for `time` (paused time: at once), then stops it.
-async fn run_for(mut p: Poller, time: Duration) {
+async fn run_for(mut p: Target, time: Duration) {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move { p.run(rx).await });
     sleep(time).await;
@@ -239,14 +148,14 @@ fn throttled() -> SesError {
 
 #[tokio::test(start_paused = true)]
 async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let names: Vec<String> = (0..100).map(|i| format!("id-{i:03}.example.com")).collect();
     let bad = names[37].clone();
-    *script.invalid.lock().unwrap() = Some(bad.clone());
+    script.refuse_identity(Some(&bad));
     let (mut p, shared) = poller(&script, &names);
 
     p.cycle().await;
-    let calls = script.calls.lock().unwrap().len();
+    let calls = mail_from_calls(&script).len();
     assert!(
         calls <= 1 + 2 * 7,
         "{calls} calls to find one identity in 100"
@@ -268,19 +177,15 @@ async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
     )));
 
     // Next cycle: the bad one alone, the 99 in one batch.
-    script.calls.lock().unwrap().clear();
+    script.clear_calls();
     p.cycle().await;
-    let calls = script.calls.lock().unwrap().clone();
-    let sizes: Vec<usize> = calls.iter().map(|(_, b)| b.len()).collect();
+    let calls = mail_from_calls(&script);
+    let sizes: Vec<usize> = calls.iter().map(|c| c.identities.len()).collect();
     assert_eq!(sizes, vec![1, 99]);
 
     // Fixed at SES: it recovers by itself.
-    *script.invalid.lock().unwrap() = None;
-    script.answers.lock().unwrap().push_back(Ok([(
-        bad.clone(),
-        ok("mail.x", MailFromStatus::Success),
-    )]
-    .into()));
+    script.refuse_identity(None);
+    script.then_mail_from([(bad.clone(), ok("mail.x", MailFromStatus::Success))]);
     p.cycle().await;
     assert!(matches!(
         p.records()[&bad].observation,
@@ -294,67 +199,63 @@ async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
 
 #[tokio::test(start_paused = true)]
 async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_too() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let (mut p, _) = poller(&script, &["example.com"]);
     p.cycle().await; // resolves the account: the limiters exist
-    let starts = Arc::new(Mutex::new(Vec::new()));
-    let result = p
-        .ses
-        .policy
-        .call(Operation::GetIdentityMailFromDomainAttributes, || {
-            let starts = Arc::clone(&starts);
-            async move {
-                let n = {
-                    let mut s = starts.lock().unwrap();
-                    s.push(Instant::now());
-                    s.len()
-                };
-                match n {
-                    // 300 ms, then a 503: retried after a backoff shorter than the
-                    // spacing, so the limiter decides when.
-                    1 => {
-                        sleep(Duration::from_millis(300)).await;
-                        Err(SesError::Server {
-                            status: 503,
-                            message: "unavailable".into(),
-                        })
-                    }
-                    // No answer: the poller's guard gives up on it.
-                    2 => std::future::pending().await,
-                    _ => Ok(()),
-                }
-            }
-        })
-        .await;
+    let attempts = Arc::new(Mutex::new(0));
+    let counter = Arc::clone(&attempts);
+    script.answer_with(move |_| {
+        let n = {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        let answer: futures_util::future::BoxFuture<'static, _> = match n {
+            // 300 ms, then a 503: retried after a backoff shorter than the spacing,
+            // so the limiter decides when.
+            1 => Box::pin(async {
+                sleep(Duration::from_millis(300)).await;
+                Err(SesError::Server {
+                    status: 503,
+                    message: "unavailable".into(),
+                })
+            }),
+            // No answer: the target's guard gives up on it.
+            2 => Box::pin(std::future::pending()),
+            _ => return None,
+        };
+        Some(answer)
+    });
+    script.clear_calls();
+    let door = p.door();
+    let aws: &dyn Aws = &door;
+    let result = aws.mail_from_attributes(&["example.com".to_owned()]).await;
     assert!(result.is_ok());
-    let starts = starts.lock().unwrap().clone();
+    let starts: Vec<Instant> = mail_from_calls(&script).iter().map(|c| c.at).collect();
     assert_eq!(starts.len(), 3);
     let spacing = Duration::from_millis(1020);
-    let guard = p.ses.policy.attempt_guard;
+    let guard = p.calls.attempt_guard;
     assert_eq!(starts[1] - starts[0], Duration::from_millis(300) + spacing);
     assert_eq!(starts[2] - starts[1], guard + spacing);
 }
 
 #[tokio::test(start_paused = true)]
 async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let ids = domains(250);
-    {
-        let mut answers = script.answers.lock().unwrap();
-        answers.push_back(Ok(HashMap::new()));
-        answers.push_back(Err(throttled()));
-        answers.push_back(Ok(HashMap::new()));
-        answers.push_back(Ok(HashMap::new()));
-    }
+    script.then(mail_from_answer(HashMap::new()));
+    mail_from_error(&script, throttled());
+    script.then(mail_from_answer(HashMap::new()));
+    script.then(mail_from_answer(HashMap::new()));
     let (mut p, shared) = poller(&script, &ids);
     p.cycle().await;
-    let calls = script.calls.lock().unwrap();
+    let calls = mail_from_calls(&script);
     assert_eq!(
-        calls.iter().map(|c| c.1.len()).collect::<Vec<_>>(),
+        calls.iter().map(|c| c.identities.len()).collect::<Vec<_>>(),
         vec![100, 100, 100, 50]
     );
     for pair in calls.windows(2) {
-        assert!(pair[1].0 - pair[0].0 >= Duration::from_secs(1));
+        assert!(pair[1].at - pair[0].at >= Duration::from_secs(1));
     }
     // The throttled batch was retried in the same cycle: every identity is fresh.
     assert_eq!(p.records().len(), 250);
@@ -371,14 +272,13 @@ async fn a_failed_batch_keeps_the_last_values() {
     assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 1);
 
     for _ in 0..MAX_ATTEMPTS_OTHER {
-        script
-            .answers
-            .lock()
-            .unwrap()
-            .push_back(Err(SesError::Server {
+        mail_from_error(
+            &script,
+            SesError::Server {
                 status: 503,
                 message: "unavailable".into(),
-            }));
+            },
+        );
     }
     p.cycle().await;
     assert_eq!(p.records(), &before, "values and refresh time kept");
@@ -408,8 +308,8 @@ async fn omitted_identities_are_missing_and_domains_match_any_case() {
 
 #[tokio::test(start_paused = true)]
 async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing() {
-    let script = Arc::new(Script::default());
-    script.pages.lock().unwrap().push_back(Ok(IdentityPage {
+    let script = scripted();
+    script.then(Response::ListIdentities(IdentityPage {
         identities: vec!["found.example.com".into(), "gone.example.com".into()],
         next_token: None,
     }));
@@ -429,11 +329,8 @@ async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing
         ok("m.found", MailFromStatus::Success),
     )]
     .into();
-    {
-        let mut answers = script.answers.lock().unwrap();
-        answers.push_back(Ok(both));
-        answers.push_back(Ok(found_only));
-    }
+    script.then(mail_from_answer(both));
+    script.then(mail_from_answer(found_only));
     let (mut p, shared) = poller(&script, &["listed.example.com"]);
     p.settings.discovery = Some(Discovery {
         identity_type: crate::config::DiscoveryType::All,
@@ -461,19 +358,18 @@ async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing
 
 #[tokio::test(start_paused = true)]
 async fn client_errors_are_not_retried() {
-    let script = Arc::new(Script::default());
-    script
-        .answers
-        .lock()
-        .unwrap()
-        .push_back(Err(SesError::Client {
+    let script = scripted();
+    mail_from_error(
+        &script,
+        SesError::Client {
             code: "AccessDenied".into(),
             status: 403,
             message: "no".into(),
-        }));
+        },
+    );
     let (mut p, shared) = poller(&script, &["example.com"]);
     p.cycle().await;
-    assert_eq!(script.calls.lock().unwrap().len(), 1);
+    assert_eq!(mail_from_calls(&script).len(), 1);
     assert!(p.records().is_empty(), "never fetched, so no series");
     assert!(!shared.is_ready());
     assert_eq!(target_value(&shared, "aws_ses_exporter_up"), 0);
@@ -481,16 +377,16 @@ async fn client_errors_are_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     // 250 identities at 1 request/s: a cycle takes about 3 s, the interval is 1 s.
     let ids = domains(250);
     let (mut p, shared) = poller(&script, &ids);
     p.settings.poll_interval = Duration::from_secs(1);
     run_for(p, Duration::from_secs(20)).await;
-    let calls = script.calls.lock().unwrap();
+    let calls = mail_from_calls(&script);
     // Back to back: every call about 1.02 s after the previous, no idle gap.
     for pair in calls.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
+        let gap = pair[1].at - pair[0].at;
         assert!(
             gap >= Duration::from_secs(1) && gap < Duration::from_millis(1100),
             "{gap:?}"
@@ -502,14 +398,14 @@ async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn cycles_run_start_to_start() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let (p, shared) = poller(&script, &["example.com"]);
     run_for(p, Duration::from_secs(185)).await;
-    let calls = script.calls.lock().unwrap();
+    let calls = mail_from_calls(&script);
     // Cycles at 0, 60, 120 and 180 s.
     assert_eq!(calls.len(), 4);
     for pair in calls.windows(2) {
-        let gap = pair[1].0 - pair[0].0;
+        let gap = pair[1].at - pair[0].at;
         assert!(
             gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_100),
             "{gap:?}"
@@ -520,7 +416,7 @@ async fn cycles_run_start_to_start() {
 
 #[tokio::test(start_paused = true)]
 async fn collectors_of_a_target_run_side_by_side_each_on_its_own_limiter() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let ids = domains(300);
     let (mut p, shared) = poller_with(
         &script,
@@ -567,26 +463,26 @@ fn planned(shared: &Shared, account: &str, op: Operation) -> Option<f64> {
 }
 
 /// Runs one cycle and returns the gaps between the starts of its calls.
-async fn cycle_gaps(p: &mut Poller, script: &Script) -> Vec<Duration> {
-    script.calls.lock().unwrap().clear();
+async fn cycle_gaps(p: &mut Target, script: &Scripted) -> Vec<Duration> {
+    script.clear_calls();
     p.cycle().await;
-    let calls = script.calls.lock().unwrap();
-    calls.windows(2).map(|w| w[1].0 - w[0].0).collect()
+    let calls = mail_from_calls(script);
+    calls.windows(2).map(|w| w[1].at - w[0].at).collect()
 }
 
 /// Runs the poller on its schedule for `seconds` and returns the gaps between the
 /// starts of the calls of each cycle (cycles start every 60 s).
-async fn gaps_per_cycle(mut p: Poller, script: &Script, seconds: u64) -> Vec<Vec<Duration>> {
+async fn gaps_per_cycle(mut p: Target, script: &Scripted, seconds: u64) -> Vec<Vec<Duration>> {
     let t0 = Instant::now();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move { p.run(rx).await });
     sleep(Duration::from_secs(seconds)).await;
     tx.send(true).unwrap();
     task.await.unwrap();
-    let calls = script.calls.lock().unwrap();
+    let calls = mail_from_calls(script);
     let mut cycles: Vec<Vec<Instant>> = vec![Vec::new(); seconds.div_ceil(60) as usize];
-    for (at, _) in calls.iter() {
-        cycles[((*at - t0).as_secs() / 60) as usize].push(*at);
+    for call in calls.iter() {
+        cycles[((call.at - t0).as_secs() / 60) as usize].push(call.at);
     }
     cycles
         .iter()
@@ -606,20 +502,17 @@ fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let ids = domains(500);
     let (p, shared) = poller(&script, &ids);
     assert_eq!(p.settings.pacing, 0.8);
     assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
     let ceiling = Duration::from_millis(1020);
-    {
-        // The second cycle's second batch is throttled once.
-        let mut answers = script.answers.lock().unwrap();
-        for _ in 0..6 {
-            answers.push_back(Ok(HashMap::new()));
-        }
-        answers.push_back(Err(throttled()));
+    // The second cycle's second batch is throttled once.
+    for _ in 0..6 {
+        script.then(mail_from_answer(HashMap::new()));
     }
+    mail_from_error(&script, throttled());
     let planned = Arc::clone(&shared);
     let watch_plan = tokio::spawn(async move {
         // Halfway through each cycle, what the metric says.
@@ -656,7 +549,7 @@ async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interva
 
 #[tokio::test(start_paused = true)]
 async fn without_pacing_every_cycle_runs_at_the_ceiling() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let ids = domains(500);
     let (mut p, shared) = poller(&script, &ids);
     p.settings.pacing = 0.0;
@@ -670,8 +563,8 @@ async fn without_pacing_every_cycle_runs_at_the_ceiling() {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
-    let script = Arc::new(Script::default());
-    *script.sts_refusals.lock().unwrap() = 1;
+    let script = scripted();
+    script.refuse_sts(1);
     let ids = domains(300);
     let (p, shared) = poller(&script, &ids);
     assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
@@ -695,7 +588,7 @@ fn planned_rate_or_zero(shared: &Shared) -> f64 {
 
 #[tokio::test]
 async fn answers_landing_during_a_render_wait_and_are_not_lost() {
-    let script = Arc::new(Script::default());
+    let script = scripted();
     let (mut p, shared) = poller(&script, &["a.example.com", "b.example.com"]);
     p.cycle().await; // resolves the account; both identities come back Missing
     let resolved = p.resolved.clone().expect("resolved");
@@ -706,7 +599,16 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
             Outlet::new(Arc::clone(&shared.publisher), position, 0),
         );
     // Unpaced: the plan does not matter to `apply` and `publish`.
-    let ctx = context(&p.ses, &p.settings, &p.fixed, &watched, &resolved, false);
+    let door = p.door();
+    let ctx = context(
+        &door,
+        &p.health,
+        &p.settings,
+        &p.fixed,
+        &watched,
+        &resolved,
+        false,
+    );
     let c = &mut collector;
     let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
     let first: HashMap<_, _> = [(

@@ -1,0 +1,223 @@
+//! The scripted AWS double: one [`Aws`] for the unit tests and the integration
+//! tests alike (feature `test-support`; `make test` and the lint turn it on). It
+//! answers each [`Request`] from a queue scripted per operation, else from a hook,
+//! else with a default answer, and records every call with its time (tokio's clock,
+//! so paused-time tests see exact spacing). A new operation needs one arm in
+//! [`default_answer`]. The SES double binary (src/bin/ses-double) is the other
+//! double: real HTTP, for tests of the SDK path.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::aws::{
+    Aws, CallerIdentity, IdentityPage, Operation, Reply, Request, Response, SesError,
+};
+use crate::model::SendQuota;
+
+/// One call the double received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    pub operation: Operation,
+    /// The identities asked about (empty for account-level operations).
+    pub identities: Vec<String>,
+}
+
+/// Answers a request instead of the queue and the default, when it returns `Some`:
+/// a future, so that an answer can be slow, never come, or panic.
+pub type Hook =
+    dyn Fn(&Request<'_>) -> Option<BoxFuture<'static, Result<Response, SesError>>> + Send + Sync;
+
+#[derive(Default)]
+struct Script {
+    queued: HashMap<Operation, VecDeque<Result<Response, SesError>>>,
+    calls: Vec<Call>,
+    /// A batch holding this identity is refused with `InvalidParameterValue`.
+    invalid: Option<String>,
+    /// STS refuses this many calls (AccessDenied) before it answers.
+    sts_refusals: usize,
+    hook: Option<Arc<Hook>>,
+}
+
+/// A scripted AWS of one account and region.
+pub struct Scripted {
+    region: String,
+    account: String,
+    script: Mutex<Script>,
+}
+
+impl Scripted {
+    pub fn new(region: &str, account: &str) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            region: region.to_owned(),
+            account: account.to_owned(),
+            script: Mutex::new(Script::default()),
+        })
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues the next answer of the response's operation.
+    pub fn then(&self, answer: Response) {
+        let op = answer.operation();
+        self.then_result(op, Ok(answer));
+    }
+
+    /// Queues the next answer of `op`, a failure or not.
+    pub fn then_result(&self, op: Operation, answer: Result<Response, SesError>) {
+        self.script()
+            .queued
+            .entry(op)
+            .or_default()
+            .push_back(answer);
+    }
+
+    /// Queues a `GetIdentityMailFromDomainAttributes` answer holding `answer`.
+    pub fn then_mail_from<I>(&self, answer: I)
+    where
+        I: IntoIterator<Item = (String, crate::model::MailFromAttributes)>,
+    {
+        self.then(Response::GetIdentityMailFromDomainAttributes(
+            answer.into_iter().collect(),
+        ));
+    }
+
+    /// Refuses every batch holding `identity` (or none) as SES refuses an invalid
+    /// identity.
+    pub fn refuse_identity(&self, identity: Option<&str>) {
+        self.script().invalid = identity.map(str::to_owned);
+    }
+
+    /// STS refuses the next `n` calls.
+    pub fn refuse_sts(&self, n: usize) {
+        self.script().sts_refusals = n;
+    }
+
+    /// Consulted for every request before the queue.
+    pub fn answer_with(
+        &self,
+        hook: impl Fn(&Request<'_>) -> Option<BoxFuture<'static, Result<Response, SesError>>>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        self.script().hook = Some(Arc::new(hook));
+    }
+
+    /// The calls of `op` so far, in order.
+    pub fn calls(&self, op: Operation) -> Vec<Call> {
+        self.script()
+            .calls
+            .iter()
+            .filter(|c| c.operation == op)
+            .cloned()
+            .collect()
+    }
+
+    pub fn clear_calls(&self) {
+        self.script().calls.clear();
+    }
+}
+
+impl Aws for Scripted {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
+        let op = request.operation();
+        let identities = identities(&request).to_vec();
+        // Decided under the lock, answered after it: a hook's future may wait.
+        let (hook, queued, refused) = {
+            let mut script = self.script();
+            script.calls.push(Call {
+                at: Instant::now(),
+                operation: op,
+                identities: identities.clone(),
+            });
+            let refused = script
+                .invalid
+                .clone()
+                .filter(|bad| identities.contains(bad));
+            let hook = script.hook.clone().and_then(|hook| hook(&request));
+            let queued = match (&hook, &refused) {
+                (None, None) => script.queued.get_mut(&op).and_then(VecDeque::pop_front),
+                _ => None,
+            };
+            (hook, queued, refused)
+        };
+        Box::pin(async move {
+            if let Some(bad) = refused {
+                return Err(SesError::Client {
+                    code: "InvalidParameterValue".into(),
+                    status: 400,
+                    message: format!("Invalid identity: {bad}"),
+                });
+            }
+            if let Some(answer) = hook {
+                return answer.await;
+            }
+            queued.unwrap_or_else(|| Ok(default_answer(&request)))
+        })
+    }
+
+    fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
+        let refuse = {
+            let mut script = self.script();
+            let refuse = script.sts_refusals > 0;
+            script.sts_refusals = script.sts_refusals.saturating_sub(1);
+            refuse
+        };
+        Box::pin(async move {
+            if refuse {
+                return Err(SesError::Client {
+                    code: "AccessDenied".into(),
+                    status: 403,
+                    message: "not yet".into(),
+                });
+            }
+            Ok(CallerIdentity {
+                account: self.account.clone(),
+                arn: format!("arn:aws:iam::{}:user/test", self.account),
+            })
+        })
+    }
+}
+
+/// The identities a request asks about.
+fn identities<'a>(request: &Request<'a>) -> &'a [String] {
+    match request {
+        Request::GetIdentityMailFromDomainAttributes { identities }
+        | Request::GetIdentityDkimAttributes { identities }
+        | Request::GetIdentityVerificationAttributes { identities } => identities,
+        _ => &[],
+    }
+}
+
+/// The answer when nothing is scripted: an empty list, identities left out, a
+/// small sandbox-like quota, sending enabled.
+pub fn default_answer(request: &Request<'_>) -> Response {
+    match request {
+        Request::ListIdentities { .. } => Response::ListIdentities(IdentityPage::default()),
+        Request::GetIdentityMailFromDomainAttributes { .. } => {
+            Response::GetIdentityMailFromDomainAttributes(HashMap::new())
+        }
+        Request::GetIdentityDkimAttributes { .. } => {
+            Response::GetIdentityDkimAttributes(HashMap::new())
+        }
+        Request::GetIdentityVerificationAttributes { .. } => {
+            Response::GetIdentityVerificationAttributes(HashMap::new())
+        }
+        Request::GetSendQuota {} => Response::GetSendQuota(SendQuota {
+            max_24_hour_send: Some(200.0),
+            max_send_rate: Some(1.0),
+            sent_last_24_hours: Some(10.0),
+        }),
+        Request::GetAccountSendingEnabled {} => Response::GetAccountSendingEnabled(Some(true)),
+    }
+}
