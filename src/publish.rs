@@ -179,3 +179,79 @@ impl Subscriber {
         self.publisher.is_ready()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Header, Kind, Piece, RenderedFamily};
+    use flate2::Compression;
+
+    /// A part of one family holding `text`.
+    fn part(name: &'static str, text: &str) -> Rendered {
+        Rendered {
+            families: vec![RenderedFamily {
+                header: Header {
+                    name,
+                    help: "h",
+                    kind: Kind::Gauge,
+                    cached: false,
+                },
+                pieces: vec![Piece::new(text, Compression::fast())],
+            }],
+        }
+    }
+
+    #[test]
+    fn parts_are_served_in_collector_then_target_order_and_replaced_whole() {
+        let p = Arc::new(Publisher::new());
+        let http = p.subscribe();
+        let g0 = http.body().generation;
+        p.publish_part(1, 0, part("b", "b{t=\"0\"} 1\n"));
+        p.publish_part(0, 1, part("a", "a{t=\"1\"} 1\n"));
+        p.publish_part(0, 0, part("a", "a{t=\"0\"} 1\n"));
+        assert_eq!(
+            http.body().exposition.text(),
+            "# HELP a h\n# TYPE a gauge\na{t=\"0\"} 1\na{t=\"1\"} 1\n# HELP b h\n# TYPE b gauge\nb{t=\"0\"} 1\n"
+        );
+        let g3 = http.body().generation;
+        assert_eq!(g3, g0 + 3, "every publish moves the generation");
+        p.publish_part(0, 1, part("a", "a{t=\"1\"} 0\n"));
+        let text = http.body().exposition.text();
+        assert!(text.contains("a{t=\"1\"} 0\n") && !text.contains("a{t=\"1\"} 1\n"));
+        p.health_changed();
+        assert_eq!(
+            http.body().generation,
+            g3 + 2,
+            "a health change moves it too"
+        );
+    }
+
+    #[test]
+    fn ready_once_every_target_cycled_and_ses_answered_one() {
+        let p = Arc::new(Publisher::new());
+        let http = p.subscribe();
+        p.expect_targets(2);
+        p.note_cycle(true, false);
+        assert!(!http.is_ready(), "one target still in its first cycle");
+        p.note_cycle(true, false);
+        assert!(!http.is_ready(), "SES never answered");
+        p.note_cycle(false, true);
+        assert!(http.is_ready());
+    }
+
+    #[test]
+    fn unchanged_domains_do_not_wake_the_dns_collector() {
+        let p = Publisher::new();
+        let mut rx = p.subscribe_domains();
+        let domains = TargetDomains {
+            labels: Arc::from(""),
+            region: Arc::from("us-east-1"),
+            domains: [("a.example.com".to_owned(), "m.a.example.com".to_owned())].into(),
+        };
+        p.publish_domains(0, domains.clone());
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        p.publish_domains(0, domains);
+        assert!(!rx.has_changed().unwrap());
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::identity::{identity_collector, present, refreshed, verification_status};
 use crate::model::{DkimAttributes, IdentityRecord, VerificationStatus};
-use crate::render::{flag, gauge, timestamp, Derived, Family};
+use crate::render::{flag, ses_gauge, timestamp, Derived, Family};
 
 identity_collector! {
     Dkim(DkimAttributes): "dkim", GetIdentityDkimAttributes via dkim_attributes,
@@ -14,7 +14,7 @@ identity_collector! {
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<IdentityRecord<DkimAttributes>>] = &[
-    gauge("aws_ses_identity_dkim_enabled", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).and_then(|a| a.enabled), write: flag }, "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not; absent when SES's answer left DkimEnabled out. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_dkim_status", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).map(|a| a.status), write: verification_status }, "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_dkim_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityDkimAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+    ses_gauge("aws_ses_identity_dkim_enabled", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).and_then(|a| a.enabled), write: flag }, "1 if SES signs the identity's mail with Easy DKIM (DkimEnabled), 0 if not; absent when SES's answer left DkimEnabled out."),
+    ses_gauge("aws_ses_identity_dkim_status", &Derived { value: |r: &IdentityRecord<DkimAttributes>| present(r).map(|a| a.status), write: verification_status }, "DKIM verification status of the identity as SES reports it (DkimVerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know."),
+    ses_gauge("aws_ses_identity_dkim_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityDkimAttributes for this identity; a failed fetch leaves it unchanged."),
 ];

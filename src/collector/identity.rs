@@ -19,7 +19,7 @@ use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::model::{
     status_change, IdentityRecord, IdentityType, Observation, Snapshot, VerificationStatus,
 };
-use crate::render::{state_set, unix_millis, Family, Line, Renderer};
+use crate::render::{state_set, unix_millis, Family, Renderer, Samples};
 
 /// During a long cycle, what was fetched so far is published at most this often, so
 /// a large account's first values do not wait for the whole cycle. A publish
@@ -137,9 +137,9 @@ pub fn refreshed<A>(record: &IdentityRecord<A>) -> Option<u64> {
 }
 
 /// A `VerificationStatus` as a state set (DKIM and verification status).
-pub fn verification_status(line: &mut Line<'_>, status: &VerificationStatus) {
+pub fn verification_status(samples: &mut Samples<'_>, status: &VerificationStatus) {
     state_set(
-        line,
+        samples,
         "status",
         &VerificationStatus::ALL,
         *status,

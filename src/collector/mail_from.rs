@@ -3,7 +3,6 @@
 //! dns collector after each render.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::identity::{identity_collector, present, refreshed};
@@ -13,8 +12,8 @@ use crate::model::{
     Observation, Snapshot, TargetDomains,
 };
 use crate::render::{
-    escape, flag, gauge, state_set, timestamp, Assembler, Derived, Exposition, Family, Line,
-    Renderer,
+    flag, ses_gauge, state_set, timestamp, Assembler, Derived, Exposition, Family, Renderer,
+    Samples,
 };
 
 identity_collector! {
@@ -65,46 +64,44 @@ fn publish_domains(
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<Record>] = &[
-    gauge("aws_ses_identity_mail_from_status", &Derived { value: |r: &Record| present(r).filter(|a| a.configured()).map(MailFromAttributes::exported_status), write: status_line },
-        "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Only for identities with a custom MAIL FROM domain. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_mail_from_behavior_on_mx_failure", &Derived { value: |r: &Record| present(r).map(|a| a.behavior), write: behavior_line },
-        "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set: the series of the current behavior is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_mail_from_info", &Derived { value: |r: &Record| present(r).map(|a| a.domain.clone()), write: write_info },
-        "The identity's type and custom MAIL FROM domain (empty when none is configured, or when SES reported a MAIL FROM status without naming the domain: see aws_ses_identity_mail_from_configured); always 1. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_mail_from_configured", &Derived { value: |r: &Record| present(r).map(MailFromAttributes::configured), write: flag },
-        "1 if the identity has a custom MAIL FROM domain (SES named one or reported a status for one), 0 if mail uses SES's default MAIL FROM. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_exists", &Derived { value: |r: &Record| Some(matches!(r.observation, Observation::Present(_))), write: flag },
-        "1 if SES returned the identity, 0 if it was asked for but left out (the identity does not exist in this account and region, or is not visible to these credentials). Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_rejected", &Derived { value: |r: &Record| matches!(r.observation, Observation::Rejected).then_some(()), write: one },
-        "1 for an identity SES refuses as invalid (InvalidParameterValue when asked for it alone); its other series are absent and aws_ses_identity_exists is 0. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp },
-        "Unix time at which SES last answered GetIdentityMailFromDomainAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+    ses_gauge("aws_ses_identity_mail_from_status", &Derived { value: |r: &Record| present(r).filter(|a| a.configured()).map(MailFromAttributes::exported_status), write: status_line },
+        "Status of the identity's custom MAIL FROM domain as SES reports it (MailFromDomainStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Only for identities with a custom MAIL FROM domain."),
+    ses_gauge("aws_ses_identity_mail_from_behavior_on_mx_failure", &Derived { value: |r: &Record| present(r).map(|a| a.behavior), write: behavior_line },
+        "What SES does with mail while the MAIL FROM domain is not in Success (BehaviorOnMXFailure), as a state set: the series of the current behavior is 1; Unknown when SES sent none or a value this build does not know."),
+    ses_gauge("aws_ses_identity_mail_from_info", &Derived { value: |r: &Record| present(r).map(|a| a.domain.clone()), write: write_info },
+        "The identity's type and custom MAIL FROM domain (empty when none is configured, or when SES reported a MAIL FROM status without naming the domain: see aws_ses_identity_mail_from_configured); always 1."),
+    ses_gauge("aws_ses_identity_mail_from_configured", &Derived { value: |r: &Record| present(r).map(MailFromAttributes::configured), write: flag },
+        "1 if the identity has a custom MAIL FROM domain (SES named one or reported a status for one), 0 if mail uses SES's default MAIL FROM."),
+    ses_gauge("aws_ses_identity_exists", &Derived { value: |r: &Record| Some(matches!(r.observation, Observation::Present(_))), write: flag },
+        "1 if SES returned the identity, 0 if it was asked for but left out (the identity does not exist in this account and region, or is not visible to these credentials)."),
+    ses_gauge("aws_ses_identity_rejected", &Derived { value: |r: &Record| matches!(r.observation, Observation::Rejected).then_some(()), write: one },
+        "1 for an identity SES refuses as invalid (InvalidParameterValue when asked for it alone); its other series are absent and aws_ses_identity_exists is 0."),
+    ses_gauge("aws_ses_identity_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp },
+        "Unix time at which SES last answered GetIdentityMailFromDomainAttributes for this identity; a failed fetch leaves it unchanged."),
 ];
 
-fn status_line(line: &mut Line<'_>, status: &MailFromStatus) {
-    state_set(line, "status", &MailFromStatus::ALL, *status, MailFromStatus::as_str);
+fn status_line(samples: &mut Samples<'_>, status: &MailFromStatus) {
+    let all = &MailFromStatus::ALL;
+    state_set(samples, "status", all, *status, MailFromStatus::as_str);
 }
 
-fn behavior_line(line: &mut Line<'_>, behavior: &BehaviorOnMxFailure) {
+fn behavior_line(samples: &mut Samples<'_>, behavior: &BehaviorOnMxFailure) {
     let all = &BehaviorOnMxFailure::ALL;
-    state_set(line, "behavior", all, *behavior, BehaviorOnMxFailure::as_str);
+    state_set(samples, "behavior", all, *behavior, BehaviorOnMxFailure::as_str);
 }
 
 /// An identity's sample of a family whose presence is the value (always 1).
-fn one(line: &mut Line<'_>, _: &()) {
-    line.start().push_str("\"} 1\n");
+fn one(samples: &mut Samples<'_>, _: &()) {
+    samples.sample(&[], 1.0);
 }
 
-fn write_info(line: &mut Line<'_>, domain: &Option<String>) {
-    let identity_type = line.identity().map(IdentityType::of);
-    let out = line.start();
-    let _ = write!(
-        out,
-        "\",identity_type=\"{}\",mail_from_domain=\"",
-        identity_type.map_or("", IdentityType::as_str)
-    );
-    escape(out, domain.as_deref().unwrap_or(""));
-    out.push_str("\"} 1\n");
+fn write_info(samples: &mut Samples<'_>, domain: &Option<String>) {
+    let identity_type = samples.identity().map(IdentityType::of);
+    let pairs = [
+        ("identity_type", identity_type.map_or("", IdentityType::as_str)),
+        ("mail_from_domain", domain.as_deref().unwrap_or("")),
+    ];
+    samples.sample(&pairs, 1.0);
 }
 
 /// The MAIL FROM exposition of one unlabelled snapshot, built from scratch (tests
@@ -122,7 +119,7 @@ pub fn render_identities(snapshot: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{escape, target_labels, Piece};
+    use crate::render::{target_labels, Piece};
     use flate2::Compression;
     use std::io::Read;
     use std::time::{Duration, UNIX_EPOCH};
@@ -188,26 +185,6 @@ mod tests {
             .flat_map(|b| b.to_vec())
             .collect();
         String::from_utf8(body).expect("utf-8")
-    }
-
-    #[test]
-    fn incompressible_text_survives_the_output_growing() {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        let text: String = (0..300_000)
-            .map(|_| char::from(rng.random_range(b'!'..=b'~')))
-            .collect();
-        let e = Exposition::default();
-        let t = Piece::new(&text, Compression::default());
-        assert!(t.deflate.len() > text.len() / 8 + 64, "output had to grow");
-        assert_eq!(gunzip(&e, &t), text);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut out = String::new();
-        escape(&mut out, "a\"b\\c\nd");
-        assert_eq!(out, "a\\\"b\\\\c\\nd");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! ses:GetAccountSendingEnabled): the account's sending quota and whether it may
 //! send, once a cycle per target, each call through its own operation's limiter.
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
@@ -11,7 +10,7 @@ use tracing::{info, warn};
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::Operation;
 use crate::model::Quota;
-use crate::render::{gauge, seconds, unix_millis, Derived, Family, Line, Renderer, Value};
+use crate::render::{ses_gauge, seconds, unix_millis, Derived, Family, Renderer, Samples, Value};
 
 pub const REGISTRATION: Registration = Registration {
     name: "quota",
@@ -112,43 +111,39 @@ impl Collector for QuotaCollector {
     }
 }
 
-/// An account-level sample: `name{TARGET LABELS} value`.
-fn sample(line: &mut Line<'_>, value: f64) {
-    let _ = writeln!(line.start(), "}} {value}");
-}
 
 /// One of GetSendQuota's numbers, when SES answered and sent it.
 fn quota_value(q: &Quota, number: fn(&crate::model::SendQuota) -> Option<f64>) -> Option<Value> {
     q.send_quota.as_ref().and_then(|(q, _)| number(q)).map(Value)
 }
 
-fn value(line: &mut Line<'_>, v: &Value) {
-    sample(line, v.0);
+fn value(samples: &mut Samples<'_>, v: &Value) {
+    samples.sample(&[], v.0);
 }
 
-fn time(line: &mut Line<'_>, millis: &u64) {
-    sample(line, seconds(*millis));
+fn time(samples: &mut Samples<'_>, millis: &u64) {
+    samples.sample(&[], seconds(*millis));
 }
 
-fn enabled(line: &mut Line<'_>, e: &bool) {
-    sample(line, f64::from(u8::from(*e)));
+fn enabled(samples: &mut Samples<'_>, e: &bool) {
+    samples.sample(&[], f64::from(u8::from(*e)));
 }
 
 // A number SES left out has no series: the refresh time still says SES answered.
 #[rustfmt::skip]
 const FAMILIES: &[Family<Quota>] = &[
-    gauge("aws_ses_send_quota_max_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_24_hour_send), write: value },
-        "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_send_quota_max_send_rate", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_send_rate), write: value },
-        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out. No unit suffix: emails per second is a limit SES sets, not a measured rate, and Prometheus has no base unit for it (as with the other quota families, whose unit, emails, is in the name). Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_send_quota_sent_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.sent_last_24_hours), write: value },
-        "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_send_quota_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)), write: time },
-        "Unix time at which SES last answered GetSendQuota; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_account_sending_enabled", &Derived { value: |q: &Quota| q.sending_enabled.and_then(|(e, _)| e), write: enabled },
-        "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account); absent when SES's answer left Enabled out. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.sending_enabled.map(|(_, at)| unix_millis(at)), write: time },
-        "Unix time at which SES last answered GetAccountSendingEnabled; a failed call leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+    ses_gauge("aws_ses_send_quota_max_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_24_hour_send), write: value },
+        "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out."),
+    ses_gauge("aws_ses_send_quota_max_send_rate", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_send_rate), write: value },
+        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out."),
+    ses_gauge("aws_ses_send_quota_sent_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.sent_last_24_hours), write: value },
+        "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out."),
+    ses_gauge("aws_ses_send_quota_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)), write: time },
+        "Unix time at which SES last answered GetSendQuota; a failed call leaves it unchanged."),
+    ses_gauge("aws_ses_account_sending_enabled", &Derived { value: |q: &Quota| q.sending_enabled.and_then(|(e, _)| e), write: enabled },
+        "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account); absent when SES's answer left Enabled out."),
+    ses_gauge("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.sending_enabled.map(|(_, at)| unix_millis(at)), write: time },
+        "Unix time at which SES last answered GetAccountSendingEnabled; a failed call leaves it unchanged."),
 ];
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::identity::{identity_collector, present, refreshed, verification_status};
 use crate::model::{IdentityRecord, Verification, VerificationStatus};
-use crate::render::{gauge, timestamp, Derived, Family};
+use crate::render::{ses_gauge, timestamp, Derived, Family};
 
 identity_collector! {
     VerificationState(Verification): "verification", GetIdentityVerificationAttributes via verification_attributes,
@@ -15,6 +15,6 @@ identity_collector! {
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<IdentityRecord<Verification>>] = &[
-    gauge("aws_ses_identity_verification_status", &Derived { value: |r: &IdentityRecord<Verification>| present(r).map(|a| a.status), write: verification_status }, "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know. Cached: fetched from SES by the background poller, not at scrape time."),
-    gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged. Cached: fetched from SES by the background poller, not at scrape time."),
+    ses_gauge("aws_ses_identity_verification_status", &Derived { value: |r: &IdentityRecord<Verification>| present(r).map(|a| a.status), write: verification_status }, "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know."),
+    ses_gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged."),
 ];

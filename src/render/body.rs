@@ -102,7 +102,14 @@ pub struct Header {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
+    /// Fetched from SES by the background poller: the HELP says so, in
+    /// [`CACHED`]'s words.
+    pub cached: bool,
 }
+
+/// What the HELP of every family fetched from SES ends with (Prometheus' guide:
+/// say when values are cached rather than read at scrape time).
+pub const CACHED: &str = "Cached: fetched from SES by the background poller, not at scrape time.";
 
 /// A family's metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +161,10 @@ impl Assembler {
                 }
                 let compressor = &mut self.compressor;
                 let header = self.headers.entry(def.name).or_insert_with(|| {
+                    let cached = if def.cached { CACHED } else { "" };
+                    let gap = if def.cached { " " } else { "" };
                     let text = format!(
-                        "# HELP {} {}\n# TYPE {} {}\n",
+                        "# HELP {} {}{gap}{cached}\n# TYPE {} {}\n",
                         def.name,
                         def.help,
                         def.name,
@@ -191,5 +200,29 @@ impl Assembler {
             crc: crc.finalize(),
             gzip_head: Bytes::from(head),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn incompressible_text_survives_the_output_growing() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let text: String = (0..300_000)
+            .map(|_| char::from(rng.random_range(b'!'..=b'~')))
+            .collect();
+        let e = Exposition::default();
+        let t = Piece::new(&text, Compression::default());
+        assert!(t.deflate.len() > text.len() / 8 + 64, "output had to grow");
+        let body: Vec<u8> = e.gzip_with(&[&t]).iter().flat_map(|b| b.to_vec()).collect();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut out)
+            .expect("valid gzip, CRC and length included");
+        assert_eq!(out, text);
     }
 }

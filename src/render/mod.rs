@@ -37,6 +37,8 @@ pub struct Family<R: 'static> {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
+    /// Fetched from SES by the background poller (see [`body::CACHED`]).
+    pub cached: bool,
     pub lines: &'static dyn Lines<R>,
 }
 
@@ -46,6 +48,7 @@ impl<R> Family<R> {
             name: self.name,
             help: self.help,
             kind: self.kind,
+            cached: self.cached,
         }
     }
 }
@@ -56,7 +59,7 @@ pub trait Lines<R>: Sync {
     /// Feeds the fingerprint with everything [`Lines::write`] reads; `false` when the
     /// record has no lines in this family.
     fn input(&self, record: &R, fingerprint: &mut Fingerprint) -> bool;
-    fn write(&self, record: &R, line: &mut Line<'_>);
+    fn write(&self, record: &R, samples: &mut Samples<'_>);
 }
 
 /// A family whose lines are `write(value(record))`: the only [`Lines`] there is, so
@@ -64,7 +67,7 @@ pub trait Lines<R>: Sync {
 /// record without lines in the family.
 pub struct Derived<R, V> {
     pub value: fn(&R) -> Option<V>,
-    pub write: fn(&mut Line<'_>, &V),
+    pub write: fn(&mut Samples<'_>, &V),
 }
 
 impl<R, V: Hash> Lines<R> for Derived<R, V> {
@@ -78,15 +81,15 @@ impl<R, V: Hash> Lines<R> for Derived<R, V> {
         }
     }
 
-    fn write(&self, record: &R, line: &mut Line<'_>) {
+    fn write(&self, record: &R, samples: &mut Samples<'_>) {
         if let Some(v) = (self.value)(record) {
-            (self.write)(line, &v);
+            (self.write)(samples, &v);
         }
     }
 }
 
-/// A gauge family of `value` and `write`: the table entry collectors write (the help
-/// last, as it is the longest).
+/// A gauge family of `value` and `write` that the exporter computes itself (the
+/// dns collector's): the table entry, the help last, as it is the longest.
 pub const fn gauge<R, V: Hash + 'static>(
     name: &'static str,
     lines: &'static Derived<R, V>,
@@ -96,7 +99,20 @@ pub const fn gauge<R, V: Hash + 'static>(
         name,
         help,
         kind: Kind::Gauge,
+        cached: false,
         lines,
+    }
+}
+
+/// A gauge family of what SES answered: its HELP ends with [`body::CACHED`].
+pub const fn ses_gauge<R, V: Hash + 'static>(
+    name: &'static str,
+    lines: &'static Derived<R, V>,
+    help: &'static str,
+) -> Family<R> {
+    Family {
+        cached: true,
+        ..gauge(name, lines, help)
     }
 }
 
@@ -110,9 +126,12 @@ impl Hash for Value {
     }
 }
 
-/// Writes the start of a sample: `name{LABELS,identity="ID` (the identity omitted
-/// for account-level families); the caller writes the rest and the value.
-pub struct Line<'a> {
+/// Where a family's writer puts one record's samples. The writer gives a sample's
+/// own label pairs and its value; this writes the name, the target's labels, the
+/// identity label, the pairs, the closing brace and the value, and escapes every
+/// label value. A writer never touches the text, so it cannot leave a label open,
+/// forget the target's labels or put an identity label on an account family.
+pub struct Samples<'a> {
     out: &'a mut String,
     name: &'static str,
     /// `aws_account_id="…",aws_region="…"`, escaped; empty in unlabelled tests.
@@ -120,14 +139,14 @@ pub struct Line<'a> {
     identity: Option<&'a str>,
 }
 
-impl<'a> Line<'a> {
+impl<'a> Samples<'a> {
     pub fn new(
         out: &'a mut String,
         name: &'static str,
         labels: &'a str,
         identity: Option<&'a str>,
-    ) -> Line<'a> {
-        Line {
+    ) -> Samples<'a> {
+        Samples {
             out,
             name,
             labels,
@@ -135,25 +154,46 @@ impl<'a> Line<'a> {
         }
     }
 
-    /// The identity whose lines these are (`None` for account-level families).
+    /// The identity whose samples these are (`None` for account-level families).
     pub fn identity(&self) -> Option<&'a str> {
         self.identity
     }
 
-    /// Starts a sample. With an identity the text ends inside its label value (the
-    /// caller closes the quote); without one it ends after the target's labels.
-    pub fn start(&mut self) -> &mut String {
-        self.out.push_str(self.name);
-        self.out.push('{');
-        self.out.push_str(self.labels);
-        if let Some(id) = self.identity {
-            if !self.labels.is_empty() {
-                self.out.push(',');
+    /// Writes `name{TARGET,identity="ID",k="v",...} value`.
+    pub fn sample(&mut self, pairs: &[(&'static str, &str)], value: f64) {
+        let out = &mut *self.out;
+        out.push_str(self.name);
+        out.push('{');
+        out.push_str(self.labels);
+        let mut first = self.labels.is_empty();
+        let identity = self.identity.map(|id| ("identity", id));
+        for (name, value) in identity.iter().chain(pairs) {
+            if !first {
+                out.push(',');
             }
-            self.out.push_str("identity=\"");
-            escape(self.out, id);
+            first = false;
+            out.push_str(name);
+            out.push_str("=\"");
+            escape(out, value);
+            out.push('"');
         }
-        self.out
+        out.push_str("} ");
+        write_value(out, value);
+        out.push('\n');
+    }
+}
+
+/// A sample value as the text format writes it (Rust's shortest round-trip form,
+/// which is Go's `strconv` form for the values exported here); 0 and 1, most of
+/// the samples, without the formatter.
+fn write_value(out: &mut String, value: f64) {
+    use std::fmt::Write as _;
+    if value.to_bits() == 0f64.to_bits() {
+        out.push('0');
+    } else if value == 1.0 {
+        out.push('1');
+    } else {
+        let _ = write!(out, "{value}");
     }
 }
 
@@ -298,8 +338,9 @@ impl<R> Renderer<R> {
             None => {
                 self.scratch.clear();
                 for (id, record) in group {
-                    let mut line = Line::new(&mut self.scratch, family.name, &self.labels, *id);
-                    family.lines.write(record, &mut line);
+                    let mut samples =
+                        Samples::new(&mut self.scratch, family.name, &self.labels, *id);
+                    family.lines.write(record, &mut samples);
                 }
                 (Piece::with(&mut self.compressor, &self.scratch), 1)
             }
@@ -346,34 +387,183 @@ impl Hasher for Fingerprint {
     }
 }
 
-/// Writes a state set: one line per state, `label="STATE"` 1 for `current`, else 0.
+/// Writes a state set: one sample per state, `label="STATE"` 1 for `current`, else 0.
 pub fn state_set<T: Copy + PartialEq>(
-    line: &mut Line<'_>,
-    label: &str,
+    samples: &mut Samples<'_>,
+    label: &'static str,
     states: &[T],
     current: T,
     name: impl Fn(T) -> &'static str,
 ) {
-    use std::fmt::Write as _;
     for &s in states {
-        let out = line.start();
-        let _ = writeln!(
-            out,
-            "\",{label}=\"{}\"}} {}",
-            name(s),
-            u8::from(current == s)
-        );
+        samples.sample(&[(label, name(s))], f64::from(u8::from(current == s)));
     }
 }
 
-/// Writes an identity's 0/1 sample.
-pub fn flag(line: &mut Line<'_>, value: &bool) {
-    use std::fmt::Write as _;
-    let _ = writeln!(line.start(), "\"}} {}", u8::from(*value));
+/// Writes a 0/1 sample.
+pub fn flag(samples: &mut Samples<'_>, value: &bool) {
+    samples.sample(&[], f64::from(u8::from(*value)));
 }
 
-/// Writes an identity's time sample, from milliseconds since the epoch.
-pub fn timestamp(line: &mut Line<'_>, millis: &u64) {
-    use std::fmt::Write as _;
-    let _ = writeln!(line.start(), "\"}} {}", seconds(*millis));
+/// Writes a time sample, from milliseconds since the epoch.
+pub fn timestamp(samples: &mut Samples<'_>, millis: &u64) {
+    samples.sample(&[], seconds(*millis));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// One identity record of a test family: a status and a note with hostile text.
+    struct Rec {
+        status: &'static str,
+        note: &'static str,
+    }
+
+    fn status(samples: &mut Samples<'_>, s: &&'static str) {
+        state_set(samples, "status", &["Success", "Failed"], *s, |s| s);
+    }
+
+    fn note(samples: &mut Samples<'_>, n: &&'static str) {
+        samples.sample(&[("note", n)], 0.25);
+    }
+
+    const FAMILIES: &[Family<Rec>] = &[
+        ses_gauge(
+            "t_status",
+            &Derived {
+                value: |r: &Rec| Some(r.status),
+                write: status,
+            },
+            "A status.",
+        ),
+        gauge(
+            "t_note",
+            &Derived {
+                value: |r: &Rec| Some(r.note),
+                write: note,
+            },
+            "A note.",
+        ),
+    ];
+
+    /// Whether `line` is one sample of the text format: a name, `{`, label pairs
+    /// with quoted values (escapes only `\\`, `\"`, `\n`), `}`, a space, a number.
+    fn is_sample(line: &str) -> bool {
+        let Some((name, rest)) = line.split_once('{') else {
+            return false;
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return false;
+        }
+        let mut chars = rest.chars().peekable();
+        loop {
+            let label: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if label.is_empty() || chars.next() != Some('"') {
+                return false;
+            }
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some('\\' | '"' | 'n') => {}
+                        _ => return false,
+                    },
+                    Some('"') => break,
+                    Some('\n') | None => return false,
+                    Some(_) => {}
+                }
+            }
+            match chars.next() {
+                Some(',') => continue,
+                Some('}') => break,
+                _ => return false,
+            }
+        }
+        let rest: String = chars.collect();
+        rest.strip_prefix(' ')
+            .is_some_and(|v| v.parse::<f64>().is_ok())
+    }
+
+    #[test]
+    fn every_sample_is_closed_labelled_and_escaped_whatever_the_values() {
+        let labels = target_labels("1111\"2222", "eu-west-1\\");
+        let mut r = Renderer::new(FAMILIES, labels);
+        let hostile = [
+            ("quote\".example.com", "a\"b"),
+            ("back\\slash.example.com", "c\\d"),
+            ("new\nline@example.com", "e\nf"),
+            ("plain.example.com", ""),
+        ];
+        let records: Vec<(&str, Rec)> = hostile
+            .iter()
+            .map(|(id, n)| {
+                (
+                    *id,
+                    Rec {
+                        status: "Failed",
+                        note: n,
+                    },
+                )
+            })
+            .collect();
+        let part = r.build(records.iter().map(|(id, rec)| (*id, rec)));
+        let text = Assembler::default().assemble(&[&[Arc::new(part)]]).text();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 4 * 3, "{text}");
+        for line in &samples {
+            assert!(is_sample(line), "not a valid sample: {line:?}");
+            assert!(
+                line.contains(
+                    "{aws_account_id=\"1111\\\"2222\",aws_region=\"eu-west-1\\\\\",identity=\""
+                ),
+                "target labels first: {line}"
+            );
+        }
+        assert!(text.contains(
+            "t_note{aws_account_id=\"1111\\\"2222\",aws_region=\"eu-west-1\\\\\",identity=\"new\\nline@example.com\",note=\"e\\nf\"} 0.25\n"
+        ));
+        assert!(text.contains("identity=\"quote\\\".example.com\",status=\"Failed\"} 1\n"));
+        assert!(text.contains("# HELP t_status A status. Cached: fetched from SES by the background poller, not at scrape time.\n"));
+        assert!(text.contains("# HELP t_note A note.\n"));
+    }
+
+    #[test]
+    fn an_account_sample_has_the_target_labels_and_no_identity() {
+        let mut r = Renderer::new(FAMILIES, target_labels("111111111111", "eu-west-1"));
+        let rec = Rec {
+            status: "Success",
+            note: "x",
+        };
+        let text = Assembler::default()
+            .assemble(&[&[Arc::new(r.build_account(&rec))]])
+            .text();
+        assert!(text.contains(
+            "t_status{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",status=\"Success\"} 1\n"
+        ));
+        assert!(!text.contains("identity="));
+        // Without target labels (unlabelled tests), no leading comma.
+        let mut bare = Renderer::new(FAMILIES, String::new());
+        let text = Assembler::default()
+            .assemble(&[&[Arc::new(bare.build_account(&rec))]])
+            .text();
+        assert!(text.contains("t_note{note=\"x\"} 0.25\n"), "{text}");
+    }
+
+    #[test]
+    fn values_are_written_as_the_text_format_reads_them() {
+        let mut out = String::new();
+        for v in [0.0, 1.0, -1.0, 0.5, 1_733_580_000.123, 41_000.0] {
+            write_value(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 1 -1 0.5 1733580000.123 41000 ");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        escape(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, "a\\\"b\\\\c\\nd");
+    }
 }

@@ -201,7 +201,13 @@ impl Target {
     /// After the task running this target failed: its values are not current until
     /// its next cycle says otherwise.
     pub fn mark_down(&self) {
-        self.health.up.set(0);
+        self.report_up(false);
+    }
+
+    /// The one writer of the target's `aws_ses_exporter_up`; a scrape's health
+    /// tail is rendered afresh after it.
+    fn report_up(&self, up: bool) {
+        self.health.up.set(i64::from(up));
         self.publisher.health_changed();
     }
 
@@ -273,8 +279,7 @@ impl Target {
             }
             if resolved.is_err() {
                 // The STS error was logged by the retry loop, once per change.
-                self.health.up.set(0);
-                self.publisher.health_changed();
+                self.report_up(false);
                 self.publisher.note_cycle(first, false);
                 return;
             }
@@ -334,13 +339,12 @@ impl Target {
             answered |= p.answered;
         }
         telemetry.poll_duration.set(started.elapsed().as_secs_f64());
-        telemetry.up.set(i64::from(complete));
         if complete {
             telemetry.set_last_success(SystemTime::now());
         }
-        // A tail rendered between the publish and the lines above would pair this
-        // cycle's identities with the last cycle's health for up to a second.
-        self.publisher.health_changed();
+        // After the lines above: a tail rendered between the publish and them would
+        // pair this cycle's identities with the last cycle's health for a second.
+        self.report_up(complete);
         self.publisher.note_cycle(first, answered);
         debug!(aws_account_id = %resolved.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
     }

@@ -13,7 +13,6 @@
 //! lookup. [`resolver`] does the lookups, [`verdict`] judges the answers.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +27,9 @@ use super::{Registration, Scope};
 use crate::metrics::Telemetry;
 use crate::model::{LookupOutcome as Outcome, TargetDomains};
 use crate::publish::Publisher;
-use crate::render::{self, flag, gauge, timestamp, unix_millis, Derived, Family, Line, Rendered};
+use crate::render::{
+    self, flag, gauge, timestamp, unix_millis, Derived, Family, Rendered, Samples,
+};
 use crate::supervise::stopped;
 
 pub mod resolver;
@@ -349,12 +350,6 @@ async fn bounded(
 }
 
 
-/// `name{TARGET LABELS,identity="ID"`, then `rest`: a line of several labels.
-fn labelled(line: &mut Line<'_>, rest: std::fmt::Arguments<'_>) {
-    let out = line.start();
-    out.push('"');
-    let _ = out.write_fmt(rest);
-}
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<Checked>] = &[
@@ -374,11 +369,11 @@ const FAMILIES: &[Family<Checked>] = &[
 /// series exists, the last one's is 1. (One series whose `outcome` label changed
 /// would end a series and start another on every change: churn, and a `rate()` or
 /// `changes()` over it sees nothing.)
-fn lookups(line: &mut Line<'_>, (mx, txt): &(Outcome, Outcome)) {
+fn lookups(samples: &mut Samples<'_>, (mx, txt): &(Outcome, Outcome)) {
     for (record, last) in [("MX", mx), ("TXT", txt)] {
         for outcome in Outcome::ALL {
-            let (name, value) = (outcome.as_str(), u8::from(outcome == *last));
-            labelled(line, format_args!(",record=\"{record}\",outcome=\"{name}\"}} {value}\n"));
+            let pairs = [("record", record), ("outcome", outcome.as_str())];
+            samples.sample(&pairs, f64::from(u8::from(outcome == *last)));
         }
     }
 }
@@ -389,11 +384,10 @@ fn answer_times(c: &Checked) -> Option<(Option<u64>, Option<u64>)> {
     (times.0.is_some() || times.1.is_some()).then_some(times)
 }
 
-fn answers(line: &mut Line<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
+fn answers(samples: &mut Samples<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
     for (record_type, answered) in [("mx", mx), ("spf", spf)] {
         if let Some(t) = answered {
-            let at = render::seconds(*t);
-            labelled(line, format_args!(",record_type=\"{record_type}\"}} {at}\n"));
+            samples.sample(&[("record_type", record_type)], render::seconds(*t));
         }
     }
 }
