@@ -23,13 +23,16 @@
 //!   resolve, discovery, its collectors side by side; it owns its account, limiters
 //!   and health series. [`target::limiter`] spaces every attempt per (account,
 //!   region, operation); [`target::retry`] wraps the door: retries and backoff, every
-//!   attempt through the limiter.
+//!   attempt through the limiter; [`target::fleet`] the running set, where targets
+//!   are added and removed while the exporter runs.
 //! - [`collector`]: one file per collector, registered in one list
 //!   ([`collector::REGISTRY`]): [`collector::mail_from`], [`collector::dkim`],
 //!   [`collector::verification`] (sharing the batching of [`collector::identity`]),
 //!   [`collector::quota`], and the exporter-wide [`collector::dns`] with
 //!   [`collector::dns::resolver`] (the only code touching the DNS resolver) and
 //!   [`collector::dns::verdict`] (pure verdicts).
+//! - [`facts`]: the one channel of identity facts (per target and identity: its
+//!   MAIL FROM domain) from the SES collectors to the dns collector; plain data.
 //! - [`render`]: the one renderer: families declared once as tables, records → pieces
 //!   re-rendered only where their inputs changed; [`render::piece`] a piece's text and
 //!   deflate blocks, [`render::body`] the assembled body and its gzip framing.
@@ -68,6 +71,7 @@ pub mod aws;
 pub mod build;
 pub mod collector;
 pub mod config;
+pub mod facts;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -82,11 +86,13 @@ pub mod testing;
 use aws::Aws;
 use collector::{Scope, REGISTRY};
 use config::Config;
+use facts::Facts;
 use metrics::Telemetry;
 use publish::Publisher;
 use serve::state::Shared;
 use serve::web_config::WebState;
-use target::{Limiters, Target, TargetSettings};
+use target::fleet::{Targets, Template};
+use target::{Limiters, Wiring};
 
 /// How long the targets and the HTTP server get to stop after a shutdown signal.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
@@ -111,9 +117,22 @@ pub async fn run(
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    run_with(config, web, doors, listeners, shutdown, |_| {}).await
+}
+
+/// [`run`], handing `control` the running targets once the first are started, so
+/// targets can be added and removed while the exporter runs.
+pub async fn run_with(
+    config: &Config,
+    web: WebState,
+    doors: Vec<Arc<dyn Aws>>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    control: impl FnOnce(Targets),
+) -> Result<(), RunError> {
     let telemetry = Arc::new(Telemetry::new(config.poll_interval.as_secs_f64())?);
     let publisher = Arc::new(Publisher::new());
-    publisher.expect_targets(doors.len());
+    let facts = Arc::new(Facts::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let enabled = config.collectors.positions();
 
@@ -127,6 +146,7 @@ pub async fn run(
             dns_settings.clone(),
             config.poll_interval,
             Arc::clone(&publisher),
+            &facts,
             Arc::clone(&telemetry),
         );
         // Behind a mutex outside the task, so a restart keeps its verdicts.
@@ -138,48 +158,29 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
-    let limiters = Arc::new(Limiters::default());
-    let target_collectors: Vec<usize> = enabled
-        .iter()
-        .copied()
-        .filter(|&p| matches!(REGISTRY[p].scope, Scope::Target(_)))
-        .collect();
-    for (index, (target, aws)) in config.targets.iter().zip(doors).enumerate() {
-        let settings = TargetSettings {
-            index,
-            region: aws.region().to_owned(),
-            provisional_account: target.role_account().unwrap_or("").to_owned(),
-            fixed: target.identities.fixed.clone(),
-            discovery: target.identities.discovery.clone(),
+    let targets = Targets::new(
+        Wiring {
+            publisher: Arc::clone(&publisher),
+            telemetry: Arc::clone(&telemetry),
+            limiters: Arc::new(Limiters::default()),
+            facts,
+        },
+        Template {
             poll_interval: config.poll_interval,
             rate: config.ses.rate,
             pacing: config.ses.pacing,
             timeout: config.ses.timeout,
-            collectors: target_collectors.clone(),
-        };
-        let context = format!("target {index} in {}", settings.region);
-        let poller = Target::new(
-            aws,
-            settings,
-            Arc::clone(&publisher),
-            Arc::clone(&telemetry),
-            Arc::clone(&limiters),
-        );
-        // Each target on its own task: a target waiting on a slow or failing account
-        // never holds up another. The poller lives outside the task, so a restart
-        // after a panic resumes with its records and account.
-        let poller = Arc::new(tokio::sync::Mutex::new(poller));
-        tasks.push(tokio::spawn(supervise::run_locked(
-            "poller",
-            context,
-            Arc::clone(&poller),
-            PollerWatch {
-                poller,
-                telemetry: Arc::clone(&telemetry),
-            },
-            stop_rx.clone(),
-        )));
+            collectors: enabled
+                .iter()
+                .copied()
+                .filter(|&p| matches!(REGISTRY[p].scope, Scope::Target(_)))
+                .collect(),
+        },
+    );
+    for (target, aws) in config.targets.iter().zip(doors) {
+        targets.add(target, aws).await;
     }
+    control(targets.clone());
     let shared = Arc::new(Shared::new(publisher.subscribe(), Arc::clone(&telemetry)));
     let web = Arc::new(web);
     {
@@ -209,6 +210,7 @@ pub async fn run(
     info!("shutting down");
     let _ = stop_tx.send(true);
     let stopping = async {
+        targets.stop_all().await;
         let _ = server.await;
         for task in tasks {
             let _ = task.await;
@@ -221,25 +223,6 @@ pub async fn run(
         warn!("shutdown timed out; exiting anyway");
     }
     Ok(())
-}
-
-/// A failed target loop shows `aws_ses_exporter_up 0` for its target until its next
-/// cycle.
-struct PollerWatch {
-    poller: Arc<tokio::sync::Mutex<Target>>,
-    telemetry: Arc<Telemetry>,
-}
-
-impl supervise::Watcher for PollerWatch {
-    fn failed(&mut self) {
-        self.telemetry.count_task_restart("poller");
-        // The failed task dropped its lock; nothing else holds it.
-        if let Ok(poller) = self.poller.try_lock() {
-            poller.mark_down();
-        }
-    }
-
-    fn restarted(&mut self) {}
 }
 
 /// An exporter-wide task: `aws_ses_exporter_task_up{task}` is 0 from its failure to

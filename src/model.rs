@@ -291,15 +291,42 @@ pub struct Quota {
     pub sending_enabled: Option<(Option<bool>, SystemTime)>,
 }
 
-/// The MAIL FROM domains of one target, as of its MAIL FROM collector's last render: what the dns
-/// collector checks, and the labels and region to check them with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetDomains {
-    /// The target's label pairs (see [`crate::render::target_labels`]).
-    pub labels: Arc<str>,
+/// Who a target is: the account STS named for its credentials and its region.
+/// What its series, parts and facts are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetId {
+    pub account: Arc<str>,
     pub region: Arc<str>,
-    /// Identity → custom MAIL FROM domain.
-    pub domains: BTreeMap<String, String>,
+}
+
+impl TargetId {
+    pub fn new(account: &str, region: &str) -> TargetId {
+        TargetId {
+            account: Arc::from(account),
+            region: Arc::from(region),
+        }
+    }
+}
+
+impl fmt::Display for TargetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "account {} in {}", self.account, self.region)
+    }
+}
+
+/// What the SES collectors learnt about one identity that the dns collector checks
+/// in DNS. Each field is one collector's, `None` until it says; an identity with no
+/// fact at all is not listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityFacts {
+    /// The custom MAIL FROM domain (the mail_from collector).
+    pub mail_from_domain: Option<String>,
+}
+
+impl IdentityFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == IdentityFacts::default()
+    }
 }
 
 // ---------------------------------------------------------------- label enums

@@ -1,21 +1,23 @@
-//! The one writer of what scrapes read. Collectors hand it their rendered part of a
-//! target ([`Publisher::publish_part`]); it keeps the latest part of every
-//! (collector, target), assembles them into one body and hands the body to HTTP
-//! through a `watch` channel ([`Subscriber`]), with a generation that also moves when
-//! a target's health changes, so HTTP knows when its cached health metrics are
-//! stale. Nothing here calls back into a collector or into HTTP.
-//!
-//! It also carries the MAIL FROM domains from the MAIL FROM collectors to the dns
-//! collector ([`Publisher::publish_domains`], [`Publisher::subscribe_domains`]), and
-//! readiness: every target finished a first cycle and SES answered one.
+//! The one writer of what scrapes read. Collectors hand it their rendered parts
+//! through a [`Publishing`] (the one render-and-publish path: rendering off the
+//! async threads, one render in flight per collector, the final publish of a cycle
+//! waited for); it keeps the latest part of every (collector, target), assembles
+//! them into one body and hands the body to HTTP through a `watch` channel
+//! ([`Subscriber`]), with a generation that also moves when a target's health
+//! changes, so HTTP knows when its cached health metrics are stale. Parts are keyed
+//! by the target's [`TargetId`] and ordered by its slot (the order targets were
+//! added), so a target can come and go while the exporter runs. It also keeps
+//! readiness. Nothing here calls back into a collector or into HTTP.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::error;
 
-use crate::model::TargetDomains;
+use crate::model::TargetId;
 use crate::render::{Assembler, Exposition, Rendered};
 
 /// What a scrape sends besides the health metrics, and the generation it belongs to.
@@ -26,25 +28,33 @@ pub struct Body {
     pub generation: u64,
 }
 
+/// Where a target sits in the exposition: the order it was added in.
+pub type Slot = u64;
+
 /// Every collector's latest part of every target, and what assembles them.
 #[derive(Default)]
 struct Parts {
-    /// (collector position in the registry, target index) → part: the map's order
-    /// is the exposition's.
-    parts: BTreeMap<(usize, usize), Arc<Rendered>>,
+    /// Slot → the target in it, once its account is known.
+    slots: BTreeMap<Slot, Option<TargetId>>,
+    /// (collector position in the registry, target) → part.
+    parts: HashMap<(usize, TargetId), Arc<Rendered>>,
     assembler: Assembler,
 }
 
 pub struct Publisher {
     parts: Mutex<Parts>,
     body: watch::Sender<Body>,
-    /// Target index → its MAIL FROM domains, as of its MAIL FROM collector's last
-    /// render.
-    domains: watch::Sender<Arc<BTreeMap<usize, Arc<TargetDomains>>>>,
-    /// Targets that have not yet finished a first cycle (successful or not).
-    first_cycles_pending: AtomicUsize,
+    readiness: Mutex<Readiness>,
     /// Set once any target's cycle got an answer from SES.
     answered: AtomicBool,
+}
+
+/// Readiness: the targets present at start-up that have not finished a first cycle.
+#[derive(Default)]
+struct Readiness {
+    pending: BTreeSet<Slot>,
+    /// Latched: a target added later does not take the exporter out of service.
+    ready: bool,
 }
 
 impl Default for Publisher {
@@ -58,44 +68,86 @@ impl Publisher {
         Publisher {
             parts: Mutex::new(Parts::default()),
             body: watch::Sender::new(Body::default()),
-            domains: watch::Sender::new(Arc::new(BTreeMap::new())),
-            first_cycles_pending: AtomicUsize::new(1),
+            readiness: Mutex::new(Readiness::default()),
             answered: AtomicBool::new(false),
         }
     }
 
-    /// Replaces one collector's part of one target and publishes the body assembled
-    /// from every part. Called from the blocking pool: the assembly copies the
-    /// compressed body once.
-    pub fn publish_part(&self, collector: usize, target: usize, part: Rendered) {
-        self.publish_parts(collector, vec![(target, part)]);
+    fn parts(&self) -> std::sync::MutexGuard<'_, Parts> {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// [`Publisher::publish_part`] for several targets of one collector, assembled once.
-    pub fn publish_parts(&self, collector: usize, parts: Vec<(usize, Rendered)>) {
-        let mut guard = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        for (target, part) in parts {
-            guard.parts.insert((collector, target), Arc::new(part));
+    fn readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A target is added in `slot`; before the exporter is ready, `/-/ready` waits
+    /// for its first cycle too.
+    pub fn add_target(&self, slot: Slot) {
+        self.parts().slots.insert(slot, None);
+        let mut readiness = self.readiness();
+        if !readiness.ready {
+            readiness.pending.insert(slot);
         }
-        let exposition = {
-            let Parts { parts, assembler } = &mut *guard;
-            let mut groups: Vec<Vec<Arc<Rendered>>> = Vec::new();
-            let mut last = None;
-            for ((collector, _), part) in parts.iter() {
-                if last != Some(*collector) {
-                    groups.push(Vec::new());
-                    last = Some(*collector);
-                }
-                if let Some(group) = groups.last_mut() {
-                    group.push(Arc::clone(part));
-                }
+    }
+
+    /// The target in `slot` learnt who it is: its parts are published under `id`.
+    pub fn bind_target(&self, slot: Slot, id: TargetId) {
+        if let Some(bound) = self.parts().slots.get_mut(&slot) {
+            *bound = Some(id);
+        }
+    }
+
+    /// The target in `slot` went: every part of it, every collector's, goes too.
+    pub fn remove_target(&self, slot: Slot) {
+        let mut guard = self.parts();
+        if let Some(Some(id)) = guard.slots.remove(&slot) {
+            guard.parts.retain(|(_, target), _| *target != id);
+        }
+        self.assemble(guard);
+        let mut readiness = self.readiness();
+        readiness.pending.remove(&slot);
+        readiness.ready |= readiness.pending.is_empty() && self.answered.load(Ordering::Acquire);
+    }
+
+    /// Replaces one collector's parts of some targets and publishes the body
+    /// assembled from every part. A part of a target that is not (or no longer) in a
+    /// slot is dropped: a late render of a removed target cannot bring it back.
+    /// Called from the blocking pool: the assembly copies the compressed body once.
+    pub fn publish_parts(&self, collector: usize, parts: Vec<(TargetId, Rendered)>) {
+        let mut guard = self.parts();
+        for (target, part) in parts {
+            if guard.slots.values().any(|t| t.as_ref() == Some(&target)) {
+                guard.parts.insert((collector, target), Arc::new(part));
             }
-            let slices: Vec<&[Arc<Rendered>]> = groups.iter().map(Vec::as_slice).collect();
-            assembler.assemble(&slices)
-        };
-        // Sent under the parts lock, so an older assembly never replaces a newer.
-        // The previous body is freed by the last scrape still sending it.
-        let exposition = Arc::new(exposition);
+        }
+        self.assemble(guard);
+    }
+
+    /// Assembles the body from every part, collector by collector, targets in slot
+    /// order, and sends it, under the parts lock, so an older assembly never
+    /// replaces a newer. The previous body is freed by the last scrape sending it.
+    fn assemble(&self, mut guard: std::sync::MutexGuard<'_, Parts>) {
+        let Parts {
+            slots,
+            parts,
+            assembler,
+        } = &mut *guard;
+        let mut collectors: Vec<usize> = parts.keys().map(|(c, _)| *c).collect();
+        collectors.sort_unstable();
+        collectors.dedup();
+        let groups: Vec<Vec<Arc<Rendered>>> = collectors
+            .iter()
+            .map(|&c| {
+                slots
+                    .values()
+                    .flatten()
+                    .filter_map(|id| parts.get(&(c, id.clone())).map(Arc::clone))
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[Arc<Rendered>]> = groups.iter().map(Vec::as_slice).collect();
+        let exposition = Arc::new(assembler.assemble(&slices));
         self.body.send_modify(|body| {
             body.exposition = exposition;
             body.generation += 1;
@@ -116,45 +168,80 @@ impl Publisher {
         }
     }
 
-    /// Replaces one target's MAIL FROM domains, if they changed.
-    pub fn publish_domains(&self, target: usize, domains: TargetDomains) {
-        self.domains.send_if_modified(|all| {
-            if all.get(&target).is_some_and(|d| **d == domains) {
-                return false;
-            }
-            let mut next = (**all).clone();
-            next.insert(target, Arc::new(domains));
-            *all = Arc::new(next);
-            true
-        });
-    }
-
-    /// The MAIL FROM domains of every target, for the dns collector.
-    pub fn subscribe_domains(&self) -> watch::Receiver<Arc<BTreeMap<usize, Arc<TargetDomains>>>> {
-        self.domains.subscribe()
-    }
-
-    /// How many targets must finish a first cycle before `/-/ready`.
-    pub fn expect_targets(&self, n: usize) {
-        self.first_cycles_pending.store(n, Ordering::Release);
-    }
-
-    /// A target finished a cycle; `first` for its first one, `answered` when SES
-    /// answered any of it.
-    pub fn note_cycle(&self, first: bool, answered: bool) {
+    /// The target in `slot` finished a cycle; `answered` when SES answered any of it.
+    pub fn note_cycle(&self, slot: Slot, answered: bool) {
         if answered {
             self.answered.store(true, Ordering::Release);
         }
-        if first {
-            let _ =
-                self.first_cycles_pending
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        }
+        let mut readiness = self.readiness();
+        readiness.pending.remove(&slot);
+        readiness.ready |= readiness.pending.is_empty() && self.answered.load(Ordering::Acquire);
     }
 
     fn is_ready(&self) -> bool {
-        self.answered.load(Ordering::Acquire)
-            && self.first_cycles_pending.load(Ordering::Acquire) == 0
+        let readiness = self.readiness();
+        readiness.ready || (readiness.pending.is_empty() && self.answered.load(Ordering::Acquire))
+    }
+}
+
+/// One collector's render-and-publish path: the state its renders keep (its
+/// renderers, with the pieces to reuse) and the one render in flight on the blocking
+/// pool. A render started after another waits for it, so an older render is never
+/// published after a newer one; a collector waits ([`Publishing::idle`]) for the
+/// final publish of its cycle, so the cycle ends with its values served.
+pub struct Publishing<S: Send + 'static> {
+    publisher: Arc<Publisher>,
+    /// The collector's position in the registry: where its parts go.
+    collector: usize,
+    /// Away, inside `rendering`, while a render runs.
+    state: Option<S>,
+    rendering: Option<JoinHandle<S>>,
+}
+
+impl<S: Default + Send + 'static> Publishing<S> {
+    pub fn new(publisher: Arc<Publisher>, collector: usize) -> Publishing<S> {
+        Publishing {
+            publisher,
+            collector,
+            state: Some(S::default()),
+            rendering: None,
+        }
+    }
+
+    /// A render is running.
+    pub fn busy(&self) -> bool {
+        self.rendering.as_ref().is_some_and(|r| !r.is_finished())
+    }
+
+    /// Waits for the render in flight, if any, and takes its state back.
+    pub async fn idle(&mut self) {
+        if let Some(render) = self.rendering.take() {
+            self.state = Some(match render.await {
+                Ok(state) => state,
+                Err(err) => {
+                    // Nothing to reuse: the next render starts afresh.
+                    error!(error = %err, "rendering failed; serving the previous body");
+                    S::default()
+                }
+            });
+        }
+    }
+
+    /// Renders with `job` on the blocking pool, after the render in flight, and
+    /// publishes the parts it returns. Does not wait for it: [`Publishing::idle`]
+    /// does.
+    pub async fn start<F>(&mut self, job: F)
+    where
+        F: FnOnce(&mut S) -> Vec<(TargetId, Rendered)> + Send + 'static,
+    {
+        self.idle().await;
+        let mut state = self.state.take().unwrap_or_default();
+        let (publisher, collector) = (Arc::clone(&self.publisher), self.collector);
+        self.rendering = Some(tokio::task::spawn_blocking(move || {
+            let parts = job(&mut state);
+            publisher.publish_parts(collector, parts);
+            state
+        }));
     }
 }
 
@@ -201,23 +288,33 @@ mod tests {
         }
     }
 
+    fn id(region: &str) -> TargetId {
+        TargetId::new("111111111111", region)
+    }
+
     #[test]
-    fn parts_are_served_in_collector_then_target_order_and_replaced_whole() {
+    fn parts_are_served_by_collector_then_slot_and_replaced_whole() {
         let p = Arc::new(Publisher::new());
         let http = p.subscribe();
+        let (west, east) = (id("eu-west-1"), id("us-east-1"));
+        // Slot order, not the targets' names: the order they were added in.
+        p.add_target(0);
+        p.add_target(1);
+        p.bind_target(0, west.clone());
+        p.bind_target(1, east.clone());
         let g0 = http.body().generation;
-        p.publish_part(1, 0, part("b", "b{t=\"0\"} 1\n"));
-        p.publish_part(0, 1, part("a", "a{t=\"1\"} 1\n"));
-        p.publish_part(0, 0, part("a", "a{t=\"0\"} 1\n"));
+        p.publish_parts(1, vec![(west.clone(), part("b", "b{t=\"w\"} 1\n"))]);
+        p.publish_parts(0, vec![(east.clone(), part("a", "a{t=\"e\"} 1\n"))]);
+        p.publish_parts(0, vec![(west.clone(), part("a", "a{t=\"w\"} 1\n"))]);
         assert_eq!(
             http.body().exposition.text(),
-            "# HELP a h\n# TYPE a gauge\na{t=\"0\"} 1\na{t=\"1\"} 1\n# HELP b h\n# TYPE b gauge\nb{t=\"0\"} 1\n"
+            "# HELP a h\n# TYPE a gauge\na{t=\"w\"} 1\na{t=\"e\"} 1\n# HELP b h\n# TYPE b gauge\nb{t=\"w\"} 1\n"
         );
         let g3 = http.body().generation;
         assert_eq!(g3, g0 + 3, "every publish moves the generation");
-        p.publish_part(0, 1, part("a", "a{t=\"1\"} 0\n"));
+        p.publish_parts(0, vec![(east.clone(), part("a", "a{t=\"e\"} 0\n"))]);
         let text = http.body().exposition.text();
-        assert!(text.contains("a{t=\"1\"} 0\n") && !text.contains("a{t=\"1\"} 1\n"));
+        assert!(text.contains("a{t=\"e\"} 0\n") && !text.contains("a{t=\"e\"} 1\n"));
         p.health_changed();
         assert_eq!(
             http.body().generation,
@@ -227,31 +324,48 @@ mod tests {
     }
 
     #[test]
-    fn ready_once_every_target_cycled_and_ses_answered_one() {
+    fn a_removed_target_loses_every_part_and_a_late_one_is_dropped() {
         let p = Arc::new(Publisher::new());
         let http = p.subscribe();
-        p.expect_targets(2);
-        p.note_cycle(true, false);
-        assert!(!http.is_ready(), "one target still in its first cycle");
-        p.note_cycle(true, false);
-        assert!(!http.is_ready(), "SES never answered");
-        p.note_cycle(false, true);
-        assert!(http.is_ready());
+        let (west, east) = (id("eu-west-1"), id("us-east-1"));
+        for (slot, t) in [(0, &west), (1, &east)] {
+            p.add_target(slot);
+            p.bind_target(slot, t.clone());
+            p.publish_parts(
+                0,
+                vec![(t.clone(), part("a", &format!("a{{t=\"{slot}\"}} 1\n")))],
+            );
+            p.publish_parts(
+                4,
+                vec![(t.clone(), part("d", &format!("d{{t=\"{slot}\"}} 1\n")))],
+            );
+        }
+        p.remove_target(0);
+        let text = http.body().exposition.text();
+        assert!(!text.contains("t=\"0\""), "{text}");
+        assert!(text.contains("a{t=\"1\"} 1\n") && text.contains("d{t=\"1\"} 1\n"));
+        // A render of the removed target that finishes after: not served.
+        p.publish_parts(4, vec![(west, part("d", "d{t=\"0\"} 1\n"))]);
+        assert!(!http.body().exposition.text().contains("t=\"0\""));
+        // Nor is a part of a target that never resolved into a slot.
+        p.publish_parts(0, vec![(id("ap-south-1"), part("a", "a{t=\"x\"} 1\n"))]);
+        assert!(!http.body().exposition.text().contains("t=\"x\""));
     }
 
     #[test]
-    fn unchanged_domains_do_not_wake_the_dns_collector() {
-        let p = Publisher::new();
-        let mut rx = p.subscribe_domains();
-        let domains = TargetDomains {
-            labels: Arc::from(""),
-            region: Arc::from("us-east-1"),
-            domains: [("a.example.com".to_owned(), "m.a.example.com".to_owned())].into(),
-        };
-        p.publish_domains(0, domains.clone());
-        assert!(rx.has_changed().unwrap());
-        rx.borrow_and_update();
-        p.publish_domains(0, domains);
-        assert!(!rx.has_changed().unwrap());
+    fn ready_once_every_target_cycled_and_ses_answered_one_and_it_stays_ready() {
+        let p = Arc::new(Publisher::new());
+        let http = p.subscribe();
+        assert!(!http.is_ready(), "no target, no answer");
+        p.add_target(0);
+        p.add_target(1);
+        p.note_cycle(0, false);
+        assert!(!http.is_ready(), "one target still in its first cycle");
+        p.note_cycle(1, false);
+        assert!(!http.is_ready(), "SES never answered");
+        p.note_cycle(0, true);
+        assert!(http.is_ready());
+        p.add_target(2);
+        assert!(http.is_ready(), "a target added later does not take it out");
     }
 }

@@ -335,3 +335,238 @@ fn a_target_repeating_an_account_and_region_is_not_polled() {
         .count();
     assert_eq!(exists, 1);
 }
+
+mod come_and_go {
+    //! Targets added and removed while the exporter runs, in-process (`run_with`)
+    //! with the scripted AWS double, so the running set can be reached.
+
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use clap::Parser as _;
+    use ses_identity_exporter::aws::{Aws, Request, Response};
+    use ses_identity_exporter::config::{self, Config, Flags};
+    use ses_identity_exporter::model::{
+        BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, TargetId,
+    };
+    use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
+    use ses_identity_exporter::target::fleet::Targets;
+    use ses_identity_exporter::testing::Scripted;
+
+    use super::common::dns::DnsServer;
+    use super::common::{get, wait_for};
+
+    const A: (&str, &str) = ("111111111111", "us-east-1");
+    const B: (&str, &str) = ("222222222222", "eu-west-1");
+    const C: (&str, &str) = ("333333333333", "ap-southeast-2");
+
+    /// An account in a region whose every identity has a MAIL FROM in Success.
+    fn door((account, region): (&str, &str)) -> Arc<dyn Aws> {
+        let aws = Scripted::new(region, account);
+        aws.answer_with(|request| {
+            let Request::GetIdentityMailFromDomainAttributes { identities } = request else {
+                return None;
+            };
+            let answer: HashMap<String, MailFromAttributes> = identities
+                .iter()
+                .map(|id| {
+                    let attributes = MailFromAttributes {
+                        domain: Some(format!("bounce.{id}")),
+                        status: Some(MailFromStatus::Success),
+                        behavior: BehaviorOnMxFailure::RejectMessage,
+                    };
+                    (id.clone(), attributes)
+                })
+                .collect();
+            Some(Box::pin(async move {
+                Ok(Response::GetIdentityMailFromDomainAttributes(answer))
+            }))
+        });
+        aws
+    }
+
+    fn config(dir: &std::path::Path, regions: &[&str], dns_port: u16) -> Config {
+        let file = dir.join(format!("config-{}.yaml", regions.join("-")));
+        let targets: String = regions
+            .iter()
+            .map(|r| format!("  - region: {r}\n"))
+            .collect();
+        std::fs::write(
+            &file,
+            format!("identities: [a.example.com, b.example.com]\ntargets:\n{targets}"),
+        )
+        .unwrap();
+        let flags = Flags::try_parse_from([
+            "ses-identity-exporter",
+            "--config.file",
+            file.to_str().unwrap(),
+            "--poll.interval",
+            "1s",
+            "--ses.rate",
+            "50",
+            "--collector.quota",
+            "--dns.nameserver",
+            &format!("127.0.0.1:{dns_port}"),
+        ])
+        .unwrap();
+        config::load(flags).unwrap()
+    }
+
+    /// A running exporter: its address, its targets, and how to stop it.
+    struct Running {
+        runtime: tokio::runtime::Runtime,
+        addr: SocketAddr,
+        targets: Targets,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: Option<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Running {
+        fn start(config: Config, doors: Vec<Arc<dyn Aws>>) -> Running {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (handle_tx, handle_rx) = mpsc::channel();
+            let task = runtime.spawn(async move {
+                ses_identity_exporter::run_with(
+                    &config,
+                    WebState::fixed(WebConfig::default()),
+                    doors,
+                    vec![listener],
+                    async {
+                        let _ = stopped.await;
+                    },
+                    move |targets| {
+                        let _ = handle_tx.send(targets);
+                    },
+                )
+                .await
+                .expect("run succeeded");
+            });
+            let targets = handle_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the running targets");
+            Running {
+                runtime,
+                addr,
+                targets,
+                stop: Some(stop),
+                task: Some(task),
+            }
+        }
+
+        fn scrape(&self) -> String {
+            get(self.addr, "/metrics").text()
+        }
+
+        /// Scrapes until every target in `present` is up with its dns verdicts and
+        /// quota, and no series of `absent` is left; returns that scrape.
+        fn settled(&self, present: &[(&str, &str)], absent: &[(&str, &str)]) -> String {
+            wait_for(Duration::from_secs(60), "the targets to settle", || {
+                let text = self.scrape();
+                let ok = present.iter().all(|(account, region)| {
+                    let l = format!("aws_account_id=\"{account}\",aws_region=\"{region}\"");
+                    text.contains(&format!("aws_ses_exporter_up{{{l}}} 1\n"))
+                        && text.contains(&format!("aws_ses_send_quota_max_emails{{{l}}} 200\n"))
+                        && ["a", "b"].iter().all(|id| {
+                            text.contains(&format!(
+                                "aws_ses_identity_mail_from_spf_correct{{{l},identity=\"{id}.example.com\"}}"
+                            ))
+                        })
+                }) && absent
+                    .iter()
+                    .all(|(account, _)| !text.contains(&format!("aws_account_id=\"{account}\"")));
+                ok.then_some(text)
+            })
+        }
+
+        fn shutdown(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(task) = self.task.take() {
+                self.runtime.block_on(task).expect("run ended");
+            }
+        }
+    }
+
+    /// The exposition without what may differ between two processes with the same
+    /// targets: timestamps, counters, durations, the plan of the current cycle and
+    /// the process's own metrics.
+    fn stable(text: &str) -> String {
+        text.lines()
+            .filter(|l| {
+                let name = l
+                    .trim_start_matches("# HELP ")
+                    .trim_start_matches("# TYPE ")
+                    .split(['{', ' '])
+                    .next()
+                    .unwrap_or("");
+                !(name.ends_with("_timestamp_seconds")
+                    || name.ends_with("_total")
+                    || name.starts_with("process_")
+                    || name == "aws_ses_exporter_poll_duration_seconds"
+                    || name == "aws_ses_exporter_ses_planned_request_rate")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn a_target_added_and_one_removed_leave_the_exposition_of_a_fresh_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = serde_json::json!({
+            "bounce.a.example.com": {"MX": ["10 feedback-smtp.eu-west-1.amazonses.com"], "TXT": ["v=spf1 include:amazonses.com ~all"]},
+            "bounce.b.example.com": {"MX": ["10 mx.example.net"], "TXT": []},
+        });
+        let dns = DnsServer::start(dir.path(), &zone);
+
+        let first = Running::start(
+            config(dir.path(), &[A.1, B.1], dns.port),
+            vec![door(A), door(B)],
+        );
+        first.settled(&[A, B], &[]);
+        let template = config(dir.path(), &[C.1], dns.port).targets[0].clone();
+        first
+            .runtime
+            .block_on(first.targets.add(&template, door(C)));
+        first.settled(&[A, B, C], &[]);
+        let removed = first
+            .runtime
+            .block_on(first.targets.remove(&TargetId::new(A.0, A.1)));
+        assert!(removed, "the first target was running");
+        // Every series of the removed target is gone at once, the dns collector's too.
+        let after = first.scrape();
+        assert!(
+            !after.contains(&format!("aws_account_id=\"{}\"", A.0)),
+            "series of the removed target are left:\n{after}"
+        );
+        assert!(!first
+            .runtime
+            .block_on(first.targets.remove(&TargetId::new(A.0, A.1))));
+        let changed = stable(&first.settled(&[B, C], &[A]));
+        first.shutdown();
+
+        let fresh = Running::start(
+            config(dir.path(), &[B.1, C.1], dns.port),
+            vec![door(B), door(C)],
+        );
+        let expected = stable(&fresh.settled(&[B, C], &[]));
+        fresh.shutdown();
+        assert_eq!(
+            changed, expected,
+            "after adding and removing, the exposition differs from a fresh start with the same targets"
+        );
+        assert!(changed.contains("aws_ses_identity_mail_from_mx_correct{aws_account_id=\"222222222222\",aws_region=\"eu-west-1\",identity=\"a.example.com\"} 1\n"));
+        assert!(changed.contains("aws_ses_identity_mail_from_status{aws_account_id=\"333333333333\",aws_region=\"ap-southeast-2\",identity=\"b.example.com\",status=\"Success\"} 1\n"));
+    }
+}

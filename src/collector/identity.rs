@@ -2,7 +2,7 @@
 //! batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, a batch SES
 //! refuses for one invalid identity split until the offender is found, answers
 //! recorded (missing, deleted, rejected identities included), and the records
-//! rendered off the async threads and published while the cycle runs. What differs
+//! handed to the collector's [`Publishing`] while the cycle runs. What differs
 //! between MAIL FROM, DKIM and verification is a [`Kind`].
 
 use std::collections::HashMap;
@@ -12,13 +12,16 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
+use crate::facts::Facts;
 use crate::model::{
-    status_change, IdentityRecord, IdentityType, Observation, Snapshot, VerificationStatus,
+    status_change, IdentityRecord, IdentityType, Observation, Snapshot, TargetId,
+    VerificationStatus,
 };
+use crate::publish::Publishing;
 use crate::render::{state_set, unix_millis, Family, Renderer, Samples};
 
 /// During a long cycle, what was fetched so far is published at most this often, so
@@ -50,21 +53,15 @@ pub trait Kind: Send + Sync + 'static {
     /// A first observation that is healthy is logged at debug, not info.
     fn healthy(attr: &Self::Attr) -> bool;
 
-    /// Runs on the blocking pool before each render's part is published, with the
-    /// records rendered: what the collector hands on besides its part.
-    fn rendered(
-        _outlet: &Outlet,
-        _labels: &Arc<str>,
-        _region: &Arc<str>,
-        _records: &Snapshot<Self::Attr>,
-    ) {
-    }
+    /// Runs on the blocking pool before each render, with the records rendered:
+    /// the identity facts the collector hands the dns collector, if any.
+    fn facts(_facts: &Facts, _target: &TargetId, _records: &Snapshot<Self::Attr>) {}
 }
 
 /// Declares an identity collector from what differs between them: its `Kind` (the
 /// record type, name, operation and the door's method that calls it, what its
 /// state is called in logs, when an observation is healthy, and optional items such
-/// as [`Kind::rendered`]) and its `REGISTRATION`. The module holds its `FAMILIES`.
+/// as [`Kind::facts`]) and its `REGISTRATION`. The module holds its `FAMILIES`.
 macro_rules! identity_collector {
     (
         $kind:ident($attr:ty): $name:literal, $op:ident via $method:ident,
@@ -147,9 +144,10 @@ pub fn verification_status(samples: &mut Samples<'_>, status: &VerificationStatu
     );
 }
 
-/// One identity collector of one target: its records and its renderer.
+/// One identity collector of one target: its records and its render-and-publish
+/// path.
 pub struct Batched<K: Kind> {
-    outlet: Outlet,
+    facts: Arc<Facts>,
     /// Every identity fetched at least once and still watched. Shared with a render
     /// in progress instead of copied; changed copy-on-write while one runs.
     pub(crate) records: Arc<Snapshot<K::Attr>>,
@@ -158,24 +156,20 @@ pub struct Batched<K: Kind> {
     /// force a copy of every record (2 MB at 10,000 identities).
     pub(crate) pending: HashMap<String, IdentityRecord<K::Attr>>,
     last_publish: Option<Instant>,
-    /// Keeps the pieces of the last render so the next one re-renders only what
-    /// changed. Away (inside `rendering`) while a render runs.
-    renderer: Option<Renderer<IdentityRecord<K::Attr>>>,
-    /// An intermediate publish still rendering. The cycle does not wait for it, but
-    /// the final publish of the cycle waits for it, so an older snapshot never
-    /// replaces a newer one.
-    rendering: Option<tokio::task::JoinHandle<Renderer<IdentityRecord<K::Attr>>>>,
+    /// The renderer keeps the pieces of the last render, so the next one re-renders
+    /// only what changed. An intermediate publish is not waited for; the final one
+    /// of the cycle is.
+    publishing: Publishing<Option<Renderer<IdentityRecord<K::Attr>>>>,
 }
 
 impl<K: Kind> Batched<K> {
     pub fn new(outlet: Outlet) -> Batched<K> {
         Batched {
-            outlet,
+            facts: Arc::clone(&outlet.facts),
+            publishing: outlet.publishing(),
             records: Arc::new(Snapshot::new()),
             pending: HashMap::new(),
             last_publish: None,
-            renderer: None,
-            rendering: None,
         }
     }
 
@@ -387,54 +381,42 @@ impl<K: Kind> Batched<K> {
     }
 
     /// Renders the current records off the async threads (the first render of a large
-    /// account is megabytes of text and gzip is CPU work) and swaps them in, after any
-    /// render still running.
+    /// account is megabytes of text and gzip is CPU work) and publishes them, after
+    /// any render still running; waits for it, so the cycle ends with its values
+    /// served.
     pub(crate) async fn publish(&mut self, ctx: &Ctx<'_>) {
         self.start_render(ctx).await;
-        // Waited for, so the cycle ends with its values served.
-        let renderer = self.take_renderer(ctx).await;
-        self.renderer = Some(renderer);
+        self.publishing.idle().await;
     }
 
     /// Publishes what was fetched so far without holding up the cycle; skipped while
     /// the previous such render is still running.
     async fn publish_in_background(&mut self, ctx: &Ctx<'_>) {
-        if self.rendering.as_ref().is_some_and(|r| !r.is_finished()) {
+        if self.publishing.busy() {
             return;
         }
         self.start_render(ctx).await;
     }
 
-    /// Starts rendering the current records on the blocking pool, after any render
-    /// still running, and publishes the result when done.
     async fn start_render(&mut self, ctx: &Ctx<'_>) {
-        let mut renderer = self.take_renderer(ctx).await;
+        // The render in flight holds the records: merged after it.
+        self.publishing.idle().await;
         self.merge_pending();
-        let snapshot = Arc::clone(&self.records);
-        let outlet = self.outlet.clone();
-        let labels = Arc::clone(ctx.labels);
-        let region: Arc<str> = Arc::from(ctx.region);
-        self.rendering = Some(tokio::task::spawn_blocking(move || {
-            K::rendered(&outlet, &labels, &region, &snapshot);
-            outlet.publish(renderer.build(snapshot.iter().map(|(id, r)| (id.as_str(), r))));
-            renderer
-        }));
+        let records = Arc::clone(&self.records);
+        let facts = Arc::clone(&self.facts);
+        let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
+        self.publishing
+            .start(move |renderer| {
+                K::facts(&facts, &id, &records);
+                let renderer =
+                    renderer.get_or_insert_with(|| Renderer::new(K::FAMILIES, labels.to_string()));
+                vec![(
+                    id,
+                    renderer.build(records.iter().map(|(id, r)| (id.as_str(), r))),
+                )]
+            })
+            .await;
         self.last_publish = Some(Instant::now());
-    }
-
-    /// The renderer, waiting for a render in progress to hand it back.
-    async fn take_renderer(&mut self, ctx: &Ctx<'_>) -> Renderer<IdentityRecord<K::Attr>> {
-        if let Some(render) = self.rendering.take() {
-            match render.await {
-                Ok(renderer) => return renderer,
-                Err(err) => {
-                    error!(error = %err, "rendering the snapshot failed; serving the previous one")
-                }
-            }
-        }
-        self.renderer
-            .take()
-            .unwrap_or_else(|| Renderer::new(K::FAMILIES, ctx.labels.to_string()))
     }
 }
 
@@ -445,6 +427,10 @@ impl<K: Kind> Collector for Batched<K> {
 
     fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
         Box::pin(self.run_cycle(ctx))
+    }
+
+    fn settle(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.publishing.idle())
     }
 
     fn mail_from_records(&self) -> Option<&Snapshot> {

@@ -1,15 +1,15 @@
 //! The `mail_from` collector (on by default): `GetIdentityMailFromDomainAttributes`
-//! for every watched identity, its families, and the MAIL FROM domains it hands the
-//! dns collector after each render.
+//! for every watched identity, its families, and the MAIL FROM domains it puts in
+//! the identity facts for the dns collector.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::identity::{identity_collector, present, refreshed};
-use super::Outlet;
+use crate::facts::Facts;
 use crate::model::{
     BehaviorOnMxFailure, IdentityRecord, IdentityType, MailFromAttributes, MailFromStatus,
-    Observation, Snapshot, TargetDomains,
+    Observation, Snapshot, TargetId,
 };
 use crate::render::{
     flag, ses_gauge, state_set, timestamp, Assembler, Derived, Exposition, Family, Renderer,
@@ -22,45 +22,24 @@ identity_collector! {
     healthy |a| !a.configured() || a.status == Some(MailFromStatus::Success),
     help "The mail_from collector: GetIdentityMailFromDomainAttributes (on by default).",
     also {
-        /// The MAIL FROM domains of this render, for the dns collector. Names, not
-        /// the records, so the dns collector never holds the records alive (that
-        /// would make this collector copy them).
-        fn rendered(
-            outlet: &Outlet,
-            labels: &Arc<str>,
-            region: &Arc<str>,
-            records: &Snapshot<MailFromAttributes>,
-        ) {
-            publish_domains(outlet, labels, region, records);
+        /// The MAIL FROM domains, for the dns collector. Names, not the records, so
+        /// the dns collector never holds the records alive (that would make this
+        /// collector copy them).
+        fn facts(facts: &Facts, target: &TargetId, records: &Snapshot<MailFromAttributes>) {
+            let domains: BTreeMap<String, String> = records
+                .iter()
+                .filter_map(|(id, record)| match &record.observation {
+                    Observation::Present(a) => a.domain.as_deref().map(|d| (id.clone(), d.to_owned())),
+                    _ => None,
+                })
+                .collect();
+            facts.set_mail_from(target, domains);
         }
     },
 }
 
 /// What the collector records per identity.
 type Record = IdentityRecord<MailFromAttributes>;
-
-fn publish_domains(
-    outlet: &Outlet,
-    labels: &Arc<str>,
-    region: &Arc<str>,
-    records: &Snapshot<MailFromAttributes>,
-) {
-    let domains: BTreeMap<String, String> = records
-        .iter()
-        .filter_map(|(id, record)| match &record.observation {
-            Observation::Present(a) => a.domain.as_deref().map(|d| (id.clone(), d.to_owned())),
-            _ => None,
-        })
-        .collect();
-    outlet.publisher().publish_domains(
-        outlet.target(),
-        TargetDomains {
-            labels: Arc::clone(labels),
-            region: Arc::clone(region),
-            domains,
-        },
-    );
-}
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<Record>] = &[

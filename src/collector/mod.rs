@@ -5,13 +5,14 @@
 //! A target collector is a value implementing [`Collector`]: each cycle of its
 //! target it asks AWS through the door in its [`Ctx`] (rate-limited and retried
 //! by the target, so a collector never sees a throttle), turns the
-//! answers into records, renders them with [`crate::render`] and hands the part to
-//! the publisher through its [`Outlet`]. The identity collectors (MAIL FROM, DKIM,
+//! answers into records and hands them, with the function that renders them, to its
+//! [`Publishing`] (rendered off the async threads and published there). The identity collectors (MAIL FROM, DKIM,
 //! verification) share their batching in [`identity`]; each of them is an
 //! [`identity::Kind`]: an operation, a record type and a family table.
 //!
 //! The dns collector is exporter-wide: one task for all targets, started by
-//! [`crate::run`], fed by the MAIL FROM collector's domains through the publisher.
+//! [`crate::run`], fed the identity facts the SES collectors put in the one
+//! [`crate::facts`] channel.
 //!
 //! Adding a collector: a file here with its `REGISTRATION`, its name in
 //! `collectors!` below, and, for an SES operation the exporter does not call yet,
@@ -23,9 +24,10 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::aws::{Aws, Operation};
+use crate::facts::Facts;
 use crate::metrics::TargetTelemetry;
-use crate::publish::Publisher;
-use crate::render::Rendered;
+use crate::model::TargetId;
+use crate::publish::{Publisher, Publishing};
 
 pub mod identity;
 
@@ -74,6 +76,10 @@ pub trait Collector: Send + Sync {
     /// One cycle: ask, record, render, publish.
     fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress>;
 
+    /// Waits for its render in flight: after its target stopped, before its series
+    /// are removed, so no render publishes after.
+    fn settle(&mut self) -> BoxFuture<'_, ()>;
+
     /// The MAIL FROM records, for tests of the target loop.
     fn mail_from_records(&self) -> Option<&crate::model::Snapshot> {
         None
@@ -115,6 +121,8 @@ pub struct Ctx<'a> {
     /// The static list, sorted: an identity SES leaves out is kept as `Missing`
     /// only when it is listed here.
     pub fixed: &'a [String],
+    /// Who the target is: what its parts and facts are keyed by.
+    pub id: &'a TargetId,
     pub account: &'a str,
     /// The target's label pairs (see [`crate::render::target_labels`]).
     pub labels: &'a Arc<str>,
@@ -122,37 +130,20 @@ pub struct Ctx<'a> {
     pub plan: Plan,
 }
 
-/// Where a collector's rendered part goes: the publisher, under the collector's
-/// place in [`REGISTRY`] and its target's index.
+/// What a target collector is made with: where its parts go, and the channel of
+/// identity facts for the dns collector.
 #[derive(Clone)]
 pub struct Outlet {
-    publisher: Arc<Publisher>,
-    collector: usize,
-    target: usize,
+    pub publisher: Arc<Publisher>,
+    /// The collector's position in [`REGISTRY`].
+    pub collector: usize,
+    pub facts: Arc<Facts>,
 }
 
 impl Outlet {
-    pub fn new(publisher: Arc<Publisher>, collector: usize, target: usize) -> Outlet {
-        Outlet {
-            publisher,
-            collector,
-            target,
-        }
-    }
-
-    /// Replaces this collector's part of this target. Assembles the whole body:
-    /// call it off the async threads.
-    pub fn publish(&self, part: Rendered) {
-        self.publisher
-            .publish_part(self.collector, self.target, part);
-    }
-
-    pub fn publisher(&self) -> &Arc<Publisher> {
-        &self.publisher
-    }
-
-    pub fn target(&self) -> usize {
-        self.target
+    /// The collector's render-and-publish path.
+    pub fn publishing<S: Default + Send + 'static>(&self) -> Publishing<S> {
+        Publishing::new(Arc::clone(&self.publisher), self.collector)
     }
 }
 

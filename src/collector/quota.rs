@@ -7,7 +7,10 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
+use std::sync::Arc;
+
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use crate::publish::Publishing;
 use crate::aws::Operation;
 use crate::model::Quota;
 use crate::render::{ses_gauge, seconds, unix_millis, Derived, Family, Renderer, Samples, Value};
@@ -23,19 +26,16 @@ const OPERATIONS: &[Operation] = &[Operation::GetSendQuota, Operation::GetAccoun
 
 /// The last answers of one target: a failed call keeps the previous one.
 pub struct QuotaCollector {
-    outlet: Outlet,
     quota: Quota,
-    /// Reuses the pieces of values that did not change. Account-level values are
-    /// a handful of lines.
-    renderer: Option<Renderer<Quota>>,
+    /// Its renderer reuses the pieces of values that did not change.
+    publishing: Publishing<Option<Renderer<Quota>>>,
 }
 
 impl QuotaCollector {
     pub fn new(outlet: Outlet) -> QuotaCollector {
         QuotaCollector {
-            outlet,
             quota: Quota::default(),
-            renderer: None,
+            publishing: outlet.publishing(),
         }
     }
 
@@ -70,18 +70,16 @@ impl QuotaCollector {
             Err(_) => progress.complete = false,
         }
         let quota = self.quota.clone();
-        let outlet = self.outlet.clone();
-        let mut renderer = self
-            .renderer
-            .take()
-            .unwrap_or_else(|| Renderer::new(FAMILIES, ctx.labels.to_string()));
+        let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
         // A few lines, but publishing assembles the whole body: off the async threads.
-        let rendered = tokio::task::spawn_blocking(move || {
-            outlet.publish(renderer.build_account(&quota));
-            renderer
-        })
-        .await;
-        self.renderer = rendered.ok();
+        self.publishing
+            .start(move |renderer| {
+                let renderer =
+                    renderer.get_or_insert_with(|| Renderer::new(FAMILIES, labels.to_string()));
+                vec![(id, renderer.build_account(&quota))]
+            })
+            .await;
+        self.publishing.idle().await;
         progress
     }
 }
@@ -108,6 +106,10 @@ impl Collector for QuotaCollector {
 
     fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
         Box::pin(self.run_cycle(ctx))
+    }
+
+    fn settle(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(self.publishing.idle())
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::aws::Operation;
 use crate::aws::MAX_IDENTITIES_PER_CALL;
+use crate::publish::Slot;
 
 /// Requests are spaced this much further apart than `1 / rate`. The spacing below
 /// already holds at SES by construction; the margin keeps the gaps off the exact
@@ -99,7 +100,7 @@ pub fn min_cycle_seconds(identities: usize, rate: f64) -> f64 {
 pub struct Limiters {
     /// A std mutex: only held to look up or insert an `Arc`.
     limiters: Mutex<HashMap<(String, String, Operation), Arc<RateLimiter>>>,
-    claims: Mutex<HashMap<(String, String), usize>>,
+    claims: Mutex<HashMap<(String, String), Slot>>,
     duplicates: Mutex<usize>,
 }
 
@@ -113,7 +114,7 @@ impl Limiters {
     }
 
     /// Claims an account and region for `target`; `Err` names the target that holds it.
-    pub fn claim(&self, account: &str, region: &str, target: usize) -> Result<(), usize> {
+    pub fn claim(&self, account: &str, region: &str, target: Slot) -> Result<(), Slot> {
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         let holder = *claims
             .entry((account.to_owned(), region.to_owned()))
@@ -123,6 +124,22 @@ impl Limiters {
         } else {
             Err(holder)
         }
+    }
+
+    /// A target went: its account and region are free for another.
+    pub fn release(&self, account: &str, region: &str, target: Slot) {
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (account.to_owned(), region.to_owned());
+        if claims.get(&key) == Some(&target) {
+            claims.remove(&key);
+        }
+    }
+
+    /// A duplicate target went; the count left.
+    pub fn forget_duplicate(&self) -> usize {
+        let mut n = self.duplicates.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        *n
     }
 
     pub fn count_duplicate(&self) -> usize {

@@ -15,12 +15,14 @@ use tracing::{debug, error, info, warn};
 use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
 use crate::config::Discovery;
+use crate::facts::Facts;
 use crate::metrics::{TargetTelemetry, Telemetry};
-use crate::model::{IdentityType, Snapshot};
-use crate::publish::Publisher;
+use crate::model::{IdentityType, Snapshot, TargetId};
+use crate::publish::{Publisher, Slot};
 use crate::render::target_labels;
 use crate::supervise::stopped;
 
+pub mod fleet;
 pub mod limiter;
 pub mod retry;
 
@@ -34,8 +36,9 @@ const MAX_LIST_PAGES: usize = 1000;
 /// What one target is told to do.
 #[derive(Debug, Clone)]
 pub struct TargetSettings {
-    /// The target's position in the configuration: its key for published parts.
-    pub index: usize,
+    /// Its place in the exposition (the order targets were added in), and what
+    /// the running set knows it by.
+    pub slot: Slot,
     pub region: String,
     /// The account the series are labelled with until STS answers: the role's
     /// account for a target with a role, empty otherwise.
@@ -54,9 +57,22 @@ pub struct TargetSettings {
     pub collectors: Vec<usize>,
 }
 
+/// What every target shares with the rest of the exporter.
+#[derive(Clone)]
+pub struct Wiring {
+    pub publisher: Arc<Publisher>,
+    pub telemetry: Arc<Telemetry>,
+    /// Every (account, region, operation)'s limiter, and the claims that keep two
+    /// targets off one account and region.
+    pub limiters: Arc<Limiters>,
+    /// The identity facts the SES collectors hand the dns collector.
+    pub facts: Arc<Facts>,
+}
+
 /// The target's identity, known once STS answered.
 #[derive(Clone)]
 struct Resolved {
+    id: TargetId,
     account: String,
     labels: Arc<str>,
 }
@@ -75,6 +91,9 @@ pub struct Target {
     telemetry: Arc<Telemetry>,
     all_limiters: Arc<Limiters>,
     resolved: Option<Resolved>,
+    /// Who it is: provisional (the role's account, or empty) until STS answers.
+    id: watch::Sender<TargetId>,
+    facts: Arc<Facts>,
     /// Set when another target polls the same account and region: this one stops.
     duplicate: bool,
     /// The last successful discovery; kept when a later one fails, so a failing
@@ -88,19 +107,18 @@ pub struct Target {
     fixed: Arc<[String]>,
     next_discovery: Option<Instant>,
     announced_count: Option<usize>,
-    cycles: u64,
     /// The enabled collectors, in [`REGISTRY`] order, each with its name.
     collectors: Vec<(&'static str, Box<dyn Collector>)>,
 }
 
 impl Target {
-    pub fn new(
-        aws: Arc<dyn Aws>,
-        mut settings: TargetSettings,
-        publisher: Arc<Publisher>,
-        telemetry: Arc<Telemetry>,
-        limiters: Arc<Limiters>,
-    ) -> Target {
+    pub fn new(aws: Arc<dyn Aws>, mut settings: TargetSettings, wiring: &Wiring) -> Target {
+        let Wiring {
+            publisher,
+            telemetry,
+            limiters,
+            facts,
+        } = wiring.clone();
         let mut fixed = std::mem::take(&mut settings.fixed);
         fixed.sort_unstable();
         fixed.dedup();
@@ -113,11 +131,11 @@ impl Target {
                 match registration.scope {
                     Scope::Target(new) => Some((
                         registration.name,
-                        new(Outlet::new(
-                            Arc::clone(&publisher),
-                            position,
-                            settings.index,
-                        )),
+                        new(Outlet {
+                            publisher: Arc::clone(&publisher),
+                            collector: position,
+                            facts: Arc::clone(&facts),
+                        }),
                     )),
                     Scope::Exporter => None,
                 }
@@ -132,6 +150,11 @@ impl Target {
             &names,
         );
         Target {
+            id: watch::Sender::new(TargetId::new(
+                &settings.provisional_account,
+                &settings.region,
+            )),
+            facts,
             watched: Arc::clone(&fixed),
             fixed,
             aws,
@@ -149,7 +172,6 @@ impl Target {
             discovered: None,
             next_discovery: None,
             announced_count: None,
-            cycles: 0,
             collectors,
             settings,
         }
@@ -204,6 +226,31 @@ impl Target {
         self.report_up(false);
     }
 
+    /// Who the target is, as it learns it.
+    pub fn watch_id(&self) -> watch::Receiver<TargetId> {
+        self.id.subscribe()
+    }
+
+    /// After its task stopped for good: every series it had goes. Its collectors'
+    /// last renders are waited for first, so none publishes after this.
+    pub async fn retire(&mut self) {
+        for (_, collector) in &mut self.collectors {
+            collector.settle().await;
+        }
+        let id = self.id.borrow().clone();
+        self.facts.remove_target(&id);
+        self.publisher.remove_target(self.settings.slot);
+        self.health.remove();
+        if self.duplicate {
+            self.telemetry
+                .set_duplicate_targets(self.all_limiters.forget_duplicate());
+        } else if self.resolved.is_some() {
+            self.all_limiters
+                .release(&id.account, &id.region, self.settings.slot);
+        }
+        self.publisher.health_changed();
+    }
+
     /// The one writer of the target's `aws_ses_exporter_up`; a scrape's health
     /// tail is rendered afresh after it.
     fn report_up(&self, up: bool) {
@@ -219,12 +266,12 @@ impl Target {
         let region = self.settings.region.clone();
         if let Err(holder) = self
             .all_limiters
-            .claim(&account, &region, self.settings.index)
+            .claim(&account, &region, self.settings.slot)
         {
             let n = self.all_limiters.count_duplicate();
             self.telemetry.set_duplicate_targets(n);
             error!(
-                target_index = self.settings.index,
+                target_index = self.settings.slot,
                 other_target_index = holder,
                 aws_account_id = %account,
                 aws_region = %region,
@@ -255,7 +302,11 @@ impl Target {
             );
         }
         self.calls.account = account.clone();
+        let id = TargetId::new(&account, &region);
+        self.publisher.bind_target(self.settings.slot, id.clone());
+        self.id.send_replace(id.clone());
         self.resolved = Some(Resolved {
+            id,
             labels: Arc::from(target_labels(&account, &region)),
             account,
         });
@@ -266,21 +317,19 @@ impl Target {
     /// enabled collector, side by side (each has its own operation and limiter).
     pub async fn cycle(&mut self) {
         let started = Instant::now();
-        let first = self.cycles == 0;
-        self.cycles += 1;
         // The first cycle with the account known runs at the ceiling, so the target
         // is ready soon after start-up (or after STS finally answered).
         let at_ceiling = self.resolved.is_none();
         if self.resolved.is_none() {
             let resolved = self.resolve().await;
             if self.duplicate {
-                self.publisher.note_cycle(first, false);
+                self.publisher.note_cycle(self.settings.slot, false);
                 return;
             }
             if resolved.is_err() {
                 // The STS error was logged by the retry loop, once per change.
                 self.report_up(false);
-                self.publisher.note_cycle(first, false);
+                self.publisher.note_cycle(self.settings.slot, false);
                 return;
             }
         }
@@ -345,7 +394,7 @@ impl Target {
         // After the lines above: a tail rendered between the publish and them would
         // pair this cycle's identities with the last cycle's health for a second.
         self.report_up(complete);
-        self.publisher.note_cycle(first, answered);
+        self.publisher.note_cycle(self.settings.slot, answered);
         debug!(aws_account_id = %resolved.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
     }
 
@@ -467,6 +516,7 @@ fn context<'a>(
         telemetry,
         watched,
         fixed,
+        id: &resolved.id,
         account: &resolved.account,
         labels: &resolved.labels,
         region: &settings.region,

@@ -68,7 +68,7 @@ fn poller_with(
         telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
     });
     let settings = TargetSettings {
-        index: 0,
+        slot: 0,
         region: "us-east-1".into(),
         provisional_account: String::new(),
         fixed: fixed.iter().map(|s| s.as_ref().to_owned()).collect(),
@@ -83,16 +83,14 @@ fn poller_with(
             .collect(),
     };
     let aws: Arc<dyn Aws> = Arc::clone(script) as Arc<dyn Aws>;
-    (
-        Target::new(
-            aws,
-            settings,
-            Arc::clone(&shared.publisher),
-            Arc::clone(&shared.telemetry),
-            Arc::new(Limiters::default()),
-        ),
-        shared,
-    )
+    shared.publisher.add_target(0);
+    let wiring = Wiring {
+        publisher: Arc::clone(&shared.publisher),
+        telemetry: Arc::clone(&shared.telemetry),
+        limiters: Arc::new(Limiters::default()),
+        facts: Arc::new(Facts::new()),
+    };
+    (Target::new(aws, settings, &wiring), shared)
 }
 
 /// A per-target health value of the one target, as a scrape shows it.
@@ -595,9 +593,11 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
     let watched = Arc::clone(&p.watched);
     let position = crate::collector::Registration::position("mail_from").expect("registered");
     let mut collector =
-        crate::collector::identity::Batched::<crate::collector::mail_from::MailFrom>::new(
-            Outlet::new(Arc::clone(&shared.publisher), position, 0),
-        );
+        crate::collector::identity::Batched::<crate::collector::mail_from::MailFrom>::new(Outlet {
+            publisher: Arc::clone(&shared.publisher),
+            collector: position,
+            facts: Arc::new(Facts::new()),
+        });
     // Unpaced: the plan does not matter to `apply` and `publish`.
     let door = p.door();
     let ctx = context(

@@ -1,9 +1,9 @@
 //! The `dns` collector (on by default): looks up each custom MAIL FROM domain's MX
 //! and SPF records itself, so a removed or edited record shows before SES's own
 //! periodic check flips the domain to Failed. Exporter-wide: one task for every
-//! target, fed the MAIL FROM domains by the MAIL FROM collectors through the
-//! publisher (a channel it reads), rendering with the same renderer and publishing
-//! through the same publisher as the SES collectors.
+//! target, fed the MAIL FROM domains through the identity facts channel
+//! ([`crate::facts`]), rendering with the same renderer and publishing through the
+//! same [`Publishing`] path as the SES collectors.
 //!
 //! Lookups are spread over the poll interval (one every `interval / N`), at most
 //! `--dns.concurrency` at once, each bounded by `--dns.timeout`. A failed lookup
@@ -24,11 +24,12 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Registration, Scope};
+use crate::facts::{AllFacts, Facts};
 use crate::metrics::Telemetry;
-use crate::model::{LookupOutcome as Outcome, TargetDomains};
-use crate::publish::Publisher;
+use crate::model::{LookupOutcome, TargetId};
+use crate::publish::{Publisher, Publishing};
 use crate::render::{
-    self, flag, gauge, timestamp, unix_millis, Derived, Family, Rendered, Samples,
+    self, flag, gauge, target_labels, timestamp, unix_millis, Derived, Family, Rendered, Samples,
 };
 use crate::supervise::stopped;
 
@@ -63,15 +64,13 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-/// An identity of a target: (target index, identity name).
-type Subject = (usize, String);
+/// An identity of a target.
+type Subject = (TargetId, String);
 
 /// The last check of one identity's MAIL FROM domain.
 #[derive(Debug, Clone)]
 struct Checked {
     domain: String,
-    /// The target's label pairs.
-    labels: Arc<str>,
     /// The last answered verdicts; `None` until DNS answered once.
     mx: Option<bool>,
     spf: Option<bool>,
@@ -79,8 +78,8 @@ struct Checked {
     /// and this time, so the age of a kept verdict shows (`at` moves regardless).
     mx_answered: Option<SystemTime>,
     spf_answered: Option<SystemTime>,
-    mx_outcome: Outcome,
-    txt_outcome: Outcome,
+    mx_outcome: LookupOutcome,
+    txt_outcome: LookupOutcome,
     /// When the last lookup ended, answered or not.
     at: SystemTime,
 }
@@ -89,10 +88,8 @@ struct Checked {
 struct Done {
     subject: Subject,
     domain: String,
-    labels: Arc<str>,
-    region: Arc<str>,
-    mx: Result<Vec<String>, Outcome>,
-    txt: Result<Vec<String>, Outcome>,
+    mx: Result<Vec<String>, LookupOutcome>,
+    txt: Result<Vec<String>, LookupOutcome>,
 }
 
 /// The collector task: checks the domains the MAIL FROM collectors last rendered,
@@ -101,20 +98,15 @@ pub struct Collector<D: Dns> {
     dns: Arc<D>,
     settings: Settings,
     interval: Duration,
-    /// Target index → its MAIL FROM domains, from the MAIL FROM collectors.
-    domains: watch::Receiver<Arc<BTreeMap<usize, Arc<TargetDomains>>>>,
-    publisher: Arc<Publisher>,
+    /// Every target's identity facts: the MAIL FROM domains to check.
+    facts: watch::Receiver<Arc<AllFacts>>,
     telemetry: Arc<Telemetry>,
-    /// Where this collector's parts go in the exposition.
-    position: usize,
     results: BTreeMap<Subject, Checked>,
     dirty: bool,
     rendered_at: Option<Instant>,
-    /// Keeps the pieces of the last render, to reuse the unchanged ones.
-    renderer: Option<Renderer>,
-    /// The render in progress, on the blocking pool: one at a time, so an older
-    /// render can never be published after a newer one.
-    rendering: Option<tokio::task::JoinHandle<Renderer>>,
+    /// Its renderer keeps the pieces of the last render, to reuse the unchanged
+    /// ones; one render at a time.
+    publishing: Publishing<Renderer>,
 }
 
 impl<D: Dns> crate::supervise::Task for Collector<D> {
@@ -132,22 +124,21 @@ impl<D: Dns> Collector<D> {
         settings: Settings,
         interval: Duration,
         publisher: Arc<Publisher>,
+        facts: &Facts,
         telemetry: Arc<Telemetry>,
     ) -> Collector<D> {
         telemetry.enable_dns();
+        let position = Registration::position(NAME).unwrap_or(usize::MAX);
         Collector {
             dns: Arc::new(dns),
             settings,
             interval,
-            domains: publisher.subscribe_domains(),
-            publisher,
+            facts: facts.subscribe(),
             telemetry,
-            position: Registration::position(NAME).unwrap_or(usize::MAX),
             results: BTreeMap::new(),
             dirty: false,
             rendered_at: None,
-            renderer: None,
-            rendering: None,
+            publishing: Publishing::new(publisher, position),
         }
     }
 
@@ -162,23 +153,24 @@ impl<D: Dns> Collector<D> {
         loop {
             let start = Instant::now();
             // Cloned out, so no borrow of the channel is held across an await.
-            let targets = Arc::clone(&self.domains.borrow_and_update());
-            let domains: BTreeMap<Subject, (&String, &Arc<str>, &Arc<str>)> = targets
+            let targets = Arc::clone(&self.facts.borrow_and_update());
+            let domains: BTreeMap<Subject, &String> = targets
                 .iter()
-                .flat_map(|(index, t)| {
-                    t.domains.iter().map(move |(identity, domain)| {
-                        ((*index, identity.clone()), (domain, &t.labels, &t.region))
+                .flat_map(|(target, identities)| {
+                    identities.iter().filter_map(move |(identity, facts)| {
+                        let domain = facts.mail_from_domain.as_ref()?;
+                        Some(((target.clone(), identity.clone()), domain))
                     })
                 })
                 .collect();
             // Identities that went (or lost their MAIL FROM domain) lose their series.
             let before = self.results.len();
             self.results
-                .retain(|id, c| domains.get(id).is_some_and(|d| *d.0 == c.domain));
+                .retain(|id, c| domains.get(id).is_some_and(|d| **d == c.domain));
             self.dirty |= self.results.len() != before;
             let spacing = self.interval / u32::try_from(domains.len().max(1)).unwrap_or(u32::MAX);
             let mut running = JoinSet::new();
-            for (i, (subject, (domain, labels, region))) in domains.iter().enumerate() {
+            for (i, (subject, domain)) in domains.iter().enumerate() {
                 let at = start + spacing * u32::try_from(i).unwrap_or(u32::MAX);
                 // Wait for this lookup's moment, taking in finished ones meanwhile.
                 loop {
@@ -201,8 +193,7 @@ impl<D: Dns> Collector<D> {
                 };
                 let dns = Arc::clone(&self.dns);
                 let timeout = self.settings.timeout;
-                let (subject, domain) = (subject.clone(), (*domain).clone());
-                let (labels, region) = (Arc::clone(labels), Arc::clone(region));
+                let (subject, domain) = (subject.clone(), String::clone(domain));
                 running.spawn(async move {
                     let (mx, txt) = tokio::join!(
                         bounded(timeout, dns.mx(&domain)),
@@ -212,8 +203,6 @@ impl<D: Dns> Collector<D> {
                     Done {
                         subject,
                         domain,
-                        labels,
-                        region,
                         mx,
                         txt,
                     }
@@ -247,13 +236,14 @@ impl<D: Dns> Collector<D> {
     /// Takes in one lookup's result, ended at `now`.
     fn apply(&mut self, done: Done, now: SystemTime) {
         let telemetry = &self.telemetry;
-        let mx_outcome = done.mx.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
-        let txt_outcome = done.txt.as_ref().map_or_else(|o| *o, |_| Outcome::Ok);
+        let mx_outcome = done.mx.as_ref().map_or_else(|o| *o, |_| LookupOutcome::Ok);
+        let txt_outcome = done.txt.as_ref().map_or_else(|o| *o, |_| LookupOutcome::Ok);
+        let region = &done.subject.0.region;
         telemetry.count_dns_lookup("MX", mx_outcome.as_str());
         telemetry.count_dns_lookup("TXT", txt_outcome.as_str());
         // Only an answer changes a verdict; a failure keeps the last one.
         let mx = match &done.mx {
-            Ok(exchanges) => Some(mx_correct(exchanges, &done.region)),
+            Ok(exchanges) => Some(mx_correct(exchanges, region)),
             Err(o) if o.answered() => Some(false),
             Err(_) => None,
         };
@@ -266,7 +256,6 @@ impl<D: Dns> Collector<D> {
         // the old verdicts say nothing about it.
         let fresh = || Checked {
             domain: done.domain.clone(),
-            labels: Arc::clone(&done.labels),
             mx: None,
             spf: None,
             mx_answered: None,
@@ -285,14 +274,15 @@ impl<D: Dns> Collector<D> {
         if let (Some(before), Some(now)) = (entry.mx, mx) {
             if before && !now {
                 warn!(
-                    aws_region = %done.region,
+                    aws_account_id = %done.subject.0.account,
+                    aws_region = %region,
                     identity = %done.subject.1,
                     mail_from_domain = %done.domain,
-                    expected = %expected_mx(&done.region),
+                    expected = %expected_mx(region),
                     "the MAIL FROM domain's MX record no longer points at SES: SES will fail it at its next check"
                 );
             } else if !before && now {
-                info!(aws_region = %done.region, identity = %done.subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
+                info!(aws_account_id = %done.subject.0.account, aws_region = %region, identity = %done.subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
             }
         }
         if mx.is_some() {
@@ -318,22 +308,14 @@ impl<D: Dns> Collector<D> {
         if !now && self.rendered_at.is_some_and(|t| t.elapsed() < RENDER_EVERY) {
             return;
         }
-        let mut renderer = match self.rendering.take() {
-            // Still busy: try again later, unless this is the end of a round.
-            Some(busy) if !now && !busy.is_finished() => {
-                self.rendering = Some(busy);
-                return;
-            }
-            // A render that failed leaves nothing to reuse: the next one is whole.
-            Some(busy) => busy.await.unwrap_or_default(),
-            None => self.renderer.take().unwrap_or_default(),
-        };
+        // Still busy: try again later, unless this is the end of a round.
+        if !now && self.publishing.busy() {
+            return;
+        }
         let results = self.results.clone();
-        let (publisher, position) = (Arc::clone(&self.publisher), self.position);
-        self.rendering = Some(tokio::task::spawn_blocking(move || {
-            publisher.publish_parts(position, renderer.render(&results));
-            renderer
-        }));
+        self.publishing
+            .start(move |renderer: &mut Renderer| renderer.render(&results))
+            .await;
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
     }
@@ -342,11 +324,11 @@ impl<D: Dns> Collector<D> {
 /// A lookup that has not answered within `timeout` is a timeout.
 async fn bounded(
     timeout: Duration,
-    lookup: impl Future<Output = Result<Vec<String>, Outcome>>,
-) -> Result<Vec<String>, Outcome> {
+    lookup: impl Future<Output = Result<Vec<String>, LookupOutcome>>,
+) -> Result<Vec<String>, LookupOutcome> {
     tokio::time::timeout(timeout, lookup)
         .await
-        .unwrap_or(Err(Outcome::Timeout))
+        .unwrap_or(Err(LookupOutcome::Timeout))
 }
 
 
@@ -369,9 +351,9 @@ const FAMILIES: &[Family<Checked>] = &[
 /// series exists, the last one's is 1. (One series whose `outcome` label changed
 /// would end a series and start another on every change: churn, and a `rate()` or
 /// `changes()` over it sees nothing.)
-fn lookups(samples: &mut Samples<'_>, (mx, txt): &(Outcome, Outcome)) {
+fn lookups(samples: &mut Samples<'_>, (mx, txt): &(LookupOutcome, LookupOutcome)) {
     for (record, last) in [("MX", mx), ("TXT", txt)] {
-        for outcome in Outcome::ALL {
+        for outcome in LookupOutcome::ALL {
             let pairs = [("record", record), ("outcome", outcome.as_str())];
             samples.sample(&pairs, f64::from(u8::from(outcome == *last)));
         }
@@ -396,26 +378,25 @@ fn answers(samples: &mut Samples<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
 /// reuse the unchanged ones.
 #[derive(Default)]
 pub struct Renderer {
-    /// Target index → the labels its pieces carry, and its renderer.
-    targets: BTreeMap<usize, (Arc<str>, render::Renderer<Checked>)>,
+    targets: BTreeMap<TargetId, render::Renderer<Checked>>,
 }
 
 impl Renderer {
-    fn render(&mut self, results: &BTreeMap<Subject, Checked>) -> Vec<(usize, Rendered)> {
-        let mut by_target: BTreeMap<usize, Vec<(&str, &Checked)>> = BTreeMap::new();
+    fn render(&mut self, results: &BTreeMap<Subject, Checked>) -> Vec<(TargetId, Rendered)> {
+        let mut by_target: BTreeMap<&TargetId, Vec<(&str, &Checked)>> = BTreeMap::new();
         for ((target, identity), checked) in results {
             by_target
-                .entry(*target)
+                .entry(target)
                 .or_default()
                 .push((identity.as_str(), checked));
         }
         let mut out = Vec::with_capacity(by_target.len());
         // A target whose domains all went gets an empty part, not its last one.
-        let gone: Vec<usize> = self
+        let gone: Vec<TargetId> = self
             .targets
             .keys()
             .filter(|t| !by_target.contains_key(t))
-            .copied()
+            .cloned()
             .collect();
         for target in gone {
             self.targets.remove(&target);
@@ -423,17 +404,11 @@ impl Renderer {
             out.push((target, empty));
         }
         for (target, entries) in by_target {
-            let labels = &entries[0].1.labels;
-            // New labels (the account became known) make every piece new anyway.
-            if self.targets.get(&target).is_none_or(|(l, _)| l != labels) {
-                let renderer = render::Renderer::new(FAMILIES, labels.to_string());
-                self.targets.insert(target, (Arc::clone(labels), renderer));
-            }
-            if let Some((_, renderer)) = self.targets.get_mut(&target) {
-                out.push((target, renderer.build(entries)));
-            }
+            let renderer = self.targets.entry(target.clone()).or_insert_with(|| {
+                render::Renderer::new(FAMILIES, target_labels(&target.account, &target.region))
+            });
+            out.push((target.clone(), renderer.build(entries)));
         }
-        out.sort_by_key(|(t, _)| *t);
         out
     }
 }
@@ -454,20 +429,23 @@ mod tests {
     use super::verdict::tests::s;
     use super::*;
 
+    fn target() -> TargetId {
+        TargetId::new("111111111111", "us-east-1")
+    }
+
     #[test]
     fn a_failed_lookup_keeps_the_last_answer_and_never_invents_one() {
         let mut results = BTreeMap::new();
         results.insert(
-            (0, "a.example.com".to_owned()),
+            (target(), "a.example.com".to_owned()),
             Checked {
                 domain: "bounce.a.example.com".into(),
-                labels: Arc::from(""),
                 mx: None,
                 spf: None,
                 mx_answered: None,
                 spf_answered: None,
-                mx_outcome: Outcome::Timeout,
-                txt_outcome: Outcome::ServFail,
+                mx_outcome: LookupOutcome::Timeout,
+                txt_outcome: LookupOutcome::ServFail,
                 at: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
             },
         );
@@ -477,22 +455,22 @@ mod tests {
             "no verdict without an answer:\n{text}"
         );
         assert!(text.contains(
-            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
+            "aws_ses_identity_mail_from_dns_lookup{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"a.example.com\",record=\"MX\",outcome=\"timeout\"} 1"
         ));
         // A state set: every outcome of both record types, one of each at 1.
         let lookups: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("aws_ses_identity_mail_from_dns_lookup{"))
             .collect();
-        assert_eq!(lookups.len(), 2 * Outcome::ALL.len(), "{text}");
+        assert_eq!(lookups.len(), 2 * LookupOutcome::ALL.len(), "{text}");
         assert_eq!(lookups.iter().filter(|l| l.ends_with(" 1")).count(), 2);
         assert!(text.contains(
-            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"MX\",outcome=\"ok\"} 0"
+            "aws_ses_identity_mail_from_dns_lookup{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"a.example.com\",record=\"MX\",outcome=\"ok\"} 0"
         ));
         assert!(text.contains(
-            "aws_ses_identity_mail_from_dns_lookup{identity=\"a.example.com\",record=\"TXT\",outcome=\"servfail\"} 1"
+            "aws_ses_identity_mail_from_dns_lookup{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"a.example.com\",record=\"TXT\",outcome=\"servfail\"} 1"
         ));
-        assert!(text.contains("last_check_timestamp_seconds{identity=\"a.example.com\"} 5\n"));
+        assert!(text.contains("last_check_timestamp_seconds{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"a.example.com\"} 5\n"));
         assert!(
             !text.contains("last_answer_timestamp_seconds"),
             "no answer time without an answer:\n{text}"
@@ -503,11 +481,11 @@ mod tests {
     struct NoDns;
 
     impl Dns for NoDns {
-        async fn mx(&self, _name: &str) -> Result<Vec<String>, Outcome> {
-            Err(Outcome::Error)
+        async fn mx(&self, _name: &str) -> Result<Vec<String>, LookupOutcome> {
+            Err(LookupOutcome::Error)
         }
-        async fn txt(&self, _name: &str) -> Result<Vec<String>, Outcome> {
-            Err(Outcome::Error)
+        async fn txt(&self, _name: &str) -> Result<Vec<String>, LookupOutcome> {
+            Err(LookupOutcome::Error)
         }
     }
 
@@ -520,20 +498,25 @@ mod tests {
             timeout: Duration::from_secs(1),
             concurrency: 1,
         };
-        let mut collector =
-            Collector::new(NoDns, settings, Duration::from_secs(60), publisher, telemetry);
+        let facts = Facts::new();
+        let mut collector = Collector::new(
+            NoDns,
+            settings,
+            Duration::from_secs(60),
+            publisher,
+            &facts,
+            telemetry,
+        );
         let done = |mx, txt| Done {
-            subject: (0, "a.example.com".to_owned()),
+            subject: (target(), "a.example.com".to_owned()),
             domain: "bounce.a.example.com".to_owned(),
-            labels: Arc::from(""),
-            region: Arc::from("us-east-1"),
             mx,
             txt,
         };
         let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let line = |text: &str, family: &str, extra: &str| -> Option<String> {
             let start = format!(
-                "aws_ses_identity_mail_from_{family}{{identity=\"a.example.com\"{extra}}} "
+                "aws_ses_identity_mail_from_{family}{{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"a.example.com\"{extra}}} "
             );
             text.lines()
                 .find_map(|l| l.strip_prefix(&start).map(str::to_owned))
@@ -550,7 +533,7 @@ mod tests {
         collector.apply(
             done(
                 Ok(s(&["feedback-smtp.us-east-1.amazonses.com"])),
-                Err(Outcome::Timeout),
+                Err(LookupOutcome::Timeout),
             ),
             at(100),
         );
@@ -567,7 +550,7 @@ mod tests {
         );
         // SERVFAIL and a timeout: the verdicts and their answer times stand, the
         // check time moves.
-        collector.apply(done(Err(Outcome::ServFail), Err(Outcome::Timeout)), at(500));
+        collector.apply(done(Err(LookupOutcome::ServFail), Err(LookupOutcome::Timeout)), at(500));
         let text = render(&collector.results);
         assert_eq!(
             line(&text, "mx_correct", "").as_deref(),
@@ -584,7 +567,7 @@ mod tests {
 
         // "No such name" and "no records" are answers: they move it.
         collector.apply(
-            done(Err(Outcome::NxDomain), Err(Outcome::NoRecords)),
+            done(Err(LookupOutcome::NxDomain), Err(LookupOutcome::NoRecords)),
             at(800),
         );
         let text = render(&collector.results);
@@ -597,31 +580,27 @@ mod tests {
     fn a_render_reuses_the_pieces_whose_identities_did_not_change() {
         let checked = |mx| Checked {
             domain: "d".into(),
-            labels: Arc::from(crate::render::target_labels(
-                "111111111111",
-                "eu-west-1",
-            )),
             mx: Some(mx),
             spf: Some(true),
             mx_answered: Some(SystemTime::UNIX_EPOCH),
             spf_answered: Some(SystemTime::UNIX_EPOCH),
-            mx_outcome: Outcome::Ok,
-            txt_outcome: Outcome::Ok,
+            mx_outcome: LookupOutcome::Ok,
+            txt_outcome: LookupOutcome::Ok,
             at: SystemTime::UNIX_EPOCH,
         };
         let mut results: BTreeMap<Subject, Checked> = (0..1000)
-            .map(|i| ((0, format!("id-{i:04}.example.com")), checked(true)))
+            .map(|i| ((target(), format!("id-{i:04}.example.com")), checked(true)))
             .collect();
         let mut r = Renderer::default();
         r.render(&results);
-        results.insert((0, "id-0500.example.com".into()), checked(false));
+        results.insert((target(), "id-0500.example.com".into()), checked(false));
         let second = r.render(&results);
-        let fresh = r.targets[&0].1.rendered_last;
+        let fresh = r.targets[&target()].rendered_last;
         assert_eq!(fresh, 1, "only the mx_correct piece holding id-0500 is new");
         let parts: Vec<Arc<Rendered>> = second.into_iter().map(|(_, p)| Arc::new(p)).collect();
         let text = render::Assembler::default().assemble(&[&parts]).text();
         assert!(text.contains(
-            "aws_ses_identity_mail_from_mx_correct{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",identity=\"id-0500.example.com\"} 0\n"
+            "aws_ses_identity_mail_from_mx_correct{aws_account_id=\"111111111111\",aws_region=\"us-east-1\",identity=\"id-0500.example.com\"} 0\n"
         ));
         assert_eq!(text.matches("# TYPE").count(), 5);
     }

@@ -1,7 +1,7 @@
 //! The only code that touches the DNS resolver (hickory-resolver): [`Dns`], MX and
 //! TXT lookups, and [`HickoryDns`], its implementation. Answers are cached by the
 //! resolver for their TTL, bounded to [`MIN_TTL`]..[`MAX_TTL`] (negative answers to
-//! [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]); a resolver error becomes a [`Outcome`],
+//! [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]); a resolver error becomes a [`LookupOutcome`],
 //! only a definitive negative answer counting as an answer.
 
 use std::future::Future;
@@ -18,7 +18,7 @@ use hickory_resolver::{ResolveError, TokioResolver};
 use tracing::debug;
 
 use super::Settings;
-use crate::model::LookupOutcome as Outcome;
+use crate::model::LookupOutcome;
 
 /// Answers are kept at least this long, whatever their TTL says (a TTL of 0 would
 /// otherwise send every check to the network).
@@ -32,9 +32,9 @@ pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(5 * 60);
 /// on loopback through it.
 pub trait Dns: Send + Sync + 'static {
     /// The MX exchanges of `name` (host names, without the trailing dot).
-    fn mx(&self, name: &str) -> impl Future<Output = Result<Vec<String>, Outcome>> + Send;
+    fn mx(&self, name: &str) -> impl Future<Output = Result<Vec<String>, LookupOutcome>> + Send;
     /// The TXT records of `name`, each one's strings joined (as SPF reads them).
-    fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, Outcome>> + Send;
+    fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, LookupOutcome>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,16 +83,16 @@ impl HickoryDns {
 }
 
 /// A resolver error as an outcome; only a definitive negative answer counts as one.
-fn classify(name: &str, record: &str, err: &ResolveError) -> Outcome {
+fn classify(name: &str, record: &str, err: &ResolveError) -> LookupOutcome {
     let outcome = match err.proto().map(|p| p.kind()) {
         Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
-            ResponseCode::NXDomain => Outcome::NxDomain,
-            ResponseCode::NoError => Outcome::NoRecords,
-            ResponseCode::ServFail => Outcome::ServFail,
-            _ => Outcome::Error,
+            ResponseCode::NXDomain => LookupOutcome::NxDomain,
+            ResponseCode::NoError => LookupOutcome::NoRecords,
+            ResponseCode::ServFail => LookupOutcome::ServFail,
+            _ => LookupOutcome::Error,
         },
-        Some(ProtoErrorKind::Timeout) => Outcome::Timeout,
-        _ => Outcome::Error,
+        Some(ProtoErrorKind::Timeout) => LookupOutcome::Timeout,
+        _ => LookupOutcome::Error,
     };
     debug!(name, record, outcome = outcome.as_str(), error = %err, "DNS lookup failed");
     outcome
@@ -108,7 +108,7 @@ fn fqdn(name: &str) -> String {
 }
 
 impl Dns for HickoryDns {
-    async fn mx(&self, name: &str) -> Result<Vec<String>, Outcome> {
+    async fn mx(&self, name: &str) -> Result<Vec<String>, LookupOutcome> {
         match self.resolver.mx_lookup(fqdn(name)).await {
             Ok(lookup) => Ok(lookup
                 .iter()
@@ -118,7 +118,7 @@ impl Dns for HickoryDns {
         }
     }
 
-    async fn txt(&self, name: &str) -> Result<Vec<String>, Outcome> {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, LookupOutcome> {
         match self.resolver.txt_lookup(fqdn(name)).await {
             Ok(lookup) => Ok(lookup
                 .iter()
