@@ -640,3 +640,36 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
         "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"a.example.com\",status=\"Failed\"} 1"
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
+    let script = scripted();
+    script.then_mail_from([(
+        "example.com".to_owned(),
+        ok("mail.example.com", MailFromStatus::Success),
+    )]);
+    let (mut p, shared) = poller(&script, &["example.com"]);
+    let facts = Arc::clone(&p.facts);
+    let id = TargetId::new("123456789012", "us-east-1");
+    p.cycle().await;
+    assert_eq!(
+        facts.subscribe().borrow()[&id]["example.com"]
+            .mail_from_domain
+            .as_deref(),
+        Some("mail.example.com")
+    );
+    assert!(shared
+        .exposition()
+        .text()
+        .contains("identity=\"example.com\""));
+    p.retire().await;
+    assert!(facts.subscribe().borrow().is_empty(), "facts left behind");
+    assert_eq!(shared.exposition().text(), "", "parts left behind");
+    assert!(
+        !shared
+            .telemetry
+            .render()
+            .contains("aws_account_id=\"123456789012\""),
+        "health series left behind"
+    );
+}
