@@ -102,7 +102,7 @@ pub enum RunError {
     #[error("cannot set up the exporter's own metrics")]
     Telemetry(#[from] prometheus::Error),
     #[error(transparent)]
-    Dns(#[from] collector::dns::SetupError),
+    Dns(#[from] collector::dns::ResolverSetupError),
 }
 
 /// Runs one target loop per target, the exporter-wide collectors and the HTTP server
@@ -141,7 +141,7 @@ pub async fn run_with(
     if let Some(dns_settings) = config.dns.as_ref().filter(|_| mail_from_on) {
         // (Without the mail_from collector there are no MAIL FROM domains to check.)
         let resolver = collector::dns::HickoryDns::new(dns_settings)?;
-        let dns = collector::dns::Collector::new(
+        let dns = collector::dns::DnsCollector::new(
             resolver,
             dns_settings.clone(),
             config.poll_interval,

@@ -270,7 +270,7 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{Header, Kind, Piece, RenderedFamily};
+    use crate::render::{Header, MetricType, Piece, RenderedFamily};
     use flate2::Compression;
 
     /// A part of one family holding `text`.
@@ -280,7 +280,7 @@ mod tests {
                 header: Header {
                     name,
                     help: "h",
-                    kind: Kind::Gauge,
+                    kind: MetricType::Gauge,
                     cached: false,
                 },
                 pieces: vec![Piece::new(text, Compression::fast())],

@@ -1,11 +1,11 @@
-//! Keeps the exporter's background tasks (each target's poller, the dns collector,
+//! Keeps the exporter's background tasks (each target's loop, the dns collector,
 //! the web-config watcher) running: a task that panics or ends before shutdown is
 //! logged once, counted in `aws_ses_exporter_task_restarts_total{task}`, marked down
 //! and started again after a backoff. What it published stays served meanwhile: the
 //! state a restarted task works on lives outside the task (see [`run`]'s callers),
 //! so a restart resumes rather than starting from nothing.
 //!
-//! Without this a panicking poller would leave `aws_ses_exporter_up` at its last
+//! Without this a panicking target loop would leave `aws_ses_exporter_up` at its last
 //! value (possibly 1) and its series frozen, which no alert could tell from a
 //! healthy, unchanging account.
 
@@ -59,7 +59,7 @@ pub trait Watcher: Send + 'static {
 
 /// Runs `start()` as a task until `shutdown`, restarting it with backoff when it
 /// panics or ends early. `name` is the `task` label and names it in the log;
-/// `context` adds the target (account and region) for a poller.
+/// `context` adds the target (account and region) for a target's loop.
 pub async fn run<F, Fut, W>(
     name: &'static str,
     context: String,

@@ -47,7 +47,7 @@ pub struct AssumeRole<'a> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
+pub enum SdkSetupError {
     #[error(
         "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), or a region \
          in the AWS profile"
@@ -59,9 +59,9 @@ impl AwsSdk {
     /// Loads the SDK configuration. `timeout` bounds each HTTP attempt, connect
     /// included. Retries are disabled here because the target loop does them through its
     /// rate limiter; the SDK's would be extra, unaccounted requests.
-    pub async fn from_env(timeout: Duration) -> Result<Self, SetupError> {
+    pub async fn from_env(timeout: Duration) -> Result<Self, SdkSetupError> {
         let sdk = base_config(timeout).await;
-        let region = sdk.region().ok_or(SetupError::NoRegion)?.to_string();
+        let region = sdk.region().ok_or(SdkSetupError::NoRegion)?.to_string();
         Ok(AwsSdk::for_target(&sdk, &region, None).await)
     }
 
@@ -147,10 +147,10 @@ pub async fn base_config(timeout: Duration) -> aws_config::SdkConfig {
 }
 
 /// The region of the standard chain (environment, profile), for the implicit target.
-pub fn default_region(sdk: &aws_config::SdkConfig) -> Result<String, SetupError> {
+pub fn default_region(sdk: &aws_config::SdkConfig) -> Result<String, SdkSetupError> {
     sdk.region()
         .map(ToString::to_string)
-        .ok_or(SetupError::NoRegion)
+        .ok_or(SdkSetupError::NoRegion)
 }
 
 /// `timeout` bounds each HTTP attempt, connecting (name resolution included) too.

@@ -69,7 +69,7 @@ pub struct Config {
     pub ses: SesSettings,
     pub worker_threads: usize,
     /// The dns collector's settings; `None` when it is switched off.
-    pub dns: Option<crate::collector::dns::Settings>,
+    pub dns: Option<crate::collector::dns::DnsSettings>,
 }
 
 /// A role a target assumes through STS `AssumeRole`.

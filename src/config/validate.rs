@@ -103,7 +103,7 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
     let dns = flags
         .collectors
         .is_on("dns")
-        .then(|| crate::collector::dns::Settings {
+        .then(|| crate::collector::dns::DnsSettings {
             nameservers,
             timeout: dns_timeout,
             concurrency: usize::from(flags.dns_concurrency),

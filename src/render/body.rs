@@ -101,7 +101,7 @@ pub struct RenderedFamily {
 pub struct Header {
     pub name: &'static str,
     pub help: &'static str,
-    pub kind: Kind,
+    pub kind: MetricType,
     /// Fetched from SES by the background poller: the HELP says so, in
     /// [`CACHED`]'s words.
     pub cached: bool,
@@ -113,14 +113,14 @@ pub const CACHED: &str = "Cached: fetched from SES by the background poller, not
 
 /// A family's metric type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum MetricType {
     Gauge,
 }
 
-impl Kind {
+impl MetricType {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Gauge => "gauge",
+            MetricType::Gauge => "gauge",
         }
     }
 }

@@ -24,7 +24,7 @@ use flate2::{Compress, Compression};
 pub mod body;
 pub mod piece;
 
-pub use body::{Assembler, Exposition, Header, Kind, Rendered, RenderedFamily};
+pub use body::{Assembler, Exposition, Header, MetricType, Rendered, RenderedFamily};
 pub use piece::Piece;
 
 /// A group of identities ends after an identity whose name hashes to 0 modulo this,
@@ -36,7 +36,7 @@ const GROUP: u64 = 128;
 pub struct Family<R: 'static> {
     pub name: &'static str,
     pub help: &'static str,
-    pub kind: Kind,
+    pub kind: MetricType,
     /// Fetched from SES by the background poller (see [`body::CACHED`]).
     pub cached: bool,
     pub lines: &'static dyn Lines<R>,
@@ -98,7 +98,7 @@ pub const fn gauge<R, V: Hash + 'static>(
     Family {
         name,
         help,
-        kind: Kind::Gauge,
+        kind: MetricType::Gauge,
         cached: false,
         lines,
     }

@@ -12,7 +12,7 @@
 //!   timeout, the request size cap, which connection to evict.
 //! - `router`: every request: the web config's rate limit, basic auth and
 //!   headers, the routes (`/`, the telemetry path, `/-/healthy`, `/-/ready`),
-//!   content negotiation and gzip. A scrape reads what the poller published and
+//!   content negotiation and gzip. A scrape reads what the collectors published and
 //!   never calls AWS. The only file here that reads [`crate::serve::state::Shared`],
 //!   but for two hand-offs: [`serve`] takes it to give it to the router, and
 //!   [`web_config`]'s watch, which `run` starts with it, counts its reloads in the

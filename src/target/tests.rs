@@ -53,12 +53,12 @@ impl Shared {
     }
 }
 
-fn poller(script: &Arc<Scripted>, fixed: &[impl AsRef<str>]) -> (Target, Arc<Shared>) {
-    poller_with(script, fixed, &["mail_from"])
+fn new_target(script: &Arc<Scripted>, fixed: &[impl AsRef<str>]) -> (Target, Arc<Shared>) {
+    new_target_with(script, fixed, &["mail_from"])
 }
 
 /// A target with the collectors `collectors` on.
-fn poller_with(
+fn new_target_with(
     script: &Arc<Scripted>,
     fixed: &[impl AsRef<str>],
     collectors: &[&str],
@@ -124,7 +124,7 @@ fn answering(
 ) -> (Arc<Scripted>, Target, Arc<Shared>) {
     let script = scripted();
     script.then_mail_from([(identity.to_owned(), attributes)]);
-    let (p, shared) = poller(&script, fixed);
+    let (p, shared) = new_target(&script, fixed);
     (script, p, shared)
 }
 
@@ -150,7 +150,7 @@ async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
     let names: Vec<String> = (0..100).map(|i| format!("id-{i:03}.example.com")).collect();
     let bad = names[37].clone();
     script.refuse_identity(Some(&bad));
-    let (mut p, shared) = poller(&script, &names);
+    let (mut p, shared) = new_target(&script, &names);
 
     p.cycle().await;
     let calls = mail_from_calls(&script).len();
@@ -198,7 +198,7 @@ async fn an_invalid_identity_is_split_out_and_the_other_99_keep_updating() {
 #[tokio::test(start_paused = true)]
 async fn retries_are_spaced_from_the_end_of_the_attempt_before_timed_out_ones_too() {
     let script = scripted();
-    let (mut p, _) = poller(&script, &["example.com"]);
+    let (mut p, _) = new_target(&script, &["example.com"]);
     p.cycle().await; // resolves the account: the limiters exist
     let attempts = Arc::new(Mutex::new(0));
     let counter = Arc::clone(&attempts);
@@ -245,7 +245,7 @@ async fn batches_hold_at_most_100_and_retries_pass_the_limiter() {
     mail_from_error(&script, throttled());
     script.then(mail_from_answer(HashMap::new()));
     script.then(mail_from_answer(HashMap::new()));
-    let (mut p, shared) = poller(&script, &ids);
+    let (mut p, shared) = new_target(&script, &ids);
     p.cycle().await;
     let calls = mail_from_calls(&script);
     assert_eq!(
@@ -329,7 +329,7 @@ async fn a_discovered_identity_ses_leaves_out_is_dropped_a_listed_one_is_missing
     .into();
     script.then(mail_from_answer(both));
     script.then(mail_from_answer(found_only));
-    let (mut p, shared) = poller(&script, &["listed.example.com"]);
+    let (mut p, shared) = new_target(&script, &["listed.example.com"]);
     p.settings.discovery = Some(Discovery {
         identity_type: crate::config::DiscoveryType::All,
         include: Vec::new(),
@@ -365,7 +365,7 @@ async fn client_errors_are_not_retried() {
             message: "no".into(),
         },
     );
-    let (mut p, shared) = poller(&script, &["example.com"]);
+    let (mut p, shared) = new_target(&script, &["example.com"]);
     p.cycle().await;
     assert_eq!(mail_from_calls(&script).len(), 1);
     assert!(p.records().is_empty(), "never fetched, so no series");
@@ -378,7 +378,7 @@ async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
     let script = scripted();
     // 250 identities at 1 request/s: a cycle takes about 3 s, the interval is 1 s.
     let ids = domains(250);
-    let (mut p, shared) = poller(&script, &ids);
+    let (mut p, shared) = new_target(&script, &ids);
     p.settings.poll_interval = Duration::from_secs(1);
     run_for(p, Duration::from_secs(20)).await;
     let calls = mail_from_calls(&script);
@@ -397,7 +397,7 @@ async fn an_overrunning_cycle_starts_the_next_at_once_and_is_counted() {
 #[tokio::test(start_paused = true)]
 async fn cycles_run_start_to_start() {
     let script = scripted();
-    let (p, shared) = poller(&script, &["example.com"]);
+    let (p, shared) = new_target(&script, &["example.com"]);
     run_for(p, Duration::from_secs(185)).await;
     let calls = mail_from_calls(&script);
     // Cycles at 0, 60, 120 and 180 s.
@@ -416,7 +416,7 @@ async fn cycles_run_start_to_start() {
 async fn collectors_of_a_target_run_side_by_side_each_on_its_own_limiter() {
     let script = scripted();
     let ids = domains(300);
-    let (mut p, shared) = poller_with(
+    let (mut p, shared) = new_target_with(
         &script,
         &ids,
         &["mail_from", "dkim", "verification", "quota"],
@@ -468,7 +468,7 @@ async fn cycle_gaps(p: &mut Target, script: &Scripted) -> Vec<Duration> {
     calls.windows(2).map(|w| w[1].at - w[0].at).collect()
 }
 
-/// Runs the poller on its schedule for `seconds` and returns the gaps between the
+/// Runs the target on its schedule for `seconds` and returns the gaps between the
 /// starts of the calls of each cycle (cycles start every 60 s).
 async fn gaps_per_cycle(mut p: Target, script: &Scripted, seconds: u64) -> Vec<Vec<Duration>> {
     let t0 = Instant::now();
@@ -502,7 +502,7 @@ fn assert_about(gaps: &[Duration], expected: Duration, what: &str) {
 async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interval() {
     let script = scripted();
     let ids = domains(500);
-    let (p, shared) = poller(&script, &ids);
+    let (p, shared) = new_target(&script, &ids);
     assert_eq!(p.settings.pacing, 0.8);
     assert_eq!(p.settings.poll_interval, Duration::from_secs(60));
     let ceiling = Duration::from_millis(1020);
@@ -549,7 +549,7 @@ async fn with_pacing_the_batches_of_later_cycles_spread_over_most_of_the_interva
 async fn without_pacing_every_cycle_runs_at_the_ceiling() {
     let script = scripted();
     let ids = domains(500);
-    let (mut p, shared) = poller(&script, &ids);
+    let (mut p, shared) = new_target(&script, &ids);
     p.settings.pacing = 0.0;
     for cycle in ["first", "second", "third"] {
         let gaps = cycle_gaps(&mut p, &script).await;
@@ -564,7 +564,7 @@ async fn the_first_cycle_after_the_account_resolves_runs_at_the_ceiling() {
     let script = scripted();
     script.refuse_sts(1);
     let ids = domains(300);
-    let (p, shared) = poller(&script, &ids);
+    let (p, shared) = new_target(&script, &ids);
     assert_eq!(planned_rate_or_zero(&shared), 0.0, "nothing planned yet");
     let cycles = gaps_per_cycle(p, &script, 170).await;
     assert!(cycles[0].is_empty(), "STS refused: no SES call");
@@ -587,7 +587,7 @@ fn planned_rate_or_zero(shared: &Shared) -> f64 {
 #[tokio::test]
 async fn answers_landing_during_a_render_wait_and_are_not_lost() {
     let script = scripted();
-    let (mut p, shared) = poller(&script, &["a.example.com", "b.example.com"]);
+    let (mut p, shared) = new_target(&script, &["a.example.com", "b.example.com"]);
     p.cycle().await; // resolves the account; both identities come back Missing
     let resolved = p.resolved.clone().expect("resolved");
     let watched = Arc::clone(&p.watched);
@@ -648,7 +648,7 @@ async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
         "example.com".to_owned(),
         ok("mail.example.com", MailFromStatus::Success),
     )]);
-    let (mut p, shared) = poller(&script, &["example.com"]);
+    let (mut p, shared) = new_target(&script, &["example.com"]);
     let facts = Arc::clone(&p.facts);
     let id = TargetId::new("123456789012", "us-east-1");
     p.cycle().await;

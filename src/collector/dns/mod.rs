@@ -36,7 +36,7 @@ use crate::supervise::stopped;
 pub mod resolver;
 pub mod verdict;
 
-pub use resolver::{Dns, HickoryDns, SetupError};
+pub use resolver::{Dns, HickoryDns, ResolverSetupError};
 pub use verdict::{expected_mx, mx_correct, spf_correct};
 
 const NAME: &str = "dns";
@@ -57,7 +57,7 @@ const EMPTY_RETRY: Duration = Duration::from_secs(5);
 
 /// What `--collector.dns` and its flags say.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct DnsSettings {
     /// Empty: the system's resolvers (/etc/resolv.conf).
     pub nameservers: Vec<SocketAddr>,
     pub timeout: Duration,
@@ -94,9 +94,9 @@ struct Done {
 
 /// The collector task: checks the domains the MAIL FROM collectors last rendered,
 /// renders the results and hands them to the publisher.
-pub struct Collector<D: Dns> {
+pub struct DnsCollector<D: Dns> {
     dns: Arc<D>,
-    settings: Settings,
+    settings: DnsSettings,
     interval: Duration,
     /// Every target's identity facts: the MAIL FROM domains to check.
     facts: watch::Receiver<Arc<AllFacts>>,
@@ -106,30 +106,30 @@ pub struct Collector<D: Dns> {
     rendered_at: Option<Instant>,
     /// Its renderer keeps the pieces of the last render, to reuse the unchanged
     /// ones; one render at a time.
-    publishing: Publishing<Renderer>,
+    publishing: Publishing<TargetRenderers>,
 }
 
-impl<D: Dns> crate::supervise::Task for Collector<D> {
+impl<D: Dns> crate::supervise::Task for DnsCollector<D> {
     fn run(
         &mut self,
         shutdown: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send {
-        Collector::run(self, shutdown)
+        DnsCollector::run(self, shutdown)
     }
 }
 
-impl<D: Dns> Collector<D> {
+impl<D: Dns> DnsCollector<D> {
     pub fn new(
         dns: D,
-        settings: Settings,
+        settings: DnsSettings,
         interval: Duration,
         publisher: Arc<Publisher>,
         facts: &Facts,
         telemetry: Arc<Telemetry>,
-    ) -> Collector<D> {
+    ) -> DnsCollector<D> {
         telemetry.enable_dns();
         let position = Registration::position(NAME).unwrap_or(usize::MAX);
-        Collector {
+        DnsCollector {
             dns: Arc::new(dns),
             settings,
             interval,
@@ -314,7 +314,7 @@ impl<D: Dns> Collector<D> {
         }
         let results = self.results.clone();
         self.publishing
-            .start(move |renderer: &mut Renderer| renderer.render(&results))
+            .start(move |renderer: &mut TargetRenderers| renderer.render(&results))
             .await;
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
@@ -377,11 +377,11 @@ fn answers(samples: &mut Samples<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
 /// Renders the results as one part per target, keeping each target's pieces to
 /// reuse the unchanged ones.
 #[derive(Default)]
-pub struct Renderer {
+pub struct TargetRenderers {
     targets: BTreeMap<TargetId, render::Renderer<Checked>>,
 }
 
-impl Renderer {
+impl TargetRenderers {
     fn render(&mut self, results: &BTreeMap<Subject, Checked>) -> Vec<(TargetId, Rendered)> {
         let mut by_target: BTreeMap<&TargetId, Vec<(&str, &Checked)>> = BTreeMap::new();
         for ((target, identity), checked) in results {
@@ -416,7 +416,7 @@ impl Renderer {
 /// The dns collector's families as text (tests).
 #[cfg(test)]
 fn render(results: &BTreeMap<Subject, Checked>) -> String {
-    let parts: Vec<Arc<Rendered>> = Renderer::default()
+    let parts: Vec<Arc<Rendered>> = TargetRenderers::default()
         .render(results)
         .into_iter()
         .map(|(_, part)| Arc::new(part))
@@ -477,7 +477,7 @@ mod tests {
         );
     }
 
-    /// Never asked: [`Collector::apply`] only takes in results.
+    /// Never asked: [`DnsCollector::apply`] only takes in results.
     struct NoDns;
 
     impl Dns for NoDns {
@@ -493,13 +493,13 @@ mod tests {
     fn a_failed_lookup_after_an_answer_keeps_the_answer_time_and_moves_the_check_time() {
         let telemetry = Arc::new(crate::metrics::Telemetry::new(60.0).expect("registry"));
         let publisher = Arc::new(Publisher::new());
-        let settings = Settings {
+        let settings = DnsSettings {
             nameservers: vec![],
             timeout: Duration::from_secs(1),
             concurrency: 1,
         };
         let facts = Facts::new();
-        let mut collector = Collector::new(
+        let mut collector = DnsCollector::new(
             NoDns,
             settings,
             Duration::from_secs(60),
@@ -591,7 +591,7 @@ mod tests {
         let mut results: BTreeMap<Subject, Checked> = (0..1000)
             .map(|i| ((target(), format!("id-{i:04}.example.com")), checked(true)))
             .collect();
-        let mut r = Renderer::default();
+        let mut r = TargetRenderers::default();
         r.render(&results);
         results.insert((target(), "id-0500.example.com".into()), checked(false));
         let second = r.render(&results);

@@ -17,7 +17,7 @@ use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, TokioResolver};
 use tracing::debug;
 
-use super::Settings;
+use super::DnsSettings;
 use crate::model::LookupOutcome;
 
 /// Answers are kept at least this long, whatever their TTL says (a TTL of 0 would
@@ -39,7 +39,7 @@ pub trait Dns: Send + Sync + 'static {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the DNS resolver for the dns collector (read /etc/resolv.conf): {0}; name resolvers with --dns.nameserver or switch the collector off with --no-collector.dns")]
-pub struct SetupError(#[source] ResolveError);
+pub struct ResolverSetupError(#[source] ResolveError);
 
 /// [`Dns`] over hickory-resolver.
 pub struct HickoryDns {
@@ -47,9 +47,9 @@ pub struct HickoryDns {
 }
 
 impl HickoryDns {
-    pub fn new(settings: &Settings) -> Result<HickoryDns, SetupError> {
+    pub fn new(settings: &DnsSettings) -> Result<HickoryDns, ResolverSetupError> {
         let (config, mut opts) = if settings.nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf().map_err(SetupError)?
+            hickory_resolver::system_conf::read_system_conf().map_err(ResolverSetupError)?
         } else {
             let mut group = NameServerConfigGroup::new();
             for addr in &settings.nameservers {
