@@ -1,8 +1,6 @@
-//! The one channel of identity facts: what the SES collectors learnt about each
-//! (target, identity) that the dns collector checks in DNS (today the MAIL FROM
-//! domain), as plain data. Built by [`crate::run`]; a collector replaces its field
-//! for one target, a target that goes is removed whole, and the dns collector reads
-//! the latest map each round through a `watch` channel.
+//! The one channel of identity facts ([`Facts`], built by [`crate::run`]): what the SES
+//! collectors learnt about each (target, identity) that the dns collector checks in DNS,
+//! as plain data, which the dns collector reads through a `watch` channel.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,9 +1,6 @@
-//! Log set-up: logfmt (the Prometheus ecosystem's default) or JSON on stderr, with
-//! `--log.level` applying to this program's own messages. A `RUST_LOG` the user
-//! set wins over the flag, as users of Rust programs expect, within two guards no
-//! setting lifts: the AWS SDK's credential-bearing lines are capped, and library
-//! lines of the HTTP server's libraries (which a client can trigger) have a budget
-//! per target.
+//! Log set-up ([`init`]): logfmt ([`Logfmt`]) or JSON on stderr, `--log.level` for this
+//! program's own messages. A `RUST_LOG` the user set wins over the flag, but never lifts the
+//! caps on the AWS SDK's credential-bearing lines or the HTTP libraries' log budget.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -191,7 +188,8 @@ pub fn init(level: LogLevel, format: LogFormat) {
     }
 }
 
-/// `ts=… level=info target=… msg="…" key=value`, one event a line.
+/// `ts=… level=info target=… msg="…" key=value`, one event a line: logfmt, the
+/// Prometheus ecosystem's default.
 pub struct Logfmt;
 
 impl<S, N> FormatEvent<S, N> for Logfmt

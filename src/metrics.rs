@@ -1,16 +1,6 @@
-//! The exporter's own metrics: its health and work, exporter-wide and per target,
-//! and the process metrics, in a `prometheus` registry of their own, rendered for
-//! scrapes (at most once a second, see [`crate::serve::state`]). The collectors'
-//! families, the bulk of a scrape, go through [`crate::render`].
-//!
-//! Every self-metric is declared once, as a row of the tables in `self_metrics!`:
-//! one table of exporter-wide families, and one per target scope (the target's
-//! `aws_account_id` and `aws_region`, plus the scope's extra labels: operation,
-//! collector, outcome). From the rows come the families' creation and registration,
-//! the series that exist from the start, and for a target: its series created at 0
-//! when it appears, moved to the account STS named ([`TargetTelemetry::relabel`],
-//! counters keep their counts), and removed ([`TargetTelemetry::remove`]). A new
-//! self-metric is its row and its writer.
+//! The exporter's own metrics: its health and work, exporter-wide ([`Telemetry`]) and per
+//! target ([`TargetTelemetry`]), and the process metrics, in a `prometheus` registry of
+//! their own. The collectors' families, the bulk of a scrape, go through [`crate::render`].
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -491,6 +481,8 @@ impl Telemetry {
     }
 
     /// Renders the self and process metrics; small, so done per scrape.
+    /// The metrics as text, for scrapes (at most once a second, see
+    /// [`crate::serve::state`]).
     pub fn render(&self) -> String {
         // The log filter counts in a static: it is set up before any telemetry exists.
         let dropped = crate::logging::dropped_lines();
@@ -730,7 +722,7 @@ mod tests {
     #[test]
     fn self_metrics_render_as_the_golden_text() {
         let text = representative_sequence();
-        if std::env::var_os("WRITE_GOLDEN").is_some() {
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write("testdata/metrics/self_metrics.txt", &text).expect("write golden");
         }
         let golden = include_str!("../testdata/metrics/self_metrics.txt");

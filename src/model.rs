@@ -1,8 +1,6 @@
-//! Plain domain types: an SES identity's MAIL FROM, DKIM and verification state, the
-//! account's quota, the records and snapshots the collectors keep, and the enums
-//! whose names are label values (SES operations, request and DNS lookup outcomes).
-//! Pure data, no I/O: what talks to SES lives in [`crate::aws`], what renders in
-//! [`crate::render`].
+//! Plain domain types, pure data: an SES identity's MAIL FROM, DKIM and verification state,
+//! the account's quota, the records and snapshots the collectors keep, and the enums whose
+//! names are label values (identity types, SES statuses, request and lookup outcomes).
 
 use std::collections::BTreeMap;
 use std::fmt;

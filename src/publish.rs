@@ -1,13 +1,6 @@
-//! The one writer of what scrapes read. Collectors hand it their rendered parts
-//! through a [`Publishing`] (the one render-and-publish path: rendering off the
-//! async threads, one render in flight per collector, the final publish of a cycle
-//! waited for); it keeps the latest part of every (collector, target), assembles
-//! them into one body and hands the body to HTTP through a `watch` channel
-//! ([`Subscriber`]), with a generation that also moves when a target's health
-//! changes, so HTTP knows when its cached health metrics are stale. Parts are keyed
-//! by the target's [`TargetId`] and ordered by its slot (the order targets were
-//! added), so a target can come and go while the exporter runs. It also keeps
-//! readiness. Nothing here calls back into a collector or into HTTP.
+//! The one writer of what scrapes read: [`Publisher`] keeps the latest part of every
+//! (collector, target), assembles them into one body and hands it to HTTP through a `watch`
+//! channel ([`Subscriber`]); collectors hand it their parts through a [`Publishing`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +34,10 @@ struct Parts {
     assembler: Assembler,
 }
 
+/// The latest parts and the body they make. Parts are keyed by the target's
+/// [`TargetId`] and ordered by its [`Slot`] (the order targets were added), so a target
+/// can come and go while the exporter runs; it also keeps readiness. Nothing here calls
+/// back into a collector or into HTTP.
 pub struct Publisher {
     parts: Mutex<Parts>,
     body: watch::Sender<Body>,

@@ -1,9 +1,6 @@
-//! Keeps the exporter's background tasks (each target's loop, the dns collector,
-//! the web-config watcher) running: a task that panics or ends before shutdown is
-//! logged once, counted in `aws_ses_exporter_task_restarts_total{task}`, marked down
-//! and started again after a backoff. What it published stays served meanwhile: the
-//! state a restarted task works on lives outside the task (see [`run`]'s callers),
-//! so a restart resumes rather than starting from nothing.
+//! Keeps the exporter's background tasks (each target's loop, the dns collector, the
+//! web-config watcher) running: [`run`] restarts a task that panics or ends before
+//! shutdown, with backoff; a [`Task`]'s state lives outside it, so a restart resumes.
 //!
 //! Without this a panicking target loop would leave `aws_ses_exporter_up` at its last
 //! value (possibly 1) and its series frozen, which no alert could tell from a
@@ -59,7 +56,10 @@ pub trait Watcher: Send + 'static {
 
 /// Runs `start()` as a task until `shutdown`, restarting it with backoff when it
 /// panics or ends early. `name` is the `task` label and names it in the log;
-/// `context` adds the target (account and region) for a target's loop.
+/// `context` adds the target (account and region) for a target's loop. A failure is
+/// logged once and told to `watcher`, which counts it in
+/// `aws_ses_exporter_task_restarts_total{task}` and marks the task down; what the task
+/// published stays served meanwhile.
 pub async fn run<F, Fut, W>(
     name: &'static str,
     context: String,

@@ -1,10 +1,6 @@
-//! The scripted AWS double: one [`Aws`] for the unit tests and the integration
-//! tests alike (feature `test-support`; `make test` and the lint turn it on). It
-//! answers each [`Request`] from a queue scripted per operation, else from a hook,
-//! else with a default answer, and records every call with its time (tokio's clock,
-//! so paused-time tests see exact spacing). A new operation needs one arm in
-//! [`default_answer`]. The SES double binary (src/bin/ses-double) is the other
-//! double: real HTTP, for tests of the SDK path.
+//! The scripted AWS double ([`Scripted`]), one [`Aws`] for the unit and integration tests
+//! alike (feature `test-support`): each [`Request`] answered from a queue per operation,
+//! else a [`Hook`], else [`default_answer`]; every [`Call`] recorded.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,7 +13,8 @@ use crate::aws::{
 };
 use crate::model::SendQuota;
 
-/// One call the double received.
+/// One call the double received, at its time on tokio's clock (so paused-time tests
+/// see exact spacing).
 #[derive(Debug, Clone)]
 pub struct Call {
     pub at: Instant,
@@ -220,4 +217,22 @@ pub fn default_answer(request: &Request<'_>) -> Response {
         }),
         Request::GetAccountSendingEnabled {} => Response::GetAccountSendingEnabled(Some(true)),
     }
+}
+
+/// For a hook: a `GetIdentityMailFromDomainAttributes` answer holding every identity
+/// asked about, each with `attributes(identity)`; `None` for any other request.
+pub fn mail_from_for_all(
+    request: &Request<'_>,
+    attributes: impl Fn(&str) -> crate::model::MailFromAttributes,
+) -> Option<BoxFuture<'static, Result<Response, SesError>>> {
+    let Request::GetIdentityMailFromDomainAttributes { identities } = request else {
+        return None;
+    };
+    let answer = identities
+        .iter()
+        .map(|id| (id.clone(), attributes(id)))
+        .collect();
+    Some(Box::pin(std::future::ready(Ok(
+        Response::GetIdentityMailFromDomainAttributes(answer),
+    ))))
 }

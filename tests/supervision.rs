@@ -6,17 +6,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use ses_identity_exporter::aws::{Aws, Request, Response};
+use ses_identity_exporter::aws::{Aws, Request};
 use ses_identity_exporter::config::{self, Flags};
 use ses_identity_exporter::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
-use ses_identity_exporter::testing::Scripted;
+use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
 use common::{get, wait_for, Metrics};
 
@@ -28,26 +27,16 @@ fn fake(region: &str, panic_next: &Arc<AtomicBool>) -> Arc<dyn Aws> {
     let aws = Scripted::new(region, ACCOUNT);
     let panic_next = Arc::clone(panic_next);
     aws.answer_with(move |request| {
-        let Request::GetIdentityMailFromDomainAttributes { identities } = request else {
-            return None;
-        };
-        if panic_next.swap(false, Ordering::SeqCst) {
+        if matches!(request, Request::GetIdentityMailFromDomainAttributes { .. })
+            && panic_next.swap(false, Ordering::SeqCst)
+        {
             panic!("test hook: a bug in the target loop");
         }
-        let answer: HashMap<String, MailFromAttributes> = identities
-            .iter()
-            .map(|id| {
-                let attrs = MailFromAttributes {
-                    domain: Some(format!("bounce.{id}")),
-                    status: Some(MailFromStatus::Success),
-                    behavior: BehaviorOnMxFailure::RejectMessage,
-                };
-                (id.clone(), attrs)
-            })
-            .collect();
-        Some(Box::pin(async move {
-            Ok(Response::GetIdentityMailFromDomainAttributes(answer))
-        }))
+        mail_from_for_all(request, |id| MailFromAttributes {
+            domain: Some(format!("bounce.{id}")),
+            status: Some(MailFromStatus::Success),
+            behavior: BehaviorOnMxFailure::RejectMessage,
+        })
     });
     aws
 }

@@ -340,20 +340,19 @@ mod come_and_go {
     //! Targets added and removed while the exporter runs, in-process (`run_with`)
     //! with the scripted AWS double, so the running set can be reached.
 
-    use std::collections::HashMap;
     use std::net::SocketAddr;
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
 
     use clap::Parser as _;
-    use ses_identity_exporter::aws::{Aws, Request, Response};
+    use ses_identity_exporter::aws::Aws;
     use ses_identity_exporter::config::{self, Config, Flags};
     use ses_identity_exporter::model::{
         BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, TargetId,
     };
     use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
     use ses_identity_exporter::target::fleet::Targets;
-    use ses_identity_exporter::testing::Scripted;
+    use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
     use super::common::dns::DnsServer;
     use super::common::{get, wait_for};
@@ -369,23 +368,11 @@ mod come_and_go {
         let aws = Scripted::new(region, account);
         let prefix = format!("bounce-{region}");
         aws.answer_with(move |request| {
-            let Request::GetIdentityMailFromDomainAttributes { identities } = request else {
-                return None;
-            };
-            let answer: HashMap<String, MailFromAttributes> = identities
-                .iter()
-                .map(|id| {
-                    let attributes = MailFromAttributes {
-                        domain: Some(format!("{prefix}.{id}")),
-                        status: Some(MailFromStatus::Success),
-                        behavior: BehaviorOnMxFailure::RejectMessage,
-                    };
-                    (id.clone(), attributes)
-                })
-                .collect();
-            Some(Box::pin(async move {
-                Ok(Response::GetIdentityMailFromDomainAttributes(answer))
-            }))
+            mail_from_for_all(request, |id| MailFromAttributes {
+                domain: Some(format!("{prefix}.{id}")),
+                status: Some(MailFromStatus::Success),
+                behavior: BehaviorOnMxFailure::RejectMessage,
+            })
         });
         aws
     }

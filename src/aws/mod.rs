@@ -1,15 +1,6 @@
-//! The one door to AWS. [`Aws`] is what the rest of the exporter calls: one HTTP
-//! attempt per call, an SES operation as a [`Request`] answered by a [`Response`],
-//! and STS `GetCallerIdentity` as a method of its own. The operations are declared
-//! once, in the [`operations!`] table below, which gives the [`Operation`] label,
-//! the request and response variants, the typed methods collectors call (on
-//! `dyn Aws`) and the IAM action each needs.
-//!
-//! [`sdk`] is the adapter over the AWS SDKs (SDK errors → [`SesError`] kinds);
-//! [`wire`] reads SES's answers from the raw XML. Retries and rate limiting are a
-//! wrapper around the door, owned by the target ([`crate::target::retry`]); the
-//! scripted double of the tests implements the same trait (`crate::testing`, feature
-//! `test-support`). docs/architecture.md lists the places a new operation touches.
+//! The one door to AWS: [`Aws`], one HTTP attempt per call, an SES operation as a
+//! [`Request`] answered by a [`Response`], STS `GetCallerIdentity` by a method of its own;
+//! the operations declared once in the [`operations!`] table; failures as [`SesError`].
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,11 +1,10 @@
-//! [`AwsSdk`]: the door ([`Aws`]) over `aws-sdk-ses` and `aws-sdk-sts`, the only
-//! code that builds SDK clients: one `match` arm per operation. SDK results become domain types and SDK errors [`SesError`]
-//! kinds. Rate limiting and retries are the target loop's: the SDK's own retries are
-//! switched off so that every HTTP attempt passes through the target's limiter.
+//! [`AwsSdk`]: the door ([`Aws`]) over `aws-sdk-ses` and `aws-sdk-sts`, the only code that
+//! builds SDK clients: one `match` arm per operation, SDK results become domain types and
+//! SDK errors [`SesError`] kinds.
 //!
-//! The SDK signs, sends and parses errors; the body of a successful SES answer is
-//! taken raw (by [`RawBody`], an interceptor) and read by [`super::wire`], because
-//! the SDK's output turns a field SES left out into `false`, `0` or `""`.
+//! The SDK's own retries are off, so that every HTTP attempt passes through the target's
+//! limiter. The SDK signs, sends and parses errors; the body of a success is taken raw (by
+//! [`RawBody`], an interceptor) and read by [`super::wire`], which says why.
 
 use std::time::Duration;
 

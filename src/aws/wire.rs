@@ -1,13 +1,11 @@
-//! The bodies of SES's successful Query answers, read from the raw XML so that a
-//! field SES left out stays "not said" instead of becoming a default.
+//! The bodies of SES's successful Query answers, read from the raw XML so that a field SES
+//! left out stays "not said" instead of becoming a default. Pure: one reader per operation,
+//! given the raw body of a success by [`super::sdk`].
 //!
-//! Why our own parse: the SDK's output types are not `Option`s for the fields SES's
-//! model marks required (`DkimEnabled`, `Enabled`, the three quota numbers, the MAIL
-//! FROM domain), and it fills a missing one with its type's default (`false`, `0.0`,
-//! `""`). Those defaults are values the exporter would then publish as facts: sending
-//! "disabled", a quota of 0, "no custom MAIL FROM". The SDK still signs, sends,
-//! times out and parses errors; [`super::sdk`] hands the raw body of a success to
-//! the functions here. Pure: no I/O, unit-tested on SES's and moto's answers.
+//! Why our own parse: for the fields SES's model marks required (`DkimEnabled`, `Enabled`,
+//! the three quota numbers, the MAIL FROM domain) the SDK's output fills a missing one with
+//! a default (`false`, `0.0`, `""`), which the exporter would then publish as a fact:
+//! sending "disabled", a quota of 0, "no custom MAIL FROM".
 
 use std::collections::HashMap;
 

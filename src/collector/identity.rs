@@ -1,9 +1,6 @@
-//! The batching every identity collector shares: each watched identity asked in
-//! batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, a batch SES
-//! refuses for one invalid identity split until the offender is found, answers
-//! recorded (missing, deleted, rejected identities included), and the records
-//! handed to the collector's [`Publishing`] while the cycle runs. What differs
-//! between MAIL FROM, DKIM and verification is a [`Kind`].
+//! The batching every identity collector shares ([`Batched`]): the watched identities asked
+//! in batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, and their records
+//! published while it runs. What differs between MAIL FROM, DKIM and verification is a [`Kind`].
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -145,7 +142,8 @@ pub fn verification_status(samples: &mut Samples<'_>, status: &VerificationStatu
 }
 
 /// One identity collector of one target: its records and its render-and-publish
-/// path.
+/// path. A batch SES refuses for one invalid identity is split until the offender is
+/// found; missing, deleted and rejected identities are recorded too.
 pub struct Batched<K: Kind> {
     facts: Arc<Facts>,
     /// Every identity fetched at least once and still watched. Shared with a render

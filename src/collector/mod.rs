@@ -1,22 +1,6 @@
-//! The collectors: one file each, registered in one list ([`REGISTRY`]) from which
-//! the target loop runs them, the exposition takes its order and
-//! [`crate::config`] makes the `--collector.NAME` / `--no-collector.NAME` flags.
-//!
-//! A target collector is a value implementing [`Collector`]: each cycle of its
-//! target it asks AWS through the door in its [`Ctx`] (rate-limited and retried
-//! by the target, so a collector never sees a throttle), turns the
-//! answers into records and hands them, with the function that renders them, to its
-//! [`Publishing`] (rendered off the async threads and published there). The identity collectors (MAIL FROM, DKIM,
-//! verification) share their batching in [`identity`]; each of them is an
-//! [`identity::Kind`]: an operation, a record type and a family table.
-//!
-//! The dns collector is exporter-wide: one task for all targets, started by
-//! [`crate::run`], fed the identity facts the SES collectors put in the one
-//! [`crate::facts`] channel.
-//!
-//! Adding a collector: a file here with its `REGISTRATION`, its name in
-//! `collectors!` below, and, for an SES operation the exporter does not call yet,
-//! that operation at the door ([`crate::aws`]; docs/architecture.md lists where).
+//! The collectors, one module each, and what they share: the [`Collector`] trait, its
+//! cycle's [`Ctx`] and [`Progress`], and the one list ([`REGISTRY`]) from which the
+//! target loop runs them, the exposition takes its order and the flags are made.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +52,10 @@ impl Registration {
     }
 }
 
-/// One collector of one target.
+/// One collector of one target. Each cycle it asks AWS through its [`Ctx`] (rate-limited
+/// and retried by the target, so it never sees a throttle), turns the answers into
+/// records and hands them, with the function that renders them, to its [`Publishing`],
+/// which renders them off the async threads and publishes them.
 pub trait Collector: Send + Sync {
     /// The SES operations it calls: its request series and rate limiters.
     fn operations(&self) -> &'static [Operation];

@@ -1,8 +1,6 @@
 //! The command line: [`Flags`] as clap parses them (each flag also from its
-//! `SES_EXPORTER_*` variable), the [`Command`] and the log enums. clap checks only
-//! what it can (types, ranges, enum values); what the values mean, durations
-//! included, is checked by `validate`. The collector switches are flattened in from
-//! `collectors`.
+//! `SES_EXPORTER_*` variable), the [`Command`] and the log enums. clap checks types, ranges
+//! and enum values; what the values mean is checked by `validate`.
 
 use std::path::PathBuf;
 

@@ -1,16 +1,6 @@
-//! Settings: raw flags and the YAML file go in, one validated [`Config`] comes out.
-//! Every error names the flag or key at fault, so the rest of the program only ever
-//! sees settings that make sense.
-//!
-//! This module owns the result and the way there: [`Config`] and its parts, the
-//! defaults, [`ConfigError`] and [`load`]. The steps live in its submodules, whose
-//! public items are re-exported here:
-//!
-//! - `flags`: the command line ([`Flags`], [`Command`], [`LogLevel`], [`LogFormat`]).
-//! - `collectors`: the collector switches (`--collector.NAME`, `--no-collector.NAME`)
-//!   and the [`Collectors`] they turn into.
-//! - `file`: the YAML file as written ([`RawFile`] and its parts) and [`read_file`].
-//! - `validate`: [`validate()`], flags and file checked and combined into a [`Config`].
+//! Settings: raw flags and the YAML file go in, one validated [`Config`] comes out of
+//! [`load`], or a [`ConfigError`] naming the flag or key at fault. This module owns
+//! [`Config`], its parts and the defaults; the steps live in its submodules.
 
 use std::path::PathBuf;
 use std::time::Duration;

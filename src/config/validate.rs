@@ -1,9 +1,6 @@
-//! [`validate`]: flags and file combined (flags win) into a [`Config`], with every
-//! check on the way: the telemetry path, durations, the SES rate and pacing, the
-//! static identity lists, the discovery regexes, the targets (regions, role ARNs,
-//! STS session names and external IDs, one target per account and region) and the
-//! DNS nameservers (that at least one collector is on is checked by `collectors`).
-//! Each error names the flag or key at fault.
+//! [`validate`]: flags and file combined (flags win) into one [`Config`], every value
+//! checked on the way, each error naming the flag or key at fault (that at least one
+//! collector is on is checked by `collectors`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +16,10 @@ use super::{
 use crate::model::IdentityType;
 
 /// Combines flags and file (flags win) into a [`Config`], naming the flag or key of
-/// the first invalid value.
+/// the first invalid value. Checked: the telemetry path, durations, the SES rate and
+/// pacing, the static identity lists, the discovery regexes, the targets (regions,
+/// role ARNs, STS session names and external IDs, one target per account and region)
+/// and the DNS nameservers.
 pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigError> {
     let no_file = file.is_none();
     let file = file.unwrap_or_default();

@@ -1,19 +1,11 @@
-//! The one renderer: records → exposition pieces, pre-rendered and pre-compressed,
-//! that survive from one snapshot to the next.
+//! The one renderer: records → exposition pieces, pre-rendered and pre-compressed. A
+//! collector declares its families once, as a table of [`Family`] whose lines come from
+//! one value of the record ([`Derived`]); [`Renderer`] makes pieces, [`body`] the body.
 //!
-//! A collector declares its families once, as a table of [`Family`]: name, help,
-//! type, and how a record writes its lines. A family's lines are a function of one
-//! value drawn from the record ([`Derived`]): the piece's fingerprint hashes exactly
-//! that value (and the identity), and the writer sees nothing else, so a piece cannot
-//! be reused stale because an input was written but not hashed.
-//!
-//! A piece is one family's lines for a run of consecutive identities, with its text
-//! compressed on its own ([`piece`]). Each piece is keyed by a 128-bit fingerprint of
-//! its inputs; building the next part re-renders only pieces whose inputs changed and
-//! shares the rest with the body being served, so building a new snapshot beside the
-//! old one costs the changed pieces, not a second copy of the body. In a steady
-//! account that is the refresh-timestamp family alone. [`body`] assembles every
-//! collector's and target's parts into one body and frames it as gzip.
+//! A piece (one family's lines for a run of identities, [`piece`]) is keyed by a 128-bit
+//! fingerprint of its inputs: the next part re-renders only the pieces whose inputs changed
+//! and shares the rest with the body being served, so a new snapshot costs the changed
+//! pieces (in a steady account, the refresh timestamps), not a second copy of the body.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

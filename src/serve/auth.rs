@@ -1,8 +1,6 @@
-//! Basic authentication for the web config's `basic_auth_users`: bcrypt hashes as
-//! htpasswd writes them (`$2y$`, also `$2a$`/`$2b$`), checked on the blocking pool
-//! behind a bounded, per-address admission, with a memory of verified and refused
-//! credentials (kept across reloads) so a scraper pays bcrypt once, not per scrape,
-//! and a repeated wrong password costs nothing.
+//! Basic authentication for the web config's `basic_auth_users` ([`Users`]): bcrypt hashes
+//! as htpasswd writes them (`$2y$`, also `$2a$`/`$2b$`), checked on the blocking pool behind
+//! a bounded, per-address admission, remembered so a scraper pays bcrypt once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};

@@ -1,8 +1,6 @@
-//! One accepted connection, as hyper serves it: a TLS handshake (tokio-rustls) when
-//! the web config in force asks for it, then HTTP/1.1, or HTTP/2 where ALPN chose
-//! it, with the limits each protocol is given; its requests go to the [`Router`].
-//! It is closed (HTTP/2: sent GOAWAY first) when its watch says so, and counted by
-//! why (evictions are counted by the acceptor, which chose them).
+//! One accepted connection as hyper serves it ([`Connection`]): a TLS handshake
+//! (tokio-rustls) when the web config asks for it, then HTTP/1.1, or HTTP/2 where ALPN
+//! chose it; its requests go to the [`Router`]. Its watch closes it (HTTP/2: GOAWAY first).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,7 +48,8 @@ pub(super) struct Connection {
 
 impl Connection {
     /// Serves the connection until it ends or its watch closes it (dropping hyper's
-    /// connection closes the socket).
+    /// connection closes the socket). A close is counted by why; evictions are counted
+    /// by the acceptor, which chose them.
     pub(super) async fn run(self, io: Guarded, web: &WebConfig) {
         let state = Arc::clone(&self.state);
         let (send_timeout, idle_timeout) = (self.send_timeout, self.read_header_timeout);

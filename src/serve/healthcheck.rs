@@ -1,9 +1,8 @@
-//! The `healthcheck` subcommand's probe of `/-/healthy`, for container health checks
-//! (a distroless image has no curl). It is blocking on purpose: the binary runs it
-//! instead of the exporter, before any async runtime exists, and one request with
-//! 3 s timeouts needs none. It reads only what the web config says about TLS
-//! ([`web_config::probe_mode`]), speaks TLS through [`tls::probe_client_config`]
-//! where the exporter does, and never touches the running exporter's state.
+//! The `healthcheck` subcommand's probe of `/-/healthy` ([`probe`]), for container health
+//! checks (a distroless image has no curl); it never touches the running exporter's state.
+//!
+//! Blocking on purpose: the binary runs it instead of the exporter, before any async
+//! runtime exists, and one request with 3 s timeouts needs none.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,7 +15,9 @@ use super::{tls, web_config};
 /// what went wrong, for the binary to print after `healthcheck: `.
 /// With TLS in the web config it speaks TLS (not checking the certificate: it asks
 /// its own host); where the handshake needs a client certificate it can only check
-/// that the port accepts connections.
+/// that the port accepts connections. It reads only what the web config says about
+/// TLS ([`web_config::probe_mode`]) and makes its client with
+/// [`tls::probe_client_config`].
 pub fn probe(listen_address: &str, web_config: Option<&Path>) -> Result<(), String> {
     let mode = web_config
         .map(web_config::probe_mode)

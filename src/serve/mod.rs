@@ -1,29 +1,6 @@
-//! The HTTP server and everything a client can reach: the only code of the
-//! exporter that uses hyper or rustls itself (the AWS SDK's HTTPS client uses them
-//! on its own, and the SES test double in `src/bin/` has its own hyper server).
-//! This file is the listener's side: accepting connections, the connection
-//! cap (at it, the oldest connection without a request in flight is evicted to
-//! admit a new one) and graceful shutdown. The rest, by job:
-//!
-//! - `connection`: one connection: the TLS handshake, HTTP/1.1 or HTTP/2 by
-//!   ALPN, the HTTP/2 GOAWAY, closing it when its watch says so.
-//! - `tracking`: what each connection is doing, for the limits that keep clients
-//!   from holding it: requests in flight, the send timeout, the HTTP/2 idle
-//!   timeout, the request size cap, which connection to evict.
-//! - `router`: every request: the web config's rate limit, basic auth and
-//!   headers, the routes (`/`, the telemetry path, `/-/healthy`, `/-/ready`),
-//!   content negotiation and gzip. A scrape reads what the collectors published and
-//!   never calls AWS. The only file here that reads [`crate::serve::state::Shared`],
-//!   but for two hand-offs: [`serve`] takes it to give it to the router, and
-//!   [`web_config`]'s watch, which `run` starts with it, counts its reloads in the
-//!   telemetry it holds.
-//! - `body`: the response body of ready-made chunks.
-//! - [`web_config`]: `--web.config.file`, the exporter-toolkit format, and its
-//!   reloading; [`tls`]: the rustls configuration it makes; [`auth`]: its basic
-//!   auth with bcrypt.
-//! - [`healthcheck`]: the `healthcheck` subcommand's probe of `/-/healthy`.
-//! - [`listen`]: the sockets it listens on (`--web.listen-address`, repeatable, or
-//!   systemd's with `--web.systemd-socket`) and accepting from all of them.
+//! The HTTP server, the only code of the exporter that uses hyper or rustls: this file
+//! accepts on every listener, keeps the connection cap and shuts down gracefully
+//! ([`serve`]); its submodules own connections, requests, the web config, TLS and auth.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,11 +1,6 @@
-//! Every request, from its arrival to its response: the web config's rate limit,
-//! basic auth and headers, the routes (`/`, the telemetry path, `/-/healthy`,
-//! `/-/ready`), content negotiation and gzip, and the scrape's body: what the
-//! collectors published (every collector's part, the dns collector's included),
-//! then the exporter's own metrics (a scrape never calls AWS). The only file of the
-//! server that reads [`Shared`]: the published exposition, the cached tail,
-//! readiness, and the telemetry, whose connection counter the acceptor and the
-//! connections reach through [`Router::count_connection_closed`].
+//! Every request, from its arrival to its response ([`Router`]): the web config's rate
+//! limit, basic auth and headers, the routes (`/`, the telemetry path, `/-/healthy`,
+//! `/-/ready`), content negotiation and gzip, and the scrape's body.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,7 +22,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const AUTHENTICATE: &str = "Basic realm=\"ses-identity-exporter\", charset=\"UTF-8\"";
 
 /// What every request needs: the shared state, the web config in force, the
-/// telemetry path and the landing page made for it.
+/// telemetry path and the landing page made for it. The only part of the server that
+/// reads [`Shared`]: the published exposition, the cached tail, readiness, and the
+/// telemetry, whose connection counter the acceptor and the connections reach through
+/// [`Router::count_connection_closed`].
 pub(super) struct Router {
     shared: Arc<Shared>,
     pub(super) web: Arc<WebState>,
@@ -169,6 +167,8 @@ impl Router {
         }
     }
 
+    /// The scrape: what the collectors published (every collector's part, the dns
+    /// collector's included), then the exporter's own metrics; it never calls AWS.
     async fn metrics(&self, gzip: bool) -> Response<Chunks> {
         let cached = self.shared.exposition();
         let tail = match self.shared.tail(TAIL_MAX_AGE) {

@@ -1,13 +1,10 @@
-//! Where rustls is configured: a validated TLS section of the web config
-//! (certificates already read and decoded) becomes a [`rustls::ServerConfig`], and
-//! the `healthcheck` subcommand's client config is made here. The names (client auth
-//! types, versions, cipher suites, curves) are those of Go's crypto/tls, which the
-//! exporter-toolkit format uses; what rustls cannot do is an error naming it, never
-//! silently something else. No code of this crate outside [`crate::serve`] uses
-//! rustls (the AWS SDK's HTTPS client does on its own); within it,
-//! [`super::web_config`] decodes the PEM files into rustls's types, the server runs
-//! the handshake with tokio-rustls, and [`super::healthcheck`] speaks TLS with
-//! [`probe_client_config`].
+//! Where rustls is configured: a validated TLS section of the web config becomes a
+//! [`rustls::ServerConfig`] ([`server_config`]), and the `healthcheck` subcommand's client
+//! config is made here ([`probe_client_config`]).
+//!
+//! The names (client auth types, versions, cipher suites, curves) are those of Go's
+//! crypto/tls, which the exporter-toolkit format uses; what rustls cannot do is an error
+//! naming it, never silently something else.
 
 use std::fmt;
 use std::net::IpAddr;

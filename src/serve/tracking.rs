@@ -1,10 +1,6 @@
-//! What each open connection is doing, for the limits that keep clients from
-//! holding the server: the [`Registry`] of open connections and the choice of the
-//! one to evict at the connection cap, each connection's [`ConnState`] (its
-//! requests in flight, tracked by [`Tracker`] from arrival to the response's last
-//! chunk), the watch that closes a connection whose response stalls past the send
-//! timeout or whose HTTP/2 side idles, and [`Guarded`], the socket wrapper that caps
-//! what a client sends and times writes the client does not read.
+//! What each open connection is doing, for the limits that keep clients from holding the
+//! server: the [`Registry`] of open connections (and which one to evict at the cap), each
+//! one's [`ConnState`] and [`Tracker`]s, and the [`Guarded`] socket.
 
 use std::collections::BTreeMap;
 use std::future::Future;

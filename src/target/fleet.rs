@@ -1,8 +1,6 @@
-//! The running set of targets. [`Targets::add`] starts a target: its loop on a task
-//! of its own under the supervisor, in the next slot of the exposition.
-//! [`Targets::remove`] stops one and removes every series it had: its collectors'
-//! parts (after their last render), its identity facts (so the dns collector drops
-//! its domains), its health series and its claim on its account and region.
+//! The running set of targets ([`Targets`]): [`Targets::add`] starts a target's loop on a
+//! task of its own under the supervisor, in the next slot of the exposition;
+//! [`Targets::remove`] stops one and removes every series it had.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +112,10 @@ impl Targets {
     }
 
     /// Stops the target that is `id` (its account, or its provisional one before
-    /// STS answered) and removes every series it had. `false` when no target is.
+    /// STS answered) and removes every series it had: its collectors' parts (after
+    /// their last render), its identity facts (so the dns collector drops its domains),
+    /// its health series and its claim on its account and region. `false` when no
+    /// target is.
     pub async fn remove(&self, id: &TargetId) -> bool {
         let running = {
             let mut fleet = self.0.lock().await;

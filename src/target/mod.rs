@@ -1,8 +1,6 @@
-//! A target (an AWS account and region) and its loop: the schedule, its account
-//! from STS, identity discovery (`ListIdentities`), and each cycle its collectors,
-//! side by side. It owns its calls' state (account, limiters, telemetry); every
-//! call goes through [`retry`] and [`limiter`] around its door to AWS. It keeps no
-//! values itself: each collector keeps its records and publishes its part.
+//! A target (an AWS account and region) and its loop ([`Target`]): the schedule, its
+//! account from STS, identity discovery (`ListIdentities`), and each cycle its collectors
+//! side by side, every call through [`retry`] and [`limiter`] around its door to AWS.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -77,7 +75,9 @@ struct Resolved {
     labels: Arc<str>,
 }
 
-/// One target, polled on a schedule; its collectors publish what they learn.
+/// One target, polled on a schedule; its collectors publish what they learn. It owns
+/// its calls' state (account, limiters, telemetry) but keeps no values itself: each
+/// collector keeps its records and publishes its part.
 pub struct Target {
     /// The door to AWS with this target's credentials and region, one attempt a
     /// call; [`Target::door`] puts the retries and limiters around it.

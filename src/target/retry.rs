@@ -1,8 +1,6 @@
-//! Retries and rate limiting around the door: [`Retrying`] is an [`Aws`] over the
-//! target's [`Aws`] and its [`CallState`]. Every call is retried with backoff
-//! (exponential, equal jitter) after a throttle, a 5xx, a timeout or a transport
-//! error; every attempt, retries included, holds a permit of its operation's
-//! [`RateLimiter`]; every failure is logged once per change of state.
+//! Retries and rate limiting around the door: [`Retrying`] is an [`Aws`] over the target's
+//! [`Aws`] and its [`CallState`], every attempt (retries included) holding a permit of its
+//! operation's [`RateLimiter`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -72,7 +70,9 @@ impl CallState {
 /// The door with retries and rate limiting around it: every call made with
 /// retries, every attempt of an SES operation through that operation's rate limiter,
 /// and every attempt counted in the target's telemetry. A view over the target's
-/// state, built for each cycle.
+/// state, built for each cycle. A call is retried with backoff (exponential, equal
+/// jitter) after a throttle, a 5xx, a timeout or a transport error; a failure is
+/// logged once per change of state.
 pub struct Retrying<'t> {
     pub aws: &'t dyn Aws,
     pub state: &'t CallState,

@@ -1,16 +1,11 @@
-//! The `dns` collector (on by default): looks up each custom MAIL FROM domain's MX
-//! and SPF records itself, so a removed or edited record shows before SES's own
-//! periodic check flips the domain to Failed. Exporter-wide: one task for every
-//! target, fed the MAIL FROM domains through the identity facts channel
-//! ([`crate::facts`]), rendering with the same renderer and publishing through the
-//! same [`Publishing`] path as the SES collectors.
+//! The `dns` collector (on by default, exporter-wide: one [`DnsCollector`] for every
+//! target): looks up each custom MAIL FROM domain's MX and SPF records itself;
+//! [`resolver`] does the lookups, [`verdict`] judges the answers.
 //!
-//! Lookups are spread over the poll interval (one every `interval / N`), at most
-//! `--dns.concurrency` at once, each bounded by `--dns.timeout`. A failed lookup
-//! (timeout, SERVFAIL) keeps the last answer: it is never turned into "record
-//! missing". So that a kept answer can be told from a fresh one, the collector
-//! exports the time of each verdict's last answer beside the time of the last
-//! lookup. [`resolver`] does the lookups, [`verdict`] judges the answers.
+//! Why: a removed or edited record shows before SES's own periodic check flips the domain
+//! to Failed. A failed lookup (timeout, SERVFAIL) keeps the last answer, never "record
+//! missing"; the time of each verdict's last answer is exported beside that of the last
+//! lookup, so a kept answer can be told from a fresh one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -142,8 +137,9 @@ impl<D: Dns> DnsCollector<D> {
         }
     }
 
-    /// Checks every MAIL FROM domain once per interval, spread over it, until
-    /// `shutdown`.
+    /// Checks every MAIL FROM domain once per interval, spread over it (one lookup
+    /// every `interval / N`), at most `--dns.concurrency` at once, each bounded by
+    /// `--dns.timeout`, until `shutdown`.
     pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
         info!(
             nameservers = ?self.settings.nameservers,

@@ -1,8 +1,6 @@
-//! The only code that touches the DNS resolver (hickory-resolver): [`Dns`], MX and
-//! TXT lookups, and [`HickoryDns`], its implementation. Answers are cached by the
-//! resolver for their TTL, bounded to [`MIN_TTL`]..[`MAX_TTL`] (negative answers to
-//! [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]); a resolver error becomes a [`LookupOutcome`],
-//! only a definitive negative answer counting as an answer.
+//! The only code that touches the DNS resolver (hickory-resolver): [`Dns`], MX and TXT
+//! lookups, and [`HickoryDns`], its implementation, whose errors become a
+//! [`LookupOutcome`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,7 +39,9 @@ pub trait Dns: Send + Sync + 'static {
 #[error("cannot set up the DNS resolver for the dns collector (read /etc/resolv.conf): {0}; name resolvers with --dns.nameserver or switch the collector off with --no-collector.dns")]
 pub struct ResolverSetupError(#[source] ResolveError);
 
-/// [`Dns`] over hickory-resolver.
+/// [`Dns`] over hickory-resolver. Answers are cached by the resolver for their TTL,
+/// bounded to [`MIN_TTL`]..[`MAX_TTL`] (negative answers to
+/// [`MIN_TTL`]..[`MAX_NEGATIVE_TTL`]).
 pub struct HickoryDns {
     resolver: TokioResolver,
 }

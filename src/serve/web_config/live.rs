@@ -1,8 +1,6 @@
-//! The web config in force ([`WebState`]) and its reloading, on SIGHUP and when the
-//! file or a file it names changes (a digest of them is checked every
-//! [`WATCH_INTERVAL`]); a reload that fails leaves the previous config in force.
-//! Also the log lines that say what a config turns on. The watch task is given
-//! [`crate::serve::state::Shared`] by `run` and uses only its telemetry.
+//! The web config in force ([`WebState`]) and its reloading, on SIGHUP and when the file
+//! or a file it names changes; a reload that fails leaves the previous config in force.
+//! Also the log lines that say what a config turns on ([`describe`], [`log_start`]).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -101,7 +99,8 @@ impl WebState {
     }
 
     /// Reloads on SIGHUP and when the inputs change (checked every
-    /// [`WATCH_INTERVAL`]) until `shutdown`.
+    /// [`WATCH_INTERVAL`]) until `shutdown`. Of `shared` it uses only the telemetry,
+    /// which counts the reloads.
     pub async fn watch(
         self: Arc<Self>,
         shared: Arc<crate::serve::state::Shared>,

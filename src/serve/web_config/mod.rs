@@ -1,12 +1,9 @@
-//! `--web.config.file`: the exporter-toolkit web configuration (the file
-//! node_exporter, Prometheus and the other Go exporters read) → one validated
-//! [`WebConfig`], and its reloading on SIGHUP or when the file or a file it names
-//! changes. Every key of the format is known; one this exporter cannot honour is an
-//! error naming it, so a file never silently means less than it says.
+//! `--web.config.file`: the exporter-toolkit web configuration (the file node_exporter,
+//! Prometheus and the other Go exporters read) → one validated [`WebConfig`]; its TLS
+//! section is read in `tls_section`, the config in force and its reloading live in `live`.
 //!
-//! This file reads, parses and validates the file (its TLS section in
-//! `tls_section`) and holds what it becomes, the rate limit's token bucket
-//! included; `live` holds the config in force and reloads it.
+//! Every key of the format is known; one this exporter cannot honour is an error naming
+//! it, so a file never silently means less than it says.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,6 @@
 //! The web config's `tls_server_config` section → the [`TlsSettings`] that
-//! [`tls::server_config`] turns into rustls's configuration: each key checked, the
-//! certificate, key and client CA files read and decoded (relative to the web
-//! config's directory), every refusal naming its key. Also whether a section turns
-//! TLS on at all, which the healthcheck asks too.
+//! [`tls::server_config`] turns into rustls's configuration, every refusal naming its key;
+//! also whether a section turns TLS on at all, which the healthcheck asks too.
 
 use std::path::Path;
 
@@ -12,7 +10,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::{invalid, Invalid, RawTls};
 use crate::serve::tls::{self, ClientAuth, TlsSettings};
 
-/// The TLS section, with its files read; `None` when it configures no TLS.
+/// The TLS section, with its files read; `None` when it configures no TLS. Each key is
+/// checked, and the certificate, key and client CA files are read and decoded
+/// (relative to the web config's directory).
 pub(super) fn tls_settings(
     raw: RawTls,
     dir: &Path,
