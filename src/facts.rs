@@ -2,8 +2,8 @@
 //! collectors learnt about each (target, identity) that the dns collector checks in DNS,
 //! as plain data, which the dns collector reads through a `watch` channel.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -17,6 +17,10 @@ pub type AllFacts = BTreeMap<TargetId, Arc<TargetFacts>>;
 
 pub struct Facts {
     tx: watch::Sender<Arc<AllFacts>>,
+    /// The targets whose facts are taken: added when a target learns who it is,
+    /// removed when it goes, so a late update of a removed target is dropped. A std
+    /// mutex, held across no await.
+    live: Mutex<HashSet<TargetId>>,
 }
 
 impl Default for Facts {
@@ -29,7 +33,17 @@ impl Facts {
     pub fn new() -> Facts {
         Facts {
             tx: watch::Sender::new(Arc::new(AllFacts::new())),
+            live: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashSet<TargetId>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A target learnt who it is: its facts are taken from now on.
+    pub fn add_target(&self, target: &TargetId) {
+        self.live().insert(target.clone());
     }
 
     /// What the dns collector reads.
@@ -38,29 +52,47 @@ impl Facts {
     }
 
     /// The MAIL FROM domains of one target's identities (identity → domain): the
-    /// identities left out have none.
-    pub fn set_mail_from(&self, target: &TargetId, domains: BTreeMap<String, String>) {
+    /// identities left out have none. Taken lazily: nothing is built while no one
+    /// reads the facts (the dns collector is off).
+    pub fn set_mail_from(
+        &self,
+        target: &TargetId,
+        domains: impl IntoIterator<Item = (String, String)>,
+    ) {
         self.replace(target, domains, |f| &mut f.mail_from_domain);
     }
 
     /// Replaces one field of every identity of `target`; identities left with no
-    /// fact are dropped. Wakes the readers only when something changed.
+    /// fact are dropped. Wakes the readers only when something changed; ignored for
+    /// a target not added (or removed).
     fn replace<T: PartialEq>(
         &self,
         target: &TargetId,
-        values: BTreeMap<String, T>,
+        values: impl IntoIterator<Item = (String, T)>,
         field: fn(&mut IdentityFacts) -> &mut Option<T>,
     ) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let live = self.live();
+        if !live.contains(target) {
+            return;
+        }
         self.tx.send_if_modified(|all| {
             let before = all.get(target).map(Arc::clone).unwrap_or_default();
-            let mut next = (*before).clone();
-            for facts in next.values_mut() {
-                *field(facts) = None;
+            // Built anew rather than cloned and edited: the identities' other facts
+            // are kept, and no second copy of this field's values is made.
+            let mut next = TargetFacts::new();
+            for (identity, facts) in before.iter() {
+                let mut others = facts.clone();
+                *field(&mut others) = None;
+                if !others.is_empty() {
+                    next.insert(identity.clone(), others);
+                }
             }
             for (identity, value) in values {
                 *field(next.entry(identity).or_default()) = Some(value);
             }
-            next.retain(|_, facts| !facts.is_empty());
             if next == *before && (all.contains_key(target) || next.is_empty()) {
                 return false;
             }
@@ -75,8 +107,10 @@ impl Facts {
         });
     }
 
-    /// A target went: its facts go with it.
+    /// A target went: its facts go with it, and later updates of it are ignored.
     pub fn remove_target(&self, target: &TargetId) {
+        let mut live = self.live();
+        live.remove(target);
         self.tx.send_if_modified(|all| {
             if !all.contains_key(target) {
                 return false;
@@ -98,6 +132,7 @@ mod tests {
         let facts = Facts::new();
         let mut rx = facts.subscribe();
         let t = TargetId::new("111111111111", "eu-west-1");
+        facts.add_target(&t);
         let domains = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()

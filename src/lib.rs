@@ -4,8 +4,8 @@
 //! Data flows one way, and nothing calls back upstream:
 //!
 //! ```text
-//! SES/STS ──> aws ──> target (limiter, retry) ──> collector::* ──> render ──> publish ──> serve ──> scrape
-//! DNS ──> collector::dns::resolver ──> collector::dns ──────────────^ (reads MAIL FROM domains from publish)
+//! SES/STS ──> aws ──> target (retry, limiter) ──> collector::* ──> publish (render) ──> serve ──> scrape
+//!                                                      └──> facts ──> collector::dns <── DNS (collector::dns::resolver)
 //! ```
 //!
 //! The modules, in that order (a test checks this map names every module):
@@ -36,9 +36,10 @@
 //! - [`render`]: the one renderer: families declared once as tables, records → pieces
 //!   re-rendered only where their inputs changed; [`render::piece`] a piece's text and
 //!   deflate blocks, [`render::body`] the assembled body and its gzip framing.
-//! - [`publish`]: the one writer of what scrapes read: the latest part of every
-//!   (collector, target), assembled, handed to HTTP through a `watch` channel; the
-//!   MAIL FROM domains for the dns collector; readiness.
+//! - [`publish`]: the one writer of what scrapes read: every collector's
+//!   render-and-publish path ([`publish::Publishing`]), the latest part of every
+//!   (collector, target), assembled, handed to HTTP through a `watch` channel;
+//!   readiness.
 //! - [`serve`]: everything HTTP: [`serve::connection`], [`serve::tracking`] (per
 //!   connection watch, eviction), [`serve::router`] (routes, the scrape),
 //!   [`serve::body`], [`serve::state`] (what HTTP reads from the publisher, the health
@@ -83,7 +84,7 @@ pub mod target;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
-use aws::Aws;
+use aws::TargetAws;
 use collector::{Scope, REGISTRY};
 use config::Config;
 use facts::Facts;
@@ -113,7 +114,7 @@ pub enum RunError {
 pub async fn run(
     config: &Config,
     web: WebState,
-    doors: Vec<Arc<dyn Aws>>,
+    doors: Vec<Arc<dyn TargetAws>>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
@@ -125,7 +126,7 @@ pub async fn run(
 pub async fn run_with(
     config: &Config,
     web: WebState,
-    doors: Vec<Arc<dyn Aws>>,
+    doors: Vec<Arc<dyn TargetAws>>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
     control: impl FnOnce(Targets),
@@ -180,6 +181,7 @@ pub async fn run_with(
     for (target, aws) in config.targets.iter().zip(doors) {
         targets.add(target, aws).await;
     }
+    publisher.started();
     control(targets.clone());
     let shared = Arc::new(Shared::new(publisher.subscribe(), Arc::clone(&telemetry)));
     let web = Arc::new(web);

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use ses_identity_exporter::aws::sdk::{self as ses, AwsSdk};
-use ses_identity_exporter::aws::Aws;
+use ses_identity_exporter::aws::TargetAws;
 use ses_identity_exporter::config::{self, Command, Config, Flags, Listen};
 use ses_identity_exporter::serve::web_config::{self as web, WebConfig, WebState};
 use ses_identity_exporter::serve::{healthcheck, listen};
@@ -112,7 +112,7 @@ async fn serve(
     let passed_by_systemd = passed.is_some();
     let listeners = listeners(&config.listen, passed).await?;
     let base = ses::base_config(config.ses.timeout).await;
-    let mut doors: Vec<Arc<dyn Aws>> = Vec::with_capacity(config.targets.len());
+    let mut doors: Vec<Arc<dyn TargetAws>> = Vec::with_capacity(config.targets.len());
     let mut regions = Vec::with_capacity(config.targets.len());
     for target in &config.targets {
         let region = match &target.region {
@@ -127,7 +127,7 @@ async fn serve(
         doors.push(Arc::new(AwsSdk::for_target(&base, &region, role).await));
         regions.push(region);
     }
-    // With static lists the cycle time is known now; with discovery each poller logs
+    // With static lists the cycle time is known now; with discovery each target logs
     // it once it knows how many identities there are.
     let min_cycle_seconds = if config
         .targets

@@ -480,9 +480,8 @@ impl Telemetry {
         }
     }
 
-    /// Renders the self and process metrics; small, so done per scrape.
-    /// The metrics as text, for scrapes (at most once a second, see
-    /// [`crate::serve::state`]).
+    /// The self and process metrics as text: small, so rendered for scrapes rather
+    /// than kept (at most once a second, see [`crate::serve::state`]).
     pub fn render(&self) -> String {
         // The log filter counts in a static: it is set up before any telemetry exists.
         let dropped = crate::logging::dropped_lines();
@@ -498,7 +497,7 @@ impl Telemetry {
 }
 
 /// One target's health series, bound to its `aws_account_id` and `aws_region`. The
-/// pub fields are the series its poller writes directly; the rest are written
+/// pub fields are the series its target writes directly; the rest are written
 /// through the methods.
 pub struct TargetTelemetry {
     account: String,

@@ -47,11 +47,19 @@ pub struct Publisher {
 }
 
 /// Readiness: the targets present at start-up that have not finished a first cycle.
-#[derive(Default)]
 struct Readiness {
+    /// Until every start-up target is added ([`Publisher::started`]): one that
+    /// finished its first cycle before the next was added must not make it ready.
+    starting: bool,
     pending: BTreeSet<Slot>,
     /// Latched: a target added later does not take the exporter out of service.
     ready: bool,
+}
+
+impl Readiness {
+    fn update(&mut self, answered: bool) {
+        self.ready |= !self.starting && self.pending.is_empty() && answered;
+    }
 }
 
 impl Default for Publisher {
@@ -65,7 +73,11 @@ impl Publisher {
         Publisher {
             parts: Mutex::new(Parts::default()),
             body: watch::Sender::new(Body::default()),
-            readiness: Mutex::new(Readiness::default()),
+            readiness: Mutex::new(Readiness {
+                starting: true,
+                pending: BTreeSet::new(),
+                ready: false,
+            }),
             answered: AtomicBool::new(false),
         }
     }
@@ -104,7 +116,14 @@ impl Publisher {
         self.assemble(guard);
         let mut readiness = self.readiness();
         readiness.pending.remove(&slot);
-        readiness.ready |= readiness.pending.is_empty() && self.answered.load(Ordering::Acquire);
+        readiness.update(self.answered.load(Ordering::Acquire));
+    }
+
+    /// Every target present at start-up has been added.
+    pub fn started(&self) {
+        let mut readiness = self.readiness();
+        readiness.starting = false;
+        readiness.update(self.answered.load(Ordering::Acquire));
     }
 
     /// Replaces one collector's parts of some targets and publishes the body
@@ -172,12 +191,11 @@ impl Publisher {
         }
         let mut readiness = self.readiness();
         readiness.pending.remove(&slot);
-        readiness.ready |= readiness.pending.is_empty() && self.answered.load(Ordering::Acquire);
+        readiness.update(self.answered.load(Ordering::Acquire));
     }
 
     fn is_ready(&self) -> bool {
-        let readiness = self.readiness();
-        readiness.ready || (readiness.pending.is_empty() && self.answered.load(Ordering::Acquire))
+        self.readiness().ready
     }
 }
 
@@ -212,8 +230,13 @@ impl<S: Default + Send + 'static> Publishing<S> {
 
     /// Waits for the render in flight, if any, and takes its state back.
     pub async fn idle(&mut self) {
-        if let Some(render) = self.rendering.take() {
-            self.state = Some(match render.await {
+        // Awaited in place and taken after: a caller dropped mid-wait (a stopped
+        // target's cycle) leaves the handle here, so the next `idle` (its `settle`)
+        // still waits for that render.
+        if let Some(render) = self.rendering.as_mut() {
+            let result = render.await;
+            self.rendering = None;
+            self.state = Some(match result {
                 Ok(state) => state,
                 Err(err) => {
                     // Nothing to reuse: the next render starts afresh.
@@ -355,14 +378,23 @@ mod tests {
         let http = p.subscribe();
         assert!(!http.is_ready(), "no target, no answer");
         p.add_target(0);
+        p.note_cycle(0, true);
+        assert!(
+            !http.is_ready(),
+            "the start-up targets are not all added yet"
+        );
         p.add_target(1);
-        p.note_cycle(0, false);
+        p.started();
         assert!(!http.is_ready(), "one target still in its first cycle");
         p.note_cycle(1, false);
-        assert!(!http.is_ready(), "SES never answered");
-        p.note_cycle(0, true);
         assert!(http.is_ready());
         p.add_target(2);
         assert!(http.is_ready(), "a target added later does not take it out");
+        // Every target cycled, but SES never answered: not ready.
+        let silent = Arc::new(Publisher::new());
+        silent.add_target(0);
+        silent.started();
+        silent.note_cycle(0, false);
+        assert!(!silent.subscribe().is_ready());
     }
 }

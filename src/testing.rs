@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::aws::{
-    Aws, CallerIdentity, IdentityPage, Operation, Reply, Request, Response, SesError,
+    Aws, CallerIdentity, IdentityPage, Operation, Reply, Request, Response, SesError, TargetAws,
 };
 use crate::model::SendQuota;
 
@@ -122,10 +122,6 @@ impl Scripted {
 }
 
 impl Aws for Scripted {
-    fn region(&self) -> &str {
-        &self.region
-    }
-
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
         let op = request.operation();
         let identities = identities(&request).to_vec();
@@ -161,6 +157,12 @@ impl Aws for Scripted {
             }
             queued.unwrap_or_else(|| Ok(default_answer(&request)))
         })
+    }
+}
+
+impl TargetAws for Scripted {
+    fn region(&self) -> &str {
+        &self.region
     }
 
     fn caller_identity(&self) -> Reply<'_, CallerIdentity> {

@@ -305,7 +305,8 @@ fn an_endpoint_that_does_not_resolve() {
         ses_identity_exporter::run(
             &config,
             WebState::fixed(WebConfig::default()),
-            vec![std::sync::Arc::new(ses) as std::sync::Arc<dyn ses_identity_exporter::aws::Aws>],
+            vec![std::sync::Arc::new(ses)
+                as std::sync::Arc<dyn ses_identity_exporter::aws::TargetAws>],
             vec![listener],
             async {
                 let _ = stopped.await;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use ses_identity_exporter::aws::{Aws, Request};
+use ses_identity_exporter::aws::{Request, TargetAws};
 use ses_identity_exporter::config::{self, Flags};
 use ses_identity_exporter::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
@@ -23,7 +23,7 @@ const ACCOUNT: &str = "123456789012";
 
 /// A scripted AWS that answers every identity as Success and panics once in a
 /// MAIL FROM call after `panic_next` is set.
-fn fake(region: &str, panic_next: &Arc<AtomicBool>) -> Arc<dyn Aws> {
+fn fake(region: &str, panic_next: &Arc<AtomicBool>) -> Arc<dyn TargetAws> {
     let aws = Scripted::new(region, ACCOUNT);
     let panic_next = Arc::clone(panic_next);
     aws.answer_with(move |request| {

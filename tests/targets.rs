@@ -345,7 +345,7 @@ mod come_and_go {
     use std::time::Duration;
 
     use clap::Parser as _;
-    use ses_identity_exporter::aws::Aws;
+    use ses_identity_exporter::aws::TargetAws;
     use ses_identity_exporter::config::{self, Config, Flags};
     use ses_identity_exporter::model::{
         BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, TargetId,
@@ -364,7 +364,7 @@ mod come_and_go {
     /// An account in a region whose every identity has a MAIL FROM in Success, named
     /// after the region (`bounce-REGION.IDENTITY`), so its DNS queries can be told
     /// apart.
-    fn door((account, region): (&str, &str)) -> Arc<dyn Aws> {
+    fn door((account, region): (&str, &str)) -> Arc<dyn TargetAws> {
         let aws = Scripted::new(region, account);
         let prefix = format!("bounce-{region}");
         aws.answer_with(move |request| {
@@ -414,7 +414,7 @@ mod come_and_go {
     }
 
     impl Running {
-        fn start(config: Config, doors: Vec<Arc<dyn Aws>>) -> Running {
+        fn start(config: Config, doors: Vec<Arc<dyn TargetAws>>) -> Running {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -536,13 +536,19 @@ mod come_and_go {
         );
         first.settled(&[A, B], &[]);
         let template = config(dir.path(), &[C.1], dns.port).targets[0].clone();
-        first
+        let c = first
             .runtime
-            .block_on(first.targets.add(&template, door(C)));
+            .block_on(first.targets.add(&template, door(C)))
+            .expect("added while running");
+        assert_eq!(c, 2, "after the two start-up targets");
         first.settled(&[A, B, C], &[]);
-        let removed = first
-            .runtime
-            .block_on(first.targets.remove(&TargetId::new(A.0, A.1)));
+        let listed = first.runtime.block_on(first.targets.list());
+        let a = listed
+            .iter()
+            .find(|(_, id)| *id == TargetId::new(A.0, A.1))
+            .map(|(slot, _)| *slot)
+            .expect("the first target is listed under its account");
+        let removed = first.runtime.block_on(first.targets.remove(a));
         assert!(removed, "the first target was running");
         // Every series of the removed target is gone at once, the dns collector's too.
         let after = first.scrape();
@@ -550,9 +556,10 @@ mod come_and_go {
             !after.contains(&format!("aws_account_id=\"{}\"", A.0)),
             "series of the removed target are left:\n{after}"
         );
-        assert!(!first
-            .runtime
-            .block_on(first.targets.remove(&TargetId::new(A.0, A.1))));
+        assert!(
+            !first.runtime.block_on(first.targets.remove(a)),
+            "removed once"
+        );
         let changed = stable(&first.settled(&[B, C], &[A]));
         first.shutdown();
 

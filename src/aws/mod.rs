@@ -158,23 +158,31 @@ pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, SesError>> + Send 
 /// target's retrying wrapper ([`crate::target::retry::Retrying`]) and by the tests'
 /// scripted double.
 pub trait Aws: Send + Sync {
+    /// One attempt of an operation of the table. The answer's variant is the
+    /// request's.
+    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response>;
+}
+
+/// A target's door: the door with the target's credentials and region, which also
+/// says its region and who its credentials are. An exporter-wide client (one that
+/// belongs to no target, such as Organizations') is an [`Aws`] only.
+pub trait TargetAws: Aws {
     /// The region the calls go to (the dns collector checks MX records against it).
     fn region(&self) -> &str;
-
-    /// One attempt of an SES operation. The answer's variant is the request's.
-    fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response>;
 
     /// STS `GetCallerIdentity` with the target's own credentials: its account.
     fn caller_identity(&self) -> Reply<'_, CallerIdentity>;
 }
 
 impl<A: Aws + ?Sized> Aws for Arc<A> {
-    fn region(&self) -> &str {
-        (**self).region()
-    }
-
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
         (**self).call(request)
+    }
+}
+
+impl<A: TargetAws + ?Sized> TargetAws for Arc<A> {
+    fn region(&self) -> &str {
+        (**self).region()
     }
 
     fn caller_identity(&self) -> Reply<'_, CallerIdentity> {

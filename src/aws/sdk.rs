@@ -22,7 +22,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 use super::wire::{self, WireError};
 use super::{
-    Aws, CallerIdentity, Cause, IdentityPage, Reply, Request, Response, SesError, LIST_PAGE_SIZE,
+    Aws, CallerIdentity, Cause, IdentityPage, Reply, Request, Response, SesError, TargetAws,
+    LIST_PAGE_SIZE,
 };
 use crate::model::IdentityType;
 
@@ -177,10 +178,6 @@ macro_rules! read_raw {
 }
 
 impl Aws for AwsSdk {
-    fn region(&self) -> &str {
-        &self.region
-    }
-
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
         let ses = &self.client;
         Box::pin(async move {
@@ -220,6 +217,12 @@ impl Aws for AwsSdk {
                 ),
             })
         })
+    }
+}
+
+impl TargetAws for AwsSdk {
+    fn region(&self) -> &str {
+        &self.region
     }
 
     fn caller_identity(&self) -> Reply<'_, CallerIdentity> {

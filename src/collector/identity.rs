@@ -431,6 +431,7 @@ impl<K: Kind> Collector for Batched<K> {
         Box::pin(self.publishing.idle())
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     fn mail_from_records(&self) -> Option<&Snapshot> {
         // Only the MAIL FROM collector's records are `Snapshot`s (the default type).
         (&*self.records as &dyn std::any::Any).downcast_ref::<Snapshot>()

@@ -68,6 +68,7 @@ pub trait Collector: Send + Sync {
     fn settle(&mut self) -> BoxFuture<'_, ()>;
 
     /// The MAIL FROM records, for tests of the target loop.
+    #[cfg(any(test, feature = "test-support"))]
     fn mail_from_records(&self) -> Option<&crate::model::Snapshot> {
         None
     }

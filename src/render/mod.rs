@@ -407,10 +407,13 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    /// One identity record of a test family: a status and a note with hostile text.
+    /// One identity record of the test families: a status, a note (hostile text in
+    /// some tests) and a refresh time.
+    #[derive(Clone)]
     struct Rec {
         status: &'static str,
         note: &'static str,
+        refreshed: u64,
     }
 
     fn status(samples: &mut Samples<'_>, s: &&'static str) {
@@ -437,6 +440,14 @@ mod tests {
                 write: note,
             },
             "A note.",
+        ),
+        gauge(
+            "t_refreshed_timestamp_seconds",
+            &Derived {
+                value: |r: &Rec| Some(r.refreshed),
+                write: timestamp,
+            },
+            "When.",
         ),
     ];
 
@@ -495,6 +506,7 @@ mod tests {
                     Rec {
                         status: "Failed",
                         note: n,
+                        refreshed: 0,
                     },
                 )
             })
@@ -502,7 +514,7 @@ mod tests {
         let part = r.build(records.iter().map(|(id, rec)| (*id, rec)));
         let text = Assembler::default().assemble(&[&[Arc::new(part)]]).text();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 4 * 3, "{text}");
+        assert_eq!(samples.len(), 4 * 4, "{text}");
         for line in &samples {
             assert!(is_sample(line), "not a valid sample: {line:?}");
             assert!(
@@ -526,6 +538,7 @@ mod tests {
         let rec = Rec {
             status: "Success",
             note: "x",
+            refreshed: 0,
         };
         let text = Assembler::default()
             .assemble(&[&[Arc::new(r.build_account(&rec))]])
@@ -557,5 +570,192 @@ mod tests {
         let mut out = String::new();
         escape(&mut out, "a\"b\\c\nd");
         assert_eq!(out, "a\\\"b\\\\c\\nd");
+    }
+
+    // ------------------------------------------------ pieces, reuse and the body
+
+    use flate2::Compression;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    type Records = BTreeMap<String, Rec>;
+
+    fn records(n: usize, refreshed: u64) -> Records {
+        (0..n)
+            .map(|i| {
+                let rec = Rec {
+                    status: "Success",
+                    note: "n",
+                    refreshed,
+                };
+                (format!("id-{i:05}.example.com"), rec)
+            })
+            .collect()
+    }
+
+    fn part(r: &mut Renderer<Rec>, recs: &Records) -> Rendered {
+        r.build(recs.iter().map(|(id, rec)| (id.as_str(), rec)))
+    }
+
+    fn build(r: &mut Renderer<Rec>, recs: &Records) -> Exposition {
+        Assembler::default().assemble(&[&[Arc::new(part(r, recs))]])
+    }
+
+    /// Built from scratch, as a reference.
+    fn fresh(recs: &Records) -> Exposition {
+        build(&mut Renderer::new(FAMILIES, String::new()), recs)
+    }
+
+    fn tail() -> Piece {
+        Piece::new("up 1\n", Compression::fast())
+    }
+
+    /// The whole gzip response with `tails`, decoded by a decoder that checks CRC
+    /// and length.
+    fn gunzip(e: &Exposition, tails: &[&Piece]) -> String {
+        let body: Vec<u8> = e.gzip_with(tails).iter().flat_map(|b| b.to_vec()).collect();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut out)
+            .expect("valid gzip, CRC and length included");
+        out
+    }
+
+    fn plain(e: &Exposition, tail: &Piece) -> String {
+        let body: Vec<u8> = e
+            .plain_with(&[tail])
+            .iter()
+            .flat_map(|b| b.to_vec())
+            .collect();
+        String::from_utf8(body).expect("utf-8")
+    }
+
+    #[test]
+    fn empty_records_render_nothing_and_still_gzip() {
+        let e = fresh(&Records::new());
+        assert_eq!(e.text(), "");
+        assert_eq!(gunzip(&e, &[&tail()]), "up 1\n");
+        assert_eq!(gunzip(&Exposition::default(), &[&tail()]), "up 1\n");
+    }
+
+    #[test]
+    fn gzip_is_one_member_equal_to_the_plain_body() {
+        let e = fresh(&records(1000, 1_700_000_000));
+        assert!(e.pieces() > 3 * 2, "split into pieces: {}", e.pieces());
+        let t = tail();
+        let text = gunzip(&e, &[&t]);
+        assert_eq!(text, plain(&e, &t));
+        assert!(text.ends_with("up 1\n"));
+        assert!(text.contains("t_status{identity=\"id-00999.example.com\",status=\"Success\"} 1\n"));
+        // Two tails (the dns collector's and the health one) in the same member.
+        let dns = Piece::new("dns 1\n", Compression::fast());
+        assert!(gunzip(&e, &[&dns, &t]).ends_with("dns 1\nup 1\n"));
+        // One member: a decoder that stops after the first member sees everything.
+        let body: Vec<u8> = e.gzip_with(&[&t]).iter().flat_map(|b| b.to_vec()).collect();
+        let mut d = flate2::bufread::GzDecoder::new(&body[..]);
+        let mut first = String::new();
+        d.read_to_string(&mut first).expect("first member");
+        assert_eq!(first, text);
+        assert!(d.into_inner().is_empty(), "nothing after the first member");
+    }
+
+    #[test]
+    fn unchanged_records_render_nothing_again_and_share_their_pieces() {
+        let mut r = Renderer::new(FAMILIES, String::new());
+        let recs = records(2000, 1_700_000_000);
+        let first = build(&mut r, &recs);
+        let headers = first
+            .plain
+            .iter()
+            .filter(|p| p.starts_with(b"# HELP"))
+            .count();
+        assert_eq!(r.rendered_last, first.pieces() - headers);
+        let second = build(&mut r, &recs);
+        assert_eq!(r.rendered_last, 0);
+        assert_eq!(second.text(), first.text());
+        // The pieces are shared, not copied (headers come from each assembler).
+        assert!(first
+            .plain
+            .iter()
+            .zip(&second.plain)
+            .filter(|(a, _)| !a.starts_with(b"# HELP"))
+            .all(|(a, b)| a.as_ptr() == b.as_ptr()));
+    }
+
+    #[test]
+    fn a_new_refresh_time_re_renders_only_that_family() {
+        let mut r = Renderer::new(FAMILIES, String::new());
+        let before = build(&mut r, &records(2000, 1_700_000_000));
+        let after = build(&mut r, &records(2000, 1_700_000_060));
+        let refresh_pieces = after
+            .plain
+            .iter()
+            .filter(|p| p.starts_with(b"t_refreshed_timestamp_seconds{"))
+            .count();
+        assert_eq!(r.rendered_last, refresh_pieces);
+        assert!(refresh_pieces < after.pieces() / 2);
+        assert_ne!(before.text(), after.text());
+    }
+
+    #[test]
+    fn reused_pieces_give_the_same_body_as_a_fresh_render() {
+        let mut r = Renderer::new(FAMILIES, String::new());
+        let mut recs = records(3000, 1_700_000_000);
+        build(&mut r, &recs);
+        for round in 0..8u64 {
+            // Change a few statuses, drop and add identities, move some refresh times.
+            let names: Vec<String> = recs.keys().cloned().collect();
+            for (i, name) in names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i * 7 + round as usize).is_multiple_of(97))
+            {
+                let status = ["Success", "Failed"][(i + round as usize) % 2];
+                let rec = Rec {
+                    status,
+                    note: "n",
+                    refreshed: 1_700_000_000 + round,
+                };
+                recs.insert(name.clone(), rec);
+            }
+            recs.remove(&names[(round as usize * 31) % names.len()]);
+            let new = Rec {
+                status: "Failed",
+                note: "new",
+                refreshed: round,
+            };
+            recs.insert(format!("new-{round}.example.com"), new);
+            let incremental = build(&mut r, &recs);
+            let reference = fresh(&recs);
+            assert_eq!(incremental.text(), reference.text(), "round {round}");
+            assert_eq!(
+                gunzip(&incremental, &[&tail()]),
+                plain(&reference, &tail()),
+                "round {round}"
+            );
+            assert!(
+                r.rendered_last < reference.pieces(),
+                "round {round}: some reused"
+            );
+        }
+    }
+
+    #[test]
+    fn targets_share_one_header_per_family_and_carry_their_labels() {
+        let recs = records(3, 1_700_000_000);
+        let mut a = Renderer::new(FAMILIES, target_labels("111111111111", "eu-west-1"));
+        let mut b = Renderer::new(FAMILIES, target_labels("222222222222", "us-east-1"));
+        let parts = [Arc::new(part(&mut a, &recs)), Arc::new(part(&mut b, &recs))];
+        let e = Assembler::default().assemble(&[&parts]);
+        let text = e.text();
+        assert_eq!(text.matches("# TYPE t_status gauge").count(), 1);
+        assert!(text.contains("t_status{aws_account_id=\"111111111111\",aws_region=\"eu-west-1\",identity=\"id-00000.example.com\",status=\"Success\"} 1\n"));
+        assert!(text.contains("t_note{aws_account_id=\"222222222222\",aws_region=\"us-east-1\",identity=\"id-00002.example.com\",note=\"n\"} 0.25\n"));
+        // One family's samples stay together: target b's status lines come before
+        // any line of the next family.
+        let last_status = text.rfind("t_status{").unwrap_or(0);
+        let first_note = text.find("t_note{").unwrap_or(0);
+        assert!(last_status < first_note);
+        assert_eq!(gunzip(&e, &[&tail()]), plain(&e, &tail()));
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::{Target, TargetSettings, Wiring};
-use crate::aws::Aws;
+use crate::aws::TargetAws;
 use crate::config::TargetConfig;
 use crate::metrics::Telemetry;
 use crate::model::TargetId;
@@ -45,6 +45,8 @@ struct Fleet {
     template: Template,
     next_slot: Slot,
     running: Vec<Running>,
+    /// Set by [`Targets::stop_all`]: nothing is added after the shutdown.
+    closed: bool,
 }
 
 /// The handle to the running targets: cheap to clone, shared by `run` and whatever
@@ -59,13 +61,17 @@ impl Targets {
             template,
             next_slot: 0,
             running: Vec::new(),
+            closed: false,
         })))
     }
 
     /// Starts polling `config` through `aws`, after the targets already running in
-    /// the exposition. Returns its slot.
-    pub async fn add(&self, config: &TargetConfig, aws: Arc<dyn Aws>) -> Slot {
+    /// the exposition. Returns its slot; `None` once the exporter is shutting down.
+    pub async fn add(&self, config: &TargetConfig, aws: Arc<dyn TargetAws>) -> Option<Slot> {
         let mut fleet = self.0.lock().await;
+        if fleet.closed {
+            return None;
+        }
         let slot = fleet.next_slot;
         fleet.next_slot += 1;
         let template = &fleet.template;
@@ -108,31 +114,49 @@ impl Targets {
             stop,
             task,
         });
-        slot
+        Some(slot)
     }
 
-    /// Stops the target that is `id` (its account, or its provisional one before
-    /// STS answered) and removes every series it had: its collectors' parts (after
-    /// their last render), its identity facts (so the dns collector drops its domains),
-    /// its health series and its claim on its account and region. `false` when no
-    /// target is.
-    pub async fn remove(&self, id: &TargetId) -> bool {
+    /// The running targets: each one's slot and who it is (its account once STS
+    /// answered, the provisional one before).
+    pub async fn list(&self) -> Vec<(Slot, TargetId)> {
+        let fleet = self.0.lock().await;
+        fleet
+            .running
+            .iter()
+            .map(|r| (r.slot, r.id.borrow().clone()))
+            .collect()
+    }
+
+    /// Stops the target in `slot` and removes every series it had: its collectors'
+    /// parts (after their last render), its identity facts (so the dns collector
+    /// drops its domains), its health series and its claim on its account and
+    /// region. `false` when no target is in it. By slot, not by account and region:
+    /// a duplicate target (one that found its account and region polled by another)
+    /// has the other's.
+    pub async fn remove(&self, slot: Slot) -> bool {
         let running = {
             let mut fleet = self.0.lock().await;
-            match fleet.running.iter().position(|r| *r.id.borrow() == *id) {
+            match fleet.running.iter().position(|r| r.slot == slot) {
                 Some(i) => fleet.running.remove(i),
                 None => return false,
             }
         };
         stop(running.slot, &running.stop, running.task).await;
+        // The task is over (or aborted): the lock is free.
         running.target.lock().await.retire().await;
-        info!(aws_account_id = %id.account, aws_region = %id.region, "target removed; its series are gone");
+        let id = running.id.borrow().clone();
+        info!(aws_account_id = %id.account, aws_region = %id.region, target_slot = slot, "target removed; its series are gone");
         true
     }
 
     /// Stops every target (shutdown): each ends its cycle where it is.
     pub async fn stop_all(&self) {
-        let running = std::mem::take(&mut self.0.lock().await.running);
+        let running = {
+            let mut fleet = self.0.lock().await;
+            fleet.closed = true;
+            std::mem::take(&mut fleet.running)
+        };
         for r in &running {
             let _ = r.stop.send(true);
         }
@@ -142,10 +166,17 @@ impl Targets {
     }
 }
 
-async fn stop(slot: Slot, stop: &watch::Sender<bool>, task: JoinHandle<()>) {
+/// Tells the target's task to stop and waits for it; one that does not stop in time
+/// is aborted, so its lock is free after.
+async fn stop(slot: Slot, stop: &watch::Sender<bool>, mut task: JoinHandle<()>) {
     let _ = stop.send(true);
-    if tokio::time::timeout(STOP_TIMEOUT, task).await.is_err() {
-        warn!(target_slot = slot, "a target did not stop in time");
+    if tokio::time::timeout(STOP_TIMEOUT, &mut task).await.is_err() {
+        warn!(
+            target_slot = slot,
+            "a target did not stop in time; aborting it"
+        );
+        task.abort();
+        let _ = task.await;
     }
 }
 

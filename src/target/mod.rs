@@ -10,12 +10,12 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
+use crate::aws::{Aws, Operation, SesError, TargetAws, MAX_IDENTITIES_PER_CALL};
 use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
 use crate::config::Discovery;
 use crate::facts::Facts;
 use crate::metrics::{TargetTelemetry, Telemetry};
-use crate::model::{IdentityType, Snapshot, TargetId};
+use crate::model::{IdentityType, TargetId};
 use crate::publish::{Publisher, Slot};
 use crate::render::target_labels;
 use crate::supervise::stopped;
@@ -35,7 +35,7 @@ const MAX_LIST_PAGES: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct TargetSettings {
     /// Its place in the exposition (the order targets were added in), and what
-    /// the running set knows it by.
+    /// the running set ([`fleet::Targets`]) removes it by.
     pub slot: Slot,
     pub region: String,
     /// The account the series are labelled with until STS answers: the role's
@@ -81,7 +81,7 @@ struct Resolved {
 pub struct Target {
     /// The door to AWS with this target's credentials and region, one attempt a
     /// call; [`Target::door`] puts the retries and limiters around it.
-    aws: Arc<dyn Aws>,
+    aws: Arc<dyn TargetAws>,
     /// Its account, limiters and failure log: what the retries need.
     calls: CallState,
     /// Its health series.
@@ -94,8 +94,10 @@ pub struct Target {
     /// Who it is: provisional (the role's account, or empty) until STS answers.
     id: watch::Sender<TargetId>,
     facts: Arc<Facts>,
-    /// Set when another target polls the same account and region: this one stops.
-    duplicate: bool,
+    /// The account STS named, while another target polls it in this region: this
+    /// one does not poll, and each cycle tries to take the account over (the other
+    /// may have been removed) without asking STS again.
+    duplicate: Option<String>,
     /// The last successful discovery; kept when a later one fails, so a failing
     /// `ListIdentities` never drops identities.
     discovered: Option<Vec<String>>,
@@ -112,7 +114,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(aws: Arc<dyn Aws>, mut settings: TargetSettings, wiring: &Wiring) -> Target {
+    pub fn new(aws: Arc<dyn TargetAws>, mut settings: TargetSettings, wiring: &Wiring) -> Target {
         let Wiring {
             publisher,
             telemetry,
@@ -168,7 +170,7 @@ impl Target {
             telemetry,
             all_limiters: limiters,
             resolved: None,
-            duplicate: false,
+            duplicate: None,
             discovered: None,
             next_discovery: None,
             announced_count: None,
@@ -189,11 +191,6 @@ impl Target {
                 biased;
                 () = stopped(&mut shutdown) => return,
                 () = self.cycle() => {}
-            }
-            if self.duplicate {
-                // Nothing more to do; wait for the shutdown like the others.
-                stopped(&mut shutdown).await;
-                return;
             }
             let next = start + self.settings.poll_interval;
             if Instant::now() >= next {
@@ -238,15 +235,19 @@ impl Target {
             collector.settle().await;
         }
         let id = self.id.borrow().clone();
-        self.facts.remove_target(&id);
         self.publisher.remove_target(self.settings.slot);
-        self.health.remove();
-        if self.duplicate {
+        if self.duplicate.is_some() {
+            // Its series went when it found the other target, or they are the
+            // other's (the same labels): nothing of its own to remove.
             self.telemetry
                 .set_duplicate_targets(self.all_limiters.forget_duplicate());
-        } else if self.resolved.is_some() {
-            self.all_limiters
-                .release(&id.account, &id.region, self.settings.slot);
+        } else {
+            self.facts.remove_target(&id);
+            self.health.remove();
+            if self.resolved.is_some() {
+                self.all_limiters
+                    .release(&id.account, &id.region, self.settings.slot);
+            }
         }
         self.publisher.health_changed();
     }
@@ -259,41 +260,55 @@ impl Target {
     }
 
     /// Learns the target's account from STS (once; retried each cycle until it
-    /// answers), claims its account and region, and takes its rate limiters.
+    /// answers; a duplicate keeps the account STS named), claims its account and
+    /// region, and takes its rate limiters.
     async fn resolve(&mut self) -> Result<(), SesError> {
-        let who = self.door().caller_identity().await?;
-        let account = who.account;
+        let account = match &self.duplicate {
+            Some(account) => account.clone(),
+            None => {
+                let who = self.door().caller_identity().await?;
+                info!(aws_account_id = %who.account, aws_region = %self.settings.region, caller_arn = %who.arn, "target resolved");
+                who.account
+            }
+        };
         let region = self.settings.region.clone();
         if let Err(holder) = self
             .all_limiters
             .claim(&account, &region, self.settings.slot)
         {
-            let n = self.all_limiters.count_duplicate();
-            self.telemetry.set_duplicate_targets(n);
-            error!(
-                target_index = self.settings.slot,
-                other_target_index = holder,
-                aws_account_id = %account,
-                aws_region = %region,
-                "this target resolves to the same account and region as another target; it is not polled"
-            );
-            // Its provisional labels may be the other target's (a role into the
-            // account the other target already polls): those series are not its own.
-            if self.calls.account != account {
-                self.health.remove();
+            if self.duplicate.is_none() {
+                let n = self.all_limiters.count_duplicate();
+                self.telemetry.set_duplicate_targets(n);
+                error!(
+                    target_index = self.settings.slot,
+                    other_target_index = holder,
+                    aws_account_id = %account,
+                    aws_region = %region,
+                    "this target resolves to the same account and region as another target; it is not polled"
+                );
+                // Its provisional labels may be the other target's (a role into the
+                // account the other target already polls): those series are not its own.
+                if self.calls.account != account {
+                    self.health.remove();
+                }
+                self.duplicate = Some(account);
             }
-            self.duplicate = true;
             return Ok(());
+        }
+        if self.duplicate.take().is_some() {
+            self.telemetry
+                .set_duplicate_targets(self.all_limiters.forget_duplicate());
+            info!(aws_account_id = %account, aws_region = %region, "the target that polled this account and region went; this one polls it now");
+            // Its own series were removed, or were the other target's and went with
+            // it: made anew under the account.
+            let names: Vec<&'static str> = self.collectors.iter().map(|(n, _)| *n).collect();
+            let ops = operations(self.settings.discovery.is_some(), &self.collectors);
+            self.health = self.telemetry.target(&account, &region, &ops, &names);
+            self.calls.account = account.clone();
         }
         // Series labelled provisionally (empty, or the role's account) move to the
         // account STS named.
         self.health.relabel(&self.telemetry, &account);
-        info!(
-            aws_account_id = %account,
-            aws_region = %region,
-            caller_arn = %who.arn,
-            "target resolved"
-        );
         for op in operations(self.settings.discovery.is_some(), &self.collectors) {
             self.calls.limiters.insert(
                 op,
@@ -304,6 +319,7 @@ impl Target {
         self.calls.account = account.clone();
         let id = TargetId::new(&account, &region);
         self.publisher.bind_target(self.settings.slot, id.clone());
+        self.facts.add_target(&id);
         self.id.send_replace(id.clone());
         self.resolved = Some(Resolved {
             id,
@@ -322,7 +338,7 @@ impl Target {
         let at_ceiling = self.resolved.is_none();
         if self.resolved.is_none() {
             let resolved = self.resolve().await;
-            if self.duplicate {
+            if self.duplicate.is_some() {
                 self.publisher.note_cycle(self.settings.slot, false);
                 return;
             }
@@ -482,12 +498,13 @@ impl Target {
     }
 
     /// The MAIL FROM records, for tests.
-    pub fn records(&self) -> &Snapshot {
-        static EMPTY: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn records(&self) -> &crate::model::Snapshot {
+        static EMPTY: std::sync::OnceLock<crate::model::Snapshot> = std::sync::OnceLock::new();
         self.collectors
             .iter()
             .find_map(|(_, c)| c.mail_from_records())
-            .unwrap_or_else(|| EMPTY.get_or_init(Snapshot::new))
+            .unwrap_or_else(|| EMPTY.get_or_init(crate::model::Snapshot::new))
     }
 }
 

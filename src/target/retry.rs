@@ -12,7 +12,9 @@ use tokio::time::sleep;
 use tracing::{debug, info, warn};
 
 use super::limiter::RateLimiter;
-use crate::aws::{Aws, CallerIdentity, Cause, Operation, Reply, Request, Response, SesError};
+use crate::aws::{
+    Aws, CallerIdentity, Cause, Operation, Reply, Request, Response, Service, SesError, TargetAws,
+};
 use crate::metrics::TargetTelemetry;
 use crate::model::Outcome;
 
@@ -48,9 +50,9 @@ pub struct CallState {
     /// This target's limiters, once its account is known (no SES call before).
     pub limiters: HashMap<Operation, Arc<RateLimiter>>,
     pub(crate) attempt_guard: Duration,
-    /// The last failure of each operation (`None`: STS), to log once per change of
-    /// state. A std mutex: it is only touched between awaits.
-    failures: Mutex<HashMap<Option<Operation>, String>>,
+    /// The last failure of each call, to log once per change of state. A std
+    /// mutex: it is only touched between awaits.
+    failures: Mutex<HashMap<Of, String>>,
 }
 
 impl CallState {
@@ -74,16 +76,12 @@ impl CallState {
 /// jitter) after a throttle, a 5xx, a timeout or a transport error; a failure is
 /// logged once per change of state.
 pub struct Retrying<'t> {
-    pub aws: &'t dyn Aws,
+    pub aws: &'t dyn TargetAws,
     pub state: &'t CallState,
     pub telemetry: &'t TargetTelemetry,
 }
 
 impl Aws for Retrying<'_> {
-    fn region(&self) -> &str {
-        self.aws.region()
-    }
-
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
         let op = request.operation();
         Box::pin(async move {
@@ -93,13 +91,39 @@ impl Aws for Retrying<'_> {
                     op.as_str()
                 ))));
             };
-            self.attempts(Some(op), Some(limiter), || self.aws.call(request.clone()))
-                .await
+            self.attempts(Of::Operation(op), Some(limiter), || {
+                self.aws.call(request.clone())
+            })
+            .await
         })
+    }
+}
+
+impl TargetAws for Retrying<'_> {
+    fn region(&self) -> &str {
+        self.aws.region()
     }
 
     fn caller_identity(&self) -> Reply<'_, CallerIdentity> {
-        Box::pin(self.attempts(None, None, || self.aws.caller_identity()))
+        Box::pin(self.attempts(Of::CallerIdentity, None, || self.aws.caller_identity()))
+    }
+}
+
+/// What an attempt is of: an operation of the door's table, or STS's call of a
+/// target's own account (which no limiter spaces: one a cycle at most, and STS's
+/// limits are not SES's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Of {
+    Operation(Operation),
+    CallerIdentity,
+}
+
+impl Of {
+    fn name(self) -> &'static str {
+        match self {
+            Of::Operation(op) => op.as_str(),
+            Of::CallerIdentity => "GetCallerIdentity",
+        }
     }
 }
 
@@ -109,7 +133,7 @@ impl Retrying<'_> {
     /// first attempts.
     async fn attempts<T, F, Fut>(
         &self,
-        op: Option<Operation>,
+        of: Of,
         limiter: Option<&RateLimiter>,
         mut attempt_once: F,
     ) -> Result<T, SesError>
@@ -118,9 +142,12 @@ impl Retrying<'_> {
         Fut: Future<Output = Result<T, SesError>>,
     {
         let telemetry = self.telemetry;
-        let count = |outcome: Outcome| match op {
-            Some(op) => telemetry.count_request(op, outcome),
-            None => telemetry.count_sts(outcome),
+        // Each service's calls are counted as docs/compatibility.md decides.
+        let count = |outcome: Outcome| match of {
+            Of::Operation(op) => match op.service() {
+                Service::Ses => telemetry.count_request(op, outcome),
+            },
+            Of::CallerIdentity => telemetry.count_sts(outcome),
         };
         let guard = self.state.attempt_guard;
         let mut attempt = 1u32;
@@ -147,12 +174,12 @@ impl Retrying<'_> {
             match result {
                 Ok(value) => {
                     count(Outcome::Success);
-                    self.note_success(op);
+                    self.note_success(of);
                     return Ok(value);
                 }
                 Err(err) => {
                     count(err.outcome());
-                    self.note_error(op, &err);
+                    self.note_error(of, &err);
                     let max = match err {
                         SesError::Throttled { .. } => MAX_ATTEMPTS_THROTTLED,
                         _ => MAX_ATTEMPTS_OTHER,
@@ -161,7 +188,7 @@ impl Retrying<'_> {
                         return Err(err);
                     }
                     let delay = backoff(attempt, &err);
-                    debug!(operation = op_name(op), attempt, delay = ?delay, "retrying request");
+                    debug!(operation = of.name(), attempt, delay = ?delay, "retrying request");
                     sleep(delay).await;
                     attempt += 1;
                 }
@@ -169,7 +196,7 @@ impl Retrying<'_> {
         }
     }
 
-    fn note_error(&self, op: Option<Operation>, err: &SesError) {
+    fn note_error(&self, of: Of, err: &SesError) {
         let (account, region) = (&self.state.account, &self.state.region);
         let key = err.state_key();
         let mut state = self
@@ -177,37 +204,36 @@ impl Retrying<'_> {
             .failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if state.get(&op) != Some(&key) {
-            match op {
-                Some(op) => {
+        if state.get(&of) != Some(&key) {
+            match of {
+                Of::Operation(op) => {
                     warn!(aws_account_id = %account, aws_region = %region, operation = op.as_str(), error = %err, "SES request failed")
                 }
-                None => {
+                Of::CallerIdentity => {
                     warn!(aws_account_id = %account, aws_region = %region, operation = "GetCallerIdentity", error = %err, "STS request failed: the target's account is not known, so it is not polled")
                 }
             }
-            state.insert(op, key);
+            state.insert(of, key);
         } else {
-            debug!(operation = op_name(op), error = %err, "request failed again");
+            debug!(operation = of.name(), error = %err, "request failed again");
         }
     }
 
-    fn note_success(&self, op: Option<Operation>) {
+    fn note_success(&self, of: Of) {
         let (account, region) = (&self.state.account, &self.state.region);
         let mut state = self
             .state
             .failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(previous) = state.remove(&op) {
-            let service = if op.is_some() { "SES" } else { "STS" };
-            info!(aws_account_id = %account, aws_region = %region, operation = op_name(op), previous_error = %previous, "{service} requests succeed again");
+        if let Some(previous) = state.remove(&of) {
+            let service = match of {
+                Of::Operation(_) => "SES",
+                Of::CallerIdentity => "STS",
+            };
+            info!(aws_account_id = %account, aws_region = %region, operation = of.name(), previous_error = %previous, "{service} requests succeed again");
         }
     }
-}
-
-fn op_name(op: Option<Operation>) -> &'static str {
-    op.map_or("GetCallerIdentity", Operation::as_str)
 }
 
 #[cfg(test)]

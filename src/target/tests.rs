@@ -82,8 +82,9 @@ fn new_target_with(
             .filter_map(|name| crate::collector::Registration::position(name))
             .collect(),
     };
-    let aws: Arc<dyn Aws> = Arc::clone(script) as Arc<dyn Aws>;
+    let aws: Arc<dyn TargetAws> = Arc::clone(script) as Arc<dyn TargetAws>;
     shared.publisher.add_target(0);
+    shared.publisher.started();
     let wiring = Wiring {
         publisher: Arc::clone(&shared.publisher),
         telemetry: Arc::clone(&shared.telemetry),
@@ -650,12 +651,12 @@ async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
     )]);
     let (mut p, shared) = new_target(&script, &["example.com"]);
     let facts = Arc::clone(&p.facts);
+    // Read, as the dns collector reads them (without a reader none are kept).
+    let rx = facts.subscribe();
     let id = TargetId::new("123456789012", "us-east-1");
     p.cycle().await;
     assert_eq!(
-        facts.subscribe().borrow()[&id]["example.com"]
-            .mail_from_domain
-            .as_deref(),
+        rx.borrow()[&id]["example.com"].mail_from_domain.as_deref(),
         Some("mail.example.com")
     );
     assert!(shared
@@ -663,7 +664,7 @@ async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
         .text()
         .contains("identity=\"example.com\""));
     p.retire().await;
-    assert!(facts.subscribe().borrow().is_empty(), "facts left behind");
+    assert!(rx.borrow().is_empty(), "facts left behind");
     assert_eq!(shared.exposition().text(), "", "parts left behind");
     assert!(
         !shared
@@ -672,4 +673,66 @@ async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
             .contains("aws_account_id=\"123456789012\""),
         "health series left behind"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_takes_over_when_the_target_it_repeats_goes() {
+    // Two targets that both resolve to one account and region, on one wiring.
+    let script = scripted();
+    script.answer_with(|request| {
+        crate::testing::mail_from_for_all(request, |_| {
+            ok("mail.example.com", MailFromStatus::Success)
+        })
+    });
+    let (mut first, shared) = new_target(&script, &["example.com"]);
+    let wiring = Wiring {
+        publisher: Arc::clone(&shared.publisher),
+        telemetry: Arc::clone(&shared.telemetry),
+        limiters: Arc::clone(&first.all_limiters),
+        facts: Arc::clone(&first.facts),
+    };
+    let settings = TargetSettings {
+        slot: 1,
+        // (Target::new takes the list out of its settings.)
+        fixed: vec!["example.com".to_owned()],
+        ..first.settings.clone()
+    };
+    shared.publisher.add_target(1);
+    let mut second = Target::new(Arc::clone(&script) as Arc<dyn TargetAws>, settings, &wiring);
+    first.cycle().await;
+    second.cycle().await;
+    assert!(second.duplicate.is_some());
+    let duplicates = |shared: &Shared| {
+        shared.telemetry.render().lines().find_map(|l| {
+            l.strip_prefix("aws_ses_exporter_duplicate_targets ")
+                .map(str::to_owned)
+        })
+    };
+    assert_eq!(duplicates(&shared).as_deref(), Some("1"));
+    assert_eq!(
+        target_value(&shared, "aws_ses_exporter_up"),
+        1,
+        "the first's"
+    );
+
+    first.retire().await;
+    assert!(!shared
+        .exposition()
+        .text()
+        .contains("identity=\"example.com\""));
+    second.cycle().await;
+    assert!(
+        second.duplicate.is_none(),
+        "took the account and region over"
+    );
+    assert_eq!(duplicates(&shared).as_deref(), Some("0"));
+    assert_eq!(
+        target_value(&shared, "aws_ses_exporter_up"),
+        1,
+        "the second's"
+    );
+    let text = shared.exposition().text();
+    assert!(text.contains(
+        "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"example.com\",status=\"Success\"} 1"
+    ), "{text}");
 }
