@@ -1,8 +1,8 @@
-//! A target's poller that panics is restarted: meanwhile the other target keeps
+//! A target loop that panics is restarted: meanwhile the other target keeps
 //! updating, the failed one shows `aws_ses_exporter_up 0` with its last values still
 //! served, and it recovers by itself. The panic is a hook in the scripted AWS double
 //! (no emulator can make the exporter's own code panic), run through
-//! the library's [`run`] on 127.0.0.1:0 like the binary runs it.
+//! the library's `run` on 127.0.0.1:0 like the binary runs it.
 
 mod common;
 
@@ -14,10 +14,10 @@ use clap::Parser as _;
 use ses_identity_exporter::aws::{Request, TargetAws};
 use ses_identity_exporter::config::{self, Flags};
 use ses_identity_exporter::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus};
-use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
 use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
-use common::{get, wait_for, Metrics};
+use common::in_process::InProcess;
+use common::{wait_for, Metrics};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -74,29 +74,8 @@ fn a_panicking_poller_is_restarted_and_the_other_target_keeps_updating() {
     let east = fake("us-east-1", &Arc::new(AtomicBool::new(false)));
     let west = fake("eu-west-1", &hook);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(async move {
-        ses_identity_exporter::run(
-            &config,
-            WebState::fixed(WebConfig::default()),
-            vec![east, west],
-            vec![listener],
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-        .await
-    });
-    let scrape = || Metrics::parse(&get(addr, "/metrics").text());
+    let running = InProcess::start(config, vec![east, west]);
+    let scrape = || Metrics::parse(&running.scrape());
     let (east_l, west_l) = (target("us-east-1"), target("eu-west-1"));
     let up = |m: &Metrics, l: &str| value(m, &format!("aws_ses_exporter_up{{{l}}}"));
     let last = |m: &Metrics, l: &str| {
@@ -163,9 +142,5 @@ fn a_panicking_poller_is_restarted_and_the_other_target_keeps_updating() {
     );
     assert_eq!(status(&back, &west_l), Some(1.0));
 
-    let _ = stop_tx.send(());
-    runtime
-        .block_on(server)
-        .expect("run ended")
-        .expect("run succeeded");
+    running.shutdown();
 }

@@ -340,8 +340,7 @@ mod come_and_go {
     //! Targets added and removed while the exporter runs, in-process (`run_with`)
     //! with the scripted AWS double, so the running set can be reached.
 
-    use std::net::SocketAddr;
-    use std::sync::{mpsc, Arc};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use clap::Parser as _;
@@ -350,12 +349,11 @@ mod come_and_go {
     use ses_identity_exporter::model::{
         BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, TargetId,
     };
-    use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
-    use ses_identity_exporter::target::fleet::Targets;
     use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
     use super::common::dns::DnsServer;
-    use super::common::{get, wait_for};
+    use super::common::in_process::InProcess;
+    use super::common::wait_for;
 
     const A: (&str, &str) = ("111111111111", "us-east-1");
     const B: (&str, &str) = ("222222222222", "eu-west-1");
@@ -404,89 +402,25 @@ mod come_and_go {
         config::load(flags).unwrap()
     }
 
-    /// A running exporter: its address, its targets, and how to stop it.
-    struct Running {
-        runtime: tokio::runtime::Runtime,
-        addr: SocketAddr,
-        targets: Targets,
-        stop: Option<tokio::sync::oneshot::Sender<()>>,
-        task: Option<tokio::task::JoinHandle<()>>,
-    }
-
-    impl Running {
-        fn start(config: Config, doors: Vec<Arc<dyn TargetAws>>) -> Running {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let listener = runtime
-                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-                .unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let (handle_tx, handle_rx) = mpsc::channel();
-            let task = runtime.spawn(async move {
-                ses_identity_exporter::run_with(
-                    &config,
-                    WebState::fixed(WebConfig::default()),
-                    doors,
-                    vec![listener],
-                    async {
-                        let _ = stopped.await;
-                    },
-                    move |targets| {
-                        let _ = handle_tx.send(targets);
-                    },
-                )
-                .await
-                .expect("run succeeded");
-            });
-            let targets = handle_rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("the running targets");
-            Running {
-                runtime,
-                addr,
-                targets,
-                stop: Some(stop),
-                task: Some(task),
-            }
-        }
-
-        fn scrape(&self) -> String {
-            get(self.addr, "/metrics").text()
-        }
-
-        /// Scrapes until every target in `present` is up with its dns verdicts and
-        /// quota, and no series of `absent` is left; returns that scrape.
-        fn settled(&self, present: &[(&str, &str)], absent: &[(&str, &str)]) -> String {
-            wait_for(Duration::from_secs(60), "the targets to settle", || {
-                let text = self.scrape();
-                let ok = present.iter().all(|(account, region)| {
-                    let l = format!("aws_account_id=\"{account}\",aws_region=\"{region}\"");
-                    text.contains(&format!("aws_ses_exporter_up{{{l}}} 1\n"))
-                        && text.contains(&format!("aws_ses_send_quota_max_emails{{{l}}} 200\n"))
-                        && ["a", "b"].iter().all(|id| {
-                            text.contains(&format!(
-                                "aws_ses_identity_mail_from_spf_correct{{{l},identity=\"{id}.example.com\"}}"
-                            ))
-                        })
-                }) && absent
-                    .iter()
-                    .all(|(account, _)| !text.contains(&format!("aws_account_id=\"{account}\"")));
-                ok.then_some(text)
-            })
-        }
-
-        fn shutdown(mut self) {
-            if let Some(stop) = self.stop.take() {
-                let _ = stop.send(());
-            }
-            if let Some(task) = self.task.take() {
-                self.runtime.block_on(task).expect("run ended");
-            }
-        }
+    /// Scrapes until every target in `present` is up with its dns verdicts and
+    /// quota, and no series of `absent` is left; returns that scrape.
+    fn settled(running: &InProcess, present: &[(&str, &str)], absent: &[(&str, &str)]) -> String {
+        wait_for(Duration::from_secs(60), "the targets to settle", || {
+            let text = running.scrape();
+            let ok = present.iter().all(|(account, region)| {
+                let l = format!("aws_account_id=\"{account}\",aws_region=\"{region}\"");
+                text.contains(&format!("aws_ses_exporter_up{{{l}}} 1\n"))
+                    && text.contains(&format!("aws_ses_send_quota_max_emails{{{l}}} 200\n"))
+                    && ["a", "b"].iter().all(|id| {
+                        text.contains(&format!(
+                            "aws_ses_identity_mail_from_spf_correct{{{l},identity=\"{id}.example.com\"}}"
+                        ))
+                    })
+            }) && absent
+                .iter()
+                .all(|(account, _)| !text.contains(&format!("aws_account_id=\"{account}\"")));
+            ok.then_some(text)
+        })
     }
 
     /// The exposition without what may differ between two processes with the same
@@ -530,18 +464,18 @@ mod come_and_go {
         // looking its domains up, is not visible in the exposition: the publisher
         // drops parts of a removed target. src/target/tests.rs checks it.)
 
-        let first = Running::start(
+        let first = InProcess::start(
             config(dir.path(), &[A.1, B.1], dns.port),
             vec![door(A), door(B)],
         );
-        first.settled(&[A, B], &[]);
+        settled(&first, &[A, B], &[]);
         let template = config(dir.path(), &[C.1], dns.port).targets[0].clone();
         let c = first
             .runtime
             .block_on(first.targets.add(&template, door(C)))
             .expect("added while running");
         assert_eq!(c, 2, "after the two start-up targets");
-        first.settled(&[A, B, C], &[]);
+        settled(&first, &[A, B, C], &[]);
         let listed = first.runtime.block_on(first.targets.list());
         let a = listed
             .iter()
@@ -560,14 +494,14 @@ mod come_and_go {
             !first.runtime.block_on(first.targets.remove(a)),
             "removed once"
         );
-        let changed = stable(&first.settled(&[B, C], &[A]));
+        let changed = stable(&settled(&first, &[B, C], &[A]));
         first.shutdown();
 
-        let fresh = Running::start(
+        let fresh = InProcess::start(
             config(dir.path(), &[B.1, C.1], dns.port),
             vec![door(B), door(C)],
         );
-        let expected = stable(&fresh.settled(&[B, C], &[]));
+        let expected = stable(&settled(&fresh, &[B, C], &[]));
         fresh.shutdown();
         assert_eq!(
             changed, expected,

@@ -71,7 +71,6 @@ pub struct Wiring {
 #[derive(Clone)]
 struct Resolved {
     id: TargetId,
-    account: String,
     labels: Arc<str>,
 }
 
@@ -324,7 +323,6 @@ impl Target {
         self.resolved = Some(Resolved {
             id,
             labels: Arc::from(target_labels(&account, &region)),
-            account,
         });
         Ok(())
     }
@@ -411,7 +409,7 @@ impl Target {
         // pair this cycle's identities with the last cycle's health for a second.
         self.report_up(complete);
         self.publisher.note_cycle(self.settings.slot, answered);
-        debug!(aws_account_id = %resolved.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
+        debug!(aws_account_id = %resolved.id.account, aws_region = %self.settings.region, took = ?started.elapsed(), complete, identities = watched.len(), "poll cycle done");
     }
 
     /// The static list and the discovered identities, sorted and without duplicates.
@@ -534,7 +532,7 @@ fn context<'a>(
         watched,
         fixed,
         id: &resolved.id,
-        account: &resolved.account,
+        account: &resolved.id.account,
         labels: &resolved.labels,
         region: &settings.region,
         plan: Plan {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod alertmanager;
 pub mod dns;
+pub mod in_process;
 pub mod k8s;
 pub mod pki;
 pub mod prometheus;
