@@ -10,13 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser as _;
 use ses_identity_exporter::aws::{Request, TargetAws};
-use ses_identity_exporter::config::{self, Flags};
 use ses_identity_exporter::model::{BehaviorOnMxFailure, MailFromAttributes, MailFromStatus};
 use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
-use common::in_process::InProcess;
+use common::in_process::{self, InProcess};
 use common::{wait_for, Metrics};
 
 const ACCOUNT: &str = "123456789012";
@@ -52,24 +50,12 @@ fn target(region: &str) -> String {
 #[test]
 fn a_panicking_poller_is_restarted_and_the_other_target_keeps_updating() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.yaml");
-    std::fs::write(
-        &file,
+    let config = in_process::config(
+        dir.path(),
+        "config.yaml",
         "identities: [a.example.com]\ntargets:\n  - region: us-east-1\n  - region: eu-west-1\n",
-    )
-    .unwrap();
-    let flags = Flags::try_parse_from([
-        "ses-identity-exporter",
-        "--config.file",
-        file.to_str().unwrap(),
-        "--poll.interval",
-        "1s",
-        "--ses.rate",
-        "50",
-        "--no-collector.dns",
-    ])
-    .unwrap();
-    let config = config::load(flags).unwrap();
+        &["--no-collector.dns"],
+    );
     let hook = Arc::new(AtomicBool::new(false));
     let east = fake("us-east-1", &Arc::new(AtomicBool::new(false)));
     let west = fake("eu-west-1", &hook);

@@ -343,16 +343,15 @@ mod come_and_go {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use clap::Parser as _;
     use ses_identity_exporter::aws::TargetAws;
-    use ses_identity_exporter::config::{self, Config, Flags};
+    use ses_identity_exporter::config::Config;
     use ses_identity_exporter::model::{
         BehaviorOnMxFailure, MailFromAttributes, MailFromStatus, TargetId,
     };
     use ses_identity_exporter::testing::{mail_from_for_all, Scripted};
 
     use super::common::dns::DnsServer;
-    use super::common::in_process::InProcess;
+    use super::common::in_process::{self, InProcess};
     use super::common::wait_for;
 
     const A: (&str, &str) = ("111111111111", "us-east-1");
@@ -376,30 +375,20 @@ mod come_and_go {
     }
 
     fn config(dir: &std::path::Path, regions: &[&str], dns_port: u16) -> Config {
-        let file = dir.join(format!("config-{}.yaml", regions.join("-")));
         let targets: String = regions
             .iter()
             .map(|r| format!("  - region: {r}\n"))
             .collect();
-        std::fs::write(
-            &file,
-            format!("identities: [a.example.com, b.example.com]\ntargets:\n{targets}"),
+        in_process::config(
+            dir,
+            &format!("config-{}.yaml", regions.join("-")),
+            &format!("identities: [a.example.com, b.example.com]\ntargets:\n{targets}"),
+            &[
+                "--collector.quota",
+                "--dns.nameserver",
+                &format!("127.0.0.1:{dns_port}"),
+            ],
         )
-        .unwrap();
-        let flags = Flags::try_parse_from([
-            "ses-identity-exporter",
-            "--config.file",
-            file.to_str().unwrap(),
-            "--poll.interval",
-            "1s",
-            "--ses.rate",
-            "50",
-            "--collector.quota",
-            "--dns.nameserver",
-            &format!("127.0.0.1:{dns_port}"),
-        ])
-        .unwrap();
-        config::load(flags).unwrap()
     }
 
     /// Scrapes until every target in `present` is up with its dns verdicts and

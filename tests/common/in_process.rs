@@ -3,11 +3,13 @@
 //! for what a child process cannot show, a panic hook or the running targets.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use clap::Parser as _;
 use ses_identity_exporter::aws::TargetAws;
-use ses_identity_exporter::config::Config;
+use ses_identity_exporter::config::{self, Config, Flags};
 use ses_identity_exporter::serve::web_config::{WebConfig, WebState};
 use ses_identity_exporter::target::fleet::Targets;
 
@@ -78,4 +80,23 @@ impl InProcess {
             self.runtime.block_on(task).expect("run ended");
         }
     }
+}
+
+/// The configuration of an in-process run: `file` (YAML) written as `name` in `dir`,
+/// a 1 s poll interval, `--ses.rate 50`, and `flags`.
+pub fn config(dir: &Path, name: &str, file: &str, flags: &[&str]) -> Config {
+    let path = dir.join(name);
+    std::fs::write(&path, file).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "ses-identity-exporter",
+        "--config.file",
+        &path,
+        "--poll.interval",
+        "1s",
+        "--ses.rate",
+        "50",
+    ];
+    args.extend_from_slice(flags);
+    config::load(Flags::try_parse_from(args).unwrap()).unwrap()
 }
