@@ -137,6 +137,9 @@ pub async fn run_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let enabled = config.collectors.positions();
 
+    for (collector, why) in &config.superseded {
+        tracing::info!(collector, "{why}");
+    }
     let mut tasks = Vec::new();
     let mail_from_on = config.collectors.is_on("mail_from");
     if let Some(dns_settings) = config.dns.as_ref().filter(|_| mail_from_on) {
@@ -176,6 +179,7 @@ pub async fn run_with(
                 .copied()
                 .filter(|&p| matches!(REGISTRY[p].scope, Scope::Target(_)))
                 .collect(),
+            options: config.collector_options,
         },
     );
     for (target, aws) in config.targets.iter().zip(doors) {

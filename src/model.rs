@@ -289,6 +289,170 @@ pub struct Quota {
     pub sending_enabled: Option<(Option<bool>, SystemTime)>,
 }
 
+/// What SESv2 `GetAccount` says about one account in one region (the account
+/// collector). Every field `None` when SES left it out: read from the body for
+/// presence, since the SDK would turn a missing boolean into `false` and a missing
+/// quota into 0. The enforcement and review statuses are kept as SES spelt them, so a
+/// value this build does not know is logged as it came.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountDetails {
+    /// `EnforcementStatus`: `HEALTHY`, `PROBATION` (under review, still sending),
+    /// `SHUTDOWN` (sending paused), or a string SES adds later.
+    pub enforcement_status: Option<String>,
+    /// `ProductionAccessEnabled`: false = the sandbox.
+    pub production_access_enabled: Option<bool>,
+    pub sending_enabled: Option<bool>,
+    pub send_quota: Option<SendQuota>,
+    /// `Details.ReviewDetails.Status`: the production-access review.
+    pub review_status: Option<String>,
+    /// `VdmAttributes.VdmEnabled` is `ENABLED`.
+    pub vdm_enabled: Option<bool>,
+}
+
+label_enum! {
+    /// `EnforcementStatus` of SESv2 `GetAccount` (a plain string in SES's model);
+    /// `Unknown` for a value this build does not know.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum EnforcementStatus {
+        Healthy = "HEALTHY",
+        Probation = "PROBATION",
+        Shutdown = "SHUTDOWN",
+        Unknown,
+    }
+    parse else Unknown
+}
+
+label_enum! {
+    /// `ReviewDetails.Status` of SESv2 `GetAccount` (the production-access request).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ReviewStatus {
+        Pending = "PENDING",
+        Failed = "FAILED",
+        Granted = "GRANTED",
+        Denied = "DENIED",
+        Unknown,
+    }
+    parse else Unknown
+}
+
+label_enum! {
+    /// A reputation entity's sending status (`SendingStatusAggregate` and the
+    /// status of its SES-managed and customer-managed records).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SendingStatus {
+        Enabled = "ENABLED",
+        Disabled = "DISABLED",
+        Reinstated = "REINSTATED",
+        Unknown,
+    }
+    parse else Unknown
+}
+
+/// One status record of a reputation entity (`AwsSesManagedStatus`,
+/// `CustomerManagedStatus`); each part `None` when SES left it out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StatusRecord {
+    pub status: Option<String>,
+    pub cause: Option<String>,
+    /// `LastUpdatedTimestamp`, milliseconds since the epoch.
+    pub last_updated: Option<u64>,
+}
+
+/// One entity of SESv2 `ListReputationEntities`: a resource SES tracks reputation
+/// for and may pause on its own (an identity, a tenant, a configuration set...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ReputationEntity {
+    /// `ReputationEntityReference`: for a `RESOURCE`, the resource's ARN.
+    pub reference: String,
+    /// `ReputationEntityType` as SES spelt it (`RESOURCE` today).
+    pub entity_type: Option<String>,
+    /// `SendingStatusAggregate` as SES spelt it.
+    pub aggregate: Option<String>,
+    pub aws_ses: Option<StatusRecord>,
+    pub customer: Option<StatusRecord>,
+    /// `ReputationImpact` (`LOW`, `HIGH`).
+    pub impact: Option<String>,
+    /// `ReputationManagementPolicy` (an ARN).
+    pub policy: Option<String>,
+}
+
+/// One page of `ListReputationEntities`.
+#[derive(Debug, Clone, Default)]
+pub struct EntityPage {
+    pub entities: Vec<ReputationEntity>,
+    pub next_token: Option<String>,
+}
+
+label_enum! {
+    /// `VerificationInfo.ErrorType` of SESv2 `GetEmailIdentity`: why SES could not
+    /// verify the identity's records (see docs/runbook.md).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum VerificationErrorType {
+        InvalidValue = "INVALID_VALUE",
+        TypeNotFound = "TYPE_NOT_FOUND",
+        HostNotFound = "HOST_NOT_FOUND",
+        ServiceError = "SERVICE_ERROR",
+        DnsServerError = "DNS_SERVER_ERROR",
+        ReplicationAccessDenied = "REPLICATION_ACCESS_DENIED",
+        ReplicationPrimaryNotFound = "REPLICATION_PRIMARY_NOT_FOUND",
+        ReplicationPrimaryByoDkimNotSupported = "REPLICATION_PRIMARY_BYO_DKIM_NOT_SUPPORTED",
+        ReplicationReplicaAsPrimaryNotSupported = "REPLICATION_REPLICA_AS_PRIMARY_NOT_SUPPORTED",
+        ReplicationPrimaryInvalidRegion = "REPLICATION_PRIMARY_INVALID_REGION",
+        Unknown,
+    }
+    parse else Unknown
+}
+
+/// What SESv2 `GetEmailIdentity` says of one identity that the identity_reasons
+/// collector explains: SES's reason and its DKIM signing origin. `None` where SES
+/// left the field out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EmailIdentity {
+    pub verification_status: Option<VerificationStatus>,
+    /// `VerificationInfo.ErrorType` as SES spelt it.
+    pub error_type: Option<String>,
+    /// `VerificationInfo.LastCheckedTimestamp`, milliseconds since the epoch.
+    pub last_checked: Option<u64>,
+    /// `VerificationInfo.LastSuccessTimestamp`, milliseconds since the epoch.
+    pub last_success: Option<u64>,
+    /// `DkimAttributes.SigningAttributesOrigin`: `AWS_SES`, `EXTERNAL` (bring your
+    /// own DKIM) or `AWS_SES_<REGION>` (replicated).
+    pub signing_origin: Option<String>,
+    pub signing_hosted_zone: Option<String>,
+}
+
+impl fmt::Display for EmailIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "verification error {}",
+            self.error_type.as_deref().unwrap_or("none reported")
+        )
+    }
+}
+
+/// One page of SESv2 `ListEmailIdentities`: each identity's verification status,
+/// mapped to v1's values (`PENDING` is `Pending`).
+#[derive(Debug, Clone, Default)]
+pub struct EmailIdentityPage {
+    pub identities: Vec<(String, Verification)>,
+    pub next_token: Option<String>,
+}
+
+impl VerificationStatus {
+    /// SESv2's spelling (`PENDING`, `TEMPORARY_FAILURE`...) of the same statuses.
+    pub fn parse_v2(s: &str) -> VerificationStatus {
+        match s {
+            "PENDING" => VerificationStatus::Pending,
+            "SUCCESS" => VerificationStatus::Success,
+            "FAILED" => VerificationStatus::Failed,
+            "TEMPORARY_FAILURE" => VerificationStatus::TemporaryFailure,
+            "NOT_STARTED" => VerificationStatus::NotStarted,
+            _ => VerificationStatus::Unknown,
+        }
+    }
+}
+
 /// Who a target is: the account STS named for its credentials and its region.
 /// What its series, parts and facts are keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -393,6 +557,27 @@ mod tests {
         for s in MailFromStatus::ALL {
             assert_eq!(MailFromStatus::parse(s.as_str()), s);
         }
+    }
+
+    #[test]
+    fn v2_statuses_map_to_v1_label_values() {
+        for (v2, v1) in [
+            ("PENDING", "Pending"),
+            ("SUCCESS", "Success"),
+            ("FAILED", "Failed"),
+            ("TEMPORARY_FAILURE", "TemporaryFailure"),
+            ("NOT_STARTED", "NotStarted"),
+        ] {
+            assert_eq!(VerificationStatus::parse_v2(v2).as_str(), v1);
+        }
+        assert_eq!(
+            VerificationStatus::parse_v2("Pending"),
+            VerificationStatus::Unknown
+        );
+        assert_eq!(
+            EnforcementStatus::parse("PAUSED_LATER"),
+            EnforcementStatus::Unknown
+        );
     }
 
     #[test]

@@ -218,6 +218,27 @@ pub fn default_answer(request: &Request<'_>) -> Response {
             sent_last_24_hours: Some(10.0),
         }),
         Request::GetAccountSendingEnabled {} => Response::GetAccountSendingEnabled(Some(true)),
+        Request::GetAccount {} => Response::GetAccount(crate::model::AccountDetails {
+            enforcement_status: Some("HEALTHY".into()),
+            production_access_enabled: Some(true),
+            sending_enabled: Some(true),
+            send_quota: Some(SendQuota {
+                max_24_hour_send: Some(200.0),
+                max_send_rate: Some(1.0),
+                sent_last_24_hours: Some(10.0),
+            }),
+            review_status: None,
+            vdm_enabled: Some(false),
+        }),
+        Request::ListReputationEntities { .. } => {
+            Response::ListReputationEntities(crate::model::EntityPage::default())
+        }
+        Request::GetEmailIdentity { .. } => {
+            Response::GetEmailIdentity(crate::model::EmailIdentity::default())
+        }
+        Request::ListEmailIdentities { .. } => {
+            Response::ListEmailIdentities(crate::model::EmailIdentityPage::default())
+        }
     }
 }
 

@@ -8,11 +8,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::model::{
-    DkimAttributes, IdentityType, MailFromAttributes, Outcome, SendQuota, Verification,
+    AccountDetails, DkimAttributes, EmailIdentity, EmailIdentityPage, EntityPage, IdentityType,
+    MailFromAttributes, Outcome, SendQuota, Verification,
 };
 
 pub mod sdk;
 pub mod wire;
+pub mod wire_v2;
 
 pub use sdk::AwsSdk;
 
@@ -21,6 +23,11 @@ pub use sdk::AwsSdk;
 pub const MAX_IDENTITIES_PER_CALL: usize = 100;
 /// The largest page `ListIdentities` returns.
 pub const LIST_PAGE_SIZE: i32 = 1000;
+/// The largest page SESv2 `ListEmailIdentities` returns.
+pub const EMAIL_IDENTITY_PAGE_SIZE: i32 = 1000;
+/// The page asked of SESv2 `ListReputationEntities`. SES's model states no maximum;
+/// 100 is the page size SESv2's other paged lists accept, so it is not refused.
+pub const ENTITY_PAGE_SIZE: i32 = 100;
 
 /// A failed SES call, by what the target loop should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +198,7 @@ impl<A: TargetAws + ?Sized> TargetAws for Arc<A> {
 }
 
 /// The AWS services the exporter calls through the door, each with the prefix of
-/// its IAM actions. SES v1 and v2 are one service: one IAM prefix, and SES's
+/// its IAM actions. SES v1 and v2 (two SDK crates) are one service: one IAM prefix, and SES's
 /// per-operation rate limits hold across both APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -319,4 +326,12 @@ operations! {
     GetSendQuota(Ses): send_quota() -> SendQuota;
     /// `GetAccountSendingEnabled`; `None` when SES answered without `Enabled`.
     GetAccountSendingEnabled(Ses): account_sending_enabled() -> Option<bool>;
+    /// SESv2 `GetAccount`: enforcement status, sandbox, sending, quota, review, VDM.
+    GetAccount(Ses): account() -> AccountDetails;
+    /// One page of SESv2 `ListReputationEntities` ([`ENTITY_PAGE_SIZE`]).
+    ListReputationEntities(Ses): reputation_entities(next_token: Option<String>) -> EntityPage;
+    /// SESv2 `GetEmailIdentity` for one identity.
+    GetEmailIdentity(Ses): email_identity(identity: &'a str) -> EmailIdentity;
+    /// One page of SESv2 `ListEmailIdentities` ([`EMAIL_IDENTITY_PAGE_SIZE`]).
+    ListEmailIdentities(Ses): email_identities(next_token: Option<String>) -> EmailIdentityPage;
 }

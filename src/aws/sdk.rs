@@ -1,4 +1,4 @@
-//! [`AwsSdk`]: the door ([`Aws`]) over `aws-sdk-ses` and `aws-sdk-sts`, the only code that
+//! [`AwsSdk`]: the door ([`Aws`]) over `aws-sdk-ses`, `aws-sdk-sesv2` and `aws-sdk-sts`, the only code that
 //! builds SDK clients: one `match` arm per operation, SDK results become domain types and
 //! SDK errors [`SesError`] kinds.
 //!
@@ -21,18 +21,21 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::wire::{self, WireError};
+use super::wire_v2;
 use super::{
     Aws, CallerIdentity, Cause, IdentityPage, Reply, Request, Response, SesError, TargetAws,
-    LIST_PAGE_SIZE,
+    EMAIL_IDENTITY_PAGE_SIZE, ENTITY_PAGE_SIZE, LIST_PAGE_SIZE,
 };
 use crate::model::IdentityType;
 
 /// [`Aws`] over the real SDK, configured from the standard aws-config chain
 /// (environment, profile, web identity, container and instance credentials), so
-/// `AWS_ENDPOINT_URL_SES` points it at an emulator.
+/// `AWS_ENDPOINT_URL_SES` (v1), `AWS_ENDPOINT_URL_SESV2` and `AWS_ENDPOINT_URL_STS`
+/// (or `AWS_ENDPOINT_URL` for all) point it at an emulator.
 #[derive(Debug, Clone)]
 pub struct AwsSdk {
     client: aws_sdk_ses::Client,
+    sesv2: aws_sdk_sesv2::Client,
     sts: aws_sdk_sts::Client,
     region: String,
 }
@@ -95,6 +98,7 @@ impl AwsSdk {
         }
         AwsSdk {
             client: aws_sdk_ses::Client::new(&sdk),
+            sesv2: aws_sdk_sesv2::Client::new(&sdk),
             sts: aws_sdk_sts::Client::new(&sdk),
             region: region.to_owned(),
         }
@@ -119,6 +123,15 @@ impl AwsSdk {
             .retry_config(RetryConfig::disabled())
             .timeout_config(attempt_timeouts(timeout))
             .build();
+        let sesv2 = aws_sdk_sesv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .endpoint_url(endpoint)
+            .credentials_provider(credentials.clone())
+            .http_client(http_client.clone())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(attempt_timeouts(timeout))
+            .build();
         let sts = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_owned()))
@@ -130,6 +143,7 @@ impl AwsSdk {
             .build();
         AwsSdk {
             client: aws_sdk_ses::Client::from_conf(conf),
+            sesv2: aws_sdk_sesv2::Client::from_conf(sesv2),
             sts: aws_sdk_sts::Client::from_conf(sts),
             region: region.to_owned(),
         }
@@ -179,7 +193,7 @@ macro_rules! read_raw {
 
 impl Aws for AwsSdk {
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
-        let ses = &self.client;
+        let (ses, v2) = (&self.client, &self.sesv2);
         Box::pin(async move {
             Ok(match request {
                 Request::ListIdentities {
@@ -215,6 +229,29 @@ impl Aws for AwsSdk {
                 Request::GetAccountSendingEnabled {} => Response::GetAccountSendingEnabled(
                     read_raw!(ses.get_account_sending_enabled(), wire::sending_enabled),
                 ),
+                Request::GetAccount {} => {
+                    Response::GetAccount(read_raw!(v2.get_account(), wire_v2::account))
+                }
+                Request::ListReputationEntities { next_token } => {
+                    Response::ListReputationEntities(read_raw!(
+                        v2.list_reputation_entities()
+                            .page_size(ENTITY_PAGE_SIZE)
+                            .set_next_token(next_token),
+                        wire_v2::reputation_entities
+                    ))
+                }
+                Request::GetEmailIdentity { identity } => Response::GetEmailIdentity(read_raw!(
+                    v2.get_email_identity().email_identity(identity),
+                    wire_v2::email_identity
+                )),
+                Request::ListEmailIdentities { next_token } => {
+                    Response::ListEmailIdentities(read_raw!(
+                        v2.list_email_identities()
+                            .page_size(EMAIL_IDENTITY_PAGE_SIZE)
+                            .set_next_token(next_token),
+                        wire_v2::email_identities
+                    ))
+                }
             })
         })
     }
@@ -326,7 +363,7 @@ impl Intercept for RawBody {
     }
 }
 
-/// Error codes AWS uses for throttling across its Query APIs.
+/// Error codes AWS uses for throttling across its Query and REST-JSON APIs.
 const THROTTLING_CODES: [&str; 6] = [
     "Throttling",
     "ThrottlingException",

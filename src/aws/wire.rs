@@ -1,4 +1,4 @@
-//! The bodies of SES's successful Query answers, read from the raw XML so that a field SES
+//! The bodies of SES's (v1) successful Query answers, read from the raw XML so that a field SES
 //! left out stays "not said" instead of becoming a default. Pure: one reader per operation,
 //! given the raw body of a success by [`super::sdk`].
 //!
@@ -21,6 +21,8 @@ use crate::model::{
 pub enum WireError {
     #[error("the answer is not XML: {0}")]
     Xml(#[from] roxmltree::Error),
+    #[error("the answer is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("the answer has no <{0}> element")]
     Missing(String),
     #[error("<{field}> holds {value:?}, not a {kind}")]

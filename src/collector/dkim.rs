@@ -10,6 +10,9 @@ identity_collector! {
     logs "DKIM state", on by default false,
     healthy |a| a.enabled == Some(false) || a.status == VerificationStatus::Success,
     help "The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).",
+    also {
+        const EXPLAINED: bool = true;
+    }
 }
 
 #[rustfmt::skip]

@@ -1,6 +1,8 @@
 //! The batching every identity collector shares ([`Batched`]): the watched identities asked
-//! in batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, and their records
-//! published while it runs. What differs between MAIL FROM, DKIM and verification is a [`Kind`].
+//! in batches of [`MAX_IDENTITIES_PER_CALL`], paced over the cycle, or, for a collector
+//! with a [`Listing`] chosen, the account's identities listed page by page; their records
+//! published while it runs, and the unhealthy ones reported as [`super::Findings`]. What
+//! differs between MAIL FROM, DKIM and verification is a [`Kind`].
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -11,7 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{Collector, CollectorOptions, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::facts::Facts;
 use crate::model::{
@@ -53,7 +55,34 @@ pub trait Kind: Send + Sync + 'static {
     /// Runs on the blocking pool before each render, with the records rendered:
     /// the identity facts the collector hands the dns collector, if any.
     fn facts(_facts: &Facts, _target: &TargetId, _records: &Snapshot<Self::Attr>) {}
+
+    /// Whether its unhealthy identities are reported for the identity_reasons
+    /// collector to explain (verification and DKIM: SES's `ErrorType` says why).
+    const EXPLAINED: bool = false;
+
+    /// The listing it uses instead of batches under these options, if any.
+    fn listing(_options: &CollectorOptions) -> Option<&'static Listing<Self::Attr>> {
+        None
+    }
 }
+
+/// How a collector lists every identity of the account in pages instead of asking
+/// for the watched ones in batches: its operation and one page's call.
+pub struct Listing<A: 'static> {
+    /// `[operation]`, for [`Collector::operations`].
+    pub operations: &'static [Operation],
+    /// One page: the identities on it with their attributes, and the next token.
+    #[allow(clippy::type_complexity)]
+    pub page: for<'a> fn(
+        &'a dyn Aws,
+        Option<String>,
+    )
+        -> BoxFuture<'a, Result<(Vec<(String, A)>, Option<String>), SesError>>,
+}
+
+/// More pages than any account has (SES allows 10,000 identities per region, so
+/// 10 pages of 1,000): a server that keeps handing out tokens is not followed forever.
+const MAX_PAGES: usize = 1_000;
 
 /// Declares an identity collector from what differs between them: its `Kind` (the
 /// record type, name, operation and the door's method that calls it, what its
@@ -146,6 +175,8 @@ pub fn verification_status(samples: &mut Samples<'_>, status: &VerificationStatu
 /// found; missing, deleted and rejected identities are recorded too.
 pub struct Batched<K: Kind> {
     facts: Arc<Facts>,
+    /// The listing chosen by the options, if any: then it lists instead of batching.
+    listing: Option<&'static Listing<K::Attr>>,
     /// Every identity fetched at least once and still watched. Shared with a render
     /// in progress instead of copied; changed copy-on-write while one runs.
     pub(crate) records: Arc<Snapshot<K::Attr>>,
@@ -164,6 +195,7 @@ impl<K: Kind> Batched<K> {
     pub fn new(outlet: Outlet) -> Batched<K> {
         Batched {
             facts: Arc::clone(&outlet.facts),
+            listing: K::listing(&outlet.options),
             publishing: outlet.publishing(),
             records: Arc::new(Snapshot::new()),
             pending: HashMap::new(),
@@ -176,11 +208,8 @@ impl<K: Kind> Batched<K> {
         &self.records
     }
 
-    /// Every watched identity in batches of 100, then the final publish.
-    async fn run_cycle(&mut self, ctx: &Ctx<'_>) -> Progress {
-        let mut progress = Progress::new();
-        let watched = ctx.watched;
-        // Identities no longer watched (deleted, filtered out) lose their series.
+    /// Identities no longer watched (deleted, filtered out) lose their series.
+    fn forget_unwatched(&mut self, watched: &[String]) {
         if self
             .records
             .keys()
@@ -190,6 +219,88 @@ impl<K: Kind> Batched<K> {
             self.pending
                 .retain(|id, _| watched.binary_search(id).is_ok());
         }
+    }
+
+    /// One cycle: listed or batched, then the final publish and the findings.
+    async fn run_cycle(&mut self, ctx: &Ctx<'_>) -> Progress {
+        self.forget_unwatched(ctx.watched);
+        let progress = match self.listing {
+            Some(listing) => self.list(ctx, listing).await,
+            None => self.batches(ctx).await,
+        };
+        self.publish(ctx).await;
+        if K::EXPLAINED {
+            self.report_unhealthy(ctx);
+        }
+        progress
+    }
+
+    /// The identities whose last answer is not healthy, for identity_reasons.
+    fn report_unhealthy(&self, ctx: &Ctx<'_>) {
+        let unhealthy = self
+            .records
+            .iter()
+            .filter(|(_, r)| matches!(&r.observation, Observation::Present(a) if !K::healthy(a)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ctx.findings.report(K::NAME, unhealthy);
+    }
+
+    /// Every identity of the account, page by page (not paced: a handful of calls,
+    /// each spaced by the limiter). A page that fails ends the listing: identities
+    /// on the pages read are updated, the others keep their last values, and none
+    /// is taken for missing from a listing that did not finish.
+    async fn list(&mut self, ctx: &Ctx<'_>, listing: &'static Listing<K::Attr>) -> Progress {
+        let mut progress = Progress::new();
+        // Back to back: at the ceiling while it lists.
+        for &op in listing.operations {
+            ctx.telemetry.set_planned_rate(op, ctx.plan.rate);
+        }
+        let mut found: HashMap<String, K::Attr> = HashMap::new();
+        let mut token: Option<String> = None;
+        let mut finished = false;
+        for _ in 0..MAX_PAGES {
+            match (listing.page)(ctx.aws, token.take()).await {
+                Ok((items, next)) => {
+                    progress.answered = true;
+                    found.extend(items);
+                    match next {
+                        Some(next) => token = Some(next),
+                        None => {
+                            finished = true;
+                            break;
+                        }
+                    }
+                }
+                Err(err) => {
+                    debug!(collector = K::NAME, error = %err, "listing stopped; identities not listed keep their last values");
+                    break;
+                }
+            }
+        }
+        progress.complete = finished;
+        if !finished && token.is_some() {
+            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, pages = MAX_PAGES, "SES kept handing out page tokens; the listing was cut short");
+        }
+        let now = SystemTime::now();
+        if finished {
+            self.apply(ctx, ctx.watched, &found, now);
+        } else {
+            let listed: Vec<String> = ctx
+                .watched
+                .iter()
+                .filter(|id| found.contains_key(*id))
+                .cloned()
+                .collect();
+            self.apply(ctx, &listed, &found, now);
+        }
+        progress
+    }
+
+    /// Every watched identity in batches of 100.
+    async fn batches(&mut self, ctx: &Ctx<'_>) -> Progress {
+        let mut progress = Progress::new();
+        let watched = ctx.watched;
 
         // Identities SES refused as invalid are asked alone, so one bad name costs one
         // call per cycle instead of failing the batch of 99 good ones with it.
@@ -281,7 +392,6 @@ impl<K: Kind> Batched<K> {
                 self.publish_in_background(ctx).await;
             }
         }
-        self.publish(ctx).await;
         progress
     }
 
@@ -420,7 +530,7 @@ impl<K: Kind> Batched<K> {
 
 impl<K: Kind> Collector for Batched<K> {
     fn operations(&self) -> &'static [Operation] {
-        K::OPERATIONS
+        self.listing.map_or(K::OPERATIONS, |l| l.operations)
     }
 
     fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {

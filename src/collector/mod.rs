@@ -1,8 +1,10 @@
 //! The collectors, one module each, and what they share: the [`Collector`] trait, its
-//! cycle's [`Ctx`] and [`Progress`], and the one list ([`REGISTRY`]) from which the
+//! cycle's [`Ctx`] and [`Progress`], the [`Findings`] a target's collectors leave each
+//! other, their [`CollectorOptions`], and the one list ([`REGISTRY`]) from which the
 //! target loop runs them, the exposition takes its order and the flags are made.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -25,7 +27,16 @@ macro_rules! collectors {
     };
 }
 
-collectors!(mail_from, dkim, verification, quota, dns);
+collectors!(
+    mail_from,
+    dkim,
+    verification,
+    identity_reasons,
+    quota,
+    account,
+    reputation_entities,
+    dns
+);
 
 /// What a collector tells the rest of the exporter about itself.
 pub struct Registration {
@@ -116,16 +127,86 @@ pub struct Ctx<'a> {
     pub labels: &'a Arc<str>,
     pub region: &'a str,
     pub plan: Plan,
+    /// What the target's collectors found for each other.
+    pub findings: &'a Findings,
 }
 
-/// What a target collector is made with: where its parts go, and the channel of
-/// identity facts for the dns collector.
+/// What a target collector is made with: where its parts go, the channel of
+/// identity facts for the dns collector, and the collectors' options.
 #[derive(Clone)]
 pub struct Outlet {
     pub publisher: Arc<Publisher>,
     /// The collector's position in [`REGISTRY`].
     pub collector: usize,
     pub facts: Arc<Facts>,
+    pub options: CollectorOptions,
+}
+
+/// The collectors' own flags (`--collector.NAME.OPTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectorOptions {
+    pub verification_source: VerificationSource,
+    /// `GetEmailIdentity` calls the identity_reasons collector makes per cycle.
+    pub reasons_per_cycle: usize,
+}
+
+impl Default for CollectorOptions {
+    fn default() -> Self {
+        CollectorOptions {
+            verification_source: VerificationSource::Attributes,
+            reasons_per_cycle: DEFAULT_REASONS_PER_CYCLE,
+        }
+    }
+}
+
+/// The default of `--collector.identity_reasons.calls-per-cycle`: 20 s of
+/// `GetEmailIdentity`'s 1 request/second in a 5-minute cycle (see docs/semantics.md).
+pub const DEFAULT_REASONS_PER_CYCLE: usize = 20;
+
+/// Where the verification collector reads verification states
+/// (`--collector.verification.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerificationSource {
+    /// `GetIdentityVerificationAttributes`, 100 identities a call: the IAM action
+    /// every earlier version needed.
+    Attributes,
+    /// SESv2 `ListEmailIdentities`, 1,000 identities a call (10 calls for 10,000):
+    /// needs `ses:ListEmailIdentities`.
+    List,
+}
+
+/// What a target's collectors leave each other between cycles: the identities each
+/// found not healthy, for the identity_reasons collector to explain. Written at the
+/// end of a collector's cycle, read at the start of another's, so a reason follows
+/// its finding by at most one cycle.
+#[derive(Debug, Default)]
+pub struct Findings {
+    unhealthy: Mutex<BTreeMap<&'static str, Arc<[String]>>>,
+}
+
+impl Findings {
+    /// `collector` found these identities (sorted) not healthy; replaces its last list.
+    pub fn report(&self, collector: &'static str, identities: Vec<String>) {
+        self.unhealthy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(collector, Arc::from(identities));
+    }
+
+    /// Every identity some collector found not healthy: sorted, without duplicates.
+    pub fn unhealthy(&self) -> Vec<String> {
+        let lists: Vec<Arc<[String]>> = self
+            .unhealthy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut all: Vec<String> = lists.iter().flat_map(|l| l.iter().cloned()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
 }
 
 impl Outlet {

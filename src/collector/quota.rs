@@ -84,7 +84,7 @@ impl QuotaCollector {
     }
 }
 
-fn log_sending(ctx: &Ctx<'_>, enabled: Option<bool>) {
+pub(super) fn log_sending(ctx: &Ctx<'_>, enabled: Option<bool>) {
     let (account, region) = (ctx.account, ctx.region);
     match enabled {
         Some(true) => {
@@ -94,7 +94,7 @@ fn log_sending(ctx: &Ctx<'_>, enabled: Option<bool>) {
             warn!(aws_account_id = %account, aws_region = %region, "SES sending is DISABLED for the account: SES sends no mail in this region")
         }
         None => {
-            warn!(aws_account_id = %account, aws_region = %region, "GetAccountSendingEnabled answered without Enabled: whether SES sends is not known")
+            warn!(aws_account_id = %account, aws_region = %region, "SES answered without whether sending is enabled: whether SES sends is not known")
         }
     }
 }
@@ -119,34 +119,37 @@ fn quota_value(q: &Quota, number: fn(&crate::model::SendQuota) -> Option<f64>) -
     q.send_quota.as_ref().and_then(|(q, _)| number(q)).map(Value)
 }
 
-fn value(samples: &mut Samples<'_>, v: &Value) {
+pub(super) fn value(samples: &mut Samples<'_>, v: &Value) {
     samples.sample(&[], v.0);
 }
 
-fn time(samples: &mut Samples<'_>, millis: &u64) {
+pub(super) fn time(samples: &mut Samples<'_>, millis: &u64) {
     samples.sample(&[], seconds(*millis));
 }
 
-fn enabled(samples: &mut Samples<'_>, e: &bool) {
+pub(super) fn enabled(samples: &mut Samples<'_>, e: &bool) {
     samples.sample(&[], f64::from(u8::from(*e)));
 }
 
 // A number SES left out has no series: the refresh time still says SES answered.
 #[rustfmt::skip]
 const FAMILIES: &[Family<Quota>] = &[
-    ses_gauge("aws_ses_send_quota_max_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_24_hour_send), write: value },
-        "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend); -1 means unlimited; absent when SES's answer left it out."),
-    ses_gauge("aws_ses_send_quota_max_send_rate", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_send_rate), write: value },
-        "Emails per second the account may send in this region (GetSendQuota MaxSendRate); absent when SES's answer left it out."),
-    ses_gauge("aws_ses_send_quota_sent_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.sent_last_24_hours), write: value },
-        "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours); absent when SES's answer left it out."),
-    ses_gauge("aws_ses_send_quota_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)), write: time },
-        "Unix time at which SES last answered GetSendQuota; a failed call leaves it unchanged."),
-    ses_gauge("aws_ses_account_sending_enabled", &Derived { value: |q: &Quota| q.sending_enabled.and_then(|(e, _)| e), write: enabled },
-        "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled), 0 if it is paused (by AWS or the account); absent when SES's answer left Enabled out."),
-    ses_gauge("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.sending_enabled.map(|(_, at)| unix_millis(at)), write: time },
-        "Unix time at which SES last answered GetAccountSendingEnabled; a failed call leaves it unchanged."),
+    ses_gauge("aws_ses_send_quota_max_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_24_hour_send), write: value }, HELP_MAX_EMAILS),
+    ses_gauge("aws_ses_send_quota_max_send_rate", &Derived { value: |q: &Quota| quota_value(q, |q| q.max_send_rate), write: value }, HELP_MAX_SEND_RATE),
+    ses_gauge("aws_ses_send_quota_sent_emails", &Derived { value: |q: &Quota| quota_value(q, |q| q.sent_last_24_hours), write: value }, HELP_SENT_EMAILS),
+    ses_gauge("aws_ses_send_quota_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.send_quota.as_ref().map(|(_, at)| unix_millis(*at)), write: time }, HELP_QUOTA_REFRESH),
+    ses_gauge("aws_ses_account_sending_enabled", &Derived { value: |q: &Quota| q.sending_enabled.and_then(|(e, _)| e), write: enabled }, HELP_SENDING_ENABLED),
+    ses_gauge("aws_ses_account_sending_enabled_last_refresh_timestamp_seconds", &Derived { value: |q: &Quota| q.sending_enabled.map(|(_, at)| unix_millis(at)), write: time }, HELP_SENDING_REFRESH),
 ];
+
+// The families quota and account both write (one of them runs: see
+// config::validate), with one HELP each whichever writes it.
+pub(super) const HELP_MAX_EMAILS: &str = "Emails the account may send in 24 hours in this region (GetSendQuota Max24HourSend, or GetAccount SendQuota with the account collector); -1 means unlimited; absent when SES's answer left it out.";
+pub(super) const HELP_MAX_SEND_RATE: &str = "Emails per second the account may send in this region (GetSendQuota MaxSendRate, or GetAccount SendQuota with the account collector); absent when SES's answer left it out.";
+pub(super) const HELP_SENT_EMAILS: &str = "Emails the account sent in this region in the last 24 hours (GetSendQuota SentLast24Hours, or GetAccount SendQuota with the account collector); absent when SES's answer left it out.";
+pub(super) const HELP_QUOTA_REFRESH: &str = "Unix time at which SES last answered GetSendQuota (GetAccount with the account collector); a failed call leaves it unchanged.";
+pub(super) const HELP_SENDING_ENABLED: &str = "1 if email sending is enabled for the account in this region (GetAccountSendingEnabled, or GetAccount SendingEnabled with the account collector), 0 if it is paused (by AWS or the account); absent when SES's answer left it out.";
+pub(super) const HELP_SENDING_REFRESH: &str = "Unix time at which SES last answered GetAccountSendingEnabled (GetAccount with the account collector); a failed call leaves it unchanged.";
 
 #[cfg(test)]
 mod tests {

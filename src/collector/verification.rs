@@ -1,8 +1,14 @@
 //! The `verification` collector (off by default: it needs
 //! ses:GetIdentityVerificationAttributes): each watched identity's verification
-//! state.
+//! state, asked in batches of 100 or, with `--collector.verification.source=list`,
+//! read from SESv2 `ListEmailIdentities` in pages of 1,000 (ses:ListEmailIdentities).
+//! A choice, not a fallback: a probe that IAM refuses would be a failed request
+//! (counted, and alerted on by SesExporterRequestsFailing) on every start of an
+//! exporter whose policy has only the older action.
 
-use super::identity::{identity_collector, present, refreshed, verification_status};
+use super::identity::{identity_collector, present, refreshed, verification_status, Listing};
+use super::{CollectorOptions, VerificationSource};
+use crate::aws::Operation;
 use crate::model::{IdentityRecord, Verification, VerificationStatus};
 use crate::render::{ses_gauge, timestamp, Derived, Family};
 
@@ -10,8 +16,26 @@ identity_collector! {
     VerificationState(Verification): "verification", GetIdentityVerificationAttributes via verification_attributes,
     logs "verification state", on by default false,
     healthy |a| a.status == VerificationStatus::Success,
-    help "The verification collector: GetIdentityVerificationAttributes, each identity's verification state (off by default: it needs ses:GetIdentityVerificationAttributes).",
+    help "The verification collector: GetIdentityVerificationAttributes (or ListEmailIdentities, see --collector.verification.source), each identity's verification state (off by default: it needs ses:GetIdentityVerificationAttributes).",
+    also {
+        const EXPLAINED: bool = true;
+
+        fn listing(options: &CollectorOptions) -> Option<&'static Listing<Verification>> {
+            (options.verification_source == VerificationSource::List).then_some(&LISTING)
+        }
+    }
 }
+
+/// SESv2 `ListEmailIdentities`: v2's upper-case statuses arrive mapped to v1's.
+static LISTING: Listing<Verification> = Listing {
+    operations: &[Operation::ListEmailIdentities],
+    page: |aws, token| {
+        Box::pin(async move {
+            let page = aws.email_identities(token).await?;
+            Ok((page.identities, page.next_token))
+        })
+    },
+};
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<IdentityRecord<Verification>>] = &[

@@ -183,4 +183,11 @@ impl Collectors {
             .position(|r| r.name == name)
             .is_some_and(|p| self.on.get(p).copied().unwrap_or(false))
     }
+
+    /// Switches a collector off that another one supersedes.
+    pub(super) fn switch_off(&mut self, name: &str) {
+        if let Some(p) = REGISTRY.iter().position(|r| r.name == name) {
+            self.on[p] = false;
+        }
+    }
 }

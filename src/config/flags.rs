@@ -178,6 +178,29 @@ pub struct Flags {
     #[command(flatten)]
     pub collectors: CollectorFlags,
 
+    /// Where the verification collector reads verification states: attributes
+    /// (GetIdentityVerificationAttributes, 100 identities a call, the IAM action of
+    /// earlier versions) or list (SESv2 ListEmailIdentities, 1,000 a call; needs
+    /// ses:ListEmailIdentities).
+    #[arg(
+        long = "collector.verification.source",
+        env = "SES_EXPORTER_COLLECTOR_VERIFICATION_SOURCE",
+        value_enum,
+        default_value_t = crate::collector::VerificationSource::Attributes
+    )]
+    pub verification_source: crate::collector::VerificationSource,
+
+    /// GetEmailIdentity calls per target and poll cycle of the identity_reasons
+    /// collector: the most not-yet-explained identities it explains each cycle.
+    #[arg(
+        long = "collector.identity_reasons.calls-per-cycle",
+        env = "SES_EXPORTER_COLLECTOR_IDENTITY_REASONS_CALLS_PER_CYCLE",
+        value_name = "N",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u16).range(1..=300)
+    )]
+    pub reasons_per_cycle: u16,
+
     /// DNS server for the dns collector, IP or IP:PORT (port 53 by default); repeat
     /// or separate with commas for several. Default: the system's (/etc/resolv.conf).
     #[arg(

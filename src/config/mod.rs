@@ -60,6 +60,10 @@ pub struct Config {
     pub worker_threads: usize,
     /// The dns collector's settings; `None` when it is switched off.
     pub dns: Option<crate::collector::dns::DnsSettings>,
+    pub collector_options: crate::collector::CollectorOptions,
+    /// Collectors switched on but not run, each with the reason, for a log line
+    /// at start-up (quota while account answers its families).
+    pub superseded: Vec<(&'static str, &'static str)>,
 }
 
 /// A role a target assumes through STS `AssumeRole`.

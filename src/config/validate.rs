@@ -88,7 +88,28 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         }],
         Some(raw) => validate_targets(raw, &identities, flags.discovery_interval.as_deref())?,
     };
-    let collectors = flags.collectors.enabled()?;
+    let mut collectors = flags.collectors.enabled()?;
+    let mut superseded = Vec::new();
+    // GetAccount answers what GetSendQuota and GetAccountSendingEnabled answer: with
+    // both on, the account collector writes those families and quota does not run,
+    // so no family is written twice and no call is made twice.
+    if collectors.is_on("account") && collectors.is_on("quota") {
+        collectors.switch_off("quota");
+        superseded.push((
+            "quota",
+            "the account collector's GetAccount answers the quota families; the quota collector is not run",
+        ));
+    }
+    if collectors.is_on("identity_reasons")
+        && !collectors.is_on("verification")
+        && !collectors.is_on("dkim")
+    {
+        return Err(invalid(
+            "--collector.identity_reasons",
+            "it explains the identities the verification and dkim collectors find not healthy: \
+             switch on --collector.verification or --collector.dkim as well",
+        ));
+    }
 
     let read_header_timeout =
         parse_duration("--web.read-header-timeout", &flags.web_read_header_timeout)?;
@@ -130,6 +151,11 @@ pub fn validate(flags: Flags, file: Option<RawFile>) -> Result<Config, ConfigErr
         },
         worker_threads: usize::from(flags.worker_threads),
         dns,
+        collector_options: crate::collector::CollectorOptions {
+            verification_source: flags.verification_source,
+            reasons_per_cycle: usize::from(flags.reasons_per_cycle),
+        },
+        superseded,
     })
 }
 

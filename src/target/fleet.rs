@@ -29,6 +29,7 @@ pub struct Template {
     pub timeout: Duration,
     /// The enabled target collectors, by their position in the registry.
     pub collectors: Vec<usize>,
+    pub options: crate::collector::CollectorOptions,
 }
 
 struct Running {
@@ -86,6 +87,7 @@ impl Targets {
             pacing: template.pacing,
             timeout: template.timeout,
             collectors: template.collectors.clone(),
+            options: template.options,
         };
         let context = format!("target {slot} in {}", settings.region);
         fleet.wiring.publisher.add_target(slot);

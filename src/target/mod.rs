@@ -11,7 +11,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
 use crate::aws::{Aws, Operation, SesError, TargetAws, MAX_IDENTITIES_PER_CALL};
-use crate::collector::{Collector, Ctx, Outlet, Plan, Scope, REGISTRY};
+use crate::collector::{Collector, CollectorOptions, Ctx, Findings, Outlet, Plan, Scope, REGISTRY};
 use crate::config::Discovery;
 use crate::facts::Facts;
 use crate::metrics::{TargetTelemetry, Telemetry};
@@ -53,6 +53,7 @@ pub struct TargetSettings {
     pub timeout: Duration,
     /// The enabled target collectors, by their position in [`REGISTRY`].
     pub collectors: Vec<usize>,
+    pub options: CollectorOptions,
 }
 
 /// What every target shares with the rest of the exporter.
@@ -110,6 +111,8 @@ pub struct Target {
     announced_count: Option<usize>,
     /// The enabled collectors, in [`REGISTRY`] order, each with its name.
     collectors: Vec<(&'static str, Box<dyn Collector>)>,
+    /// What they found for each other (kept across cycles and restarts).
+    findings: Findings,
 }
 
 impl Target {
@@ -136,6 +139,7 @@ impl Target {
                             publisher: Arc::clone(&publisher),
                             collector: position,
                             facts: Arc::clone(&facts),
+                            options: settings.options,
                         }),
                     )),
                     Scope::Exporter => None,
@@ -174,6 +178,7 @@ impl Target {
             next_discovery: None,
             announced_count: None,
             collectors,
+            findings: Findings::default(),
             settings,
         }
     }
@@ -387,6 +392,7 @@ impl Target {
             &watched,
             &resolved,
             paced,
+            &self.findings,
         );
         // Side by side: each collector has its own operations and limiters.
         let ctx = &ctx;
@@ -517,6 +523,9 @@ impl crate::supervise::Task for Target {
 
 /// What a cycle's collectors get from their target; `paced`: spread over
 /// `--ses.pacing` of the interval (every cycle but the first with the account known).
+// Each argument is a field of the target borrowed on its own: its collectors are
+// borrowed mutably at the same time, so the target cannot be passed whole.
+#[allow(clippy::too_many_arguments)]
 fn context<'a>(
     aws: &'a dyn Aws,
     telemetry: &'a TargetTelemetry,
@@ -525,6 +534,7 @@ fn context<'a>(
     watched: &'a Arc<[String]>,
     resolved: &'a Resolved,
     paced: bool,
+    findings: &'a Findings,
 ) -> Ctx<'a> {
     Ctx {
         aws,
@@ -541,6 +551,7 @@ fn context<'a>(
                 .then(|| settings.poll_interval.mul_f64(settings.pacing)),
             interval: settings.poll_interval,
         },
+        findings,
     }
 }
 

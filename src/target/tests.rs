@@ -81,6 +81,7 @@ fn new_target_with(
             .iter()
             .filter_map(|name| crate::collector::Registration::position(name))
             .collect(),
+        options: crate::collector::CollectorOptions::default(),
     };
     let aws: Arc<dyn TargetAws> = Arc::clone(script) as Arc<dyn TargetAws>;
     shared.publisher.add_target(0);
@@ -598,6 +599,7 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
             publisher: Arc::clone(&shared.publisher),
             collector: position,
             facts: Arc::new(Facts::new()),
+            options: crate::collector::CollectorOptions::default(),
         });
     // Unpaced: the plan does not matter to `apply` and `publish`.
     let door = p.door();
@@ -609,6 +611,7 @@ async fn answers_landing_during_a_render_wait_and_are_not_lost() {
         &watched,
         &resolved,
         false,
+        &p.findings,
     );
     let c = &mut collector;
     let batch = ["a.example.com".to_string(), "b.example.com".to_string()];
