@@ -111,6 +111,8 @@ def aws_env(tmp, endpoint):
         "AWS_CONFIG_FILE": cfg,
         "AWS_SHARED_CREDENTIALS_FILE": creds,
         "AWS_ENDPOINT_URL_SES": endpoint,
+        "AWS_ENDPOINT_URL_SESV2": endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
         # The target's account comes from STS GetCallerIdentity: the double answers.
         "AWS_ENDPOINT_URL_STS": endpoint,
     }

@@ -26,7 +26,7 @@ echo "SES double (demo identities in every state) at $url"
 : >"$tmp/aws-credentials"
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE="$tmp/aws-config" \
-  AWS_SHARED_CREDENTIALS_FILE="$tmp/aws-credentials" AWS_ENDPOINT_URL_SES="$url" \
+  AWS_SHARED_CREDENTIALS_FILE="$tmp/aws-credentials" AWS_ENDPOINT_URL_SES="$url" AWS_ENDPOINT_URL_SESV2="$url" AWS_ENDPOINT_URL="$url" \
   AWS_ENDPOINT_URL_STS="$url"
 echo "Metrics: http://127.0.0.1:10150/metrics   (Ctrl-C stops both)"
 # The demo domains do not exist: the dns collector is off (pass --collector.dns

@@ -22,7 +22,7 @@ read -r _ _ url <"$tmp/ready"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 env -i PATH="$PATH" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE="$tmp/c" AWS_SHARED_CREDENTIALS_FILE="$tmp/k" \
-  AWS_ENDPOINT_URL_SES="$url" AWS_ENDPOINT_URL_STS="$url" \
+  AWS_ENDPOINT_URL_SES="$url" AWS_ENDPOINT_URL_SESV2="$url" AWS_ENDPOINT_URL="$url" AWS_ENDPOINT_URL_STS="$url" \
   ./target/release/ses-identity-exporter --web.listen-address "127.0.0.1:$port" \
   --ses.rate 200 --poll.interval 2s --log.level warn --no-collector.dns ${MEASURE_ARGS:-} 2>"$tmp/log" &
 exp_pid=$!

@@ -124,7 +124,7 @@ impl Scripted {
 impl Aws for Scripted {
     fn call<'a>(&'a self, request: Request<'a>) -> Reply<'a, Response> {
         let op = request.operation();
-        let identities = identities(&request).to_vec();
+        let identities = identities(&request);
         // Decided under the lock, answered after it: a hook's future may wait.
         let (hook, queued, refused) = {
             let mut script = self.script();
@@ -189,12 +189,13 @@ impl TargetAws for Scripted {
 }
 
 /// The identities a request asks about.
-fn identities<'a>(request: &Request<'a>) -> &'a [String] {
+fn identities(request: &Request<'_>) -> Vec<String> {
     match request {
         Request::GetIdentityMailFromDomainAttributes { identities }
         | Request::GetIdentityDkimAttributes { identities }
-        | Request::GetIdentityVerificationAttributes { identities } => identities,
-        _ => &[],
+        | Request::GetIdentityVerificationAttributes { identities } => identities.to_vec(),
+        Request::GetEmailIdentity { identity } => vec![(*identity).to_owned()],
+        _ => Vec::new(),
     }
 }
 

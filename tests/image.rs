@@ -85,6 +85,8 @@ impl Containers {
             "AWS_CONFIG_FILE=/nonexistent/config".to_owned(),
             "AWS_SHARED_CREDENTIALS_FILE=/nonexistent/credentials".to_owned(),
             format!("AWS_ENDPOINT_URL_SES={endpoint}"),
+            format!("AWS_ENDPOINT_URL_SESV2={endpoint}"),
+            format!("AWS_ENDPOINT_URL={endpoint}"),
             format!("AWS_ENDPOINT_URL_STS={endpoint}"),
             // The healthcheck (podman exec) reads the same variable.
             format!("SES_EXPORTER_WEB_LISTEN_ADDRESS={addr}"),

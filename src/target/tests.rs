@@ -63,6 +63,16 @@ fn new_target_with(
     fixed: &[impl AsRef<str>],
     collectors: &[&str],
 ) -> (Target, Arc<Shared>) {
+    new_target_with_options(script, fixed, collectors, CollectorOptions::default())
+}
+
+/// A target with the collectors `collectors` on, and their options.
+fn new_target_with_options(
+    script: &Arc<Scripted>,
+    fixed: &[impl AsRef<str>],
+    collectors: &[&str],
+    options: CollectorOptions,
+) -> (Target, Arc<Shared>) {
     let shared = Arc::new(Shared {
         publisher: Arc::new(Publisher::new()),
         telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
@@ -81,7 +91,7 @@ fn new_target_with(
             .iter()
             .filter_map(|name| crate::collector::Registration::position(name))
             .collect(),
-        options: crate::collector::CollectorOptions::default(),
+        options,
     };
     let aws: Arc<dyn TargetAws> = Arc::clone(script) as Arc<dyn TargetAws>;
     shared.publisher.add_target(0);
@@ -738,4 +748,180 @@ async fn a_duplicate_takes_over_when_the_target_it_repeats_goes() {
     assert!(text.contains(
         "aws_ses_identity_mail_from_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"example.com\",status=\"Success\"} 1"
     ), "{text}");
+}
+
+/// A `ListEmailIdentities` hook over `all` (sorted), 1,000 a page; the page whose
+/// number is `fail_page` fails (a server error) instead.
+fn listing(
+    all: Arc<Vec<String>>,
+    status: fn(&str) -> &'static str,
+    fail_page: Option<usize>,
+) -> impl Fn(
+    &crate::aws::Request<'_>,
+) -> Option<futures_util::future::BoxFuture<'static, Result<Response, SesError>>>
+       + Send
+       + Sync
+       + 'static {
+    use crate::model::{EmailIdentityPage, Verification, VerificationStatus};
+    move |request| {
+        let crate::aws::Request::ListEmailIdentities { next_token } = request else {
+            return None;
+        };
+        let start: usize = next_token.as_deref().map_or(0, |t| t.parse().unwrap());
+        if fail_page == Some(start / 1000) {
+            return Some(Box::pin(std::future::ready(Err(SesError::Server {
+                status: 500,
+                message: "boom".into(),
+            }))));
+        }
+        let end = (start + 1000).min(all.len());
+        let page = EmailIdentityPage {
+            identities: all[start..end]
+                .iter()
+                .map(|id| {
+                    let status = VerificationStatus::parse_v2(status(id));
+                    (id.clone(), Verification { status })
+                })
+                .collect(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        };
+        Some(Box::pin(std::future::ready(Ok(
+            Response::ListEmailIdentities(page),
+        ))))
+    }
+}
+
+fn list_source() -> CollectorOptions {
+    CollectorOptions {
+        verification_source: crate::collector::VerificationSource::List,
+        ..CollectorOptions::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn verification_of_10000_identities_lists_in_10_calls_with_v1_label_values() {
+    let script = scripted();
+    let all: Vec<String> = (0..10_000)
+        .map(|i| format!("d{i:05}.example.com"))
+        .collect();
+    script.answer_with(listing(
+        Arc::new(all.clone()),
+        |id| {
+            if id == "d00042.example.com" {
+                "PENDING"
+            } else {
+                "SUCCESS"
+            }
+        },
+        None,
+    ));
+    let (mut p, shared) = new_target_with_options(&script, &all, &["verification"], list_source());
+    p.cycle().await;
+    assert_eq!(script.calls(Operation::ListEmailIdentities).len(), 10);
+    assert!(script
+        .calls(Operation::GetIdentityVerificationAttributes)
+        .is_empty());
+    let text = shared.exposition().text();
+    assert!(text.contains("aws_ses_identity_verification_status{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"d00042.example.com\",status=\"Pending\"} 1\n"));
+    assert!(text.contains("identity=\"d09999.example.com\",status=\"Success\"} 1\n"));
+    // The request series is the listing's, not the batches'.
+    let requests = shared.telemetry.render();
+    assert!(
+        requests.contains("operation=\"ListEmailIdentities\",outcome=\"success\"} 10\n"),
+        "{requests}"
+    );
+    assert!(!requests.contains("operation=\"GetIdentityVerificationAttributes\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listing_that_fails_half_way_keeps_the_unlisted_identities_last_values() {
+    let script = scripted();
+    let all: Vec<String> = (0..2_500).map(|i| format!("d{i:05}.example.com")).collect();
+    script.answer_with(listing(Arc::new(all.clone()), |_| "SUCCESS", None));
+    let (mut p, shared) = new_target_with_options(&script, &all, &["verification"], list_source());
+    p.cycle().await;
+    // Now everything fails verification, but the third page fails.
+    script.answer_with(listing(Arc::new(all.clone()), |_| "FAILED", Some(2)));
+    p.cycle().await;
+    let text = shared.exposition().text();
+    assert!(text.contains("identity=\"d00000.example.com\",status=\"Failed\"} 1\n"));
+    // On the unread page: still the last answer, not Missing, not invented.
+    assert!(
+        text.contains("identity=\"d02400.example.com\",status=\"Success\"} 1\n"),
+        "kept"
+    );
+    assert!(!text.contains("aws_ses_identity_exists{"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reasons_explain_only_the_unhealthy_within_the_budget_oldest_first() {
+    use crate::model::{EmailIdentity, Verification, VerificationStatus};
+    let script = scripted();
+    let all = domains(40);
+    // 30 identities fail verification, 10 succeed.
+    let failed = |id: &str| id < "d030";
+    script.answer_with(move |request| match request {
+        crate::aws::Request::GetIdentityVerificationAttributes { identities } => {
+            let answer = identities
+                .iter()
+                .map(|id| {
+                    let status = if failed(id) {
+                        VerificationStatus::Failed
+                    } else {
+                        VerificationStatus::Success
+                    };
+                    (id.clone(), Verification { status })
+                })
+                .collect();
+            Some(Box::pin(std::future::ready(Ok(
+                Response::GetIdentityVerificationAttributes(answer),
+            ))))
+        }
+        crate::aws::Request::GetEmailIdentity { .. } => Some(Box::pin(std::future::ready(Ok(
+            Response::GetEmailIdentity(EmailIdentity {
+                verification_status: Some(VerificationStatus::Failed),
+                error_type: Some("TYPE_NOT_FOUND".into()),
+                last_checked: Some(1_765_000_000_000),
+                ..EmailIdentity::default()
+            }),
+        )))),
+        _ => None,
+    });
+    let options = CollectorOptions {
+        reasons_per_cycle: 20,
+        ..CollectorOptions::default()
+    };
+    let (mut p, shared) = new_target_with_options(
+        &script,
+        &all,
+        &["verification", "identity_reasons"],
+        options,
+    );
+    let mut asked_per_cycle = Vec::new();
+    for _ in 0..4 {
+        script.clear_calls();
+        p.cycle().await;
+        let asked: Vec<String> = script
+            .calls(Operation::GetEmailIdentity)
+            .into_iter()
+            .flat_map(|c| c.identities)
+            .collect();
+        assert!(asked.len() <= 20, "the budget: {asked:?}");
+        assert!(
+            asked.iter().all(|id| failed(id)),
+            "only the unhealthy: {asked:?}"
+        );
+        asked_per_cycle.push(asked);
+    }
+    // Within two cycles of the finding every failed identity was explained once.
+    let explained: std::collections::BTreeSet<&String> =
+        asked_per_cycle.iter().flatten().take(30).collect();
+    assert_eq!(explained.len(), 30, "{asked_per_cycle:?}");
+    let text = shared.exposition().text();
+    assert!(text.contains("aws_ses_identity_verification_error{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"d000.example.com\",error_type=\"TYPE_NOT_FOUND\"} 1\n"));
+    assert!(text.contains("aws_ses_identity_verification_last_checked_timestamp_seconds{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"d000.example.com\"} 1765000000\n"));
+    assert!(
+        !text.contains("identity=\"d035.example.com\",error_type="),
+        "healthy: no reason"
+    );
 }

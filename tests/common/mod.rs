@@ -442,6 +442,11 @@ pub fn aws_env(dir: &Path, endpoint: &str) -> Vec<(String, String)> {
         ("AWS_CONFIG_FILE", config.display().to_string()),
         ("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string()),
         ("AWS_ENDPOINT_URL_SES", endpoint.to_owned()),
+        // SESv2 (the account, reputation_entities and identity_reasons collectors,
+        // --collector.verification.source=list) on the same server; and every
+        // other service, should one be added, through the global endpoint.
+        ("AWS_ENDPOINT_URL_SESV2", endpoint.to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
         // The target's account comes from STS GetCallerIdentity: the same server
         // answers it, so no request leaves the machine.
         ("AWS_ENDPOINT_URL_STS", endpoint.to_owned()),
