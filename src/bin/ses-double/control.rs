@@ -4,10 +4,11 @@
 //! - `GET`, `PUT` `/_double/faults`: the faults in force;
 //! - `GET` `/_double/identities`, `PUT`, `DELETE` `/_double/identities/NAME`;
 //! - `PUT` `/_double/account`: the account-level answers;
+//! - `GET`, `PUT` `/_double/reputation-entities`: SESv2's reputation entities;
 //! - `PUT` `/_double/roles/ARN`: the roles `AssumeRole` checks.
 //!
-//! Identity and account paths act on the scope `?account=ID&region=NAME` names
-//! (default the home scope: `--account`, `--region`).
+//! Identity, account and reputation-entity paths act on the scope
+//! `?account=ID&region=NAME` names (default the home scope: `--account`, `--region`).
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -15,8 +16,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::faults::Faults;
-use crate::state::{Account, Double, Identity, Role};
-use crate::wire::{respond, MaybeBroken};
+use crate::state::{Account, Double, Identity, ReputationEntity, Role};
+use crate::wire::{percent_decode_path, respond, MaybeBroken};
 
 impl Double {
     pub(crate) async fn control(&self, req: Request<Incoming>) -> Response<MaybeBroken> {
@@ -79,8 +80,34 @@ impl Double {
                     format!("bad account: {e}\n"),
                 ),
             },
+            (Method::GET, "/_double/reputation-entities") => {
+                let st = self.lock();
+                json(
+                    &st.scopes
+                        .get(&scope)
+                        .map(|s| s.reputation_entities.clone())
+                        .unwrap_or_default(),
+                )
+            }
+            (Method::PUT, "/_double/reputation-entities") => {
+                match serde_json::from_slice::<Vec<ReputationEntity>>(&body) {
+                    Ok(entities) => {
+                        self.lock()
+                            .scopes
+                            .entry(scope)
+                            .or_default()
+                            .reputation_entities = entities;
+                        respond(StatusCode::NO_CONTENT, "text/plain", "")
+                    }
+                    Err(e) => respond(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("bad reputation entities: {e}\n"),
+                    ),
+                }
+            }
             (Method::PUT, p) if p.starts_with("/_double/roles/") => {
-                let arn = percent_decode(&p["/_double/roles/".len()..]);
+                let arn = percent_decode_path(&p["/_double/roles/".len()..]);
                 match serde_json::from_slice::<Role>(&body) {
                     Ok(role) => {
                         self.lock().roles.insert(arn, role);
@@ -95,7 +122,7 @@ impl Double {
             }
             (method, p) if p.starts_with("/_double/identities/") => {
                 let raw = &p["/_double/identities/".len()..];
-                let name: String = percent_decode(raw);
+                let name: String = percent_decode_path(raw);
                 match method {
                     Method::PUT => match serde_json::from_slice::<Identity>(&body) {
                         Ok(id) => {
@@ -141,11 +168,4 @@ mod erased {
             serde_json::to_string(self).unwrap_or_else(|_| "null".into())
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! The identities the double starts with in its home scope: `--seed demo` (every
 //! MAIL FROM status x behavior, plus identities without a custom MAIL FROM) and
-//! `--seed-count`'s generated domains for load tests.
+//! `--seed-count`'s generated domains for load tests. SESv2 answers from the same
+//! identities; no reputation entities are seeded.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ pub(crate) fn demo(ids: &mut BTreeMap<String, Identity>) {
                     dkim_enabled: Some(true),
                     dkim_status: Some(status.into()),
                     verification_status: Some("Success".into()),
-                    omit: Vec::new(),
+                    ..Identity::default()
                 },
             );
         }
@@ -40,7 +41,7 @@ pub(crate) fn demo(ids: &mut BTreeMap<String, Identity>) {
             dkim_enabled: Some(false),
             dkim_status: Some("NotStarted".into()),
             verification_status: Some("Success".into()),
-            omit: Vec::new(),
+            ..Identity::default()
         },
     );
     ids.insert(
@@ -52,7 +53,7 @@ pub(crate) fn demo(ids: &mut BTreeMap<String, Identity>) {
             dkim_enabled: None,
             dkim_status: None,
             verification_status: Some("Pending".into()),
-            omit: Vec::new(),
+            ..Identity::default()
         },
     );
 }
@@ -71,7 +72,7 @@ pub(crate) fn bench(ids: &mut BTreeMap<String, Identity>, count: usize) {
                 dkim_enabled: Some(true),
                 dkim_status: Some("Success".into()),
                 verification_status: Some("Success".into()),
-                omit: Vec::new(),
+                ..Identity::default()
             },
         );
     }

@@ -1,8 +1,9 @@
 //! The double's HTTP side: it takes connections (holding the first request of each
 //! for `first_request_delay_ms`), hands `/_double/` paths to the control API, reads
-//! an SES or STS request (its form, its identities, and its scope: the account and
-//! region it is for), has it proxied or answered, records it, and waits `delay_ms`
-//! before the answer goes out.
+//! an SES or STS request (its form and identities) or an SESv2 request (`/v2/...`:
+//! its operation and parameters) and its scope (the account and region it is for),
+//! has it proxied or answered, records it, and waits `delay_ms` before the answer
+//! goes out.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +20,78 @@ use tokio::net::TcpListener;
 use crate::proxy::forward;
 use crate::state::{Double, Record};
 use crate::sts::account_of_key;
-use crate::wire::{error_xml, MaybeBroken};
+use crate::v2;
+use crate::wire::{MaybeBroken, Protocol};
+
+/// One request to answer, as read from the wire.
+pub(crate) enum Call {
+    /// SES v1 or STS, in the Query API.
+    Query(Query),
+    /// SESv2, in REST-JSON.
+    Rest(v2::Request),
+}
+
+impl Call {
+    /// The operation's name: the records', the rate limit's and the faults' key.
+    pub(crate) fn action(&self) -> &str {
+        match self {
+            Call::Query(q) => &q.action,
+            Call::Rest(r) => r.action(),
+        }
+    }
+
+    /// How many identities the request names.
+    pub(crate) fn identities(&self) -> usize {
+        match self {
+            Call::Query(q) => q.identities.len(),
+            Call::Rest(r) => r.identities(),
+        }
+    }
+
+    pub(crate) fn protocol(&self) -> Protocol {
+        match self {
+            Call::Query(_) => Protocol::Query,
+            Call::Rest(_) => Protocol::RestJson,
+        }
+    }
+}
+
+/// A Query API request: its form, its `Action` and its `Identities.member.N`.
+pub(crate) struct Query {
+    form: Vec<(String, String)>,
+    pub(crate) action: String,
+    pub(crate) identities: Vec<String>,
+}
+
+impl Query {
+    fn parse(body: &[u8]) -> Query {
+        let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        let mut members: Vec<(usize, String)> = form
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("Identities.member.")
+                    .and_then(|n| n.parse().ok())
+                    .map(|n| (n, v.clone()))
+            })
+            .collect();
+        members.sort();
+        let mut query = Query {
+            form,
+            action: String::new(),
+            identities: members.into_iter().map(|(_, v)| v).collect(),
+        };
+        query.action = query.get("Action").unwrap_or("").to_owned();
+        query
+    }
+
+    /// The form's value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// Serves the connections `listener` accepts, each on its own task, for as long as
 /// the process runs.
@@ -71,55 +143,38 @@ impl Double {
             return self.control(req).await;
         }
         let (parts, body) = req.into_parts();
+        let protocol = Protocol::of(parts.uri.path());
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return error_xml(
-                    StatusCode::BAD_REQUEST,
-                    "Sender",
-                    "MalformedInput",
-                    "unreadable body",
-                )
+                return protocol.error(StatusCode::BAD_REQUEST, "MalformedInput", "unreadable body")
             }
         };
-        let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-        let get = |k: &str| {
-            form.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
+        let call = match protocol {
+            Protocol::Query => Call::Query(Query::parse(&body)),
+            Protocol::RestJson => Call::Rest(v2::Request::parse(&parts.method, &parts.uri, &body)),
         };
-        let action = get("Action").unwrap_or("").to_owned();
-        let identities: Vec<String> = {
-            let mut members: Vec<(usize, String)> = form
-                .iter()
-                .filter_map(|(k, v)| {
-                    k.strip_prefix("Identities.member.")
-                        .and_then(|n| n.parse().ok())
-                        .map(|n| (n, v.clone()))
-                })
-                .collect();
-            members.sort();
-            members.into_iter().map(|(_, v)| v).collect()
-        };
+        let action = call.action().to_owned();
+        let identities = call.identities();
 
         let scope = self.scope_of(&parts);
         if let Some(upstream) = self.upstream {
             let (status, resp) = forward(upstream, parts, body).await;
-            self.record(arrived, action, scope, identities.len(), status, "proxied");
+            self.record(arrived, action, scope, identities, status, "proxied");
             return resp;
         }
 
-        let (resp, outcome) = self.answer(&parts, &scope, &action, &identities, get, arrived_at);
+        let (resp, outcome) = self.answer(&parts, &scope, &call, arrived_at);
         let delay = Duration::from_millis(self.lock().faults.delay_ms);
         let status = resp.status().as_u16();
-        self.record(arrived, action, scope, identities.len(), status, outcome);
+        self.record(arrived, action, scope, identities, status, outcome);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         resp
     }
 
-    /// Adds one SES or STS request to the records `GET /_double/requests` answers:
+    /// Adds one SES, SESv2 or STS request to the records `GET /_double/requests` answers:
     /// arrived at `t` (Unix seconds), in the scope (account, region) it was for.
     fn record(
         &self,

@@ -146,9 +146,16 @@ fn attributes_xml(action: &str, store: &BTreeMap<String, Identity>, asked: &[Str
                         xml_escape(id.dkim_status.as_deref().unwrap_or("NotStarted"))
                     ));
                 }
-                entries.push_str(
-                    "<DkimTokens><member>tok1</member><member>tok2</member><member>tok3</member></DkimTokens>",
-                );
+                let tokens = id.dkim_tokens();
+                if tokens.is_empty() {
+                    entries.push_str("<DkimTokens/>");
+                } else {
+                    entries.push_str("<DkimTokens>");
+                    for token in tokens {
+                        entries.push_str(&format!("<member>{}</member>", xml_escape(token)));
+                    }
+                    entries.push_str("</DkimTokens>");
+                }
             }
             "GetIdentityVerificationAttributes" => {
                 if id.sends("VerificationStatus") {

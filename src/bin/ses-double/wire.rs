@@ -1,7 +1,8 @@
 //! How the double's answers go on the wire: the response body that can break off
-//! (for the `reset` fault), plain responses, the Query API's XML envelope and error
-//! document (in SES's namespace, which the double also uses for STS's errors),
-//! `Throttling`, request IDs and XML escaping.
+//! (for the `reset` fault), plain responses, the two protocols' errors (the Query
+//! API's XML envelope and error document, in SES's namespace, which the double also
+//! uses for STS's errors; SESv2's REST-JSON error), JSON answers, throttling,
+//! request IDs, XML escaping and the percent-decoding of path segments.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -89,15 +90,124 @@ pub(crate) fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// SES's answer above its rate limit.
-pub(crate) fn throttling() -> (Response<MaybeBroken>, &'static str) {
-    let resp = error_xml(
-        StatusCode::BAD_REQUEST,
-        "Sender",
-        "Throttling",
-        "Rate exceeded",
-    );
+/// The protocol a request came in, which decides how its answer and its errors look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// SES v1 and STS: the Query API, answers in XML.
+    Query,
+    /// SESv2 (`/v2/...` paths): REST-JSON.
+    RestJson,
+}
+
+impl Protocol {
+    /// The protocol of a request to `path`.
+    pub(crate) fn of(path: &str) -> Protocol {
+        if path.starts_with("/v2/") {
+            Protocol::RestJson
+        } else {
+            Protocol::Query
+        }
+    }
+
+    /// An error the two protocols share, named by its Query API code
+    /// (`Throttling`, `AccessDenied`, `ExpiredToken`, `MissingAuthenticationToken`,
+    /// `InvalidParameterValue`, `MalformedInput`, `InternalFailure`, ...). A REST-JSON
+    /// answer carries SESv2's name and status for it where they differ (`Throttling`
+    /// is 429 `TooManyRequestsException`, a bad parameter 400 `BadRequestException`).
+    pub(crate) fn error(
+        self,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+    ) -> Response<MaybeBroken> {
+        match self {
+            Protocol::Query => {
+                let kind = if status.is_server_error() {
+                    "Receiver"
+                } else {
+                    "Sender"
+                };
+                error_xml(status, kind, code, message)
+            }
+            Protocol::RestJson => {
+                let (status, code) = match code {
+                    "Throttling" => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"),
+                    "AccessDenied" => (StatusCode::FORBIDDEN, "AccessDeniedException"),
+                    "ExpiredToken" => (StatusCode::FORBIDDEN, "ExpiredTokenException"),
+                    "MissingAuthenticationToken" => {
+                        (StatusCode::FORBIDDEN, "MissingAuthenticationTokenException")
+                    }
+                    "InvalidParameterValue" | "MalformedInput" => {
+                        (StatusCode::BAD_REQUEST, "BadRequestException")
+                    }
+                    other => (status, other),
+                };
+                error_json(status, code, message)
+            }
+        }
+    }
+
+    /// The `malformed` fault: HTTP 200 with a body that is not the expected document.
+    pub(crate) fn malformed(self) -> Response<MaybeBroken> {
+        match self {
+            Protocol::Query => respond(
+                StatusCode::OK,
+                "text/xml",
+                "<GetIdentityMailFromDomainAttributesResponse><Broken",
+            ),
+            Protocol::RestJson => respond(
+                StatusCode::OK,
+                "application/json",
+                "{\"EnforcementStatus\": ",
+            ),
+        }
+    }
+}
+
+/// The answer above the rate limit: SES's `Throttling` (HTTP 400) or SESv2's
+/// `TooManyRequestsException` (HTTP 429).
+pub(crate) fn throttling(protocol: Protocol) -> (Response<MaybeBroken>, &'static str) {
+    let resp = protocol.error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded");
     (resp, "throttled")
+}
+
+/// A REST-JSON answer: `body` as JSON, with the request ID header SDKs read.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<MaybeBroken> {
+    let mut resp = respond(status, "application/json", body.to_string());
+    if let Ok(v) = http::HeaderValue::from_str(&request_id()) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// A REST-JSON error: the code in `x-amzn-ErrorType` (where SDKs look first) and
+/// `{"message": ...}` as the body.
+pub(crate) fn error_json(status: StatusCode, code: &str, message: &str) -> Response<MaybeBroken> {
+    let mut resp = json_response(status, &serde_json::json!({ "message": message }));
+    if let Ok(v) = http::HeaderValue::from_str(code) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    resp
+}
+
+/// One percent-encoded path segment, decoded. Unlike a form value, `+` stays `+`
+/// (an e-mail address may hold one); invalid UTF-8 is replaced.
+pub(crate) fn percent_decode_path(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let (b'%', Some(high), Some(low)) = (bytes[i], hex(i + 1), hex(i + 2)) {
+            // Two hex digits make at most 255.
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(crate) fn request_id() -> String {
