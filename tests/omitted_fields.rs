@@ -229,3 +229,135 @@ fn a_missing_sent_last_24_hours_has_no_series() {
 }
 
 const FULL_JSON: &str = r#"{"mail_from_domain": "bounce.x.example.com", "status": "Success", "behavior": "RejectMessage", "dkim_enabled": true, "dkim_status": "Success", "verification_status": "Success"}"#;
+
+/// The SESv2 answers: GetAccount with `account_omit` left out, a reputation
+/// entity with its `entity_omit` left out, and GetEmailIdentity of a failed
+/// identity with `identity_omit` left out.
+fn scrape_v2(account_omit: &str, entity_omit: &str, identity_omit: &str) -> Metrics {
+    let double = Double::start(&["--seed", "none", "--rate", "0"]);
+    double.set_identity(
+        "x.example.com",
+        &format!(
+            r#"{{"verification_status": "Failed", "verification_error_type": "HOST_NOT_FOUND",
+                "verification_last_checked": 1765000000, "omit": [{identity_omit}]}}"#
+        ),
+    );
+    double.control(
+        "PUT",
+        "/_double/account",
+        &format!(
+            r#"{{"enforcement_status": "HEALTHY", "review_status": "GRANTED", "omit": [{account_omit}]}}"#
+        ),
+    );
+    double.control(
+        "PUT",
+        "/_double/reputation-entities",
+        &format!(
+            r#"[{{"reference": "arn:aws:ses:us-east-1:123456789012:tenant/t/1", "ses_updated": 1765000000, "omit": [{entity_omit}]}}]"#
+        ),
+    );
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &[
+            "--ses.rate",
+            "20",
+            "--poll.interval",
+            "2s",
+            "--collector.verification",
+            "--collector.identity_reasons",
+            "--collector.account",
+            "--collector.reputation_entities",
+        ],
+    );
+    exporter.wait_ready();
+    let m = exporter.wait_metrics("every SESv2 answer", |m| {
+        m.get("aws_ses_account_last_refresh_timestamp_seconds")
+            .is_some()
+            && m.get("aws_ses_reputation_entities_last_refresh_timestamp_seconds")
+                .is_some()
+            && m.identity(
+                "aws_ses_identity_reason_last_refresh_timestamp_seconds",
+                "x.example.com",
+            )
+            .is_some()
+    });
+    promtool_check(&m.text);
+    m
+}
+
+fn family_absent(m: &Metrics, family: &str) -> bool {
+    !m.text
+        .lines()
+        .any(|l| l.starts_with(&format!("{family}{{")))
+}
+
+#[test]
+fn get_account_fields_left_out_are_absent_never_false_or_zero() {
+    let m = scrape_v2(
+        r#""EnforcementStatus", "SendingEnabled", "ProductionAccessEnabled", "Max24HourSend", "VdmAttributes", "ReviewDetails""#,
+        "",
+        "",
+    );
+    for family in [
+        "aws_ses_account_enforcement_status",
+        "aws_ses_account_sending_enabled",
+        "aws_ses_account_production_access_enabled",
+        "aws_ses_send_quota_max_emails",
+        "aws_ses_account_vdm_enabled",
+        "aws_ses_account_review_status",
+        // Sending was not answered: no time for an answer that was not given.
+        "aws_ses_account_sending_enabled_last_refresh_timestamp_seconds",
+    ] {
+        assert!(family_absent(&m, family), "{family} in {}", m.text);
+    }
+    // What SES did send is there.
+    assert!(
+        m.get("aws_ses_send_quota_max_send_rate").is_some(),
+        "{}",
+        m.text
+    );
+    assert!(m
+        .get("aws_ses_send_quota_last_refresh_timestamp_seconds")
+        .is_some());
+}
+
+#[test]
+fn a_whole_quota_left_out_of_get_account_has_no_quota_series() {
+    let m = scrape_v2(r#""SendQuota""#, "", "");
+    for family in [
+        "aws_ses_send_quota_max_emails",
+        "aws_ses_send_quota_max_send_rate",
+        "aws_ses_send_quota_sent_emails",
+        "aws_ses_send_quota_last_refresh_timestamp_seconds",
+    ] {
+        assert!(family_absent(&m, family), "{family} in {}", m.text);
+    }
+    assert_eq!(
+        m.get("aws_ses_account_enforcement_status{status=\"HEALTHY\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn reputation_and_reason_fields_left_out_are_absent() {
+    let m = scrape_v2(
+        "",
+        r#""SendingStatusAggregate", "LastUpdatedTimestamp""#,
+        r#""ErrorType", "LastCheckedTimestamp""#,
+    );
+    for family in [
+        "aws_ses_reputation_entity_sending_status",
+        "aws_ses_reputation_entity_status_last_updated_timestamp_seconds",
+        "aws_ses_identity_verification_error",
+        "aws_ses_identity_verification_last_checked_timestamp_seconds",
+    ] {
+        assert!(family_absent(&m, family), "{family} in {}", m.text);
+    }
+    // The entity is still listed (its info), and counted nowhere.
+    assert!(!family_absent(&m, "aws_ses_reputation_entity_info"));
+    assert_eq!(
+        m.get("aws_ses_reputation_entities{status=\"ENABLED\"}"),
+        Some(0.0)
+    );
+}
