@@ -17,8 +17,9 @@
 //! - [`aws`]: the one door to AWS, [`aws::Aws`]: one HTTP attempt per call, the
 //!   operations declared once in a table ([`aws::Operation`], [`aws::Request`],
 //!   [`aws::Response`]), STS by a method of its own; [`aws::sdk`] the adapter over
-//!   `aws-sdk-ses`/`aws-sdk-sts`, SDK errors → [`aws::SesError`] kinds; [`aws::wire`]
-//!   the bodies of SES's answers read from the raw XML, so an omitted field stays unknown.
+//!   `aws-sdk-ses`/`aws-sdk-sesv2`/`aws-sdk-sts`, SDK errors → [`aws::SesError`] kinds;
+//!   [`aws::wire`] the bodies of SES's v1 answers read from the raw XML and
+//!   [`aws::wire_json`] SESv2's from the raw JSON, so an omitted field stays unknown.
 //! - [`target`]: a target (an AWS account and region) and its loop: schedule, STS
 //!   resolve, discovery, its collectors side by side; it owns its account, limiters
 //!   and health series. [`target::limiter`] spaces every attempt per (account,
@@ -28,7 +29,10 @@
 //! - [`collector`]: one file per collector, registered in one list
 //!   ([`collector::REGISTRY`]): [`collector::mail_from`], [`collector::dkim`],
 //!   [`collector::verification`] (sharing the batching of [`collector::identity`]),
-//!   [`collector::quota`], and the exporter-wide [`collector::dns`] with
+//!   [`collector::identity_reasons`] (SES's reason for the identities those find
+//!   unhealthy, through the target's `Findings`), [`collector::quota`],
+//!   [`collector::account`], [`collector::reputation_entities`], and the
+//!   exporter-wide [`collector::dns`] with
 //!   [`collector::dns::resolver`] (the only code touching the DNS resolver) and
 //!   [`collector::dns::verdict`] (pure verdicts).
 //! - [`facts`]: the one channel of identity facts (per target and identity: its

@@ -14,7 +14,7 @@ use crate::model::{
 
 pub mod sdk;
 pub mod wire;
-pub mod wire_v2;
+pub mod wire_json;
 
 pub use sdk::AwsSdk;
 

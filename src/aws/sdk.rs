@@ -21,7 +21,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use super::wire::{self, WireError};
-use super::wire_v2;
+use super::wire_json;
 use super::{
     Aws, CallerIdentity, Cause, IdentityPage, Reply, Request, Response, SesError, TargetAws,
     EMAIL_IDENTITY_PAGE_SIZE, ENTITY_PAGE_SIZE, LIST_PAGE_SIZE,
@@ -230,26 +230,26 @@ impl Aws for AwsSdk {
                     read_raw!(ses.get_account_sending_enabled(), wire::sending_enabled),
                 ),
                 Request::GetAccount {} => {
-                    Response::GetAccount(read_raw!(v2.get_account(), wire_v2::account))
+                    Response::GetAccount(read_raw!(v2.get_account(), wire_json::account))
                 }
                 Request::ListReputationEntities { next_token } => {
                     Response::ListReputationEntities(read_raw!(
                         v2.list_reputation_entities()
                             .page_size(ENTITY_PAGE_SIZE)
                             .set_next_token(next_token),
-                        wire_v2::reputation_entities
+                        wire_json::reputation_entities
                     ))
                 }
                 Request::GetEmailIdentity { identity } => Response::GetEmailIdentity(read_raw!(
                     v2.get_email_identity().email_identity(identity),
-                    wire_v2::email_identity
+                    wire_json::email_identity
                 )),
                 Request::ListEmailIdentities { next_token } => {
                     Response::ListEmailIdentities(read_raw!(
                         v2.list_email_identities()
                             .page_size(EMAIL_IDENTITY_PAGE_SIZE)
                             .set_next_token(next_token),
-                        wire_v2::email_identities
+                        wire_json::email_identities
                     ))
                 }
             })
