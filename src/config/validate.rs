@@ -625,6 +625,41 @@ mod tests {
     }
 
     #[test]
+    fn account_supersedes_quota_and_reasons_need_a_finding_collector() {
+        let c = validate(flags(&["--collector.account", "--collector.quota"]), None)
+            .expect("valid");
+        assert!(c.collectors.is_on("account"));
+        assert!(!c.collectors.is_on("quota"), "no family written twice");
+        assert_eq!(c.superseded.len(), 1);
+        let c = validate(flags(&["--collector.quota"]), None).expect("valid");
+        assert!(c.collectors.is_on("quota") && c.superseded.is_empty());
+
+        let err = validate(flags(&["--collector.identity_reasons"]), None).expect_err("alone");
+        assert!(
+            err.to_string()
+                .starts_with("--collector.identity_reasons: it explains the identities"),
+            "{err}"
+        );
+        let c = validate(
+            flags(&[
+                "--collector.identity_reasons",
+                "--collector.dkim",
+                "--collector.identity_reasons.calls-per-cycle",
+                "5",
+                "--collector.verification.source",
+                "list",
+            ]),
+            None,
+        )
+        .expect("with dkim");
+        assert_eq!(c.collector_options.reasons_per_cycle, 5);
+        assert_eq!(
+            c.collector_options.verification_source,
+            crate::collector::VerificationSource::List
+        );
+    }
+
+    #[test]
     fn pacing_is_a_fraction_from_0_to_1() {
         for ok in ["0", "0.25", "1"] {
             let c = validate(flags(&["--ses.pacing", ok]), None).expect(ok);
