@@ -60,6 +60,9 @@ fn main() -> ExitCode {
     };
     if config.check_only {
         println!("configuration OK: {}", describe_source(&config));
+        for (collector, why) in &config.superseded {
+            println!("note: {collector}: {why}");
+        }
         if let Some((web, _)) = &web {
             println!("web configuration OK: {}", web::describe(web));
         }

@@ -84,11 +84,12 @@ impl Entity {
     }
 }
 
-/// `arn:PARTITION:ses:REGION:ACCOUNT:TYPE/NAME[/...]` → (TYPE, NAME); ("", "") for
-/// a reference that is not such an ARN.
+/// `arn:PARTITION:ses:REGION:ACCOUNT:TYPE/NAME[/...]` → (TYPE, NAME); an identity's
+/// NAME is the whole rest (an address may hold a `/`); ("", "") for a reference that
+/// is not an SES ARN.
 fn resource(reference: &str) -> (&str, &str) {
     let mut parts = reference.splitn(6, ':');
-    let (Some("arn"), Some(_), Some(_), Some(_), Some(_), Some(rest)) = (
+    let (Some("arn"), Some(_), Some("ses"), Some(_), Some(_), Some(rest)) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -98,10 +99,10 @@ fn resource(reference: &str) -> (&str, &str) {
     ) else {
         return ("", "");
     };
-    let mut path = rest.splitn(3, '/');
-    match (path.next(), path.next()) {
-        (Some(kind), Some(name)) => (kind, name),
-        _ => ("", ""),
+    match rest.split_once('/') {
+        Some(("identity", name)) => ("identity", name),
+        Some((kind, path)) => (kind, path.split('/').next().unwrap_or("")),
+        None => ("", ""),
     }
 }
 
@@ -330,6 +331,11 @@ mod tests {
             resource("arn:aws:ses:eu-west-1:111111111111:tenant/acme/tn-123"),
             ("tenant", "acme")
         );
+        assert_eq!(
+            resource("arn:aws:ses:eu-west-1:111111111111:identity/a/b@example.com"),
+            ("identity", "a/b@example.com")
+        );
+        assert_eq!(resource("arn:aws:sns:eu-west-1:1:topic/x"), ("", ""));
         assert_eq!(resource("not-an-arn"), ("", ""));
         assert_eq!(resource("arn:aws:ses:eu-west-1:1:odd"), ("", ""));
     }

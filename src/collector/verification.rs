@@ -2,9 +2,12 @@
 //! ses:GetIdentityVerificationAttributes): each watched identity's verification
 //! state, asked in batches of 100 or, with `--collector.verification.source=list`,
 //! read from SESv2 `ListEmailIdentities` in pages of 1,000 (ses:ListEmailIdentities).
-//! A choice, not a fallback: a probe that IAM refuses would be a failed request
-//! (counted, and alerted on by SesExporterRequestsFailing) on every start of an
-//! exporter whose policy has only the older action.
+//! A choice, not a fallback: a probe that IAM refuses is a failed request, counted
+//! (`outcome="client_error"`) and logged as AccessDenied at every start; probed again
+//! later, to notice a policy that has since allowed it, it would keep
+//! SesExporterRequestsFailing firing; and calls that change by themselves with a
+//! policy make the throttle budget a user planned untrue. The default stays the
+//! action every earlier version needed.
 
 use super::identity::{identity_collector, present, refreshed, verification_status, Listing};
 use super::{CollectorOptions, VerificationSource};
@@ -40,5 +43,5 @@ static LISTING: Listing<Verification> = Listing {
 #[rustfmt::skip]
 const FAMILIES: &[Family<IdentityRecord<Verification>>] = &[
     ses_gauge("aws_ses_identity_verification_status", &Derived { value: |r: &IdentityRecord<Verification>| present(r).map(|a| a.status), write: verification_status }, "Verification status of the identity as SES reports it (VerificationStatus), as a state set: the series of the current status is 1; Unknown when SES sent none or a value this build does not know."),
-    ses_gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityVerificationAttributes for this identity; a failed fetch leaves it unchanged."),
+    ses_gauge("aws_ses_identity_verification_last_refresh_timestamp_seconds", &Derived { value: refreshed, write: timestamp }, "Unix time at which SES last answered GetIdentityVerificationAttributes (or listed the identity in ListEmailIdentities) for this identity; a failed fetch leaves it unchanged."),
 ];

@@ -626,8 +626,8 @@ mod tests {
 
     #[test]
     fn account_supersedes_quota_and_reasons_need_a_finding_collector() {
-        let c = validate(flags(&["--collector.account", "--collector.quota"]), None)
-            .expect("valid");
+        let c =
+            validate(flags(&["--collector.account", "--collector.quota"]), None).expect("valid");
         assert!(c.collectors.is_on("account"));
         assert!(!c.collectors.is_on("quota"), "no family written twice");
         assert_eq!(c.superseded.len(), 1);
