@@ -16,6 +16,12 @@
     // your own copy of docs/runbook.md if you keep one.
     runbookURL: self.repository + '/blob/main/docs/runbook.md',
 
+    // Extra series matchers for SesAccountInSandbox, for accounts (or regions) meant
+    // to stay in the SES sandbox, such as development accounts, which would otherwise
+    // warn for as long as they exist: e.g. 'aws_account_id!~"111111111111|222222222222"'.
+    // Empty: every account in the sandbox warns.
+    sandboxSelector: '',
+
     // Each alert's severity, `for` and `keep_firing_for`. docs/semantics.md's table
     // and the Alertmanager example are written for these defaults.
     alerts: {
@@ -39,6 +45,11 @@
       SesSendQuotaNearlyUsed: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
       SesSendQuotaExhausted: { severity: 'critical', 'for': '3m', keep_firing_for: '10m' },
       SesAccountSendingDisabled: { severity: 'critical', 'for': '5m', keep_firing_for: '10m' },
+      SesAccountSendingPaused: { severity: 'critical', 'for': '3m', keep_firing_for: '10m' },
+      SesAccountUnderReview: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
+      SesAccountInSandbox: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
+      SesReputationEntityDisabled: { severity: 'critical', 'for': '3m', keep_firing_for: '10m' },
+      SesReputationEntityStateUnknown: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
       SesAccountStateUnknown: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
       SesExporterTaskRestarting: { severity: 'warning' },
       SesExporterDown: { severity: 'warning', 'for': '5m' },

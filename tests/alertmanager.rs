@@ -56,13 +56,24 @@ const IDENTITY: [&str; 17] = [
     "SesMailFromDnsStale",
 ];
 /// Account alerts: job, aws_account_id, aws_region; no identity.
-const ACCOUNT: [&str; 4] = [
+const ACCOUNT: [&str; 7] = [
     "SesAccountSendingDisabled",
     "SesSendQuotaExhausted",
     "SesSendQuotaNearlyUsed",
     "SesAccountStateUnknown",
+    "SesAccountSendingPaused",
+    "SesAccountUnderReview",
+    "SesAccountInSandbox",
+];
+/// Reputation entity alerts: job, aws_account_id, aws_region, entity_reference,
+/// entity_type, resource_type, resource_name, and identity for an identity.
+const ENTITY: [&str; 2] = [
+    "SesReputationEntityDisabled",
+    "SesReputationEntityStateUnknown",
 ];
 const QUOTA_WARNING: &str = "SesSendQuotaNearlyUsed";
+/// SES paused the account (SHUTDOWN): silences the pages of its account and region.
+const PAUSED: &str = "SesAccountSendingPaused";
 
 /// Each alert's severity, as deploy/prometheus/alerts.yml ships it.
 fn severity(name: &str) -> &'static str {
@@ -106,7 +117,12 @@ fn the_tables_hold_every_ses_alert_of_the_rule_file() {
         .filter_map(|r| r["alert"].as_str())
         .filter(|a| !a.starts_with("SesExporter"))
         .collect();
-    let tabled: BTreeSet<&str> = IDENTITY.iter().chain(&ACCOUNT).copied().collect();
+    let tabled: BTreeSet<&str> = IDENTITY
+        .iter()
+        .chain(&ACCOUNT)
+        .chain(&ENTITY)
+        .copied()
+        .collect();
     assert_eq!(tabled, shipped);
 }
 
@@ -140,6 +156,29 @@ fn account_alert(name: &str, account: &str, region: &str) -> Value {
         ("aws_region", region),
         ("severity", severity),
     ])
+}
+
+/// A reputation entity alert about resource `kind/name` (`identity/NAME` carries the
+/// identity label too, as the collector writes it).
+fn entity_alert(name: &str, account: &str, region: &str, kind: &str, resource: &str) -> Value {
+    assert!(ENTITY.contains(&name), "not an entity alert: {name}");
+    let severity = severity(name);
+    let reference = format!("arn:aws:ses:{region}:{account}:{kind}/{resource}");
+    let mut labels = vec![
+        ("alertname", name),
+        ("job", JOB),
+        ("aws_account_id", account),
+        ("aws_region", region),
+        ("entity_reference", reference.as_str()),
+        ("entity_type", "RESOURCE"),
+        ("resource_type", kind),
+        ("resource_name", resource),
+        ("severity", severity),
+    ];
+    if kind == "identity" {
+        labels.push(("identity", resource));
+    }
+    alert(&labels)
 }
 
 /// SesExporterDown, SesExporterDuplicateTarget, SesExporterWebConfigReloadFailed:
@@ -208,7 +247,13 @@ fn key(labels: &Value) -> String {
         };
         k.push_str(&format!(" {account}/{}", l("aws_region")));
     }
-    for extra in ["identity", "operation", "task"] {
+    for extra in [
+        "identity",
+        "resource_type",
+        "resource_name",
+        "operation",
+        "task",
+    ] {
         if !l(extra).is_empty() {
             k.push_str(&format!(" {}", l(extra)));
         }
@@ -378,8 +423,22 @@ fn stale_target_silences_only_its_own_account_and_region() {
             let identity = format!("{}.example.com", name.to_lowercase());
             scope.push(identity_alert(name, account, region, &identity));
         }
-        for name in account_alerts("critical") {
+        // Not the pause: it would silence the pages beside it (its own test below).
+        for name in account_alerts("critical")
+            .into_iter()
+            .filter(|n| *n != PAUSED)
+        {
             scope.push(account_alert(name, account, region));
+        }
+        // A configuration set's alerts: no identity, so no critical silences them.
+        for name in ENTITY {
+            scope.push(entity_alert(
+                name,
+                account,
+                region,
+                "configuration-set",
+                &name.to_lowercase(),
+            ));
         }
         if (account, region) == (A, EAST) {
             // The quota warning only here: elsewhere the account criticals would
@@ -399,8 +458,11 @@ fn stale_target_silences_only_its_own_account_and_region() {
 }
 
 /// An account-level critical (A us-east-1 sending disabled, B eu-west-1 quota
-/// exhausted) silences that account and region's quota warning, and neither the
-/// other accounts' and regions' nor any identity warning nor any exporter alert.
+/// exhausted) silences that account and region's account warnings (quota nearly
+/// used, sandbox), and neither the other accounts' and regions' nor any identity or
+/// reputation entity warning nor any exporter alert. A disabled reputation entity
+/// (a configuration set of A in eu-west-1) is no account-level critical: the account
+/// warnings beside it stay.
 #[test]
 fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
     let s = setup();
@@ -409,13 +471,31 @@ fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
     let mut posted = Vec::new();
     let mut inhibited = Vec::new();
     for (account, region) in [(A, EAST), (A, WEST), (B, EAST), (B, WEST)] {
-        let warning = account_alert(QUOTA_WARNING, account, region);
-        match (account, region) {
-            (A, EAST) => inhibited.push((k(&warning), k(&disabled))),
-            (B, WEST) => inhibited.push((k(&warning), k(&exhausted))),
-            _ => {}
+        for name in [QUOTA_WARNING, "SesAccountInSandbox"] {
+            let warning = account_alert(name, account, region);
+            match (account, region) {
+                (A, EAST) => inhibited.push((k(&warning), k(&disabled))),
+                (B, WEST) => inhibited.push((k(&warning), k(&exhausted))),
+                _ => {}
+            }
+            posted.push(warning);
         }
-        posted.push(warning);
+    }
+    posted.push(entity_alert(
+        "SesReputationEntityDisabled",
+        A,
+        WEST,
+        "configuration-set",
+        "marketing",
+    ));
+    for (account, region) in [(A, EAST), (B, WEST)] {
+        posted.push(entity_alert(
+            "SesReputationEntityStateUnknown",
+            account,
+            region,
+            "tenant",
+            "acme",
+        ));
     }
     for (account, region) in [(A, EAST), (B, WEST)] {
         for name in identity_alerts("warning") {
@@ -428,6 +508,61 @@ fn account_critical_silences_only_its_account_warning_never_exporter_alerts() {
     posted.extend(quiet_exporter_alerts(A, EAST));
     posted.push(disabled);
     posted.push(exhausted);
+
+    let expected = expect(&posted, &inhibited);
+    assert_table(&inhibitions(&s.am, &posted, &expected), &expected);
+}
+
+/// SES paused account A's sending in us-east-1 (SHUTDOWN): that page silences the
+/// other pages of A in us-east-1 (every identity critical, a disabled reputation
+/// entity, sending disabled, quota exhausted) and nothing else: not A's pages in
+/// eu-west-1, not B's in either region, no warning (identity, entity), no exporter
+/// alert.
+#[test]
+fn account_paused_silences_only_its_account_and_regions_pages() {
+    let s = setup();
+    let paused = account_alert(PAUSED, A, EAST);
+    let mut posted = Vec::new();
+    let mut inhibited = Vec::new();
+    for (account, region) in [(A, EAST), (A, WEST), (B, EAST), (B, WEST)] {
+        let mut pages = Vec::new();
+        // One identity per alert, so no identity critical silences a warning here.
+        for name in identity_alerts("critical") {
+            let identity = format!("{}.example.com", name.to_lowercase());
+            pages.push(identity_alert(name, account, region, &identity));
+        }
+        for name in account_alerts("critical")
+            .into_iter()
+            .filter(|n| *n != PAUSED)
+        {
+            pages.push(account_alert(name, account, region));
+        }
+        pages.push(entity_alert(
+            "SesReputationEntityDisabled",
+            account,
+            region,
+            "identity",
+            "paused-entity.example.com",
+        ));
+        if (account, region) == (A, EAST) {
+            inhibited.extend(pages.iter().map(|a| (k(a), k(&paused))));
+        }
+        posted.extend(pages);
+        for name in identity_alerts("warning") {
+            let identity = format!("{}.example.com", name.to_lowercase());
+            posted.push(identity_alert(name, account, region, &identity));
+        }
+        posted.push(entity_alert(
+            "SesReputationEntityStateUnknown",
+            account,
+            region,
+            "tenant",
+            "acme",
+        ));
+    }
+    posted.extend(quiet_exporter_alerts(A, EAST));
+    // Last, so once its targets show as inhibited every alert has been taken in.
+    posted.push(paused);
 
     let expected = expect(&posted, &inhibited);
     assert_table(&inhibitions(&s.am, &posted, &expected), &expected);
@@ -508,8 +643,9 @@ fn group_labels(labels: &Value) -> Value {
 }
 
 /// Criticals go to `pager` and warnings to `default`, one group (and notification)
-/// per alert name, job, account and region, for every alert name (but the two that
-/// silence others, routed in the same way by severity).
+/// per alert name, job, account and region, for every alert name (but those that
+/// silence a whole account and region, SesExporterDown, SesExporterStale and
+/// SesAccountSendingPaused, routed in the same way by severity).
 #[test]
 fn critical_pages_and_warning_goes_to_default_grouped_by_account_and_region() {
     let s = setup();
@@ -523,6 +659,24 @@ fn critical_pages_and_warning_goes_to_default_grouped_by_account_and_region() {
     posted.push(account_alert("SesAccountSendingDisabled", B, EAST));
     posted.push(account_alert("SesSendQuotaExhausted", B, WEST));
     posted.push(account_alert(QUOTA_WARNING, A, WEST));
+    // Account warnings where no account critical is; the entity alerts about a
+    // configuration set (no identity), so they silence nothing.
+    for name in [
+        "SesAccountUnderReview",
+        "SesAccountInSandbox",
+        "SesAccountStateUnknown",
+    ] {
+        posted.push(account_alert(name, A, EAST));
+    }
+    for name in ENTITY {
+        posted.push(entity_alert(
+            name,
+            A,
+            WEST,
+            "configuration-set",
+            "marketing",
+        ));
+    }
     posted.extend(quiet_exporter_alerts(A, EAST));
     // Two identities of one alert name in one account and region share a group;
     // the same name in the other region is a group of its own.

@@ -205,3 +205,153 @@ fn a_failed_mail_from_pages_once_end_to_end_while_another_account_is_stale() {
         "docs/runbook.md has no heading for #{anchor}"
     );
 }
+
+/// Issue #22's pages through every real component: A/us-east-1 is paused by SES
+/// (SHUTDOWN), B/us-east-1 is under review (PROBATION), and a tenant of the healthy
+/// A/eu-west-1 is disabled by SES; then the same identity fails (MAIL FROM Failed,
+/// RejectMessage) in A/us-east-1, B/us-east-1 and A/eu-west-1. Asserted: the pager
+/// gets the SHUTDOWN, the disabled tenant, and the identity pages of B/us-east-1 and
+/// A/eu-west-1, but not A/us-east-1's identity page, which the SHUTDOWN inhibits
+/// (Alertmanager holds it as suppressed); the PROBATION warns at the default
+/// receiver, as the runbook says.
+#[test]
+fn a_shutdown_pages_and_silences_only_its_own_accounts_identity_pages() {
+    let double = Double::start(&["--seed", "none", "--rate", "10"]);
+    double.control(
+        "PUT",
+        &format!("/_double/roles/{ROLE}"),
+        r#"{"external_id": "e2e-external-id"}"#,
+    );
+    let identity = |status: &str| {
+        format!(
+            r#"{{"mail_from_domain": "bounce.{IDENTITY}", "status": "{status}", "behavior": "RejectMessage"}}"#
+        )
+    };
+    for account in [A, B] {
+        for region in ["us-east-1", "eu-west-1"] {
+            double.control(
+                "PUT",
+                &format!("/_double/identities/{IDENTITY}?account={account}&region={region}"),
+                &identity("Success"),
+            );
+        }
+    }
+    let config = common::estate_config();
+    let exporter = Exporter::start(
+        &double.url(),
+        Some(&config),
+        &[
+            "--ses.rate",
+            "10",
+            "--poll.interval",
+            "2s",
+            "--collector.account",
+            "--collector.reputation_entities",
+        ],
+    );
+    exporter.wait_ready();
+    let webhook = Webhook::start();
+    let am = Alertmanager::start(&shipped_config(webhook.addr));
+    let prom =
+        Prometheus::start_shipped(&exporter.addr.to_string(), "1s", Some(&am.addr.to_string()));
+    wait_for(Duration::from_secs(60), "four healthy accounts", || {
+        let r = prom.query(
+            "aws_ses_account_enforcement_status{job=\"ses-identity-exporter\",status=\"HEALTHY\"} == 1",
+        );
+        (r.as_array().unwrap().len() == 4).then_some(())
+    });
+
+    double.control(
+        "PUT",
+        &format!("/_double/account?account={A}&region=us-east-1"),
+        r#"{"enforcement_status": "SHUTDOWN", "sending_enabled": false}"#,
+    );
+    double.control(
+        "PUT",
+        &format!("/_double/account?account={B}&region=us-east-1"),
+        r#"{"enforcement_status": "PROBATION"}"#,
+    );
+    let tenant = format!("arn:aws:ses:eu-west-1:{A}:tenant/acme/tn-0001");
+    double.control(
+        "PUT",
+        &format!("/_double/reputation-entities?account={A}&region=eu-west-1"),
+        &format!(
+            r#"[{{"reference": "{tenant}", "ses_status": "DISABLED", "ses_cause": "complaints"}}]"#
+        ),
+    );
+    for (account, region) in [(A, "us-east-1"), (B, "us-east-1"), (A, "eu-west-1")] {
+        double.control(
+            "PUT",
+            &format!("/_double/identities/{IDENTITY}?account={account}&region={region}"),
+            &identity("Failed"),
+        );
+    }
+
+    // What each receiver got, as (alertname, account, region).
+    let got = |path: &str| -> BTreeSet<(String, String, String)> {
+        webhook
+            .to(path)
+            .iter()
+            .filter(|n| n.body["status"] == "firing")
+            .flat_map(|n| n.alert_labels())
+            .map(|l| {
+                (
+                    l["alertname"].as_str().unwrap_or("").to_owned(),
+                    l["aws_account_id"].as_str().unwrap_or("").to_owned(),
+                    l["aws_region"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let key = |name: &str, account: &str, region: &str| {
+        (name.to_owned(), account.to_owned(), region.to_owned())
+    };
+    let expected_pages = [
+        key("SesAccountSendingPaused", A, "us-east-1"),
+        key("SesReputationEntityDisabled", A, "eu-west-1"),
+        key("SesMailFromFailedRejectingMail", B, "us-east-1"),
+        key("SesMailFromFailedRejectingMail", A, "eu-west-1"),
+    ];
+    wait_for(
+        Duration::from_secs(120),
+        "the four pages and the review warning",
+        || {
+            let pages = got("/page");
+            let warnings = got("/alerts");
+            (expected_pages.iter().all(|k| pages.contains(k))
+                && warnings.contains(&key("SesAccountUnderReview", B, "us-east-1")))
+            .then_some(())
+        },
+    );
+    // A/us-east-1's identity alert fires in Alertmanager, held back by the SHUTDOWN.
+    let suppressed = wait_for(
+        Duration::from_secs(30),
+        "A/us-east-1's page suppressed",
+        || {
+            am.alerts().into_iter().find(|a| {
+                a["labels"]["alertname"] == "SesMailFromFailedRejectingMail"
+                    && a["labels"]["aws_account_id"] == A
+                    && a["labels"]["aws_region"] == "us-east-1"
+            })
+        },
+    );
+    assert_eq!(suppressed["status"]["state"], "suppressed", "{suppressed}");
+    // Past three (scaled) group intervals of the critical route: it never paged.
+    std::thread::sleep(Duration::from_secs(60) / TIME_SCALE * 3);
+    let pages = got("/page");
+    assert!(
+        !pages.contains(&key("SesMailFromFailedRejectingMail", A, "us-east-1")),
+        "{pages:?}"
+    );
+    assert!(!got("/page").contains(&key("SesAccountUnderReview", B, "us-east-1")));
+    // The tenant's page names it.
+    let notifications = webhook.to("/page");
+    let tenant_page = notifications
+        .iter()
+        .flat_map(|n| n.alert_labels())
+        .find(|l| l["alertname"] == "SesReputationEntityDisabled")
+        .expect("the tenant's page");
+    assert_eq!(tenant_page["resource_type"], "tenant");
+    assert_eq!(tenant_page["resource_name"], "acme");
+    assert_eq!(tenant_page["entity_reference"], tenant.as_str());
+}

@@ -79,7 +79,12 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
     // - 123456789012 eu-west-1: an identity whose DKIM failed;
     // - 210987654321 us-east-1 (through the role): the demo's failed-reject name,
     //   healthy there, and an identity whose verification failed;
-    // - 210987654321 eu-west-1: sending paused by AWS and 90 % of the quota used.
+    // - 210987654321 eu-west-1: sending paused by AWS (SHUTDOWN) and 90 % of the
+    //   quota used;
+    // - 123456789012 eu-west-1: in the sandbox, its production-access request pending;
+    // - 123456789012 us-east-1: SES disabled one identity's sending (a reputation
+    //   entity) while the account is HEALTHY, next to an ENABLED configuration set;
+    //   SES says why lost.example.com's verification failed (identity_reasons).
     double.control(
         "PUT",
         &format!("/_double/roles/{ROLE}"),
@@ -108,7 +113,7 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         OTHER_ACCOUNT,
         "us-east-1",
         "lost.example.com",
-        r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "verification_status": "Failed"}"#,
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "verification_status": "Failed", "verification_error_type": "HOST_NOT_FOUND", "verification_last_checked": 1765000000, "verification_last_success": 1764000000}"#,
     );
     put(
         OTHER_ACCOUNT,
@@ -119,7 +124,27 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
     double.control(
         "PUT",
         &format!("/_double/account?account={OTHER_ACCOUNT}&region=eu-west-1"),
-        r#"{"sending_enabled": false, "max_24_hour_send": 50000, "max_send_rate": 14, "sent_last_24_hours": 45000}"#,
+        r#"{"sending_enabled": false, "max_24_hour_send": 50000, "max_send_rate": 14, "sent_last_24_hours": 45000, "enforcement_status": "SHUTDOWN"}"#,
+    );
+    double.control(
+        "PUT",
+        &format!(
+            "/_double/account?account={}&region=eu-west-1",
+            common::ACCOUNT
+        ),
+        r#"{"production_access_enabled": false, "review_status": "PENDING"}"#,
+    );
+    double.control(
+        "PUT",
+        &format!(
+            "/_double/reputation-entities?account={}&region=us-east-1",
+            common::ACCOUNT
+        ),
+        &format!(
+            r#"[{{"reference": "arn:aws:ses:us-east-1:{a}:identity/success-default.example.com", "ses_status": "DISABLED", "ses_cause": "complaint rate above the policy's threshold", "ses_updated": 1765000000, "impact": "HIGH"}},
+               {{"reference": "arn:aws:ses:us-east-1:{a}:configuration-set/marketing", "impact": "LOW"}}]"#,
+            a = common::ACCOUNT
+        ),
     );
     // DNS for every demo MAIL FROM domain: right, except success-reject's MX, which
     // points at another region while SES still says Success.
@@ -156,6 +181,9 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
             "--collector.dkim",
             "--collector.verification",
             "--collector.quota",
+            "--collector.account",
+            "--collector.reputation_entities",
+            "--collector.identity_reasons",
             "--dns.nameserver",
             &format!("127.0.0.1:{}", dns.port),
         ],
@@ -213,6 +241,9 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         "SesSendQuotaNearlyUsed",
         "SesMailFromPendingRejectingMail",
         "SesIdentityNotVerified",
+        "SesAccountSendingPaused",
+        "SesAccountInSandbox",
+        "SesReputationEntityDisabled",
     ];
     let alerts = wait_for(
         Duration::from_secs(90),
@@ -338,6 +369,29 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         of("SesSendQuotaNearlyUsed"),
         vec![row(OTHER_ACCOUNT, "eu-west-1", "", "warning", "")]
     );
+    // SES itself stops the mail: the paused account and region only; the sandbox; one
+    // identity's sending disabled while its account is HEALTHY.
+    assert_eq!(
+        of("SesAccountSendingPaused"),
+        vec![row(OTHER_ACCOUNT, "eu-west-1", "", "critical", "")]
+    );
+    assert_eq!(
+        of("SesAccountInSandbox"),
+        vec![row(home, "eu-west-1", "", "warning", "")]
+    );
+    assert_eq!(
+        of("SesReputationEntityDisabled"),
+        vec![row(
+            home,
+            "us-east-1",
+            "success-default.example.com",
+            "critical",
+            ""
+        )]
+    );
+    assert!(of("SesAccountUnderReview").is_empty());
+    assert!(of("SesAccountStateUnknown").is_empty());
+    assert!(of("SesReputationEntityStateUnknown").is_empty());
     // No alert about the exporter itself, and none for a healthy identity (the
     // demo's Pending and TemporaryFailure ones may alert, as they should).
     for a in &alerts {
@@ -345,7 +399,9 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         let id = a["labels"]["identity"].as_str().unwrap_or("");
         let account = a["labels"]["aws_account_id"].as_str().unwrap_or("");
         assert!(!name.starts_with("SesExporter"), "exporter alert: {a}");
-        let healthy = (id.starts_with("success-") && name != "SesMailFromMxWrongRejectingMail")
+        let healthy = (id.starts_with("success-")
+            && name != "SesMailFromMxWrongRejectingMail"
+            && name != "SesReputationEntityDisabled")
             || ["no-mail-from.example.com", "paused.example.com"].contains(&id)
             || (account == OTHER_ACCOUNT && id == "failed-reject.example.com");
         assert!(!healthy, "alert for a healthy identity: {a}");

@@ -85,7 +85,7 @@ fn every_alert_links_its_runbook_absolutely() {
     let runbook = std::fs::read_to_string(manifest_dir().join("docs/runbook.md")).unwrap();
     let alerts = jsonnet("(import 'mixin.libsonnet').prometheusAlerts");
     let rules = rules(&alerts);
-    assert!(rules.len() >= 29, "{} rules", rules.len());
+    assert!(rules.len() >= 34, "{} rules", rules.len());
     for rule in rules {
         let name = rule["alert"].as_str().unwrap();
         let annotations = &rule["annotations"];
@@ -149,4 +149,33 @@ fn severities_and_durations_are_configurable() {
         .unwrap();
     assert_eq!(rule["labels"]["severity"], "critical");
     assert_eq!(rule["for"], "7m");
+}
+
+/// Accounts meant to stay in the SES sandbox (development) are left out of
+/// SesAccountInSandbox by `_config.sandboxSelector`, appended to the job selector;
+/// by default every account in the sandbox warns.
+#[test]
+fn the_sandbox_selector_leaves_accounts_out_of_the_sandbox_alert() {
+    let sandbox = |snippet: &str| -> String {
+        let alerts = jsonnet(snippet);
+        let rule = rules(&alerts)
+            .into_iter()
+            .find(|r| r["alert"] == "SesAccountInSandbox")
+            .expect("SesAccountInSandbox")
+            .clone();
+        rule["expr"].as_str().unwrap().to_owned()
+    };
+    let default = sandbox("(import 'mixin.libsonnet').prometheusAlerts");
+    assert!(
+        default
+            .contains("aws_ses_account_production_access_enabled{job=\"ses-identity-exporter\"}"),
+        "{default}"
+    );
+    let dev = sandbox(
+        "((import 'mixin.libsonnet') + { _config+:: { sandboxSelector: 'aws_account_id!~\"111111111111|222222222222\"' } }).prometheusAlerts",
+    );
+    assert!(
+        dev.contains("aws_ses_account_production_access_enabled{job=\"ses-identity-exporter\",aws_account_id!~\"111111111111|222222222222\"}"),
+        "{dev}"
+    );
 }

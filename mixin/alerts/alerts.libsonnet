@@ -3,9 +3,12 @@
 // `_config.alerts`, and its runbook link from `_config.runbookURL`.
 // Generated files: deploy/prometheus/alerts.yml, deploy/kubernetes/base/prometheusrule.yaml
 // (`make mixin`). Conventions of the rules:
-// - Identity alerts aggregate `by (job, aws_account_id, aws_region, identity)`, so the pod
-//   or instance of the exporter is not part of an alert's identity: a restarted exporter
-//   (new pod IP) continues the same alert.
+// - Identity alerts aggregate `by (job, aws_account_id, aws_region, identity)`, account
+//   alerts `by (job, aws_account_id, aws_region)`, reputation entity alerts by those and
+//   the entity's labels (`entity_reference`, `entity_type`, `resource_type`,
+//   `resource_name`, and `identity` for an identity), so the pod or instance of the
+//   exporter is not part of an alert's identity: a restarted exporter (new pod IP)
+//   continues the same alert.
 // - They read the identity series through `last_over_time(...[10m])`, so the few minutes
 //   an exporter needs to restart and finish its first cycle (series absent) neither
 //   resolve a firing alert nor reset a pending `for:`; `keep_firing_for` keeps
@@ -14,6 +17,11 @@
 //   times, so they follow --poll.interval.
 {
   local config = self._config,
+  // What the expressions are formatted with: `_config`, and `sandboxMatchers`, the
+  // `_config.sandboxSelector` to append to a selector (with its comma), or nothing.
+  local format = config {
+    sandboxMatchers:: if config.sandboxSelector == '' then '' else ',' + config.sandboxSelector,
+  },
 
   // One alerting rule: its expression formatted with `_config`, its timing and
   // severity from `_config.alerts[name]`, its runbook link from its name.
@@ -21,7 +29,7 @@
     local timing = config.alerts[name];
     {
       alert: name,
-      expr: expr % config,
+      expr: expr % format,
     }
     + (if 'for' in timing then { 'for': timing['for'] } else {})
     + (if 'keep_firing_for' in timing then { keep_firing_for: timing.keep_firing_for } else {})
@@ -271,7 +279,7 @@
               ) > 0.8
             |||,
             'SES account {{ $labels.aws_account_id }} has used {{ $value | humanizePercentage }} of its 24-hour quota in {{ $labels.aws_region }}',
-            'Account {{ $labels.aws_account_id }} sent more than 80% of its 24-hour sending quota in {{ $labels.aws_region }} (GetSendQuota). At 100% SES refuses further mail until the window moves on. Request a quota increase or slow the senders down.',
+            'Account {{ $labels.aws_account_id }} sent more than 80% of its 24-hour sending quota in {{ $labels.aws_region }} (GetSendQuota, or GetAccount\'s SendQuota). At 100% SES refuses further mail until the window moves on. Request a quota increase or slow the senders down.',
           ),
           rule(
             'SesSendQuotaExhausted',
@@ -281,43 +289,115 @@
               max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_max_emails{%(selector)s}[10m]) > 0)
             |||,
             'SES refuses mail from account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}: 24-hour quota used up',
-            'Account {{ $labels.aws_account_id }} has sent its whole 24-hour sending quota in {{ $labels.aws_region }} (GetSendQuota SentLast24Hours >= Max24HourSend): SES refuses every further send until mail older than 24 hours leaves the window. Request a quota increase.',
+            'Account {{ $labels.aws_account_id }} has sent its whole 24-hour sending quota in {{ $labels.aws_region }} (SentLast24Hours >= Max24HourSend, from GetSendQuota or GetAccount): SES refuses every further send until mail older than 24 hours leaves the window. Request a quota increase.',
           ),
           rule(
             'SesAccountSendingDisabled',
             'max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_sending_enabled{%(selector)s}[10m])) == 0',
             'SES sending is disabled for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}',
-            'GetAccountSendingEnabled reports sending as disabled for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}: SES sends no mail from this account in this region. AWS pauses sending when bounce or complaint rates are too high; someone may also have paused it (UpdateAccountSendingEnabled).',
+            'SES reports sending as disabled for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }} (GetAccountSendingEnabled, or GetAccount\'s SendingEnabled): SES sends no mail from this account in this region. AWS pauses sending when bounce or complaint rates are too high; someone may also have paused it (UpdateAccountSendingEnabled).',
+          ),
+          rule(
+            'SesAccountSendingPaused',
+            'max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_enforcement_status{%(selector)s,status="SHUTDOWN"}[10m])) == 1',
+            'SES has paused sending for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }} (SHUTDOWN): every send is refused',
+            'GetAccount reports EnforcementStatus SHUTDOWN for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}: AWS has paused the account\'s sending there, usually for its bounce or complaint rate or after a review whose issue was not fixed, and SES refuses every send of the account in the region, from every identity. Only AWS lifts the pause: read its notice (the email to the account\'s contacts, the Support case), fix the cause, and ask for a review.',
+          ),
+          rule(
+            'SesAccountUnderReview',
+            'max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_enforcement_status{%(selector)s,status="PROBATION"}[10m])) == 1',
+            'SES has put account {{ $labels.aws_account_id }} under review in {{ $labels.aws_region }} (PROBATION): fix it before AWS pauses sending',
+            'GetAccount reports EnforcementStatus PROBATION for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}: AWS is reviewing the account, usually for a bounce rate of 5% or more or a complaint rate of 0.1% or more. Mail still flows, but if the issue is not fixed by the end of the review period AWS pauses the account\'s sending (SHUTDOWN: every send refused). Read AWS\'s notice, find and stop the source of the bounces or complaints, and answer the case.',
+          ),
+          rule(
+            'SesAccountInSandbox',
+            'max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_production_access_enabled{%(selector)s%(sandboxMatchers)s}[10m])) == 0',
+            'SES account {{ $labels.aws_account_id }} is in the sandbox in {{ $labels.aws_region }}: mail to verified recipients only, 200 a day',
+            'GetAccount reports ProductionAccessEnabled false for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}: the account is in the SES sandbox there, so SES refuses mail to any recipient that is not a verified identity of the account and sends at most 200 messages a day, 1 a second. Every account starts in the sandbox in every region: request production access for this region. An account meant to stay in the sandbox is left out with the mixin\'s _config.sandboxSelector.',
           ),
           rule(
             'SesAccountStateUnknown',
             |||
               label_replace(
-                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_sending_enabled_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                (
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_sending_enabled_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                  or
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                )
                 unless on (job, aws_account_id, aws_region)
                 max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_sending_enabled{%(selector)s}[10m])),
                 "field", "Enabled", "", "")
               or
               label_replace(
-                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                (
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                  or
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                )
                 unless on (job, aws_account_id, aws_region)
                 max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_max_emails{%(selector)s}[10m])),
                 "field", "Max24HourSend", "", "")
               or
               label_replace(
-                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                (
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                  or
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                )
                 unless on (job, aws_account_id, aws_region)
                 max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_sent_emails{%(selector)s}[10m])),
                 "field", "SentLast24Hours", "", "")
               or
               label_replace(
-                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                (
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                  or
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                )
                 unless on (job, aws_account_id, aws_region)
                 max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_send_quota_max_send_rate{%(selector)s}[10m])),
                 "field", "MaxSendRate", "", "")
+              or
+              label_replace(
+                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_enforcement_status{%(selector)s,status="Unknown"}[10m])) == 1
+                or
+                (
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                  unless on (job, aws_account_id, aws_region)
+                  max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_enforcement_status{%(selector)s}[10m]))
+                ),
+                "field", "EnforcementStatus", "", "")
+              or
+              label_replace(
+                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_last_refresh_timestamp_seconds{%(selector)s}[10m]))
+                unless on (job, aws_account_id, aws_region)
+                max by (job, aws_account_id, aws_region) (last_over_time(aws_ses_account_production_access_enabled{%(selector)s}[10m])),
+                "field", "ProductionAccessEnabled", "", "")
             |||,
             'SES did not say {{ $labels.field }} for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }}',
-            'SES answered GetSendQuota or GetAccountSendingEnabled for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }} without {{ $labels.field }}: the exporter exports no value for it rather than a made-up 0 or false, so the alerts on it (sending disabled, quota) cannot fire. Check the account with the AWS CLI.',
+            'SES answered GetAccount, GetSendQuota or GetAccountSendingEnabled for account {{ $labels.aws_account_id }} in {{ $labels.aws_region }} without {{ $labels.field }}, or with a value this exporter does not know: the exporter exports no value for it rather than a made-up one, so the alerts on it (sending paused or disabled, under review, sandbox, quota) cannot fire. Check the account with the AWS CLI and the exporter\'s version.',
+          ),
+          rule(
+            'SesReputationEntityDisabled',
+            'max by (job, aws_account_id, aws_region, entity_reference, entity_type, resource_type, resource_name, identity) (last_over_time(aws_ses_reputation_entity_sending_status{%(selector)s,status="DISABLED"}[10m])) == 1',
+            'SES refuses mail through {{ if $labels.resource_type }}{{ $labels.resource_type }} {{ $labels.resource_name }}{{ else }}{{ $labels.entity_reference }}{{ end }}: sending disabled ({{ $labels.aws_account_id }}/{{ $labels.aws_region }})',
+            'SES reports the sending status of reputation entity {{ $labels.entity_reference }}{{ if $labels.identity }} (identity {{ $labels.identity }}){{ end }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, as DISABLED: SES, or someone in the account, disabled sending for this {{ if $labels.resource_type }}{{ $labels.resource_type }}{{ else }}resource{{ end }}, and SES refuses every send through it, even while the account itself is HEALTHY. aws_ses_reputation_entity_status_info says which side (source aws_ses or customer) disabled it and why (cause).',
+          ),
+          rule(
+            'SesReputationEntityStateUnknown',
+            |||
+              label_replace(
+                max by (job, aws_account_id, aws_region, entity_reference, entity_type, resource_type, resource_name, identity) (last_over_time(aws_ses_reputation_entity_sending_status{%(selector)s,status="Unknown"}[10m])) == 1
+                or
+                (
+                  max by (job, aws_account_id, aws_region, entity_reference, entity_type, resource_type, resource_name, identity) (last_over_time(aws_ses_reputation_entity_info{%(selector)s}[10m]))
+                  unless on (job, aws_account_id, aws_region, entity_reference)
+                  max by (job, aws_account_id, aws_region, entity_reference) (last_over_time(aws_ses_reputation_entity_sending_status{%(selector)s}[10m]))
+                ),
+                "field", "SendingStatusAggregate", "", "")
+            |||,
+            'SES did not say whether it sends through {{ if $labels.resource_type }}{{ $labels.resource_type }} {{ $labels.resource_name }}{{ else }}{{ $labels.entity_reference }}{{ end }} ({{ $labels.aws_account_id }}/{{ $labels.aws_region }})',
+            'SES listed reputation entity {{ $labels.entity_reference }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, without a SendingStatusAggregate, or with a value this exporter does not know, so the exporter cannot tell whether SES refuses mail through it (SesReputationEntityDisabled cannot fire for it). Check it with aws sesv2 get-reputation-entity and the exporter\'s version.',
           ),
         ],
       },
