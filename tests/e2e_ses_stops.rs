@@ -154,9 +154,11 @@ fn an_unverified_identity_shows_ses_reason_and_when_ses_last_checked() {
             "verification_last_success": 1764000000, "signing_origin": "AWS_SES",
             "signing_hosted_zone": "dkim.amazonses.com"}"#,
     );
+    // A reason SES would give for the healthy one too: shown only if it were asked.
     double.set_identity(
         "fine.example.com",
-        r#"{"verification_status": "Success", "dkim_enabled": true, "dkim_status": "Success"}"#,
+        r#"{"verification_status": "Success", "dkim_enabled": true, "dkim_status": "Success",
+            "verification_error_type": "INVALID_VALUE", "verification_last_checked": 1765000000}"#,
     );
     let exporter = Exporter::start(
         &double.url(),
@@ -205,11 +207,12 @@ fn an_unverified_identity_shows_ses_reason_and_when_ses_last_checked() {
         )),
         Some(1.0)
     );
-    // Only the unhealthy identity is asked about.
-    assert!(m
-        .series_of("fine.example.com")
+    // Only the unhealthy identity is asked about: the healthy one's reason never shows.
+    let fine = m.series_of("fine.example.com");
+    assert!(fine.iter().all(|s| !s.contains("error_type")), "{fine:?}");
+    assert!(fine
         .iter()
-        .all(|s| !s.contains("error_type")));
+        .all(|s| !s.starts_with("aws_ses_identity_reason_last_refresh")));
     let asked: Vec<_> = double
         .requests()
         .into_iter()
@@ -286,6 +289,23 @@ fn verification_of_10000_identities_takes_10_calls_with_the_new_action_and_works
             "{outcome}"
         );
     }
+    drop(exporter);
+
+    // `list` chosen while the policy denies it: what an operator sees is the
+    // refusal (counted, the collector's part failed), never an invented status.
+    let exporter = Exporter::start(&double.url(), None, &listed);
+    let m = exporter.wait_metrics("the refused listing counted", |m| {
+        m.requests("ListEmailIdentities", "client_error") >= 1.0
+    });
+    assert_eq!(
+        m.get("aws_ses_exporter_collector_success{collector=\"verification\"}"),
+        Some(0.0)
+    );
+    assert!(
+        !m.text.contains("aws_ses_identity_verification_status{"),
+        "no status without an answer"
+    );
+    assert!(exporter.proc.log().contains("AccessDenied"));
 }
 
 trait VerificationOf {

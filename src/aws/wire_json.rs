@@ -36,7 +36,12 @@ pub fn account(body: &str) -> Result<AccountDetails, WireError> {
         None => None,
     };
     let vdm_enabled = match nested(root, "VdmAttributes")? {
-        Some(vdm) => string(vdm, "VdmEnabled")?.map(|v| v == "ENABLED"),
+        // A value other than the two SES documents is not a "no".
+        Some(vdm) => match string(vdm, "VdmEnabled")?.as_deref() {
+            Some("ENABLED") => Some(true),
+            Some("DISABLED") => Some(false),
+            _ => None,
+        },
         None => None,
     };
     Ok(AccountDetails {

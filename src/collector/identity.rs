@@ -80,9 +80,10 @@ pub struct Listing<A: 'static> {
         -> BoxFuture<'a, Result<(Vec<(String, A)>, Option<String>), SesError>>,
 }
 
-/// More pages than any account has (SES allows 10,000 identities per region, so
-/// 10 pages of 1,000): a server that keeps handing out tokens is not followed forever.
-const MAX_PAGES: usize = 1_000;
+/// Ten times the pages of SES's 10,000 identities per region: a server that keeps
+/// handing out new tokens is not followed for long (the target's other collectors
+/// wait for this one's cycle), and one that repeats a token is stopped at once.
+const MAX_PAGES: usize = 100;
 
 /// Declares an identity collector from what differs between them: its `Kind` (the
 /// record type, name, operation and the door's method that calls it, what its
@@ -258,6 +259,7 @@ impl<K: Kind> Batched<K> {
         }
         let mut found: HashMap<String, K::Attr> = HashMap::new();
         let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         let mut finished = false;
         for _ in 0..MAX_PAGES {
             match (listing.page)(ctx.aws, token.take()).await {
@@ -265,6 +267,10 @@ impl<K: Kind> Batched<K> {
                     progress.answered = true;
                     found.extend(items);
                     match next {
+                        Some(next) if !seen.insert(next.clone()) => {
+                            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, "SES handed out a page token a second time; the listing stops there");
+                            break;
+                        }
                         Some(next) => token = Some(next),
                         None => {
                             finished = true;
@@ -281,6 +287,30 @@ impl<K: Kind> Batched<K> {
         progress.complete = finished;
         if !finished && token.is_some() {
             warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, pages = MAX_PAGES, "SES kept handing out page tokens; the listing was cut short");
+        }
+        // A watched domain SES lists in another case: matched once here through a
+        // lower-case index, not by a scan of the whole listing per domain in `apply`.
+        let unmatched: Vec<&String> = ctx
+            .watched
+            .iter()
+            .filter(|id| !found.contains_key(*id) && IdentityType::of(id) == IdentityType::Domain)
+            .collect();
+        if !unmatched.is_empty() {
+            let lower: HashMap<String, &String> =
+                found.keys().map(|k| (k.to_ascii_lowercase(), k)).collect();
+            let renamed: Vec<(String, String)> = unmatched
+                .into_iter()
+                .filter_map(|id| {
+                    lower
+                        .get(&id.to_ascii_lowercase())
+                        .map(|k| ((*k).clone(), id.clone()))
+                })
+                .collect();
+            for (listed, watched) in renamed {
+                if let Some(attr) = found.get(&listed).cloned() {
+                    found.insert(watched, attr);
+                }
+            }
         }
         let now = SystemTime::now();
         if finished {

@@ -5,13 +5,17 @@
 //! the DKIM signing origin.
 //!
 //! The budget: at most `--collector.identity_reasons.calls-per-cycle` calls (default
-//! 20) per target and cycle, paced like the identity collectors' batches. Identities
-//! never explained go first, then those explained longest ago, so with U unhealthy
-//! identities and a budget of N each is explained again within ceil(U / N) cycles
-//! (one cycle more for a finding made in the cycle that is running). An identity that
-//! becomes healthy, or is no longer watched, loses its reason.
+//! 20) per target and cycle, paced like the identity collectors' batches, and never
+//! more than fit in the cycle at `--ses.rate`. Identities never asked go first, then
+//! those asked longest ago (whatever SES answered: one SES refuses does not hold the
+//! others back), so with U unhealthy identities and a budget of N each is explained
+//! again within ceil(U / N) cycles (one cycle more for a finding made in the cycle
+//! that is running). An identity that becomes healthy, or is no longer watched, loses
+//! its reason. SES refusing one identity (`NotFoundException`: deleted since;
+//! `BadRequestException`) is that identity's answer, not a failed cycle; a refusal
+//! of the call itself (AccessDenied), throttling or an outage ends the cycle's calls.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -38,6 +42,9 @@ const OPERATIONS: &[Operation] = &[Operation::GetEmailIdentity];
 pub struct ReasonsCollector {
     per_cycle: usize,
     records: Arc<Snapshot<EmailIdentity>>,
+    /// When each unhealthy identity was last asked about, answered or not: the
+    /// rotation's order.
+    asked: HashMap<String, Instant>,
     /// Error types this build does not know, logged once each.
     unknown_logged: HashSet<String>,
     publishing: Publishing<Option<Renderer<IdentityRecord<EmailIdentity>>>>,
@@ -48,22 +55,23 @@ impl ReasonsCollector {
         ReasonsCollector {
             per_cycle: outlet.options.reasons_per_cycle.max(1),
             records: Arc::new(Snapshot::new()),
+            asked: HashMap::new(),
             unknown_logged: HashSet::new(),
             publishing: outlet.publishing(),
         }
     }
 
-    /// This cycle's identities: unexplained first, then the oldest explanations.
-    fn choose(&self, unhealthy: &[String]) -> Vec<String> {
-        let mut order: Vec<(Option<SystemTime>, &String)> = unhealthy
+    /// This cycle's `n` identities: never asked first, then the longest ago.
+    fn choose(&self, unhealthy: &[String], n: usize) -> Vec<String> {
+        let mut order: Vec<(Option<Instant>, &String)> = unhealthy
             .iter()
-            .map(|id| (self.records.get(id).map(|r| r.refreshed_at), id))
+            .map(|id| (self.asked.get(id).copied(), id))
             .collect();
-        // `None` (never explained) sorts first; ties by name, so the order is stable.
+        // `None` (never asked) sorts first; ties by name, so the order is stable.
         order.sort();
         order
             .into_iter()
-            .take(self.per_cycle)
+            .take(n)
             .map(|(_, id)| id.clone())
             .collect()
     }
@@ -84,7 +92,14 @@ impl ReasonsCollector {
         {
             Arc::make_mut(&mut self.records).retain(|id, _| unhealthy.binary_search(id).is_ok());
         }
-        let chosen = self.choose(&unhealthy);
+        self.asked
+            .retain(|id, _| unhealthy.binary_search(id).is_ok());
+        // No more than the limiter lets through in the time the cycle spreads its
+        // calls over (1.02 / rate apart): a budget set too high must not make every
+        // collector of the target overrun its interval.
+        let window = ctx.plan.spread.unwrap_or(ctx.plan.interval).as_secs_f64();
+        let fits = ((window * ctx.plan.rate / 1.02).floor() as usize).max(1);
+        let chosen = self.choose(&unhealthy, self.per_cycle.min(fits));
         ctx.telemetry.set_planned_rate(
             Operation::GetEmailIdentity,
             ctx.plan.requests_per_second(chosen.len()),
@@ -98,6 +113,7 @@ impl ReasonsCollector {
                 }
                 next = Some(Instant::now() + pace);
             }
+            self.asked.insert(id.clone(), Instant::now());
             match ctx.aws.email_identity(id).await {
                 Ok(found) => {
                     progress.answered = true;
@@ -110,10 +126,17 @@ impl ReasonsCollector {
                         },
                     );
                 }
-                // Deleted since the other collectors saw it: nothing to explain.
-                Err(SesError::Client { code, .. }) if code == "NotFoundException" => {
+                // SES's answer about this identity: deleted since the other
+                // collectors saw it (nothing to explain), or a name SESv2 refuses.
+                Err(SesError::Client { code, .. })
+                    if matches!(
+                        code.as_str(),
+                        "NotFoundException" | "BadRequestException" | "InvalidParameterValue"
+                    ) =>
+                {
                     progress.answered = true;
                     Arc::make_mut(&mut self.records).remove(id);
+                    debug!(identity = %id, code, "SES has no reason to give for this identity");
                 }
                 Err(err) => {
                     progress.complete = false;
@@ -206,27 +229,23 @@ const FAMILIES: &[Family<Record>] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     fn collector(per_cycle: usize, explained: &[(&str, u64)]) -> Vec<String> {
-        let mut records = Snapshot::new();
-        for (id, at) in explained {
-            records.insert(
-                (*id).to_owned(),
-                IdentityRecord {
-                    observation: Observation::Present(EmailIdentity::default()),
-                    refreshed_at: UNIX_EPOCH + Duration::from_secs(*at),
-                },
-            );
-        }
+        let start = Instant::now();
+        let asked: HashMap<String, Instant> = explained
+            .iter()
+            .map(|(id, at)| ((*id).to_owned(), start + Duration::from_secs(*at)))
+            .collect();
         let c = ReasonsCollector {
             per_cycle,
-            records: Arc::new(records),
+            records: Arc::new(Snapshot::new()),
+            asked,
             unknown_logged: HashSet::new(),
             publishing: Publishing::new(Arc::new(crate::publish::Publisher::new()), 0),
         };
         let unhealthy: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-        c.choose(&unhealthy)
+        c.choose(&unhealthy, per_cycle)
     }
 
     #[test]

@@ -840,17 +840,30 @@ async fn a_listing_that_fails_half_way_keeps_the_unlisted_identities_last_values
     script.answer_with(listing(Arc::new(all.clone()), |_| "SUCCESS", None));
     let (mut p, shared) = new_target_with_options(&script, &all, &["verification"], list_source());
     p.cycle().await;
+    let first_refresh = refreshed(&shared.exposition().text(), "d02400.example.com");
+    tokio::time::advance(Duration::from_secs(60)).await;
     // Now everything fails verification, but the third page fails.
     script.answer_with(listing(Arc::new(all.clone()), |_| "FAILED", Some(2)));
     p.cycle().await;
     let text = shared.exposition().text();
     assert!(text.contains("identity=\"d00000.example.com\",status=\"Failed\"} 1\n"));
-    // On the unread page: still the last answer, not Missing, not invented.
+    // On the unread page: still the last answer (not dropped, not invented), and its
+    // refresh time has not moved: its age shows.
     assert!(
         text.contains("identity=\"d02400.example.com\",status=\"Success\"} 1\n"),
         "kept"
     );
-    assert!(!text.contains("aws_ses_identity_exists{"));
+    assert_eq!(refreshed(&text, "d02400.example.com"), first_refresh);
+    assert_ne!(refreshed(&text, "d00000.example.com"), first_refresh);
+}
+
+/// An identity's verification refresh time, as written.
+fn refreshed(text: &str, id: &str) -> String {
+    let prefix = format!("aws_ses_identity_verification_last_refresh_timestamp_seconds{{aws_account_id=\"123456789012\",aws_region=\"us-east-1\",identity=\"{id}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no refresh time of {id}"))
 }
 
 #[tokio::test(start_paused = true)]
@@ -923,5 +936,70 @@ async fn reasons_explain_only_the_unhealthy_within_the_budget_oldest_first() {
     assert!(
         !text.contains("identity=\"d035.example.com\",error_type="),
         "healthy: no reason"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_identity_ses_refuses_to_explain_holds_no_other_back_and_fails_no_cycle() {
+    use crate::model::{EmailIdentity, Verification, VerificationStatus};
+    let script = scripted();
+    let all = domains(5);
+    script.answer_with(move |request| match request {
+        crate::aws::Request::GetIdentityVerificationAttributes { identities } => {
+            let answer = identities
+                .iter()
+                .map(|id| {
+                    let status = VerificationStatus::Pending;
+                    (id.clone(), Verification { status })
+                })
+                .collect();
+            Some(Box::pin(std::future::ready(Ok(
+                Response::GetIdentityVerificationAttributes(answer),
+            ))))
+        }
+        // SESv2 refuses the first name every time.
+        crate::aws::Request::GetEmailIdentity { identity } if *identity == "d000.example.com" => {
+            Some(Box::pin(std::future::ready(Err(SesError::Client {
+                code: "BadRequestException".into(),
+                status: 400,
+                message: "bad name".into(),
+            }))))
+        }
+        crate::aws::Request::GetEmailIdentity { .. } => Some(Box::pin(std::future::ready(Ok(
+            Response::GetEmailIdentity(EmailIdentity {
+                error_type: Some("HOST_NOT_FOUND".into()),
+                ..EmailIdentity::default()
+            }),
+        )))),
+        _ => None,
+    });
+    let options = CollectorOptions {
+        reasons_per_cycle: 2,
+        ..CollectorOptions::default()
+    };
+    let (mut p, shared) = new_target_with_options(
+        &script,
+        &all,
+        &["verification", "identity_reasons"],
+        options,
+    );
+    // One cycle to find them, then ⌈5 / 2⌉ = 3 to explain every one once.
+    for _ in 0..4 {
+        p.cycle().await;
+    }
+    let text = shared.exposition().text();
+    for id in &all[1..] {
+        assert!(
+            text.contains(&format!(
+                "identity=\"{id}\",error_type=\"HOST_NOT_FOUND\"}} 1\n"
+            )),
+            "{id} explained despite d000: {text}"
+        );
+    }
+    assert!(!text.contains("identity=\"d000.example.com\",error_type="));
+    let health = shared.telemetry.render();
+    assert!(
+        health.contains("collector=\"identity_reasons\"} 1\n"),
+        "a refusal about one identity is its answer, not a failed cycle: {health}"
     );
 }
