@@ -6,7 +6,6 @@
 //! is written twice; quota stays for IAM policies without ses:GetAccount.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
@@ -16,7 +15,7 @@ use super::quota::{
     enabled, log_sending, time, value, HELP_MAX_EMAILS, HELP_MAX_SEND_RATE, HELP_QUOTA_REFRESH,
     HELP_SENDING_ENABLED, HELP_SENDING_REFRESH, HELP_SENT_EMAILS,
 };
-use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::Operation;
 use crate::model::{AccountDetails, EnforcementStatus, ReviewStatus, SendQuota};
 use crate::publish::Publishing;
@@ -69,16 +68,7 @@ impl AccountCollector {
             // The last answer stands, its refresh time showing its age.
             Err(_) => progress.complete = false,
         }
-        let record = self.record.clone();
-        let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
-        self.publishing
-            .start(move |renderer| {
-                let renderer =
-                    renderer.get_or_insert_with(|| Renderer::new(FAMILIES, labels.to_string()));
-                vec![(id, renderer.build_account(&record))]
-            })
-            .await;
-        self.publishing.idle().await;
+        publish_account(&mut self.publishing, ctx, FAMILIES, self.record.clone()).await;
         progress
     }
 
@@ -210,6 +200,7 @@ const FAMILIES: &[Family<AccountRecord>] = &[
 mod tests {
     use super::*;
     use crate::render::{target_labels, Assembler};
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn render(record: &AccountRecord) -> String {

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::{Collector, CollectorOptions, Ctx, Outlet, Progress, Registration, Scope};
+use super::{read_pages, Collector, CollectorOptions, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Aws, Operation, SesError, MAX_IDENTITIES_PER_CALL};
 use crate::facts::Facts;
 use crate::model::{
@@ -257,37 +257,13 @@ impl<K: Kind> Batched<K> {
         for &op in listing.operations {
             ctx.telemetry.set_planned_rate(op, ctx.plan.rate);
         }
-        let mut found: HashMap<String, K::Attr> = HashMap::new();
-        let mut token: Option<String> = None;
-        let mut seen = std::collections::HashSet::new();
-        let mut finished = false;
-        for _ in 0..MAX_PAGES {
-            match (listing.page)(ctx.aws, token.take()).await {
-                Ok((items, next)) => {
-                    progress.answered = true;
-                    found.extend(items);
-                    match next {
-                        Some(next) if !seen.insert(next.clone()) => {
-                            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, "SES handed out a page token a second time; the listing stops there");
-                            break;
-                        }
-                        Some(next) => token = Some(next),
-                        None => {
-                            finished = true;
-                            break;
-                        }
-                    }
-                }
-                Err(err) => {
-                    debug!(collector = K::NAME, error = %err, "listing stopped; identities not listed keep their last values");
-                    break;
-                }
-            }
-        }
-        progress.complete = finished;
-        if !finished && token.is_some() {
-            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, collector = K::NAME, pages = MAX_PAGES, "SES kept handing out page tokens; the listing was cut short");
-        }
+        let aws = ctx.aws;
+        let name = listing.operations.first().map_or(K::NAME, |op| op.as_str());
+        let read = read_pages(ctx, name, MAX_PAGES, |token| (listing.page)(aws, token)).await;
+        progress.answered = read.answered;
+        progress.complete = read.finished;
+        let finished = read.finished;
+        let mut found: HashMap<String, K::Attr> = read.items.into_iter().collect();
         // A watched domain SES lists in another case: matched once here through a
         // lower-case index, not by a scan of the whole listing per domain in `apply`.
         let unmatched: Vec<&String> = ctx

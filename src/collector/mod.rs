@@ -3,17 +3,20 @@
 //! other, their [`CollectorOptions`], and the one list ([`REGISTRY`]) from which the
 //! target loop runs them, the exposition takes its order and the flags are made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tracing::{debug, warn};
 
-use crate::aws::{Aws, Operation};
+use crate::aws::{Aws, Operation, SesError};
 use crate::facts::Facts;
 use crate::metrics::TargetTelemetry;
 use crate::model::TargetId;
 use crate::publish::{Publisher, Publishing};
+use crate::render::{Family, Renderer};
 
 pub mod identity;
 
@@ -245,4 +248,81 @@ impl Plan {
             None => self.rate,
         }
     }
+}
+
+/// What a paged listing read: the items of the pages it read, whether it reached
+/// the last page, and whether SES answered at all.
+pub struct Pages<T> {
+    pub items: Vec<T>,
+    pub finished: bool,
+    pub answered: bool,
+}
+
+/// Reads a paged listing (`page(token)`: one call through the target's door) until
+/// its last page, a failure, a token SES hands out a second time, or `max_pages`
+/// (the target's other collectors wait for this one's cycle); a listing stopped short
+/// says so in the log. What it did not read keeps its last values: the caller's to
+/// keep.
+pub async fn read_pages<T, F, Fut>(
+    ctx: &Ctx<'_>,
+    listing: &'static str,
+    max_pages: usize,
+    mut page: F,
+) -> Pages<T>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), SesError>>,
+{
+    let mut out = Pages {
+        items: Vec::new(),
+        finished: false,
+        answered: false,
+    };
+    let mut token = None;
+    let mut seen = HashSet::new();
+    for _ in 0..max_pages {
+        match page(token.take()).await {
+            Ok((items, next)) => {
+                out.answered = true;
+                out.items.extend(items);
+                match next {
+                    None => {
+                        out.finished = true;
+                        return out;
+                    }
+                    Some(next) if !seen.insert(next.clone()) => {
+                        warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, listing, "SES handed out a page token a second time; the listing stops there");
+                        return out;
+                    }
+                    Some(next) => token = Some(next),
+                }
+            }
+            Err(err) => {
+                debug!(listing, error = %err, "the listing stopped; what it did not read keeps its last values");
+                return out;
+            }
+        }
+    }
+    warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, listing, pages = max_pages, "SES kept handing out page tokens; the listing was cut short");
+    out
+}
+
+/// Renders an account-level record (no identity label) off the async threads and
+/// publishes it, waiting for it: the end of the quota, account and
+/// reputation_entities collectors' cycles.
+pub async fn publish_account<R: Send + Sync + 'static>(
+    publishing: &mut Publishing<Option<Renderer<R>>>,
+    ctx: &Ctx<'_>,
+    families: &'static [Family<R>],
+    record: R,
+) {
+    let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
+    publishing
+        .start(move |renderer| {
+            let renderer =
+                renderer.get_or_insert_with(|| Renderer::new(families, labels.to_string()));
+            vec![(id, renderer.build_account(&record))]
+        })
+        .await;
+    publishing.idle().await;
 }

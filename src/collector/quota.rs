@@ -7,9 +7,8 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
-use std::sync::Arc;
 
-use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::publish::Publishing;
 use crate::aws::Operation;
 use crate::model::Quota;
@@ -69,17 +68,8 @@ impl QuotaCollector {
             }
             Err(_) => progress.complete = false,
         }
-        let quota = self.quota.clone();
-        let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
         // A few lines, but publishing assembles the whole body: off the async threads.
-        self.publishing
-            .start(move |renderer| {
-                let renderer =
-                    renderer.get_or_insert_with(|| Renderer::new(FAMILIES, labels.to_string()));
-                vec![(id, renderer.build_account(&quota))]
-            })
-            .await;
-        self.publishing.idle().await;
+        publish_account(&mut self.publishing, ctx, FAMILIES, self.quota.clone()).await;
         progress
     }
 }

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::quota::time;
-use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, read_pages, Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::Operation;
 use crate::model::{ReputationEntity, SendingStatus, StatusRecord};
 use crate::publish::Publishing;
@@ -137,10 +137,6 @@ impl EntitiesCollector {
         ctx.telemetry
             .set_planned_rate(Operation::ListReputationEntities, ctx.plan.rate);
         let mut progress = Progress::new();
-        let mut entities = Vec::new();
-        let mut token = None;
-        let mut seen = HashSet::new();
-        let mut finished = false;
         // Watched domains in lower case: SES may spell a domain in another case.
         let domains: HashSet<String> = ctx
             .watched
@@ -148,53 +144,28 @@ impl EntitiesCollector {
             .filter(|w| !w.contains('@'))
             .map(|w| w.to_ascii_lowercase())
             .collect();
-        for _ in 0..MAX_PAGES {
-            match ctx.aws.reputation_entities(token.take()).await {
-                Ok(page) => {
-                    progress.answered = true;
-                    entities.extend(
-                        page.entities
-                            .into_iter()
-                            .map(Entity::new)
-                            .filter(|e| watched(ctx, &domains, e)),
-                    );
-                    match page.next_token {
-                        Some(next) if !seen.insert(next.clone()) => {
-                            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, "SES handed out a ListReputationEntities page token a second time; the listing stops there, the last complete one stands");
-                            break;
-                        }
-                        Some(next) => token = Some(next),
-                        None => {
-                            finished = true;
-                            break;
-                        }
-                    }
-                }
-                Err(err) => {
-                    debug!(collector = "reputation_entities", error = %err, "listing stopped; the last complete listing stands");
-                    break;
-                }
-            }
-        }
+        let aws = ctx.aws;
+        let read = read_pages(ctx, "ListReputationEntities", MAX_PAGES, |token| async move {
+            let page = aws.reputation_entities(token).await?;
+            Ok((page.entities, page.next_token))
+        })
+        .await;
+        progress.answered = read.answered;
+        let finished = read.finished;
         progress.complete = finished;
         if finished {
+            let mut entities: Vec<Entity> = read
+                .items
+                .into_iter()
+                .map(Entity::new)
+                .filter(|e| watched(ctx, &domains, e))
+                .collect();
             entities.sort_by(|a, b| a.entity.reference.cmp(&b.entity.reference));
             entities.dedup_by(|a, b| a.entity.reference == b.entity.reference);
             self.log_changes(ctx, &entities);
             self.record.answer = Some((Arc::new(entities), SystemTime::now()));
-        } else if token.is_some() {
-            warn!(aws_account_id = %ctx.account, aws_region = %ctx.region, pages = MAX_PAGES, "SES kept handing out page tokens for ListReputationEntities; the listing was cut short");
         }
-        let record = self.record.clone();
-        let (id, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
-        self.publishing
-            .start(move |renderer| {
-                let renderer =
-                    renderer.get_or_insert_with(|| Renderer::new(FAMILIES, labels.to_string()));
-                vec![(id, renderer.build_account(&record))]
-            })
-            .await;
-        self.publishing.idle().await;
+        publish_account(&mut self.publishing, ctx, FAMILIES, self.record.clone()).await;
         progress
     }
 

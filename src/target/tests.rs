@@ -1003,3 +1003,41 @@ async fn an_identity_ses_refuses_to_explain_holds_no_other_back_and_fails_no_cyc
         "a refusal about one identity is its answer, not a failed cycle: {health}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_listing_whose_token_comes_back_stops_at_once_and_keeps_the_last_values() {
+    use crate::model::{EmailIdentityPage, Verification, VerificationStatus};
+    let script = scripted();
+    let all = domains(3);
+    let first = all.clone();
+    // Every page holds the first identity and hands out the same token again.
+    script.answer_with(move |request| {
+        let crate::aws::Request::ListEmailIdentities { .. } = request else {
+            return None;
+        };
+        let page = EmailIdentityPage {
+            identities: vec![(
+                first[0].clone(),
+                Verification {
+                    status: VerificationStatus::Success,
+                },
+            )],
+            next_token: Some("again".into()),
+        };
+        Some(Box::pin(std::future::ready(Ok(
+            Response::ListEmailIdentities(page),
+        ))))
+    });
+    let (mut p, shared) = new_target_with_options(&script, &all, &["verification"], list_source());
+    p.cycle().await;
+    // The first page, then the one whose token repeats: no third call, no cycle spent.
+    assert_eq!(script.calls(Operation::ListEmailIdentities).len(), 2);
+    let text = shared.exposition().text();
+    assert!(text.contains("identity=\"d000.example.com\",status=\"Success\"} 1\n"));
+    // Not listed by a listing that did not finish: not taken for missing or deleted.
+    assert!(!text.contains("identity=\"d001.example.com\""), "{text}");
+    assert!(shared
+        .telemetry
+        .render()
+        .contains("collector=\"verification\"} 0\n"));
+}
