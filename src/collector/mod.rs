@@ -1,7 +1,9 @@
 //! The collectors, one module each, and what they share: the [`Collector`] trait, its
 //! cycle's [`Ctx`] and [`Progress`], the [`Findings`] a target's collectors leave each
-//! other, their [`CollectorOptions`], and the one list ([`REGISTRY`]) from which the
-//! target loop runs them, the exposition takes its order and the flags are made.
+//! other, their [`CollectorOptions`], the paged listing ([`read_pages`]) and the
+//! account-level publish ([`publish_account`]) several of them end with, and the one
+//! list ([`REGISTRY`]) from which the target loop runs them, the exposition takes its
+//! order and the flags are made.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
