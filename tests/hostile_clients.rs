@@ -900,11 +900,49 @@ fn an_http2_reset_flood_cannot_fill_the_log() {
     let addr = setup.addr();
     let lines_before = setup.exporter.proc.log().lines().count();
     let rt = runtime();
-    let streams = rt.block_on(async {
+    let dropped_now = || {
+        setup
+            .metrics(None)
+            .get("aws_ses_exporter_log_lines_dropped_total")
+            .unwrap_or(-1.0)
+    };
+    // Rounds of 4 s until the libraries' warnings have been dropped (on a busy
+    // machine h2 sees fewer resets as rapid), at most 4 rounds: the flood is what
+    // this test is about, not how fast one round triggers it.
+    let mut streams = 0usize;
+    for _ in 0..4 {
+        streams += flood_resets(&rt, addr, &config);
+        if dropped_now() > 0.0 {
+            break;
+        }
+    }
+    let log = setup.exporter.proc.log();
+    let new: Vec<&str> = log.lines().skip(lines_before).collect();
+    let dropped = dropped_now();
+    println!(
+        "h2 reset flood: {streams} streams reset, {} log lines written, {dropped} dropped",
+        new.len()
+    );
+    assert!(streams > 1000, "the flood ran: {streams}");
+    assert!(
+        dropped > 0.0,
+        "the flood made the libraries log ({dropped} dropped)"
+    );
+    assert!(new.len() <= 20, "{} lines:\n{}", new.len(), new.join("\n"));
+}
+
+/// Opens HTTP/2 connections for 4 s, each sending 200 requests reset at once; the
+/// streams reset.
+fn flood_resets(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    config: &std::sync::Arc<rustls::ClientConfig>,
+) -> usize {
+    rt.block_on(async {
         let mut streams = 0usize;
         let end = Instant::now() + Duration::from_secs(4);
         while Instant::now() < end {
-            let Some(tls) = tls_to(addr, &config, b"h2").await else {
+            let Some(tls) = tls_to(addr, config, b"h2").await else {
                 continue;
             };
             let Ok((client, conn)) = h2::client::handshake(tls).await else {
@@ -927,23 +965,7 @@ fn an_http2_reset_flood_cannot_fill_the_log() {
             let _ = tokio::time::timeout(Duration::from_millis(200), conn).await;
         }
         streams
-    });
-    let log = setup.exporter.proc.log();
-    let new: Vec<&str> = log.lines().skip(lines_before).collect();
-    let dropped = setup
-        .metrics(None)
-        .get("aws_ses_exporter_log_lines_dropped_total")
-        .unwrap_or(-1.0);
-    println!(
-        "h2 reset flood: {streams} streams reset, {} log lines written, {dropped} dropped",
-        new.len()
-    );
-    assert!(streams > 1000, "the flood ran: {streams}");
-    assert!(
-        dropped > 0.0,
-        "the flood made the libraries log ({dropped} dropped)"
-    );
-    assert!(new.len() <= 20, "{} lines:\n{}", new.len(), new.join("\n"));
+    })
 }
 
 // ------------------------------------------------------------------ 7. smaller
