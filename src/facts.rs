@@ -1,5 +1,6 @@
 //! The one channel of identity facts ([`Facts`], built by [`crate::run`]): what the SES
-//! collectors learnt about each (target, identity) that the dns collector checks in DNS,
+//! collectors learnt about each (target, identity) that the dns collector checks in DNS
+//! and judges DMARC by,
 //! as plain data, which the dns collector reads through a `watch` channel.
 
 use std::collections::{BTreeMap, HashSet};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::model::{IdentityFacts, TargetId};
+use crate::model::{DkimAttributes, IdentityFacts, MailFromAttributes, TargetId};
 
 /// Identity → its facts, for one target.
 pub type TargetFacts = BTreeMap<String, IdentityFacts>;
@@ -51,15 +52,35 @@ impl Facts {
         self.tx.subscribe()
     }
 
-    /// The MAIL FROM domains of one target's identities (identity → domain): the
-    /// identities left out have none. Taken lazily: nothing is built while no one
-    /// reads the facts (the dns collector is off).
+    /// The MAIL FROM attributes of one target's identities (the identities SES
+    /// answered for). Taken lazily: nothing is built while no one reads the facts (the
+    /// dns collector is off).
     pub fn set_mail_from(
         &self,
         target: &TargetId,
-        domains: impl IntoIterator<Item = (String, String)>,
+        attributes: impl IntoIterator<Item = (String, MailFromAttributes)>,
     ) {
-        self.replace(target, domains, |f| &mut f.mail_from_domain);
+        self.replace(target, attributes, |f| &mut f.mail_from);
+    }
+
+    /// The legacy verification tokens of one target's identities (those SES sent
+    /// one for).
+    pub fn set_verification_tokens(
+        &self,
+        target: &TargetId,
+        tokens: impl IntoIterator<Item = (String, String)>,
+    ) {
+        self.replace(target, tokens, |f| &mut f.verification_token);
+    }
+
+    /// The Easy DKIM attributes of one target's identities (the identities SES
+    /// answered for).
+    pub fn set_dkim(
+        &self,
+        target: &TargetId,
+        attributes: impl IntoIterator<Item = (String, DkimAttributes)>,
+    ) {
+        self.replace(target, attributes, |f| &mut f.dkim);
     }
 
     /// Replaces one field of every identity of `target`; identities left with no
@@ -133,10 +154,17 @@ mod tests {
         let mut rx = facts.subscribe();
         let t = TargetId::new("111111111111", "eu-west-1");
         facts.add_target(&t);
-        let domains = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        let domains = |pairs: &[(&str, &str)]| -> BTreeMap<String, MailFromAttributes> {
             pairs
                 .iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .map(|(a, b)| {
+                    let attributes = MailFromAttributes {
+                        domain: Some((*b).to_owned()),
+                        status: Some(crate::model::MailFromStatus::Success),
+                        behavior: crate::model::BehaviorOnMxFailure::UseDefaultValue,
+                    };
+                    ((*a).to_owned(), attributes)
+                })
                 .collect()
         };
         facts.set_mail_from(

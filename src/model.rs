@@ -238,12 +238,16 @@ label_enum! {
 }
 
 /// What `GetIdentityDkimAttributes` says about one identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DkimAttributes {
     /// Whether SES signs the identity's mail with Easy DKIM; `None` when SES left
     /// `DkimEnabled` out.
     pub enabled: Option<bool>,
     pub status: VerificationStatus,
+    /// `DkimTokens`: the names of the Easy DKIM CNAME records,
+    /// `<token>._domainkey.<domain>` (the dns collector checks them); empty when SES
+    /// sent none (an e-mail address identity, DKIM never set up).
+    pub tokens: Vec<String>,
 }
 
 impl fmt::Display for DkimAttributes {
@@ -258,9 +262,13 @@ impl fmt::Display for DkimAttributes {
 }
 
 /// What `GetIdentityVerificationAttributes` says about one identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Verification {
     pub status: VerificationStatus,
+    /// `VerificationToken`: what the TXT record at `_amazonses.<domain>` of a domain
+    /// verified the legacy (v1) way holds; `None` when SES sent none (and always from
+    /// SESv2's `ListEmailIdentities`, which has no token).
+    pub token: Option<String>,
 }
 
 impl fmt::Display for Verification {
@@ -481,8 +489,16 @@ impl fmt::Display for TargetId {
 /// fact at all is not listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityFacts {
-    /// The custom MAIL FROM domain (the mail_from collector).
-    pub mail_from_domain: Option<String>,
+    /// The MAIL FROM attributes (the mail_from collector): the custom MAIL FROM domain
+    /// whose MX and SPF records are checked, and the status and behaviour DMARC's
+    /// SPF alignment depends on.
+    pub mail_from: Option<MailFromAttributes>,
+    /// The Easy DKIM attributes (the dkim collector): the tokens whose CNAME records
+    /// are checked, and whether DKIM signs aligned.
+    pub dkim: Option<DkimAttributes>,
+    /// The legacy verification token (the verification collector), whose
+    /// `_amazonses` TXT record keeps a domain without verified DKIM verified.
+    pub verification_token: Option<String>,
 }
 
 impl IdentityFacts {
@@ -531,7 +547,72 @@ impl LookupOutcome {
 }
 
 /// The record types the dns collector looks up; the `record` label.
-pub const DNS_RECORD_TYPES: [&str; 2] = ["MX", "TXT"];
+pub const DNS_RECORD_TYPES: [&str; 3] = ["MX", "TXT", "CNAME"];
+
+label_enum! {
+    /// What SPF's `check_host()` (RFC 7208) says of SES's sending address for a MAIL FROM
+    /// domain: `pass` (SES may send for it), `not_authorized` (the record evaluates, to
+    /// fail, softfail or neutral, without SES), `no_record`, `permerror` (receivers treat
+    /// it as a fail: two SPF records, a syntax error, more than 10 DNS-querying terms).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SpfStatus {
+        Pass = "pass",
+        NotAuthorized = "not_authorized",
+        NoRecord = "no_record",
+        PermError = "permerror",
+    }
+}
+
+label_enum! {
+    /// A DMARC policy (`p=`, `sp=`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum DmarcPolicy {
+        None = "none",
+        Quarantine = "quarantine",
+        Reject = "reject",
+    }
+}
+
+label_enum! {
+    /// How a DMARC lookup for a sending domain ended: a record `found` (at the domain or
+    /// its organizational domain), `absent` (no `v=DMARC1` record at either), or
+    /// `unparseable` (a `v=DMARC1` record receivers cannot read, which they treat as
+    /// absent).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum DmarcRecordState {
+        Found = "found",
+        Absent = "absent",
+        Unparseable = "unparseable",
+    }
+}
+
+label_enum! {
+    /// What receivers enforcing DMARC do with the mail SES sends for an identity:
+    /// `aligned` (SPF or DKIM passes aligned: DMARC passes), and otherwise the policy
+    /// that applies: `none` (no record, `p=none`, or `pct=0` under quarantine),
+    /// `quarantine` (spam folder), `reject` (refused; with `pct` below 100 for that share
+    /// of the mail, the rest quarantined).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum DmarcVerdict {
+        Aligned = "aligned",
+        None = "none",
+        Quarantine = "quarantine",
+        Reject = "reject",
+    }
+}
+
+label_enum! {
+    /// A record SES checks for an identity, as DNS answers it: `correct` (an Easy
+    /// DKIM CNAME that points at `<token>.` in SES's signing zone; an `_amazonses` TXT
+    /// record holding the verification token), `missing` (no such name, or no such
+    /// record there), `elsewhere` (it points somewhere else, or holds something else).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum RecordState {
+        Correct = "correct",
+        Missing = "missing",
+        Elsewhere = "elsewhere",
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -168,7 +168,7 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
         assert!(
             !m.series_of(id)
                 .iter()
-                .any(|s| s.contains("last_answer_timestamp_seconds")),
+                .any(|s| s.contains("mail_from_dns_last_answer_timestamp_seconds")),
             "{id}: an answer time without an answer\n{}",
             m.text
         );
@@ -179,7 +179,20 @@ fn mx_and_spf_are_checked_in_dns_and_a_failed_lookup_invents_nothing() {
         .filter(|l| l.starts_with("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{"))
         .filter_map(|l| l.split("record_type=\"").nth(1)?.split('"').next())
         .collect();
-    assert_eq!(record_types, ["mx", "spf"].into());
+    // spf_evaluation too: two SPF records are a permerror without evaluating either
+    // (amazonses.com's record, which the evaluation needs, is not served here).
+    assert_eq!(record_types, ["mx", "spf", "spf_evaluation"].into());
+    assert_eq!(
+        m.get("aws_ses_identity_mail_from_spf_status{identity=\"temporaryfailure-reject.example.com\",status=\"permerror\"}"),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get("aws_ses_identity_mail_from_spf_status{identity=\"success-reject.example.com\",status=\"pass\"}"),
+        None,
+        "not evaluated without SES's sending address"
+    );
 
     // Spread, not a burst: 8 domains in a 4 s interval are asked about 0.5 s apart;
     // and never more than 2 domains (4 queries) in flight.

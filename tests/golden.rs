@@ -278,12 +278,49 @@ fn every_collector_for_two_targets_matches_golden() {
                 && lines("aws_ses_exporter_up{").iter().all(|l| l.ends_with(" 1"))
                 && count("aws_ses_account_sending_enabled{") == 2
                 // 10 MAIL FROM domains (the demo's 8, eu's 2), MX and SPF each.
-                && count("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{") == 20
+                && count("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{") >= 20
+                && lines("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds{")
+                    .iter()
+                    .filter(|l| l.contains("record_type=\"mx\"") || l.contains("record_type=\"spf\""))
+                    .count() == 20
+                // Every identity's DMARC record looked up, and every DKIM-enabled
+                // domain's CNAME records.
+                && count("aws_ses_identity_dmarc_last_answer_timestamp_seconds{") == count("aws_ses_identity_exists{")
+                && count("aws_ses_identity_dkim_dns_last_answer_timestamp_seconds{")
+                    == lines("aws_ses_identity_dkim_enabled{")
+                        .iter()
+                        .filter(|l| l.ends_with(" 1") && !l.contains('@'))
+                        .count()
+                // And every legacy record of a domain whose DKIM is not verified.
+                && count("aws_ses_identity_verification_dns_last_answer_timestamp_seconds{")
+                    == legacy_checks(&m.text)
             },
         )
         .text;
     promtool_check(&scrape);
     assert_golden("all-collectors.prom", &stable_over_cycles(&scrape));
+}
+
+/// The domain identities whose `_amazonses` record the dns collector checks: those
+/// with a verification status whose Easy DKIM is not both enabled and `Success`.
+fn legacy_checks(text: &str) -> usize {
+    let identity = |l: &str| -> Option<String> {
+        Some(l.split("identity=\"").nth(1)?.split('"').next()?.to_owned())
+    };
+    let with = |prefix: &str, suffix: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(suffix) && l.ends_with(" 1"))
+            .filter_map(identity)
+            .collect()
+    };
+    let verified = with("aws_ses_identity_verification_status{", "");
+    let enabled = with("aws_ses_identity_dkim_enabled{", "");
+    let success = with("aws_ses_identity_dkim_status{", "status=\"Success\"");
+    verified
+        .iter()
+        .filter(|id| !id.contains('@'))
+        .filter(|id| !(enabled.contains(*id) && success.contains(*id)))
+        .count()
 }
 
 #[test]

@@ -62,6 +62,7 @@ pub fn dkim(body: &str) -> Result<HashMap<String, DkimAttributes>, WireError> {
             Ok(DkimAttributes {
                 enabled: boolean(value, "DkimEnabled")?,
                 status: status(value, "DkimVerificationStatus"),
+                tokens: members(value, "DkimTokens"),
             })
         },
     )
@@ -76,6 +77,9 @@ pub fn verification(body: &str) -> Result<HashMap<String, Verification>, WireErr
         |value| {
             Ok(Verification {
                 status: status(value, "VerificationStatus"),
+                token: text(value, "VerificationToken")
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
             })
         },
     )
@@ -151,6 +155,17 @@ fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
 /// that is present but empty is `Some("")`.
 fn text<'a>(node: Node<'a, '_>, name: &str) -> Option<&'a str> {
     child(node, name).map(|n| n.text().unwrap_or("").trim())
+}
+
+/// The texts of the `<member>` elements of list `name`; empty when the list is absent.
+fn members(node: Node<'_, '_>, name: &str) -> Vec<String> {
+    child(node, name).map_or_else(Vec::new, |list| {
+        list.children()
+            .filter(|n| n.is_element() && n.tag_name().name() == "member")
+            .filter_map(|n| n.text().map(|t| t.trim().to_owned()))
+            .filter(|t| !t.is_empty())
+            .collect()
+    })
 }
 
 fn status(node: Node<'_, '_>, name: &str) -> VerificationStatus {

@@ -113,7 +113,13 @@ pub fn email_identities(body: &str) -> Result<EmailIdentityPage, WireError> {
         let status = string(e, "VerificationStatus")?.map_or(VerificationStatus::Unknown, |s| {
             VerificationStatus::parse_v2(&s)
         });
-        identities.push((name, Verification { status }));
+        identities.push((
+            name,
+            Verification {
+                status,
+                token: None,
+            },
+        ));
     }
     Ok(EmailIdentityPage {
         identities,

@@ -1,8 +1,12 @@
 //! The `dkim` collector (off by default: it needs ses:GetIdentityDkimAttributes):
-//! each watched identity's Easy DKIM state.
+//! each watched identity's Easy DKIM state, and the DKIM facts the dns collector checks
+//! in DNS.
 
 use super::identity::{identity_collector, present, refreshed, verification_status};
-use crate::model::{DkimAttributes, IdentityRecord, VerificationStatus};
+use crate::facts::Facts;
+use crate::model::{
+    DkimAttributes, IdentityRecord, Observation, Snapshot, TargetId, VerificationStatus,
+};
 use crate::render::{flag, ses_gauge, timestamp, Derived, Family};
 
 identity_collector! {
@@ -12,6 +16,18 @@ identity_collector! {
     help "The dkim collector: GetIdentityDkimAttributes, each identity's DKIM state (off by default: it needs ses:GetIdentityDkimAttributes in the IAM policy).",
     also {
         const EXPLAINED: bool = true;
+
+        /// The DKIM attributes, for the dns collector: the tokens whose CNAME records
+        /// it checks, and whether DKIM signs aligned for DMARC's verdict.
+        fn facts(facts: &Facts, target: &TargetId, records: &Snapshot<DkimAttributes>) {
+            let attributes = records
+                .iter()
+                .filter_map(|(id, record)| match &record.observation {
+                    Observation::Present(a) => Some((id.clone(), a.clone())),
+                    _ => None,
+                });
+            facts.set_dkim(target, attributes);
+        }
     }
 }
 

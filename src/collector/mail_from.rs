@@ -21,17 +21,17 @@ identity_collector! {
     healthy |a| !a.configured() || a.status == Some(MailFromStatus::Success),
     help "The mail_from collector: GetIdentityMailFromDomainAttributes (on by default).",
     also {
-        /// The MAIL FROM domains, for the dns collector. Names, not the records, so
-        /// the dns collector never holds the records alive (that would make this
-        /// collector copy them).
+        /// The MAIL FROM attributes, for the dns collector: the domains it checks and
+        /// what DMARC's SPF alignment depends on. Copies, so the dns collector never
+        /// holds the records alive (that would make this collector copy them).
         fn facts(facts: &Facts, target: &TargetId, records: &Snapshot<MailFromAttributes>) {
-            let domains = records
+            let attributes = records
                 .iter()
                 .filter_map(|(id, record)| match &record.observation {
-                    Observation::Present(a) => a.domain.as_deref().map(|d| (id.clone(), d.to_owned())),
+                    Observation::Present(a) => Some((id.clone(), a.clone())),
                     _ => None,
                 });
-            facts.set_mail_from(target, domains);
+            facts.set_mail_from(target, attributes);
         }
     },
 }

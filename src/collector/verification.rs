@@ -12,7 +12,10 @@
 use super::identity::{identity_collector, present, refreshed, verification_status, Listing};
 use super::{CollectorOptions, VerificationSource};
 use crate::aws::Operation;
-use crate::model::{IdentityRecord, Verification, VerificationStatus};
+use crate::facts::Facts;
+use crate::model::{
+    IdentityRecord, Observation, Snapshot, TargetId, Verification, VerificationStatus,
+};
 use crate::render::{ses_gauge, timestamp, Derived, Family};
 
 identity_collector! {
@@ -22,6 +25,18 @@ identity_collector! {
     help "The verification collector: GetIdentityVerificationAttributes (or ListEmailIdentities, see --collector.verification.source), each identity's verification state (off by default: it needs ses:GetIdentityVerificationAttributes).",
     also {
         const EXPLAINED: bool = true;
+
+        /// The legacy verification tokens, for the dns collector's `_amazonses`
+        /// TXT check.
+        fn facts(facts: &Facts, target: &TargetId, records: &Snapshot<Verification>) {
+            let tokens = records
+                .iter()
+                .filter_map(|(id, record)| match &record.observation {
+                    Observation::Present(a) => Some((id.clone(), a.token.clone()?)),
+                    _ => None,
+                });
+            facts.set_verification_tokens(target, tokens);
+        }
 
         fn listing(options: &CollectorOptions) -> Option<&'static Listing<Verification>> {
             (options.verification_source == VerificationSource::List).then_some(&LISTING)

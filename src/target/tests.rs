@@ -669,7 +669,10 @@ async fn a_retired_target_takes_its_facts_parts_and_health_series_with_it() {
     let id = TargetId::new("123456789012", "us-east-1");
     p.cycle().await;
     assert_eq!(
-        rx.borrow()[&id]["example.com"].mail_from_domain.as_deref(),
+        rx.borrow()[&id]["example.com"]
+            .mail_from
+            .as_ref()
+            .and_then(|m| m.domain.as_deref()),
         Some("mail.example.com")
     );
     assert!(shared
@@ -780,7 +783,13 @@ fn listing(
                 .iter()
                 .map(|id| {
                     let status = VerificationStatus::parse_v2(status(id));
-                    (id.clone(), Verification { status })
+                    (
+                        id.clone(),
+                        Verification {
+                            status,
+                            token: None,
+                        },
+                    )
                 })
                 .collect(),
             next_token: (end < all.len()).then(|| end.to_string()),
@@ -883,7 +892,13 @@ async fn reasons_explain_only_the_unhealthy_within_the_budget_oldest_first() {
                     } else {
                         VerificationStatus::Success
                     };
-                    (id.clone(), Verification { status })
+                    (
+                        id.clone(),
+                        Verification {
+                            status,
+                            token: None,
+                        },
+                    )
                 })
                 .collect();
             Some(Box::pin(std::future::ready(Ok(
@@ -950,7 +965,13 @@ async fn an_identity_ses_refuses_to_explain_holds_no_other_back_and_fails_no_cyc
                 .iter()
                 .map(|id| {
                     let status = VerificationStatus::Pending;
-                    (id.clone(), Verification { status })
+                    (
+                        id.clone(),
+                        Verification {
+                            status,
+                            token: None,
+                        },
+                    )
                 })
                 .collect();
             Some(Box::pin(std::future::ready(Ok(
@@ -1020,6 +1041,7 @@ async fn a_listing_whose_token_comes_back_stops_at_once_and_keeps_the_last_value
                 first[0].clone(),
                 Verification {
                     status: VerificationStatus::Success,
+                    token: None,
                 },
             )],
             next_token: Some("again".into()),

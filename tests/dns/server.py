@@ -10,7 +10,8 @@ benchmark's 10,000 names):
     {"bounce.ok.example.com": {"MX": ["10 feedback-smtp.us-east-1.amazonses.com"],
                                "TXT": ["v=spf1 include:amazonses.com ~all"]},
      "bounce.slow.example.com": {"delay_ms": 3000, "MX": [...]},
-     "bounce.broken.example.com": {"servfail": true}}
+     "bounce.broken.example.com": {"servfail": true},
+     "tok1._domainkey.ok.example.com": {"CNAME": "tok1.dkim.amazonses.com"}}
 
 A name in the file without the asked type answers NOERROR with no records; a name
 not in it answers NXDOMAIN. Every query is appended to ZONES_JSON + ".log" as one JSON
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 
-from dnslib import MX, QTYPE, RCODE, RR, TXT
+from dnslib import CNAME, MX, QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSServer
 
 
@@ -57,6 +58,8 @@ class Zones(BaseResolver):
                 for mx in entry.get("MX", []):
                     pref, host = mx.split()
                     reply.add_answer(RR(name, QTYPE.MX, ttl=entry.get("ttl", 0), rdata=MX(host, int(pref))))
+            elif qtype == "CNAME" and "CNAME" in entry:
+                reply.add_answer(RR(name, QTYPE.CNAME, ttl=entry.get("ttl", 0), rdata=CNAME(entry["CNAME"])))
             elif qtype == "TXT":
                 for txt in entry.get("TXT", []):
                     # Long records go as several strings, as DNS allows.

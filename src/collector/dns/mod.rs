@@ -1,15 +1,20 @@
 //! The `dns` collector (on by default, exporter-wide: one [`DnsCollector`] for every
-//! target): looks up each custom MAIL FROM domain's MX and SPF records itself;
-//! [`resolver`] does the lookups, [`verdict`] judges the answers.
+//! target): checks in DNS, itself, what decides whether receivers take the mail SES
+//! sends for each identity: the custom MAIL FROM domain's MX and SPF records (SPF
+//! evaluated for SES's sending address as a receiver does), the Easy DKIM CNAME
+//! records, and the From domain's DMARC policy; and from these and the SES
+//! collectors' facts, one DMARC verdict per identity. [`resolver`] does the lookups,
+//! [`verdict`] judges the answers.
 //!
-//! Why: a removed or edited record shows before SES's own periodic check flips the domain
-//! to Failed. A failed lookup (timeout, SERVFAIL) keeps the last answer, never "record
-//! missing"; the time of each verdict's last answer is exported beside that of the last
-//! lookup, so a kept answer can be told from a fresh one.
+//! Why: a removed or edited record shows before SES's own periodic check flips the
+//! domain to Failed, and DMARC's verdict is the receivers' (SES checks none of it). A
+//! failed lookup (timeout, SERVFAIL) keeps the last answer, never "record missing";
+//! the time of each verdict's last answer is exported, so a kept answer can be told
+//! from a fresh one; a verdict whose facts are not all known is absent.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +26,10 @@ use tracing::{info, warn};
 use super::{Registration, Scope};
 use crate::facts::{AllFacts, Facts};
 use crate::metrics::Telemetry;
-use crate::model::{LookupOutcome, TargetId};
+use crate::model::{
+    RecordState, DmarcRecordState, DmarcVerdict, IdentityFacts, LookupOutcome,
+    SpfStatus, TargetId, VerificationStatus,
+};
 use crate::publish::{Publisher, Publishing};
 use crate::render::{
     self, flag, gauge, target_labels, timestamp, unix_millis, Derived, Family, Rendered, Samples,
@@ -33,21 +41,22 @@ pub mod verdict;
 
 pub use resolver::{Dns, HickoryDns, ResolverSetupError};
 pub use verdict::{expected_mx, mx_correct, spf_correct};
+use verdict::{DmarcRecord, SendingFacts};
 
 const NAME: &str = "dns";
 
 pub const REGISTRATION: Registration = Registration {
     name: NAME,
     enabled_by_default: true,
-    help: "Look up each custom MAIL FROM domain's MX and SPF records in DNS (the dns collector; on by default).",
+    help: "Check in DNS each identity's custom MAIL FROM domain (MX, SPF evaluated for SES), Easy DKIM CNAME records and DMARC policy, and judge what receivers do with its mail (the dns collector; on by default).",
     scope: Scope::Exporter,
 };
 
 /// Results are rendered at most this often while lookups come in (a render of
 /// 10,000 identities is a few MB of text).
 const RENDER_EVERY: Duration = Duration::from_secs(5);
-/// With no MAIL FROM domain known yet (the first poll cycle has not ended), look
-/// again this soon rather than a whole interval later.
+/// With no identity known yet (the first poll cycle has not ended), look again this
+/// soon rather than a whole interval later.
 const EMPTY_RETRY: Duration = Duration::from_secs(5);
 
 /// What `--collector.dns` and its flags say.
@@ -64,37 +73,111 @@ type Subject = (TargetId, String);
 
 /// The last check of one identity's MAIL FROM domain.
 #[derive(Debug, Clone)]
-struct Checked {
+struct MailFromChecked {
     domain: String,
     /// The last answered verdicts; `None` until DNS answered once.
     mx: Option<bool>,
     spf: Option<bool>,
+    /// SPF's evaluation for SES's sending address; `None` until it answered once.
+    spf_status: Option<SpfStatus>,
     /// When DNS last answered for each verdict: a failed lookup keeps the verdict
     /// and this time, so the age of a kept verdict shows (`at` moves regardless).
     mx_answered: Option<SystemTime>,
     spf_answered: Option<SystemTime>,
+    spf_status_answered: Option<SystemTime>,
     mx_outcome: LookupOutcome,
     txt_outcome: LookupOutcome,
     /// When the last lookup ended, answered or not.
     at: SystemTime,
 }
 
-/// One lookup's result, sent back to the collector.
+/// The last DMARC lookup of an identity's From domain.
+#[derive(Debug, Clone, Default)]
+struct DmarcChecked {
+    /// `None` until DNS answered once; then the record that applies, or why none does.
+    found: Option<Result<DmarcRecord, DmarcRecordState>>,
+    answered: Option<SystemTime>,
+}
+
+/// The last check of a domain identity's Easy DKIM CNAME records.
+#[derive(Debug, Clone)]
+struct DkimChecked {
+    tokens: Vec<String>,
+    /// One state per token; `None` until every lookup of one round answered.
+    states: Option<Vec<RecordState>>,
+    answered: Option<SystemTime>,
+}
+
+/// Everything checked of one identity, and the verdict judged from it at render.
+#[derive(Debug, Clone, Default)]
+struct Checked {
+    /// `None`: no custom MAIL FROM domain known.
+    mail_from: Option<MailFromChecked>,
+    dmarc: DmarcChecked,
+    /// `None`: no Easy DKIM tokens known (an e-mail address, DKIM off or not asked).
+    dkim: Option<DkimChecked>,
+    /// The `_amazonses` TXT record of a domain verified the legacy way; `None` when
+    /// not checked (no token, DKIM verified or not known).
+    legacy: Option<LegacyChecked>,
+    verdict: Option<DmarcVerdict>,
+}
+
+/// The last check of a domain's legacy verification record.
+#[derive(Debug, Clone)]
+struct LegacyChecked {
+    token: String,
+    /// `None` until DNS answered once.
+    state: Option<RecordState>,
+    answered: Option<SystemTime>,
+}
+
+/// What one identity's round looks up, from its facts.
+#[derive(Debug, Clone)]
+struct Job {
+    subject: Subject,
+    from: String,
+    mail_from_domain: Option<String>,
+    /// The Easy DKIM tokens of a domain identity that signs (or may).
+    dkim_tokens: Vec<String>,
+    /// The verification token of a domain identity whose Easy DKIM is known not to
+    /// be verified: its `_amazonses` TXT record is what keeps it verified.
+    legacy_token: Option<String>,
+    /// SES's sending address, for the SPF evaluation; `None` when not known.
+    ses_address: Option<IpAddr>,
+}
+
+/// One identity's lookups, sent back to the collector.
 struct Done {
     subject: Subject,
+    mail_from: Option<MailFromDone>,
+    /// `Ok(None)`: no DMARC record at the From domain or its organizational domain.
+    dmarc: Result<Option<Result<DmarcRecord, DmarcRecordState>>, LookupOutcome>,
+    dkim: Option<DkimDone>,
+    legacy: Option<(String, Result<RecordState, LookupOutcome>)>,
+}
+
+/// The tokens looked up, and one state per token, or the outcome of the first lookup
+/// that did not answer.
+type DkimDone = (Vec<String>, Result<Vec<RecordState>, LookupOutcome>);
+
+struct MailFromDone {
     domain: String,
     mx: Result<Vec<String>, LookupOutcome>,
     txt: Result<Vec<String>, LookupOutcome>,
+    /// `None`: not evaluated (SES's sending address not known).
+    spf: Option<Result<SpfStatus, LookupOutcome>>,
 }
 
-/// The collector task: checks the domains the MAIL FROM collectors last rendered,
+/// The collector task: checks the identities the SES collectors last rendered,
 /// renders the results and hands them to the publisher.
 pub struct DnsCollector<D: Dns> {
     dns: Arc<D>,
     settings: DnsSettings,
     interval: Duration,
-    /// Every target's identity facts: the MAIL FROM domains to check.
+    /// Every target's identity facts: what to check and judge.
     facts: watch::Receiver<Arc<AllFacts>>,
+    /// The facts of the round under way, for the verdicts.
+    seen: Arc<AllFacts>,
     telemetry: Arc<Telemetry>,
     results: BTreeMap<Subject, Checked>,
     dirty: bool,
@@ -110,6 +193,35 @@ impl<D: Dns> crate::supervise::Task for DnsCollector<D> {
         shutdown: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> + Send {
         DnsCollector::run(self, shutdown)
+    }
+}
+
+/// What one identity's facts ask to look up.
+fn job(target: &TargetId, identity: &str, facts: &IdentityFacts, ses_address: Option<IpAddr>) -> Job {
+    let is_domain = !identity.contains('@');
+    let dkim_tokens = match &facts.dkim {
+        Some(d) if is_domain && d.enabled != Some(false) => d.tokens.clone(),
+        _ => Vec::new(),
+    };
+    // A domain whose Easy DKIM is verified stays verified through it; only one known
+    // not to be depends on the legacy record (with the dkim collector off, which
+    // one it is is not known, and a missing record would be a false alarm).
+    let legacy_token = match (&facts.dkim, &facts.verification_token) {
+        (Some(d), Some(token))
+            if is_domain
+                && !(d.enabled == Some(true) && d.status == VerificationStatus::Success) =>
+        {
+            Some(token.clone())
+        }
+        _ => None,
+    };
+    Job {
+        subject: (target.clone(), identity.to_owned()),
+        from: verdict::from_domain(identity),
+        mail_from_domain: facts.mail_from.as_ref().and_then(|m| m.domain.clone()),
+        dkim_tokens,
+        legacy_token,
+        ses_address,
     }
 }
 
@@ -129,6 +241,7 @@ impl<D: Dns> DnsCollector<D> {
             settings,
             interval,
             facts: facts.subscribe(),
+            seen: Arc::default(),
             telemetry,
             results: BTreeMap::new(),
             dirty: false,
@@ -137,8 +250,8 @@ impl<D: Dns> DnsCollector<D> {
         }
     }
 
-    /// Checks every MAIL FROM domain once per interval, spread over it (one lookup
-    /// every `interval / N`), at most `--dns.concurrency` at once, each bounded by
+    /// Checks every identity once per interval, spread over it (one identity every
+    /// `interval / N`), at most `--dns.concurrency` at once, each lookup bounded by
     /// `--dns.timeout`, until `shutdown`.
     pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
         info!(
@@ -150,25 +263,55 @@ impl<D: Dns> DnsCollector<D> {
             let start = Instant::now();
             // Cloned out, so no borrow of the channel is held across an await.
             let targets = Arc::clone(&self.facts.borrow_and_update());
-            let domains: BTreeMap<Subject, &String> = targets
+            self.seen = Arc::clone(&targets);
+            // SES's sending address, once a round (the resolver caches the record).
+            let ses_address = if targets.is_empty() {
+                None
+            } else {
+                let answer = bounded(self.settings.timeout, self.dns.txt(verdict::SES_SPF_DOMAIN)).await;
+                self.telemetry.count_dns_lookup("TXT", outcome(&answer).as_str());
+                let address = answer.ok().and_then(|txts| verdict::ses_sending_address(&txts));
+                if address.is_none() {
+                    warn!(domain = verdict::SES_SPF_DOMAIN, "no SES sending address found in SPF: SPF is not evaluated this round and its last verdicts stand");
+                }
+                address
+            };
+            let jobs: Vec<Job> = targets
                 .iter()
                 .flat_map(|(target, identities)| {
-                    identities.iter().filter_map(move |(identity, facts)| {
-                        let domain = facts.mail_from_domain.as_ref()?;
-                        Some(((target.clone(), identity.clone()), domain))
-                    })
+                    identities
+                        .iter()
+                        .map(move |(identity, facts)| job(target, identity, facts, ses_address))
                 })
                 .collect();
-            // Identities that went (or lost their MAIL FROM domain) lose their series.
+            // Identities that went lose their series; one whose MAIL FROM domain or
+            // DKIM tokens changed loses what was checked of the old ones.
             let before = self.results.len();
-            self.results
-                .retain(|id, c| domains.get(id).is_some_and(|d| **d == c.domain));
+            let wanted: BTreeMap<&Subject, &Job> = jobs.iter().map(|j| (&j.subject, j)).collect();
+            self.results.retain(|id, _| wanted.contains_key(id));
+            for (id, checked) in &mut self.results {
+                let Some(job) = wanted.get(id) else { continue };
+                if checked.mail_from.as_ref().map(|m| &m.domain) != job.mail_from_domain.as_ref() {
+                    checked.mail_from = None;
+                    self.dirty = true;
+                }
+                if checked.dkim.as_ref().is_some_and(|d| d.tokens != job.dkim_tokens)
+                    || (checked.dkim.is_some() && job.dkim_tokens.is_empty())
+                {
+                    checked.dkim = None;
+                    self.dirty = true;
+                }
+                if checked.legacy.as_ref().map(|l| &l.token) != job.legacy_token.as_ref() {
+                    checked.legacy = None;
+                    self.dirty = true;
+                }
+            }
             self.dirty |= self.results.len() != before;
-            let spacing = self.interval / u32::try_from(domains.len().max(1)).unwrap_or(u32::MAX);
+            let spacing = self.interval / u32::try_from(jobs.len().max(1)).unwrap_or(u32::MAX);
             let mut running = JoinSet::new();
-            for (i, (subject, domain)) in domains.iter().enumerate() {
+            for (i, job) in jobs.into_iter().enumerate() {
                 let at = start + spacing * u32::try_from(i).unwrap_or(u32::MAX);
-                // Wait for this lookup's moment, taking in finished ones meanwhile.
+                // Wait for this identity's moment, taking in finished ones meanwhile.
                 loop {
                     tokio::select! {
                         () = stopped(&mut shutdown) => return,
@@ -189,19 +332,11 @@ impl<D: Dns> DnsCollector<D> {
                 };
                 let dns = Arc::clone(&self.dns);
                 let timeout = self.settings.timeout;
-                let (subject, domain) = (subject.clone(), String::clone(domain));
+                let telemetry = Arc::clone(&self.telemetry);
                 running.spawn(async move {
-                    let (mx, txt) = tokio::join!(
-                        bounded(timeout, dns.mx(&domain)),
-                        bounded(timeout, dns.txt(&domain))
-                    );
+                    let done = check(&*dns, timeout, &telemetry, job).await;
                     drop(permit);
-                    Done {
-                        subject,
-                        domain,
-                        mx,
-                        txt,
-                    }
+                    done
                 });
                 self.render_if_due(false).await;
             }
@@ -217,7 +352,7 @@ impl<D: Dns> DnsCollector<D> {
             }
             self.render_if_due(true).await;
             let next = start
-                + if domains.is_empty() {
+                + if targets.is_empty() {
                     EMPTY_RETRY.min(self.interval)
                 } else {
                     self.interval
@@ -229,69 +364,66 @@ impl<D: Dns> DnsCollector<D> {
         }
     }
 
-    /// Takes in one lookup's result, ended at `now`.
+    /// Takes in one identity's lookups, ended at `now`.
     fn apply(&mut self, done: Done, now: SystemTime) {
-        let telemetry = &self.telemetry;
-        let mx_outcome = done.mx.as_ref().map_or_else(|o| *o, |_| LookupOutcome::Ok);
-        let txt_outcome = done.txt.as_ref().map_or_else(|o| *o, |_| LookupOutcome::Ok);
-        let region = &done.subject.0.region;
-        telemetry.count_dns_lookup("MX", mx_outcome.as_str());
-        telemetry.count_dns_lookup("TXT", txt_outcome.as_str());
-        // Only an answer changes a verdict; a failure keeps the last one.
-        let mx = match &done.mx {
-            Ok(exchanges) => Some(mx_correct(exchanges, region)),
-            Err(o) if o.answered() => Some(false),
-            Err(_) => None,
-        };
-        let spf = match &done.txt {
-            Ok(txts) => Some(spf_correct(txts)),
-            Err(o) if o.answered() => Some(false),
-            Err(_) => None,
-        };
-        // Nothing known yet of a new identity's domain, or of another MAIL FROM domain:
-        // the old verdicts say nothing about it.
-        let fresh = || Checked {
-            domain: done.domain.clone(),
-            mx: None,
-            spf: None,
-            mx_answered: None,
-            spf_answered: None,
-            mx_outcome,
-            txt_outcome,
-            at: now,
-        };
-        let entry = self
-            .results
-            .entry(done.subject.clone())
-            .or_insert_with(fresh);
-        if entry.domain != done.domain {
-            *entry = fresh();
+        let region = done.subject.0.region.clone();
+        let entry = self.results.entry(done.subject.clone()).or_default();
+        if let Some(m) = done.mail_from {
+            apply_mail_from(entry, &done.subject, &region, m, now);
         }
-        if let (Some(before), Some(now)) = (entry.mx, mx) {
-            if before && !now {
-                warn!(
-                    aws_account_id = %done.subject.0.account,
-                    aws_region = %region,
-                    identity = %done.subject.1,
-                    mail_from_domain = %done.domain,
-                    expected = %expected_mx(region),
-                    "the MAIL FROM domain's MX record no longer points at SES: SES will fail it at its next check"
-                );
-            } else if !before && now {
-                info!(aws_account_id = %done.subject.0.account, aws_region = %region, identity = %done.subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
+        // No answer: the last one stands.
+        if let Ok(found) = done.dmarc {
+            entry.dmarc.found = Some(found.unwrap_or(Err(DmarcRecordState::Absent)));
+            entry.dmarc.answered = Some(now);
+        }
+        if let Some((tokens, states)) = done.dkim {
+            let checked = entry.dkim.get_or_insert_with(|| DkimChecked {
+                tokens: tokens.clone(),
+                states: None,
+                answered: None,
+            });
+            if checked.tokens != tokens {
+                *checked = DkimChecked { tokens, states: None, answered: None };
+            }
+            if let Ok(states) = states {
+                let broken = |s: &Option<Vec<RecordState>>| {
+                    s.as_ref().is_some_and(|v| v.iter().any(|s| *s != RecordState::Correct))
+                };
+                let now_broken = broken(&Some(states.clone()));
+                if checked.states.is_some() && !broken(&checked.states) && now_broken {
+                    warn!(
+                        aws_account_id = %done.subject.0.account,
+                        aws_region = %region,
+                        identity = %done.subject.1,
+                        "an Easy DKIM CNAME record is missing or points elsewhere: SES will fail the identity's DKIM, then its verification"
+                    );
+                }
+                checked.states = Some(states);
+                checked.answered = Some(now);
             }
         }
-        if mx.is_some() {
-            entry.mx = mx;
-            entry.mx_answered = Some(now);
+        if let Some((token, state)) = done.legacy {
+            let checked = entry.legacy.get_or_insert_with(|| LegacyChecked {
+                token: token.clone(),
+                state: None,
+                answered: None,
+            });
+            if checked.token != token {
+                *checked = LegacyChecked { token, state: None, answered: None };
+            }
+            if let Ok(state) = state {
+                if checked.state == Some(RecordState::Correct) && state != RecordState::Correct {
+                    warn!(
+                        aws_account_id = %done.subject.0.account,
+                        aws_region = %region,
+                        identity = %done.subject.1,
+                        "the domain's _amazonses TXT record no longer holds its verification token: SES will fail its verification"
+                    );
+                }
+                checked.state = Some(state);
+                checked.answered = Some(now);
+            }
         }
-        if spf.is_some() {
-            entry.spf = spf;
-            entry.spf_answered = Some(now);
-        }
-        entry.mx_outcome = mx_outcome;
-        entry.txt_outcome = txt_outcome;
-        entry.at = now;
         self.dirty = true;
     }
 
@@ -308,12 +440,186 @@ impl<D: Dns> DnsCollector<D> {
         if !now && self.publishing.busy() {
             return;
         }
+        judge(&mut self.results, &self.seen);
         let results = self.results.clone();
         self.publishing
             .start(move |renderer: &mut TargetRenderers| renderer.render(&results))
             .await;
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
+    }
+}
+
+/// Takes in the MAIL FROM domain's lookups: only an answer changes a verdict; a
+/// failure keeps the last one.
+fn apply_mail_from(entry: &mut Checked, subject: &Subject, region: &str, done: MailFromDone, now: SystemTime) {
+    let mx_outcome = outcome(&done.mx);
+    let txt_outcome = outcome(&done.txt);
+    let mx = match &done.mx {
+        Ok(exchanges) => Some(mx_correct(exchanges, region)),
+        Err(o) if o.answered() => Some(false),
+        Err(_) => None,
+    };
+    let spf = match &done.txt {
+        Ok(txts) => Some(spf_correct(txts)),
+        Err(o) if o.answered() => Some(false),
+        Err(_) => None,
+    };
+    // Two SPF records are a permerror whatever the first one says (mail-auth
+    // evaluates the first).
+    let spf_status = match (&done.txt, done.spf) {
+        (Ok(txts), _) if verdict::spf_records_conflict(txts) => Some(SpfStatus::PermError),
+        (_, Some(Ok(status))) => Some(status),
+        _ => None,
+    };
+    // Nothing known yet of a new identity's domain, or of another MAIL FROM domain:
+    // the old verdicts say nothing about it.
+    let fresh = || MailFromChecked {
+        domain: done.domain.clone(),
+        mx: None,
+        spf: None,
+        spf_status: None,
+        mx_answered: None,
+        spf_answered: None,
+        spf_status_answered: None,
+        mx_outcome,
+        txt_outcome,
+        at: now,
+    };
+    let m = entry.mail_from.get_or_insert_with(fresh);
+    if m.domain != done.domain {
+        *m = fresh();
+    }
+    if let (Some(before), Some(now)) = (m.mx, mx) {
+        if before && !now {
+            warn!(
+                aws_account_id = %subject.0.account,
+                aws_region = %region,
+                identity = %subject.1,
+                mail_from_domain = %done.domain,
+                expected = %expected_mx(region),
+                "the MAIL FROM domain's MX record no longer points at SES: SES will fail it at its next check"
+            );
+        } else if !before && now {
+            info!(aws_account_id = %subject.0.account, aws_region = %region, identity = %subject.1, mail_from_domain = %done.domain, "the MAIL FROM domain's MX record points at SES again");
+        }
+    }
+    if mx.is_some() {
+        m.mx = mx;
+        m.mx_answered = Some(now);
+    }
+    if spf.is_some() {
+        m.spf = spf;
+        m.spf_answered = Some(now);
+    }
+    if spf_status.is_some() {
+        m.spf_status = spf_status;
+        m.spf_status_answered = Some(now);
+    }
+    m.mx_outcome = mx_outcome;
+    m.txt_outcome = txt_outcome;
+    m.at = now;
+}
+
+fn outcome<T>(r: &Result<T, LookupOutcome>) -> LookupOutcome {
+    r.as_ref().map_or_else(|o| *o, |_| LookupOutcome::Ok)
+}
+
+/// One identity's lookups: its MAIL FROM domain's, its DMARC record's and its DKIM
+/// records', one after the other (the identity holds one of `--dns.concurrency`'s
+/// slots, so that many lookups are in flight at most), each bounded by `timeout`.
+async fn check<D: Dns>(dns: &D, timeout: Duration, telemetry: &Telemetry, job: Job) -> Done {
+    let count = |record: &str, o: LookupOutcome| telemetry.count_dns_lookup(record, o.as_str());
+    let mail_from = match job.mail_from_domain.clone() {
+        None => None,
+        Some(domain) => {
+            let mx = bounded(timeout, dns.mx(&domain)).await;
+            count("MX", outcome(&mx));
+            let txt = bounded(timeout, dns.txt(&domain)).await;
+            count("TXT", outcome(&txt));
+            // The evaluation's own lookups (the include chain) come from the
+            // resolver's cache mostly; they are not counted one by one.
+            let spf = match job.ses_address {
+                Some(address) => Some(
+                    tokio::time::timeout(timeout, dns.spf(&domain, address))
+                        .await
+                        .unwrap_or(Err(LookupOutcome::Timeout)),
+                ),
+                None => None,
+            };
+            Some(MailFromDone { domain, mx, txt, spf })
+        }
+    };
+    let dmarc = dmarc(dns, timeout, &count, job.from.clone()).await;
+    let dkim = if job.dkim_tokens.is_empty() {
+        None
+    } else {
+        let mut states = Ok(Vec::with_capacity(job.dkim_tokens.len()));
+        for token in &job.dkim_tokens {
+            let name = format!("{token}._domainkey.{}", job.from);
+            let answer = bounded(timeout, dns.cname(&name)).await;
+            count("CNAME", outcome(&answer));
+            let state = match answer {
+                Ok(targets) => verdict::dkim_record_state(token, Some(&targets), None),
+                Err(o) if o.answered() => verdict::dkim_record_state(token, None, None),
+                Err(o) => {
+                    states = Err(o);
+                    break;
+                }
+            };
+            if let Ok(s) = states.as_mut() {
+                s.push(state);
+            }
+        }
+        Some((job.dkim_tokens.clone(), states))
+    };
+    let legacy = match job.legacy_token {
+        None => None,
+        Some(token) => {
+            let answer = bounded(timeout, dns.txt(&format!("_amazonses.{}", job.from))).await;
+            count("TXT", outcome(&answer));
+            let state = match answer {
+                Ok(txts) => Ok(verdict::legacy_record_state(&token, Some(&txts))),
+                Err(o) if o.answered() => Ok(verdict::legacy_record_state(&token, None)),
+                Err(o) => Err(o),
+            };
+            Some((token, state))
+        }
+    };
+    Done {
+        subject: job.subject,
+        mail_from,
+        dmarc,
+        dkim,
+        legacy,
+    }
+}
+
+/// The DMARC record that applies to mail from `from` (RFC 7489 section 6.6.3): the
+/// one at `_dmarc.<from>`, else the one at `_dmarc.<organizational domain>`.
+/// `Ok(None)`: neither has one; `Err`: a lookup did not answer.
+async fn dmarc<D: Dns>(
+    dns: &D,
+    timeout: Duration,
+    count: &impl Fn(&str, LookupOutcome),
+    from: String,
+) -> Result<Option<Result<DmarcRecord, DmarcRecordState>>, LookupOutcome> {
+    let mut at = from;
+    loop {
+        let answer = bounded(timeout, dns.txt(&format!("_dmarc.{at}"))).await;
+        count("TXT", outcome(&answer));
+        let found = match answer {
+            Ok(txts) => verdict::dmarc_record(&at, &txts),
+            Err(o) if o.answered() => None,
+            Err(o) => return Err(o),
+        };
+        if let Some(found) = found {
+            return Ok(Some(found));
+        }
+        match verdict::organizational_domain(&at) {
+            Some(org) if org != at => at = org,
+            _ => return Ok(None),
+        }
     }
 }
 
@@ -327,20 +633,104 @@ async fn bounded(
         .unwrap_or(Err(LookupOutcome::Timeout))
 }
 
+/// Sets each identity's DMARC verdict from its checks and its facts. An e-mail
+/// address identity sends with its own custom MAIL FROM when it has one, else with its
+/// domain identity's; it is signed by its domain's Easy DKIM when its own does not:
+/// so an e-mail identity and its domain identity are judged alike.
+fn judge(results: &mut BTreeMap<Subject, Checked>, facts: &AllFacts) {
+    let verdicts: Vec<(Subject, Option<DmarcVerdict>)> = results
+        .iter()
+        .map(|(subject, checked)| {
+            let (target, identity) = subject;
+            let from = verdict::from_domain(identity);
+            let own = facts.get(target).and_then(|f| f.get(identity));
+            let parent_id = identity.contains('@').then(|| from.clone());
+            let parent = parent_id
+                .as_ref()
+                .and_then(|d| facts.get(target).and_then(|f| f.get(d)));
+            let parent_checked = parent_id
+                .as_ref()
+                .and_then(|d| results.get(&(target.clone(), d.clone())));
+            // MAIL FROM: the identity's own when configured, else its domain's.
+            let own_mail_from = own.and_then(|f| f.mail_from.as_ref());
+            let (mail_from, mail_from_checked) = match (own_mail_from, parent.and_then(|p| p.mail_from.as_ref())) {
+                (Some(m), Some(p)) if !m.configured() => (Some(p), parent_checked.and_then(|c| c.mail_from.as_ref())),
+                (Some(m), _) => (Some(m), checked.mail_from.as_ref()),
+                (None, _) => (None, None),
+            };
+            // DKIM: the identity's own when it signs, else its domain's.
+            let signing = |f: Option<&IdentityFacts>, c: Option<&Checked>| -> (Option<bool>, Option<bool>) {
+                let dkim = f.and_then(|f| f.dkim.as_ref());
+                let signing = dkim.map(|d| d.enabled == Some(true) && d.status == VerificationStatus::Success);
+                let records = c.and_then(|c| c.dkim.as_ref()).and_then(|d| d.states.as_ref()).map(|s| s.iter().all(|s| *s == RecordState::Correct));
+                (signing, records)
+            };
+            let mut dkim = signing(own, Some(checked));
+            if dkim.0 != Some(true) && parent.is_some() {
+                let p = signing(parent, parent_checked);
+                if p.0 == Some(true) || dkim.0.is_none() {
+                    dkim = p;
+                }
+            }
+            let dmarc = checked.dmarc.found.as_ref().map(|found| found.as_ref().ok());
+            let sending = SendingFacts {
+                from: &from,
+                mail_from_configured: mail_from.map(|m| m.configured()),
+                mail_from_domain: mail_from.and_then(|m| m.domain.as_deref()),
+                mail_from_status: mail_from.and_then(|m| m.status),
+                behavior: mail_from.map(|m| m.behavior),
+                spf: mail_from_checked.and_then(|m| m.spf_status),
+                dkim_signing: dkim.0,
+                dkim_records: dkim.1,
+                dmarc,
+            };
+            (subject.clone(), verdict::dmarc_verdict(&sending))
+        })
+        .collect();
+    for (subject, v) in verdicts {
+        if let Some(c) = results.get_mut(&subject) {
+            c.verdict = v;
+        }
+    }
+}
 
+/// The MAIL FROM check of an identity, when it has a custom MAIL FROM domain.
+fn mf(c: &Checked) -> Option<&MailFromChecked> {
+    c.mail_from.as_ref()
+}
 
 #[rustfmt::skip]
 const FAMILIES: &[Family<Checked>] = &[
-    gauge("aws_ses_identity_mail_from_mx_correct", &Derived { value: |c: &Checked| c.mx, write: flag },
+    gauge("aws_ses_identity_mail_from_mx_correct", &Derived { value: |c: &Checked| mf(c)?.mx, write: flag },
         "1 if the MX records of the identity's custom MAIL FROM domain include feedback-smtp.<region>.amazonses.com, 0 if DNS answered without it (other hosts, no MX record, no such name). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
-    gauge("aws_ses_identity_mail_from_spf_correct", &Derived { value: |c: &Checked| c.spf, write: flag },
+    gauge("aws_ses_identity_mail_from_spf_correct", &Derived { value: |c: &Checked| mf(c)?.spf, write: flag },
         "1 if the identity's custom MAIL FROM domain has exactly one SPF record and it includes amazonses.com, 0 if DNS answered without one. Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
-    gauge("aws_ses_identity_mail_from_dns_lookup", &Derived { value: |c: &Checked| Some((c.mx_outcome, c.txt_outcome)), write: lookups },
+    gauge("aws_ses_identity_mail_from_dns_lookup", &Derived { value: |c: &Checked| mf(c).map(|m| (m.mx_outcome, m.txt_outcome)), write: lookups },
         "How the last DNS lookup of the identity's custom MAIL FROM domain ended, by record type (MX, TXT), as a state set: the series of the last outcome (ok, nxdomain, no_records, servfail, timeout, error) is 1, the others 0."),
-    gauge("aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", &Derived { value: |c: &Checked| Some(unix_millis(c.at)), write: timestamp },
+    gauge("aws_ses_identity_mail_from_dns_last_check_timestamp_seconds", &Derived { value: |c: &Checked| mf(c).map(|m| unix_millis(m.at)), write: timestamp },
         "Unix time of the last DNS lookup of the identity's custom MAIL FROM domain, answered or not (answers are cached for their TTL, 30 s to 10 min)."),
     gauge("aws_ses_identity_mail_from_dns_last_answer_timestamp_seconds", &Derived { value: answer_times, write: answers },
-        "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min)."),
+        "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct, spf_evaluation: ..._spf_status): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min)."),
+    gauge("aws_ses_identity_mail_from_spf_status", &Derived { value: |c: &Checked| mf(c)?.spf_status, write: spf_status },
+        "What SPF's check_host() (RFC 7208: the include chain, at most 10 DNS-querying terms, one SPF record) says of mail from SES's sending address (the first ip4 network of amazonses.com's SPF record) with the identity's custom MAIL FROM domain, as a state set: pass, not_authorized (fail, softfail or neutral: the record does not authorize SES), no_record, permerror (receivers treat it as a fail). Evaluated by the exporter (dns collector); absent until it answered once; a temporary DNS error keeps the last answer."),
+    gauge("aws_ses_identity_dkim_dns_records", &Derived { value: |c: &Checked| c.dkim.as_ref()?.states.clone(), write: dkim_records },
+        "The identity's Easy DKIM CNAME records (<token>._domainkey.<domain>, one per DkimTokens entry) by state: correct (points at <token>. in SES's signing zone), missing (no such name or no CNAME), elsewhere (points at another target). Looked up by the exporter (dns collector) for domain identities whose DKIM tokens the dkim collector returned; absent until every record's lookup answered once; a failed lookup keeps the last answer."),
+    gauge("aws_ses_identity_dkim_dns_last_answer_timestamp_seconds", &Derived { value: |c: &Checked| c.dkim.as_ref()?.answered.map(unix_millis), write: timestamp },
+        "Unix time of the last DNS answer for all of the identity's Easy DKIM CNAME records (aws_ses_identity_dkim_dns_records); a failed lookup does not move it."),
+    gauge("aws_ses_identity_verification_dns_record", &Derived { value: |c: &Checked| c.legacy.as_ref()?.state, write: record_state },
+        "The TXT record at _amazonses.<domain> of a domain identity whose Easy DKIM is not verified (so this legacy record is what keeps it verified), as a state set: correct (a TXT record there holds SES's VerificationToken), missing (no such name, or no TXT record), elsewhere (TXT records without the token). Looked up by the exporter (dns collector) when the verification and dkim collectors are on; absent until DNS answered once; a failed lookup keeps the last answer."),
+    gauge("aws_ses_identity_verification_dns_last_answer_timestamp_seconds", &Derived { value: |c: &Checked| c.legacy.as_ref()?.answered.map(unix_millis), write: timestamp },
+        "Unix time of the last DNS answer for the identity's _amazonses TXT record (aws_ses_identity_verification_dns_record); a failed lookup does not move it."),
+    gauge("aws_ses_identity_dmarc_record", &Derived { value: |c: &Checked| c.dmarc.found.as_ref().map(|f| f.as_ref().map_or_else(|s| *s, |_| DmarcRecordState::Found)), write: dmarc_state },
+        "The DMARC record of the identity's From domain (the domain identity, or an e-mail identity's domain), found as RFC 7489 says (at _dmarc.<domain>, else at _dmarc.<organizational domain> from the Public Suffix List), as a state set: found, absent, unparseable (a v=DMARC1 record receivers cannot read, or two of them: no policy). Looked up by the exporter (dns collector); absent until DNS answered once; a failed lookup keeps the last answer."),
+    gauge("aws_ses_identity_dmarc_policy_info", &Derived { value: |c: &Checked| c.dmarc.found.as_ref()?.as_ref().ok().cloned(), write: dmarc_info },
+        "The DMARC record that applies to the identity's From domain: record_domain (where it was found), p, sp (p when left out), adkim and aspf (r relaxed, s strict); always 1. Absent without a readable record."),
+    gauge("aws_ses_identity_dmarc_pct", &Derived { value: |c: &Checked| c.dmarc.found.as_ref()?.as_ref().ok().map(|r| r.pct), write: pct },
+        "The pct tag of the DMARC record that applies (RFC 7489: the percentage of failing mail the policy is applied to; 100 when left out). RFC 9989 (DMARCbis) dropped the tag: its receivers apply the policy to all mail."),
+    gauge("aws_ses_identity_dmarc_last_answer_timestamp_seconds", &Derived { value: |c: &Checked| c.dmarc.answered.map(unix_millis), write: timestamp },
+        "Unix time of the last DNS answer for the identity's DMARC record; a failed lookup does not move it."),
+    gauge("aws_ses_identity_dmarc_verdict", &Derived { value: |c: &Checked| c.verdict, write: dmarc_verdict },
+        "What receivers enforcing DMARC do with the mail SES sends for the identity, as a state set: aligned (SPF passes through a custom MAIL FROM in Success that aligns with the From domain, or verified Easy DKIM signs with its records in place: DMARC passes), none (neither aligns; no DMARC record, p=none, or pct=0 with quarantine), quarantine (to spam; also reject with pct=0), reject (refused; with pct below 100 that share, the rest quarantined). Judged by the exporter from the mail_from, dkim and dns collectors; absent while a fact it needs is not known (the dkim collector off, a lookup not yet answered)."),
 ];
 
 /// The outcome of each record type's last lookup, as a state set: every outcome's
@@ -357,16 +747,73 @@ fn lookups(samples: &mut Samples<'_>, (mx, txt): &(LookupOutcome, LookupOutcome)
 }
 
 /// When DNS last answered for each verdict; none before the first answer.
-fn answer_times(c: &Checked) -> Option<(Option<u64>, Option<u64>)> {
-    let times = (c.mx_answered.map(unix_millis), c.spf_answered.map(unix_millis));
-    (times.0.is_some() || times.1.is_some()).then_some(times)
+#[allow(clippy::type_complexity)]
+fn answer_times(c: &Checked) -> Option<[(&'static str, Option<u64>); 3]> {
+    let m = mf(c)?;
+    let times = [
+        ("mx", m.mx_answered.map(unix_millis)),
+        ("spf", m.spf_answered.map(unix_millis)),
+        ("spf_evaluation", m.spf_status_answered.map(unix_millis)),
+    ];
+    times.iter().any(|(_, t)| t.is_some()).then_some(times)
 }
 
-fn answers(samples: &mut Samples<'_>, (mx, spf): &(Option<u64>, Option<u64>)) {
-    for (record_type, answered) in [("mx", mx), ("spf", spf)] {
+fn answers(samples: &mut Samples<'_>, times: &[(&'static str, Option<u64>); 3]) {
+    for (record_type, answered) in times {
         if let Some(t) = answered {
             samples.sample(&[("record_type", record_type)], render::seconds(*t));
         }
+    }
+}
+
+fn spf_status(samples: &mut Samples<'_>, status: &SpfStatus) {
+    for s in SpfStatus::ALL {
+        samples.sample(&[("status", s.as_str())], f64::from(u8::from(s == *status)));
+    }
+}
+
+#[allow(clippy::ptr_arg)] // the family's value type is the Vec
+fn dkim_records(samples: &mut Samples<'_>, states: &Vec<RecordState>) {
+    for s in RecordState::ALL {
+        let n = states.iter().filter(|x| **x == s).count();
+        #[allow(clippy::cast_precision_loss)]
+        samples.sample(&[("state", s.as_str())], n as f64);
+    }
+}
+
+fn record_state(samples: &mut Samples<'_>, state: &RecordState) {
+    for s in RecordState::ALL {
+        samples.sample(&[("state", s.as_str())], f64::from(u8::from(s == *state)));
+    }
+}
+
+fn dmarc_state(samples: &mut Samples<'_>, state: &DmarcRecordState) {
+    for s in DmarcRecordState::ALL {
+        samples.sample(&[("state", s.as_str())], f64::from(u8::from(s == *state)));
+    }
+}
+
+fn dmarc_info(samples: &mut Samples<'_>, r: &DmarcRecord) {
+    let mode = |strict: bool| if strict { "s" } else { "r" };
+    samples.sample(
+        &[
+            ("record_domain", r.domain.as_str()),
+            ("p", r.p.as_str()),
+            ("sp", r.sp.as_str()),
+            ("adkim", mode(r.adkim_strict)),
+            ("aspf", mode(r.aspf_strict)),
+        ],
+        1.0,
+    );
+}
+
+fn pct(samples: &mut Samples<'_>, pct: &u8) {
+    samples.sample(&[], f64::from(*pct));
+}
+
+fn dmarc_verdict(samples: &mut Samples<'_>, verdict: &DmarcVerdict) {
+    for v in DmarcVerdict::ALL {
+        samples.sample(&[("verdict", v.as_str())], f64::from(u8::from(v == *verdict)));
     }
 }
 
@@ -387,7 +834,7 @@ impl TargetRenderers {
                 .push((identity.as_str(), checked));
         }
         let mut out = Vec::with_capacity(by_target.len());
-        // A target whose domains all went gets an empty part, not its last one.
+        // A target whose identities all went gets an empty part, not its last one.
         let gone: Vec<TargetId> = self
             .targets
             .keys()
@@ -435,14 +882,19 @@ mod tests {
         results.insert(
             (target(), "a.example.com".to_owned()),
             Checked {
-                domain: "bounce.a.example.com".into(),
-                mx: None,
-                spf: None,
-                mx_answered: None,
-                spf_answered: None,
-                mx_outcome: LookupOutcome::Timeout,
-                txt_outcome: LookupOutcome::ServFail,
-                at: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+                mail_from: Some(MailFromChecked {
+                    domain: "bounce.a.example.com".into(),
+                    mx: None,
+                    spf: None,
+                    spf_status: None,
+                    mx_answered: None,
+                    spf_answered: None,
+                    spf_status_answered: None,
+                    mx_outcome: LookupOutcome::Timeout,
+                    txt_outcome: LookupOutcome::ServFail,
+                    at: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+                }),
+                ..Checked::default()
             },
         );
         let text = render(&results);
@@ -483,6 +935,12 @@ mod tests {
         async fn txt(&self, _name: &str) -> Result<Vec<String>, LookupOutcome> {
             Err(LookupOutcome::Error)
         }
+        async fn cname(&self, _name: &str) -> Result<Vec<String>, LookupOutcome> {
+            Err(LookupOutcome::Error)
+        }
+        async fn spf(&self, _domain: &str, _client: IpAddr) -> Result<SpfStatus, LookupOutcome> {
+            Err(LookupOutcome::Error)
+        }
     }
 
     #[test]
@@ -505,9 +963,15 @@ mod tests {
         );
         let done = |mx, txt| Done {
             subject: (target(), "a.example.com".to_owned()),
-            domain: "bounce.a.example.com".to_owned(),
-            mx,
-            txt,
+            mail_from: Some(MailFromDone {
+                domain: "bounce.a.example.com".to_owned(),
+                mx,
+                txt,
+                spf: None,
+            }),
+            dmarc: Err(LookupOutcome::Timeout),
+            dkim: None,
+            legacy: None,
         };
         let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let line = |text: &str, family: &str, extra: &str| -> Option<String> {
@@ -575,14 +1039,19 @@ mod tests {
     #[test]
     fn a_render_reuses_the_pieces_whose_identities_did_not_change() {
         let checked = |mx| Checked {
-            domain: "d".into(),
-            mx: Some(mx),
-            spf: Some(true),
-            mx_answered: Some(SystemTime::UNIX_EPOCH),
-            spf_answered: Some(SystemTime::UNIX_EPOCH),
-            mx_outcome: LookupOutcome::Ok,
-            txt_outcome: LookupOutcome::Ok,
-            at: SystemTime::UNIX_EPOCH,
+            mail_from: Some(MailFromChecked {
+                domain: "d".into(),
+                mx: Some(mx),
+                spf: Some(true),
+                spf_status: None,
+                mx_answered: Some(SystemTime::UNIX_EPOCH),
+                spf_answered: Some(SystemTime::UNIX_EPOCH),
+                spf_status_answered: None,
+                mx_outcome: LookupOutcome::Ok,
+                txt_outcome: LookupOutcome::Ok,
+                at: SystemTime::UNIX_EPOCH,
+            }),
+            ..Checked::default()
         };
         let mut results: BTreeMap<Subject, Checked> = (0..1000)
             .map(|i| ((target(), format!("id-{i:04}.example.com")), checked(true)))

@@ -1,5 +1,29 @@
 //! The dns collector's verdicts, pure: whether a MAIL FROM domain's MX records name
-//! the region's SES feedback host, and whether its SPF record includes SES.
+//! the region's SES feedback host and whether its SPF record includes SES; the state
+//! of each Easy DKIM CNAME record; a sending domain's DMARC policy as RFC 7489 finds
+//! it; and what receivers enforcing DMARC do with an identity's mail.
+//!
+//! The SPF evaluation itself (`check_host()`) and the parse of a DMARC record are
+//! mail-auth's; the organizational domain is the `psl` crate's. What is ours: which
+//! record applies (RFC 7489 section 6.6.3: exactly one `v=DMARC1` record, else none),
+//! the `pct` tag (RFC 7489 section 6.6.4; mail-auth follows RFC 9989, which dropped
+//! it), two SPF records as a permerror (RFC 7208 section 4.5; mail-auth takes the
+//! first), and the alignment of what SES sends.
+
+use std::net::IpAddr;
+
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::dmarc::{Alignment, Dmarc, Policy};
+use mail_auth::spf::{Mechanism, Qualifier, Spf};
+
+use crate::model::{
+    BehaviorOnMxFailure, RecordState, DmarcPolicy, DmarcRecordState, DmarcVerdict,
+    MailFromStatus, SpfStatus,
+};
+
+/// The domain whose SPF record lists SES's sending addresses; the domain SES tells
+/// customers to include.
+pub const SES_SPF_DOMAIN: &str = "amazonses.com";
 
 /// The MX host SES wants for a MAIL FROM domain in `region`.
 pub fn expected_mx(region: &str) -> String {
@@ -18,15 +42,7 @@ pub fn mx_correct(exchanges: &[String], region: &str) -> bool {
 /// Whether the TXT records hold exactly one SPF record (two are an error, RFC 7208
 /// 4.5) and it has the term `include:amazonses.com` with a pass qualifier.
 pub fn spf_correct(txts: &[String]) -> bool {
-    let spf: Vec<&String> = txts
-        .iter()
-        .filter(|t| {
-            let mut terms = t.split_ascii_whitespace();
-            terms
-                .next()
-                .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
-        })
-        .collect();
+    let spf = spf_records(txts);
     let [record] = spf.as_slice() else {
         return false;
     };
@@ -36,6 +52,251 @@ pub fn spf_correct(txts: &[String]) -> bool {
     })
 }
 
+/// The TXT records that are SPF records (`v=spf1` as their first term).
+fn spf_records(txts: &[String]) -> Vec<&String> {
+    txts.iter()
+        .filter(|t| {
+            let mut terms = t.split_ascii_whitespace();
+            terms
+                .next()
+                .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
+        })
+        .collect()
+}
+
+/// Whether the domain publishes more than one SPF record: a permerror before any
+/// evaluation (RFC 7208 section 4.5).
+pub fn spf_records_conflict(txts: &[String]) -> bool {
+    spf_records(txts).len() > 1
+}
+
+/// An address SES sends from: the first `ip4:` network of [`SES_SPF_DOMAIN`]'s SPF
+/// record with a pass qualifier. Evaluating a MAIL FROM domain's SPF record for it is
+/// what a receiver does with SES's mail.
+pub fn ses_sending_address(txts: &[String]) -> Option<IpAddr> {
+    spf_records(txts).into_iter().find_map(|record| {
+        let spf = Spf::parse(record.as_bytes()).ok()?;
+        spf.directives.iter().find_map(|d| match d.mechanism {
+            Mechanism::Ip4 { addr, .. } if d.qualifier == Qualifier::Pass => {
+                Some(IpAddr::V4(addr))
+            }
+            _ => None,
+        })
+    })
+}
+
+/// A sending domain's DMARC record, as a receiver applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DmarcRecord {
+    /// The domain whose `_dmarc` record it is: the sending domain, or its
+    /// organizational domain.
+    pub domain: String,
+    pub p: DmarcPolicy,
+    /// `sp=`, or `p` when left out.
+    pub sp: DmarcPolicy,
+    pub adkim_strict: bool,
+    pub aspf_strict: bool,
+    /// `pct=`, 100 when left out or not a number from 0 to 100.
+    pub pct: u8,
+}
+
+/// What the TXT records at `_dmarc.<domain>` say. `None`: no DMARC record there (the
+/// next place to look, or absent). RFC 7489 section 6.6.3: records not starting with
+/// `v=DMARC1` are ignored, and more than one that does is no policy at all.
+pub fn dmarc_record(
+    domain: &str,
+    txts: &[String],
+) -> Option<Result<DmarcRecord, DmarcRecordState>> {
+    let records: Vec<&String> = txts
+        .iter()
+        .filter(|t| {
+            t.trim_start()
+                .get(..8)
+                .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+        })
+        .collect();
+    let [record] = records.as_slice() else {
+        return (records.len() > 1).then_some(Err(DmarcRecordState::Unparseable));
+    };
+    let Ok(parsed) = Dmarc::parse(record.as_bytes()) else {
+        return Some(Err(DmarcRecordState::Unparseable));
+    };
+    let policy = |p: Policy| match p {
+        Policy::Quarantine => Some(DmarcPolicy::Quarantine),
+        Policy::Reject => Some(DmarcPolicy::Reject),
+        Policy::None => Some(DmarcPolicy::None),
+        Policy::Unspecified => None,
+    };
+    // A record without p= is read as p=none (RFC 7489 section 6.6.3 with a rua, and
+    // RFC 9989 always): receivers take no action on its failures.
+    let p = policy(parsed.p).unwrap_or(DmarcPolicy::None);
+    Some(Ok(DmarcRecord {
+        domain: domain.to_owned(),
+        p,
+        sp: policy(parsed.sp).unwrap_or(p),
+        adkim_strict: parsed.adkim == Alignment::Strict,
+        aspf_strict: parsed.aspf == Alignment::Strict,
+        pct: pct(record),
+    }))
+}
+
+/// The `pct` tag of a DMARC record (mail-auth reads RFC 9989 records, which have
+/// none): the tag-value list of RFC 7489 section 6.4, 100 when absent or invalid.
+fn pct(record: &str) -> u8 {
+    record
+        .split(';')
+        .filter_map(|tag| tag.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("pct"))
+        .and_then(|(_, v)| v.trim().parse::<u8>().ok())
+        .filter(|v| *v <= 100)
+        .unwrap_or(100)
+}
+
+/// The organizational domain of `domain` (RFC 7489 section 3.2: one label below its
+/// public suffix, from the Public Suffix List); `None` for a public suffix itself.
+pub fn organizational_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    psl::domain_str(&domain).map(str::to_owned)
+}
+
+/// The domain mail is sent from for an identity: a domain identity itself, an e-mail
+/// address identity's domain.
+pub fn from_domain(identity: &str) -> String {
+    identity
+        .rsplit_once('@')
+        .map_or(identity, |(_, d)| d)
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// Whether `a` aligns with the From domain `from`: the same name (strict), or the
+/// same organizational domain (relaxed).
+pub fn aligned(a: &str, from: &str, strict: bool) -> bool {
+    let (a, from) = (a.to_ascii_lowercase(), from.to_ascii_lowercase());
+    if a == from {
+        return true;
+    }
+    !strict && organizational_domain(&a).is_some_and(|o| Some(o) == organizational_domain(&from))
+}
+
+/// What is known of how SES sends one identity's mail, for [`dmarc_verdict`]: `None`
+/// for a fact not known (its collector is off or has not answered, or DNS has not).
+#[derive(Debug, Clone, Default)]
+pub struct SendingFacts<'a> {
+    /// The From domain.
+    pub from: &'a str,
+    /// Whether a custom MAIL FROM is set (`Some(false)`: SES's own amazonses.com), its
+    /// domain, status and behaviour.
+    pub mail_from_configured: Option<bool>,
+    pub mail_from_domain: Option<&'a str>,
+    pub mail_from_status: Option<MailFromStatus>,
+    pub behavior: Option<BehaviorOnMxFailure>,
+    /// SPF's evaluation of the MAIL FROM domain for SES's address.
+    pub spf: Option<SpfStatus>,
+    /// Whether SES signs with Easy DKIM that verified (`DkimEnabled` and `Success`).
+    pub dkim_signing: Option<bool>,
+    /// Whether every Easy DKIM CNAME record is in place (`None`: not looked up).
+    pub dkim_records: Option<bool>,
+    /// The DMARC record (`Some(None)`: DNS answered that there is none).
+    pub dmarc: Option<Option<&'a DmarcRecord>>,
+}
+
+/// What receivers enforcing DMARC do with this identity's mail; `None` when a fact it
+/// depends on is not known. DMARC passes when SPF or DKIM passes for a domain aligned
+/// with the From domain (RFC 7489 section 3.1): SES's SPF passes aligned only through a
+/// custom MAIL FROM in `Success` whose record authorizes SES (otherwise SES's MAIL FROM
+/// is amazonses.com), and Easy DKIM signs with the identity's domain.
+pub fn dmarc_verdict(f: &SendingFacts<'_>) -> Option<DmarcVerdict> {
+    let record = f.dmarc?;
+    let aspf_strict = record.is_some_and(|r| r.aspf_strict);
+    // SPF: known aligned, known not, or not known.
+    let spf = match f.mail_from_configured {
+        Some(false) => Some(false),
+        None => None,
+        Some(true) => match (f.mail_from_status, f.mail_from_domain) {
+            (Some(MailFromStatus::Success), Some(domain)) => f
+                .spf
+                .map(|s| s == SpfStatus::Pass && aligned(domain, f.from, aspf_strict)),
+            // Not in Success: SES sends with its own MAIL FROM (UseDefaultValue) or
+            // not at all (RejectMessage); neither aligns.
+            (Some(MailFromStatus::Success), None) => None,
+            (Some(_), _) => Some(false),
+            (None, _) => None,
+        },
+    };
+    // Easy DKIM signs d=<the identity's domain>, the From domain itself: aligned in
+    // either adkim mode.
+    let dkim = match (f.dkim_signing, f.dkim_records) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (Some(true), _) => Some(true),
+        (None, _) => None,
+    };
+    if spf == Some(true) || dkim == Some(true) {
+        return Some(DmarcVerdict::Aligned);
+    }
+    // Not aligned as far as is known: only a known "neither" decides the policy.
+    if spf.is_none() || dkim.is_none() {
+        return None;
+    }
+    let Some(record) = record else {
+        return Some(DmarcVerdict::None);
+    };
+    // The record at the From domain applies p; one found at the organizational domain
+    // applies sp to a subdomain.
+    let policy = if record.domain.eq_ignore_ascii_case(f.from) {
+        record.p
+    } else {
+        record.sp
+    };
+    // pct (RFC 7489 section 6.6.4): the mail not sampled gets the next policy down,
+    // so pct=0 makes reject a quarantine and quarantine nothing.
+    Some(match (policy, record.pct) {
+        (DmarcPolicy::None, _) => DmarcVerdict::None,
+        (DmarcPolicy::Quarantine, 0) => DmarcVerdict::None,
+        (DmarcPolicy::Quarantine, _) => DmarcVerdict::Quarantine,
+        (DmarcPolicy::Reject, 0) => DmarcVerdict::Quarantine,
+        (DmarcPolicy::Reject, _) => DmarcVerdict::Reject,
+    })
+}
+
+/// One Easy DKIM record `<token>._domainkey.<domain>` as DNS answered: its CNAME
+/// targets, or the lookup's definitive "none". It is correct when it points at
+/// `<token>.<zone>`; with the signing zone not known (SES names it only in SESv2's
+/// `GetEmailIdentity`, and a replicated identity's is its primary region's), any
+/// target whose first label is the token.
+pub fn dkim_record_state(
+    token: &str,
+    targets: Option<&[String]>,
+    zone: Option<&str>,
+) -> RecordState {
+    let Some(targets) = targets.filter(|t| !t.is_empty()) else {
+        return RecordState::Missing;
+    };
+    let right = |target: &String| {
+        let target = target.trim_end_matches('.');
+        match zone {
+            Some(zone) => target.eq_ignore_ascii_case(&format!("{token}.{}", zone.trim_end_matches('.'))),
+            None => target
+                .split_once('.')
+                .is_some_and(|(first, rest)| first.eq_ignore_ascii_case(token) && !rest.is_empty()),
+        }
+    };
+    if targets.iter().any(right) {
+        RecordState::Correct
+    } else {
+        RecordState::Elsewhere
+    }
+}
+
+/// A legacy verification record `_amazonses.<domain>` as DNS answered: correct when
+/// one of its TXT records is the verification token.
+pub fn legacy_record_state(token: &str, txts: Option<&[String]>) -> RecordState {
+    match txts.filter(|t| !t.is_empty()) {
+        None => RecordState::Missing,
+        Some(txts) if txts.iter().any(|t| t.trim() == token) => RecordState::Correct,
+        Some(_) => RecordState::Elsewhere,
+    }
+}
 
 #[cfg(test)]
 pub(super) mod tests {
@@ -86,5 +347,167 @@ pub(super) mod tests {
             "v=spf1 -all"
         ])));
         assert!(!spf_correct(&[]));
+    }
+
+    fn record(domain: &str, txt: &str) -> DmarcRecord {
+        match dmarc_record(domain, &s(&[txt])) {
+            Some(Ok(r)) => r,
+            other => panic!("{txt}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dmarc_record_is_read_with_its_defaults_and_pct() {
+        let r = record("example.com", "v=DMARC1; p=reject; rua=mailto:d@example.com");
+        assert_eq!((r.p, r.sp, r.pct), (DmarcPolicy::Reject, DmarcPolicy::Reject, 100));
+        assert!(!r.aspf_strict && !r.adkim_strict);
+        let r = record("example.com", "v=DMARC1; p=quarantine; sp=none; aspf=s; adkim=s; pct=0");
+        assert_eq!((r.p, r.sp, r.pct), (DmarcPolicy::Quarantine, DmarcPolicy::None, 0));
+        assert!(r.aspf_strict && r.adkim_strict);
+        // pct out of range or not a number: 100.
+        assert_eq!(record("example.com", "v=DMARC1; p=reject; pct=150").pct, 100);
+        assert_eq!(record("example.com", "v=DMARC1; p=reject; pct=x").pct, 100);
+        // No p: no action (none).
+        assert_eq!(record("example.com", "v=DMARC1; rua=mailto:d@example.com").p, DmarcPolicy::None);
+        // Not DMARC records: nothing here, look further.
+        assert_eq!(dmarc_record("example.com", &s(&["v=spf1 -all", "hello"])), None);
+        assert_eq!(dmarc_record("example.com", &[]), None);
+        // Two DMARC records: no policy (RFC 7489 6.6.3), told apart from none.
+        assert_eq!(
+            dmarc_record("example.com", &s(&["v=DMARC1; p=reject", "v=DMARC1; p=none"])),
+            Some(Err(DmarcRecordState::Unparseable))
+        );
+        assert_eq!(
+            dmarc_record("example.com", &s(&["v=DMARC1; p=block"])),
+            Some(Err(DmarcRecordState::Unparseable))
+        );
+    }
+
+    #[test]
+    fn the_organizational_domain_comes_from_the_public_suffix_list() {
+        assert_eq!(organizational_domain("mail.example.co.uk").as_deref(), Some("example.co.uk"));
+        assert_eq!(organizational_domain("a.b.example.com.").as_deref(), Some("example.com"));
+        assert_eq!(organizational_domain("example.com").as_deref(), Some("example.com"));
+        assert_eq!(organizational_domain("co.uk"), None);
+        assert!(aligned("bounce.example.com", "example.com", false));
+        assert!(!aligned("bounce.example.com", "example.com", true));
+        assert!(aligned("example.com", "EXAMPLE.com", true));
+        assert!(!aligned("bounce.example.net", "example.com", false));
+        assert_eq!(from_domain("Ops@Mail.Example.com"), "mail.example.com");
+        assert_eq!(from_domain("example.com"), "example.com");
+    }
+
+    /// A domain identity with a failed custom MAIL FROM, UseDefaultValue, DKIM not
+    /// signing, and the DMARC record given.
+    fn failed_mail_from<'a>(dmarc: Option<&'a DmarcRecord>) -> SendingFacts<'a> {
+        SendingFacts {
+            from: "example.com",
+            mail_from_configured: Some(true),
+            mail_from_domain: Some("bounce.example.com"),
+            mail_from_status: Some(MailFromStatus::Failed),
+            behavior: Some(BehaviorOnMxFailure::UseDefaultValue),
+            spf: Some(SpfStatus::Pass),
+            dkim_signing: Some(false),
+            dkim_records: None,
+            dmarc: Some(dmarc),
+        }
+    }
+
+    #[test]
+    fn receivers_reject_when_neither_spf_nor_dkim_aligns_under_p_reject() {
+        let reject = record("example.com", "v=DMARC1; p=reject");
+        let f = failed_mail_from(Some(&reject));
+        assert_eq!(dmarc_verdict(&f), Some(DmarcVerdict::Reject));
+        // Verified DKIM aligns: DMARC passes.
+        let signed = SendingFacts { dkim_signing: Some(true), ..f.clone() };
+        assert_eq!(dmarc_verdict(&signed), Some(DmarcVerdict::Aligned));
+        // ... unless its records are gone.
+        let gone = SendingFacts { dkim_records: Some(false), ..signed.clone() };
+        assert_eq!(dmarc_verdict(&gone), Some(DmarcVerdict::Reject));
+        // The custom MAIL FROM in Success with SPF passing aligns (relaxed).
+        let ok = SendingFacts { mail_from_status: Some(MailFromStatus::Success), ..f.clone() };
+        assert_eq!(dmarc_verdict(&ok), Some(DmarcVerdict::Aligned));
+        // But not under aspf=s: bounce.example.com is not example.com.
+        let strict = record("example.com", "v=DMARC1; p=reject; aspf=s");
+        let ok_strict = SendingFacts { dmarc: Some(Some(&strict)), ..ok.clone() };
+        assert_eq!(dmarc_verdict(&ok_strict), Some(DmarcVerdict::Reject));
+        // SPF that does not authorize SES does not pass.
+        let not_authorized = SendingFacts { spf: Some(SpfStatus::PermError), ..ok.clone() };
+        assert_eq!(dmarc_verdict(&not_authorized), Some(DmarcVerdict::Reject));
+        // Quarantine; pct=0 takes each policy one step down.
+        let q = record("example.com", "v=DMARC1; p=quarantine");
+        assert_eq!(dmarc_verdict(&failed_mail_from(Some(&q))), Some(DmarcVerdict::Quarantine));
+        let r0 = record("example.com", "v=DMARC1; p=reject; pct=0");
+        assert_eq!(dmarc_verdict(&failed_mail_from(Some(&r0))), Some(DmarcVerdict::Quarantine));
+        let q0 = record("example.com", "v=DMARC1; p=quarantine; pct=0");
+        assert_eq!(dmarc_verdict(&failed_mail_from(Some(&q0))), Some(DmarcVerdict::None));
+        let r50 = record("example.com", "v=DMARC1; p=reject; pct=50");
+        assert_eq!(dmarc_verdict(&failed_mail_from(Some(&r50))), Some(DmarcVerdict::Reject));
+        // p=none, or no record: delivered as far as DMARC goes.
+        let none = record("example.com", "v=DMARC1; p=none");
+        assert_eq!(dmarc_verdict(&failed_mail_from(Some(&none))), Some(DmarcVerdict::None));
+        assert_eq!(dmarc_verdict(&failed_mail_from(None)), Some(DmarcVerdict::None));
+    }
+
+    #[test]
+    fn a_subdomain_gets_sp_from_its_organizational_domains_record() {
+        let org = record("example.com", "v=DMARC1; p=reject; sp=quarantine");
+        let sub = SendingFacts { from: "mail.example.com", ..failed_mail_from(Some(&org)) };
+        assert_eq!(dmarc_verdict(&sub), Some(DmarcVerdict::Quarantine));
+        // The record at the From domain itself applies p.
+        let own = record("mail.example.com", "v=DMARC1; p=reject; sp=none");
+        let sub = SendingFacts { from: "mail.example.com", ..failed_mail_from(Some(&own)) };
+        assert_eq!(dmarc_verdict(&sub), Some(DmarcVerdict::Reject));
+    }
+
+    #[test]
+    fn a_verdict_is_absent_while_a_fact_it_needs_is_not_known() {
+        let reject = record("example.com", "v=DMARC1; p=reject");
+        let f = failed_mail_from(Some(&reject));
+        // DMARC not looked up yet.
+        assert_eq!(dmarc_verdict(&SendingFacts { dmarc: None, ..f.clone() }), None);
+        // The dkim collector off: DKIM may align, so no verdict unless SPF does.
+        let no_dkim = SendingFacts { dkim_signing: None, ..f.clone() };
+        assert_eq!(dmarc_verdict(&no_dkim), None);
+        let spf_ok = SendingFacts { mail_from_status: Some(MailFromStatus::Success), ..no_dkim.clone() };
+        assert_eq!(dmarc_verdict(&spf_ok), Some(DmarcVerdict::Aligned));
+        // SPF not evaluated yet, MAIL FROM in Success: not known.
+        let spf_unknown = SendingFacts { spf: None, ..spf_ok.clone() };
+        assert_eq!(dmarc_verdict(&SendingFacts { dkim_signing: Some(false), ..spf_unknown }), None);
+        // No custom MAIL FROM: SES's amazonses.com never aligns.
+        let default = SendingFacts { mail_from_configured: Some(false), mail_from_domain: None, mail_from_status: None, ..f.clone() };
+        assert_eq!(dmarc_verdict(&default), Some(DmarcVerdict::Reject));
+    }
+
+    #[test]
+    fn a_dkim_record_is_correct_only_when_it_points_at_its_token() {
+        let t = "abcdef123";
+        let targets = s(&["abcdef123.dkim.amazonses.com."]);
+        assert_eq!(dkim_record_state(t, Some(&targets), None), RecordState::Correct);
+        assert_eq!(dkim_record_state(t, Some(&targets), Some("dkim.amazonses.com")), RecordState::Correct);
+        assert_eq!(dkim_record_state(t, Some(&targets), Some("dkim.af-south-1.amazonses.com")), RecordState::Elsewhere);
+        assert_eq!(dkim_record_state(t, Some(&s(&["other.dkim.amazonses.com"])), None), RecordState::Elsewhere);
+        assert_eq!(dkim_record_state(t, Some(&s(&["abcdef123"])), None), RecordState::Elsewhere);
+        assert_eq!(dkim_record_state(t, None, None), RecordState::Missing);
+        assert_eq!(dkim_record_state(t, Some(&[]), None), RecordState::Missing);
+    }
+
+    #[test]
+    fn a_legacy_record_is_correct_when_it_holds_the_token() {
+        let t = "pmBGN/7MjnfhTKUZ06Enqq1PeGUaOkw8lGhcfwefcHU=";
+        assert_eq!(legacy_record_state(t, Some(&s(&[t]))), RecordState::Correct);
+        assert_eq!(legacy_record_state(t, Some(&s(&["other", t]))), RecordState::Correct);
+        assert_eq!(legacy_record_state(t, Some(&s(&["other"]))), RecordState::Elsewhere);
+        assert_eq!(legacy_record_state(t, None), RecordState::Missing);
+    }
+
+    #[test]
+    fn ses_sending_address_is_the_first_passing_ip4_network_of_its_spf_record() {
+        let txts = s(&["google-site-verification=x", "v=spf1 -ip4:10.0.0.0/8 ip4:199.255.192.0/22 ip4:199.127.232.0/22 -all"]);
+        assert_eq!(ses_sending_address(&txts), Some("199.255.192.0".parse().unwrap()));
+        assert_eq!(ses_sending_address(&s(&["v=spf1 include:x.example -all"])), None);
+        assert_eq!(ses_sending_address(&[]), None);
+        assert!(spf_records_conflict(&s(&["v=spf1 -all", "v=spf1 ~all"])));
+        assert!(!spf_records_conflict(&s(&["v=spf1 -all", "x"])));
     }
 }
