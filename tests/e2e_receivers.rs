@@ -18,6 +18,8 @@ const MX_OK: &str = "10 feedback-smtp.us-east-1.amazonses.com";
 /// SES's sending networks, as amazonses.com's SPF record lists them (shortened).
 const SES_SPF: &str = "v=spf1 ip4:199.255.192.0/22 ip4:199.127.232.0/22 -all";
 const SPF_OK: &str = "v=spf1 include:amazonses.com -all";
+/// A 2048-bit RSA public key (base64), as a DKIM record's p=.
+const DKIM_KEY: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0dAd4fgYtFPM5C6QoSeb0QTc8axwIPvKhlVVlyHUd9v6Hgyzlu3/futM4SNskldM452exmSVl1Ls4PXpBO6tUxKq6Bb9/6NZJVnH+GkepvK2srfFd/fWK1esSBguQJY1nKXIiZXd34PMdzio6+NNQw6bY4EAbqeYKmsxWOCTq/187Z9OcqWk/0pXyHG/RZz90s4r9ss/1RzPtXvkZMyPLGhcutekE79WYmE9sXT+2DXBPHTgCtGXmukWmuKH5FHnye0uVRDtQYBFhigQhKnRmYhASthXWtn2GQBn04Y2sM1/GHhmgM5jE8wlkkwMi26/TZ3E2Qsqx2j/ZtutGnR4qwIDAQAB";
 
 fn zones() -> serde_json::Value {
     let mut z = serde_json::json!({
@@ -44,6 +46,10 @@ fn zones() -> serde_json::Value {
         // The DMARC lookup fails: no record state, no verdict.
         "_dmarc.servfail.example.com": {"servfail": true},
         "_dmarc.spf11.example.com": {"TXT": ["v=DMARC1; p=none"]},
+        // Bring-your-own DKIM: SES names the selector as the token, and its key is a
+        // TXT record there, not a CNAME: published, so not "missing".
+        "_dmarc.byo.example.com": {"TXT": ["v=DMARC1; p=reject"]},
+        "sel2026._domainkey.byo.example.com": {"TXT": [format!("v=DKIM1; k=rsa; p={DKIM_KEY}")]},
     });
     // 11 includes before SES's: the 11th DNS-querying term is a permerror.
     let includes: Vec<String> = (1..=11)
@@ -78,6 +84,11 @@ fn identities(double: &Double) {
         ("none.example.net", failed, r#""dkim_enabled": false"#),
         ("servfail.example.com", failed, r#""dkim_enabled": false"#),
         ("spf11.example.com", success, r#""dkim_enabled": false"#),
+        (
+            "byo.example.com",
+            failed,
+            r#""dkim_enabled": true, "dkim_status": "Success", "dkim_tokens": ["sel2026"]"#,
+        ),
     ] {
         let mail_from = mail_from.replace("{d}", name);
         double.set_identity(name, &format!("{{{mail_from}, {dkim}}}"));
@@ -145,6 +156,7 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
             "news.example.org",
             "none.example.net",
             "spf11.example.com",
+            "byo.example.com",
         ]
         .iter()
         .all(|id| verdict(m, id).is_some())
@@ -199,6 +211,13 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
         m.text
     );
     assert_eq!(dkim_records(&m, "signed.example.com", "correct"), Some(3.0));
+    assert_eq!(
+        dkim_records(&m, "byo.example.com", "correct"),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    expect("byo.example.com", "aligned");
     assert_eq!(dkim_records(&m, "signed.example.com", "missing"), Some(0.0));
     // DKIM not enabled: its records are not looked up.
     assert_eq!(dkim_records(&m, "reject.example.com", "missing"), None);

@@ -561,6 +561,21 @@ async fn check<D: Dns>(dns: &D, timeout: Duration, telemetry: &Telemetry, job: J
             count("CNAME", outcome(&answer));
             let state = match answer {
                 Ok(targets) => verdict::dkim_record_state(token, Some(&targets), None),
+                // The name is there without a CNAME: a key published as TXT, as with
+                // bring-your-own DKIM (SES names the selector as its token), counts.
+                Err(LookupOutcome::NoRecords) => {
+                    let txt = bounded(timeout, dns.txt(&name)).await;
+                    count("TXT", outcome(&txt));
+                    match txt {
+                        Ok(txts) if verdict::dkim_key(&txts) => RecordState::Correct,
+                        Ok(_) => RecordState::Missing,
+                        Err(o) if o.answered() => RecordState::Missing,
+                        Err(o) => {
+                            states = Err(o);
+                            break;
+                        }
+                    }
+                }
                 Err(o) if o.answered() => verdict::dkim_record_state(token, None, None),
                 Err(o) => {
                     states = Err(o);

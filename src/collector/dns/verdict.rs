@@ -288,6 +288,14 @@ pub fn dkim_record_state(
     }
 }
 
+/// Whether TXT records at a DKIM selector publish a key receivers can verify with
+/// (RFC 6376 section 3.6.1; an empty `p=` is a revoked key): mail-auth's parser reads
+/// the record and the key.
+pub fn dkim_key(txts: &[String]) -> bool {
+    txts.iter()
+        .any(|t| mail_auth::common::verify::DomainKey::parse(t.as_bytes()).is_ok())
+}
+
 /// A legacy verification record `_amazonses.<domain>` as DNS answered: correct when
 /// one of its TXT records is the verification token.
 pub fn legacy_record_state(token: &str, txts: Option<&[String]>) -> RecordState {
@@ -490,6 +498,19 @@ pub(super) mod tests {
         assert_eq!(dkim_record_state(t, Some(&s(&["abcdef123"])), None), RecordState::Elsewhere);
         assert_eq!(dkim_record_state(t, None, None), RecordState::Missing);
         assert_eq!(dkim_record_state(t, Some(&[]), None), RecordState::Missing);
+    }
+
+    /// A 2048-bit RSA public key (SubjectPublicKeyInfo, base64), as a DKIM record's p=.
+    pub(in crate::collector::dns) const DKIM_KEY: &str = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0dAd4fgYtFPM5C6QoSeb0QTc8axwIPvKhlVVlyHUd9v6Hgyzlu3/futM4SNskldM452exmSVl1Ls4PXpBO6tUxKq6Bb9/6NZJVnH+GkepvK2srfFd/fWK1esSBguQJY1nKXIiZXd34PMdzio6+NNQw6bY4EAbqeYKmsxWOCTq/187Z9OcqWk/0pXyHG/RZz90s4r9ss/1RzPtXvkZMyPLGhcutekE79WYmE9sXT+2DXBPHTgCtGXmukWmuKH5FHnye0uVRDtQYBFhigQhKnRmYhASthXWtn2GQBn04Y2sM1/GHhmgM5jE8wlkkwMi26/TZ3E2Qsqx2j/ZtutGnR4qwIDAQAB";
+
+    #[test]
+    fn a_published_dkim_key_counts_and_a_revoked_or_broken_one_does_not() {
+        assert!(dkim_key(&s(&[&format!("v=DKIM1; k=rsa; p={DKIM_KEY}")])));
+        assert!(dkim_key(&s(&["hello", &format!("v=DKIM1; p={DKIM_KEY}")])));
+        assert!(!dkim_key(&s(&["v=DKIM1; k=rsa; p="])), "revoked");
+        assert!(!dkim_key(&s(&["v=DKIM1; k=rsa; p=bm90IGEga2V5"])), "not a key");
+        assert!(!dkim_key(&s(&["v=spf1 -all"])));
+        assert!(!dkim_key(&[]));
     }
 
     #[test]
