@@ -36,7 +36,7 @@ const INSTANCE: &str = "10.0.0.7:10150";
 
 /// Identity alerts: job, aws_account_id, aws_region, identity (and mail_from_domain
 /// for the MAIL FROM ones).
-const IDENTITY: [&str; 17] = [
+const IDENTITY: [&str; 21] = [
     "SesMailFromFailedRejectingMail",
     "SesMailFromTemporaryFailureRejectingMail",
     "SesMailFromPendingRejectingMail",
@@ -54,6 +54,10 @@ const IDENTITY: [&str; 17] = [
     "SesMailFromMxWrong",
     "SesMailFromSpfMissing",
     "SesMailFromDnsStale",
+    "SesDmarcRejectsIdentityMail",
+    "SesDmarcQuarantinesIdentityMail",
+    "SesDkimRecordsMissing",
+    "SesMailFromSpfPermError",
 ];
 /// Account alerts: job, aws_account_id, aws_region; no identity.
 const ACCOUNT: [&str; 7] = [

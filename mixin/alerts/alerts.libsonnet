@@ -226,6 +226,16 @@
             '{{ $labels.mail_from_domain }}, the custom MAIL FROM domain of {{ $labels.identity }}, has no single SPF record with include:amazonses.com (looked up by the exporter): receivers cannot pass SPF for mail SES sends, so DMARC alignment through SPF is lost.',
           ),
           rule(
+            'SesMailFromSpfPermError',
+            |||
+              (max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_mail_from_spf_status{%(selector)s,status="permerror"}[10m])) == 1)
+              * on (job, aws_account_id, aws_region, identity) group_left (mail_from_domain)
+              topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, mail_from_domain) (last_over_time(aws_ses_identity_mail_from_info{%(selector)s}[10m])))
+            |||,
+            'The SPF record of the MAIL FROM domain of {{ $labels.identity }} is broken (permerror): receivers fail SPF for its mail',
+            'SPF\'s evaluation of {{ $labels.mail_from_domain }}, the custom MAIL FROM domain of {{ $labels.identity }}, for an address SES sends from ends in permerror (evaluated by the exporter): two SPF records, a syntax error, or more than 10 DNS-querying terms (include, a, mx, ptr, exists, redirect) along its include chain. Receivers treat a permerror as a failure for all mail from the domain, so SPF does not pass and DMARC alignment through SPF is lost.',
+          ),
+          rule(
             'SesMailFromDnsStale',
             |||
               (
@@ -237,7 +247,7 @@
               topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, mail_from_domain) (last_over_time(aws_ses_identity_mail_from_info{%(selector)s}[10m])))
             |||,
             'The {{ $labels.record_type }} verdict on the MAIL FROM domain of {{ $labels.identity }} is stale: DNS has not answered it for 3 poll intervals',
-            'DNS last answered the exporter\'s {{ $labels.record_type }} lookup of {{ $labels.mail_from_domain }}, the custom MAIL FROM domain of {{ $labels.identity }}, {{ $value | humanizeDuration }} ago, more than 3 poll intervals: the lookups since then failed (timeout, SERVFAIL, error) or did not run. aws_ses_identity_mail_from_{{ $labels.record_type }}_correct still shows that old answer, and the MX and SPF alerts judge the domain by it. Check aws_ses_identity_mail_from_dns_lookup and whether the domain\'s name servers answer.',
+            'DNS last answered the exporter\'s {{ $labels.record_type }} lookup of {{ $labels.mail_from_domain }}, the custom MAIL FROM domain of {{ $labels.identity }}, {{ $value | humanizeDuration }} ago, more than 3 poll intervals: the lookups since then failed (timeout, SERVFAIL, error) or did not run. {{ if eq $labels.record_type "spf_evaluation" }}aws_ses_identity_mail_from_spf_status{{ else }}aws_ses_identity_mail_from_{{ $labels.record_type }}_correct{{ end }} still shows that old answer, and the MX and SPF alerts judge the domain by it. Check aws_ses_identity_mail_from_dns_lookup and whether the domain\'s name servers answer.',
           ),
           rule(
             'SesIdentityVerificationFailed',
@@ -268,6 +278,48 @@
             |||,
             'DKIM of {{ $labels.identity }} failed ({{ $labels.aws_account_id }}/{{ $labels.aws_region }})',
             'SES reports the DKIM verification of {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, as Failed while DKIM signing is enabled: SES cannot find the DKIM CNAME records, so mail is not signed with the identity\'s domain and DMARC alignment through DKIM is lost.',
+          ),
+          rule(
+            'SesDkimRecordsMissing',
+            |||
+              (
+                max by (job, aws_account_id, aws_region, identity) (sum without (state) (last_over_time(aws_ses_identity_dkim_dns_records{%(selector)s,state=~"missing|elsewhere"}[10m]))) > 0
+                and on (job, aws_account_id, aws_region, identity)
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_dkim_status{%(selector)s,status="Success"}[10m])) == 1
+              )
+            |||,
+            'SES will fail DKIM of {{ $labels.identity }}, then its verification: Easy DKIM records missing',
+            '{{ $value }} of the Easy DKIM CNAME records (<token>._domainkey.<domain>) of {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, are missing or point elsewhere (looked up by the exporter) while SES still reports DKIM Success. Receivers already fail DKIM for the mail SES signs with them (they cannot fetch the key), so DMARC alignment through DKIM is lost now. At its next check SES marks DKIM Failed and stops signing with the domain, and a domain verified through these records (no _amazonses TXT record) then fails verification: SES refuses its mail. Restore the CNAMEs from aws ses get-identity-dkim-attributes.',
+          ),
+          // The DMARC verdicts: the alert's value is the record's pct, its
+          // record_domain where the record was found.
+          rule(
+            'SesDmarcRejectsIdentityMail',
+            |||
+              (
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_dmarc_pct{%(selector)s}[10m]))
+                and on (job, aws_account_id, aws_region, identity)
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_dmarc_verdict{%(selector)s,verdict="reject"}[10m])) == 1
+              )
+              * on (job, aws_account_id, aws_region, identity) group_left (record_domain)
+              topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, record_domain) (last_over_time(aws_ses_identity_dmarc_policy_info{%(selector)s}[10m])))
+            |||,
+            'Receivers will reject the mail SES sends for {{ $labels.identity }}: DMARC fails and its policy is reject',
+            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place), and the DMARC record at _dmarc.{{ $labels.record_domain }} applies reject to it (pct={{ $value }}). SES sends the mail without an error; receivers enforcing DMARC refuse it{{ if lt $value 100.0 }} (receivers following RFC 7489 that share of it, quarantining the rest; receivers following RFC 9989, DMARCbis, ignore pct and refuse all of it){{ end }}. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
+          ),
+          rule(
+            'SesDmarcQuarantinesIdentityMail',
+            |||
+              (
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_dmarc_pct{%(selector)s}[10m]))
+                and on (job, aws_account_id, aws_region, identity)
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_dmarc_verdict{%(selector)s,verdict="quarantine"}[10m])) == 1
+              )
+              * on (job, aws_account_id, aws_region, identity) group_left (record_domain)
+              topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, record_domain) (last_over_time(aws_ses_identity_dmarc_policy_info{%(selector)s}[10m])))
+            |||,
+            'Receivers will put the mail SES sends for {{ $labels.identity }} in spam: DMARC fails and its policy quarantines',
+            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place), and the DMARC record at _dmarc.{{ $labels.record_domain }} {{ if eq $value 0.0 }}says reject with pct=0, which receivers following RFC 7489 apply as quarantine; receivers following RFC 9989 (DMARCbis) ignore pct and refuse this mail{{ else }}applies quarantine to it (pct={{ $value }}){{ end }}. SES sends the mail without an error; receivers enforcing DMARC deliver it to spam. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
           ),
           rule(
             'SesSendQuotaNearlyUsed',
