@@ -115,6 +115,21 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         "lost.example.com",
         r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "verification_status": "Failed", "verification_error_type": "HOST_NOT_FOUND", "verification_last_checked": 1765000000, "verification_last_success": 1764000000}"#,
     );
+    // Receivers' view (dns collector): dmarc.example.org sends with SES's own MAIL
+    // FROM and no DKIM under p=reject, so receivers refuse it; keys.example.org's
+    // Easy DKIM records are gone while SES still says Success.
+    put(
+        common::ACCOUNT,
+        "us-east-1",
+        "dmarc.example.org",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "verification_status": "Success"}"#,
+    );
+    put(
+        common::ACCOUNT,
+        "us-east-1",
+        "keys.example.org",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success", "verification_status": "Success"}"#,
+    );
     put(
         OTHER_ACCOUNT,
         "eu-west-1",
@@ -167,6 +182,42 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
             "MX": ["10 feedback-smtp.eu-west-1.amazonses.com"],
             "TXT": ["v=spf1 include:amazonses.com ~all"]
         }),
+    );
+    // Every other domain's Easy DKIM records (the double's tokens tok1..tok3) are in
+    // place; example.com publishes p=none, dmarc.example.org p=reject; SES's SPF
+    // record lists its sending networks, so SPF is evaluated for them.
+    let mut domains: Vec<String> = ["success", "pending", "failed", "temporaryfailure"]
+        .iter()
+        .flat_map(|s| ["default", "reject"].map(|b| format!("{s}-{b}.example.com")))
+        .collect();
+    domains.extend(
+        [
+            "no-mail-from.example.com",
+            "eu.example.com",
+            "lost.example.com",
+            "paused.example.com",
+        ]
+        .map(str::to_owned),
+    );
+    for domain in &domains {
+        for token in ["tok1", "tok2", "tok3"] {
+            zones.insert(
+                format!("{token}._domainkey.{domain}"),
+                serde_json::json!({"CNAME": format!("{token}.dkim.amazonses.com")}),
+            );
+        }
+    }
+    zones.insert(
+        "_dmarc.example.com".into(),
+        serde_json::json!({"TXT": ["v=DMARC1; p=none"]}),
+    );
+    zones.insert(
+        "_dmarc.dmarc.example.org".into(),
+        serde_json::json!({"TXT": ["v=DMARC1; p=reject"]}),
+    );
+    zones.insert(
+        "amazonses.com".into(),
+        serde_json::json!({"TXT": ["v=spf1 ip4:199.255.192.0/22 -all"]}),
     );
     let dns = DnsServer::start(dns_dir.path(), &serde_json::Value::Object(zones));
     let config = common::estate_config();
@@ -244,6 +295,8 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         "SesAccountSendingPaused",
         "SesAccountInSandbox",
         "SesReputationEntityDisabled",
+        "SesDmarcRejectsIdentityMail",
+        "SesDkimRecordsMissing",
     ];
     let alerts = wait_for(
         Duration::from_secs(90),
@@ -389,6 +442,19 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
             ""
         )]
     );
+    // What receivers do: only dmarc.example.org's mail is refused; only
+    // keys.example.org's DKIM records are gone (its DMARC verdict stays none:
+    // example.org publishes no policy).
+    assert_eq!(
+        of("SesDmarcRejectsIdentityMail"),
+        vec![row(home, "us-east-1", "dmarc.example.org", "critical", "")]
+    );
+    assert_eq!(
+        of("SesDkimRecordsMissing"),
+        vec![row(home, "us-east-1", "keys.example.org", "warning", "")]
+    );
+    assert!(of("SesDmarcQuarantinesIdentityMail").is_empty());
+    assert!(of("SesMailFromSpfPermError").is_empty());
     assert!(of("SesAccountUnderReview").is_empty());
     assert!(of("SesAccountStateUnknown").is_empty());
     assert!(of("SesReputationEntityStateUnknown").is_empty());
