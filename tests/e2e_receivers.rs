@@ -49,6 +49,7 @@ fn zones() -> serde_json::Value {
         // Bring-your-own DKIM: SES names the selector as the token, and its key is a
         // TXT record there, not a CNAME: published, so not "missing".
         "_dmarc.byo.example.com": {"TXT": ["v=DMARC1; p=reject"]},
+        "_amazonses.legacy.example.com": {"TXT": ["token"]},
         "sel2026._domainkey.byo.example.com": {"TXT": [format!("v=DKIM1; k=rsa; p={DKIM_KEY}")]},
     });
     // 11 includes before SES's: the 11th DNS-querying term is a permerror.
@@ -93,11 +94,22 @@ fn identities(double: &Double) {
         let mail_from = mail_from.replace("{d}", name);
         double.set_identity(name, &format!("{{{mail_from}, {dkim}}}"));
     }
-    // An address of the signed domain, without a custom MAIL FROM or DKIM of its own:
-    // judged as its domain is.
+    // Addresses of the signed domain, without a custom MAIL FROM of their own: judged
+    // as their domain is, whether SES reports their DKIM as the domain's (it does) or
+    // as off.
     double.set_identity(
         "ops@signed.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success"}"#,
+    );
+    double.set_identity(
+        "billing@signed.example.com",
         r#"{"behavior": "UseDefaultValue", "dkim_enabled": false}"#,
+    );
+    // A domain verified the legacy way: no Easy DKIM, its _amazonses TXT record holds
+    // the token SES gave (the double's is "token").
+    double.set_identity(
+        "legacy.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": false, "dkim_status": "NotStarted", "verification_status": "Success"}"#,
     );
 }
 
@@ -139,6 +151,7 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
             "--ses.rate",
             "20",
             "--collector.dkim",
+            "--collector.verification",
             "--dns.nameserver",
             &ns,
             "--dns.timeout",
@@ -150,6 +163,7 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
             "reject.example.com",
             "signed.example.com",
             "ops@signed.example.com",
+            "billing@signed.example.com",
             "relaxed.example.com",
             "strict.example.com",
             "pct.example.com",
@@ -169,6 +183,7 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
     expect("reject.example.com", "reject");
     expect("signed.example.com", "aligned");
     expect("ops@signed.example.com", "aligned");
+    expect("billing@signed.example.com", "aligned");
     // SPF aligned through the custom MAIL FROM when relaxed, not under aspf=s.
     expect("relaxed.example.com", "aligned");
     expect("strict.example.com", "reject");
@@ -219,8 +234,22 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
     );
     expect("byo.example.com", "aligned");
     assert_eq!(dkim_records(&m, "signed.example.com", "missing"), Some(0.0));
-    // DKIM not enabled: its records are not looked up.
-    assert_eq!(dkim_records(&m, "reject.example.com", "missing"), None);
+    // The legacy record holds the token; a domain whose DKIM is verified is not asked.
+    let legacy = |m: &Metrics, id: &str, state: &str| {
+        m.get(&format!(
+            "aws_ses_identity_verification_dns_record{{identity=\"{id}\",state=\"{state}\"}}"
+        ))
+    };
+    let m = exporter.wait_metrics("the legacy record checked", |m| {
+        legacy(m, "legacy.example.com", "correct").is_some()
+    });
+    assert_eq!(
+        legacy(&m, "legacy.example.com", "correct"),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(legacy(&m, "signed.example.com", "missing"), None);
 
     // One DKIM CNAME deleted while SES still says Success: it shows as missing, and
     // DKIM no longer counts as aligned (SES will fail DKIM, then the verification).
@@ -247,6 +276,26 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
         verdict(m, "signed.example.com") == Some("reject")
     });
     assert_eq!(verdict(&m, "ops@signed.example.com"), Some("reject"));
+    assert_eq!(verdict(&m, "billing@signed.example.com"), Some("reject"));
     let log = exporter.proc.log();
     assert!(log.contains("Easy DKIM CNAME record is missing"), "{log}");
+
+    // The legacy record deleted while SES still says Success: missing.
+    changed
+        .as_object_mut()
+        .unwrap()
+        .remove("_amazonses.legacy.example.com");
+    dns.set(&changed);
+    let m = wait_for(Duration::from_secs(90), "the legacy record to go", || {
+        let m = Metrics::parse(&exporter.metrics());
+        (legacy(&m, "legacy.example.com", "missing") == Some(1.0)).then_some(m)
+    });
+    assert_eq!(
+        m.get("aws_ses_identity_verification_status{identity=\"legacy.example.com\",status=\"Success\"}"),
+        Some(1.0)
+    );
+    assert!(exporter
+        .proc
+        .log()
+        .contains("_amazonses TXT record no longer holds"));
 }

@@ -199,17 +199,23 @@ impl<D: Dns> crate::supervise::Task for DnsCollector<D> {
 /// What one identity's facts ask to look up.
 fn job(target: &TargetId, identity: &str, facts: &IdentityFacts, ses_address: Option<IpAddr>) -> Job {
     let is_domain = !identity.contains('@');
+    // The records matter while SES checks them, signing on or off: they keep a
+    // domain verified through its DKIM.
     let dkim_tokens = match &facts.dkim {
-        Some(d) if is_domain && d.enabled != Some(false) => d.tokens.clone(),
+        Some(d) if is_domain => d.tokens.clone(),
         _ => Vec::new(),
     };
-    // A domain whose Easy DKIM is verified stays verified through it; only one known
-    // not to be depends on the legacy record (with the dkim collector off, which
-    // one it is is not known, and a missing record would be a false alarm).
+    // A domain whose Easy DKIM is verified stays verified through it (signing on or
+    // off); only one known not to be depends on the legacy record (with the dkim
+    // collector off, or its status unknown, which one it is is not known, and a
+    // missing record would be a false alarm).
     let legacy_token = match (&facts.dkim, &facts.verification_token) {
         (Some(d), Some(token))
             if is_domain
-                && !(d.enabled == Some(true) && d.status == VerificationStatus::Success) =>
+                && !matches!(
+                    d.status,
+                    VerificationStatus::Success | VerificationStatus::Unknown
+                ) =>
         {
             Some(token.clone())
         }
@@ -440,10 +446,14 @@ impl<D: Dns> DnsCollector<D> {
         if !now && self.publishing.busy() {
             return;
         }
-        judge(&mut self.results, &self.seen);
-        let results = self.results.clone();
+        // The verdicts are judged with the render, off the async threads.
+        let mut results = self.results.clone();
+        let facts = Arc::clone(&self.seen);
         self.publishing
-            .start(move |renderer: &mut TargetRenderers| renderer.render(&results))
+            .start(move |renderer: &mut TargetRenderers| {
+                judge(&mut results, &facts);
+                renderer.render(&results)
+            })
             .await;
         self.dirty = false;
         self.rendered_at = Some(Instant::now());
@@ -648,43 +658,62 @@ async fn bounded(
         .unwrap_or(Err(LookupOutcome::Timeout))
 }
 
-/// Sets each identity's DMARC verdict from its checks and its facts. An e-mail
-/// address identity sends with its own custom MAIL FROM when it has one, else with its
-/// domain identity's; it is signed by its domain's Easy DKIM when its own does not:
-/// so an e-mail identity and its domain identity are judged alike.
+/// Sets each identity's DMARC verdict from its checks and its facts.
+///
+/// An e-mail address identity sends with its own custom MAIL FROM when it has one, else
+/// with its domain identity's, and SES's DKIM attributes of an address are its
+/// domain's, whose records are checked at the domain identity: so an address and its
+/// domain are judged alike. An identity whose own Easy DKIM does not sign verified is
+/// signed by the nearest parent domain identity's that does (up to the organizational
+/// domain), with `d=` that domain: aligned when `adkim` is relaxed.
 fn judge(results: &mut BTreeMap<Subject, Checked>, facts: &AllFacts) {
     let verdicts: Vec<(Subject, Option<DmarcVerdict>)> = results
         .iter()
         .map(|(subject, checked)| {
             let (target, identity) = subject;
             let from = verdict::from_domain(identity);
-            let own = facts.get(target).and_then(|f| f.get(identity));
-            let parent_id = identity.contains('@').then(|| from.clone());
-            let parent = parent_id
-                .as_ref()
-                .and_then(|d| facts.get(target).and_then(|f| f.get(d)));
-            let parent_checked = parent_id
-                .as_ref()
-                .and_then(|d| results.get(&(target.clone(), d.clone())));
+            let is_address = identity.contains('@');
+            let fact = |id: &str| facts.get(target).and_then(|f| f.get(id));
+            let checked_of = |id: &str| results.get(&(target.clone(), id.to_owned()));
+            let own = fact(identity);
             // MAIL FROM: the identity's own when configured, else its domain's.
             let own_mail_from = own.and_then(|f| f.mail_from.as_ref());
-            let (mail_from, mail_from_checked) = match (own_mail_from, parent.and_then(|p| p.mail_from.as_ref())) {
-                (Some(m), Some(p)) if !m.configured() => (Some(p), parent_checked.and_then(|c| c.mail_from.as_ref())),
+            let domain_mail_from = is_address
+                .then(|| fact(&from).and_then(|f| f.mail_from.as_ref()))
+                .flatten();
+            let (mail_from, mail_from_checked) = match (own_mail_from, domain_mail_from) {
+                (Some(m), Some(d)) if !m.configured() => {
+                    (Some(d), checked_of(&from).and_then(|c| c.mail_from.as_ref()))
+                }
                 (Some(m), _) => (Some(m), checked.mail_from.as_ref()),
                 (None, _) => (None, None),
             };
-            // DKIM: the identity's own when it signs, else its domain's.
-            let signing = |f: Option<&IdentityFacts>, c: Option<&Checked>| -> (Option<bool>, Option<bool>) {
-                let dkim = f.and_then(|f| f.dkim.as_ref());
-                let signing = dkim.map(|d| d.enabled == Some(true) && d.status == VerificationStatus::Success);
-                let records = c.and_then(|c| c.dkim.as_ref()).and_then(|d| d.states.as_ref()).map(|s| s.iter().all(|s| *s == RecordState::Correct));
-                (signing, records)
+            // DKIM: whether it signs verified (`None`: not known) ...
+            let signing = |f: Option<&IdentityFacts>| {
+                let d = f?.dkim.as_ref()?;
+                match (d.enabled, d.status) {
+                    (Some(true), VerificationStatus::Success) => Some(true),
+                    (None, _) | (_, VerificationStatus::Unknown) => None,
+                    _ => Some(false),
+                }
             };
-            let mut dkim = signing(own, Some(checked));
-            if dkim.0 != Some(true) && parent.is_some() {
-                let p = signing(parent, parent_checked);
-                if p.0 == Some(true) || dkim.0.is_none() {
-                    dkim = p;
+            // ... and whether the records of the domain it signs with are in place.
+            let records = |domain: &str| {
+                let states = checked_of(domain)?.dkim.as_ref()?.states.as_ref()?;
+                Some(states.iter().all(|s| *s == RecordState::Correct))
+            };
+            let mut dkim = (signing(own), from.clone(), records(&from));
+            if dkim.0 != Some(true) {
+                let parents = verdict::parent_domains(&from);
+                let candidates = is_address
+                    .then(|| from.clone())
+                    .into_iter()
+                    .chain(parents);
+                for domain in candidates {
+                    if signing(fact(&domain)) == Some(true) {
+                        dkim = (Some(true), domain.clone(), records(&domain));
+                        break;
+                    }
                 }
             }
             let dmarc = checked.dmarc.found.as_ref().map(|found| found.as_ref().ok());
@@ -696,7 +725,8 @@ fn judge(results: &mut BTreeMap<Subject, Checked>, facts: &AllFacts) {
                 behavior: mail_from.map(|m| m.behavior),
                 spf: mail_from_checked.and_then(|m| m.spf_status),
                 dkim_signing: dkim.0,
-                dkim_records: dkim.1,
+                dkim_domain: Some(&dkim.1),
+                dkim_records: dkim.2,
                 dmarc,
             };
             (subject.clone(), verdict::dmarc_verdict(&sending))

@@ -109,17 +109,10 @@ pub fn dmarc_record(
 ) -> Option<Result<DmarcRecord, DmarcRecordState>> {
     let records: Vec<&String> = txts
         .iter()
-        .filter(|t| {
-            t.trim_start()
-                .get(..8)
-                .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
-        })
+        .filter(|t| tags(t).next().is_some_and(|(k, v)| k == "v" && v == "DMARC1"))
         .collect();
     let [record] = records.as_slice() else {
         return (records.len() > 1).then_some(Err(DmarcRecordState::Unparseable));
-    };
-    let Ok(parsed) = Dmarc::parse(record.as_bytes()) else {
-        return Some(Err(DmarcRecordState::Unparseable));
     };
     let policy = |p: Policy| match p {
         Policy::Quarantine => Some(DmarcPolicy::Quarantine),
@@ -127,27 +120,67 @@ pub fn dmarc_record(
         Policy::None => Some(DmarcPolicy::None),
         Policy::Unspecified => None,
     };
+    let (p, sp, adkim_strict, aspf_strict) = match Dmarc::parse(record.as_bytes()) {
+        Ok(parsed) => (
+            policy(parsed.p),
+            policy(parsed.sp),
+            parsed.adkim == Alignment::Strict,
+            parsed.aspf == Alignment::Strict,
+        ),
+        // mail-auth refuses the whole record for one tag it cannot read (say
+        // aspf=relaxed); receivers ignore such a tag and apply the rest (RFC 7489
+        // section 6.3). Read the tags the verdict needs the same way; a p= that is
+        // there but not a policy leaves no policy to apply.
+        Err(_) => {
+            let tag = |name: &str| tags(record).find(|(k, _)| k == name).map(|(_, v)| v.to_ascii_lowercase());
+            let read = |v: Option<String>| -> Result<Option<DmarcPolicy>, ()> {
+                match v.as_deref() {
+                    None => Ok(None),
+                    Some("none") => Ok(Some(DmarcPolicy::None)),
+                    Some("quarantine") => Ok(Some(DmarcPolicy::Quarantine)),
+                    Some("reject") => Ok(Some(DmarcPolicy::Reject)),
+                    Some(_) => Err(()),
+                }
+            };
+            let Ok(p) = read(tag("p")) else {
+                return Some(Err(DmarcRecordState::Unparseable));
+            };
+            (
+                p,
+                read(tag("sp")).ok().flatten(),
+                tag("adkim").as_deref() == Some("s"),
+                tag("aspf").as_deref() == Some("s"),
+            )
+        }
+    };
     // A record without p= is read as p=none (RFC 7489 section 6.6.3 with a rua, and
     // RFC 9989 always): receivers take no action on its failures.
-    let p = policy(parsed.p).unwrap_or(DmarcPolicy::None);
+    let p = p.unwrap_or(DmarcPolicy::None);
     Some(Ok(DmarcRecord {
         domain: domain.to_owned(),
         p,
-        sp: policy(parsed.sp).unwrap_or(p),
-        adkim_strict: parsed.adkim == Alignment::Strict,
-        aspf_strict: parsed.aspf == Alignment::Strict,
+        sp: sp.unwrap_or(p),
+        adkim_strict,
+        aspf_strict,
         pct: pct(record),
     }))
+}
+
+/// The tag-value pairs of a DMARC record (RFC 7489 section 6.4), names lower-cased,
+/// values trimmed.
+fn tags(record: &str) -> impl Iterator<Item = (String, &str)> {
+    record.split(';').filter_map(|tag| {
+        let (k, v) = tag.split_once('=')?;
+        Some((k.trim().to_ascii_lowercase(), v.trim()))
+    })
 }
 
 /// The `pct` tag of a DMARC record (mail-auth reads RFC 9989 records, which have
 /// none): the tag-value list of RFC 7489 section 6.4, 100 when absent or invalid.
 fn pct(record: &str) -> u8 {
-    record
-        .split(';')
-        .filter_map(|tag| tag.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("pct"))
-        .and_then(|(_, v)| v.trim().parse::<u8>().ok())
+    tags(record)
+        .find(|(k, _)| k == "pct")
+        .and_then(|(_, v)| v.parse::<u8>().ok())
         .filter(|v| *v <= 100)
         .unwrap_or(100)
 }
@@ -157,6 +190,24 @@ fn pct(record: &str) -> u8 {
 pub fn organizational_domain(domain: &str) -> Option<String> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     psl::domain_str(&domain).map(str::to_owned)
+}
+
+/// The parent domains of `domain`, nearest first, down to its organizational domain
+/// (none for the organizational domain itself or a public suffix).
+pub fn parent_domains(domain: &str) -> Vec<String> {
+    let Some(org) = organizational_domain(domain) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = domain.trim_end_matches('.').to_ascii_lowercase();
+    while at != org {
+        let Some((_, parent)) = at.split_once('.') else {
+            break;
+        };
+        at = parent.to_owned();
+        out.push(at.clone());
+    }
+    out
 }
 
 /// The domain mail is sent from for an identity: a domain identity itself, an e-mail
@@ -195,7 +246,10 @@ pub struct SendingFacts<'a> {
     pub spf: Option<SpfStatus>,
     /// Whether SES signs with Easy DKIM that verified (`DkimEnabled` and `Success`).
     pub dkim_signing: Option<bool>,
-    /// Whether every Easy DKIM CNAME record is in place (`None`: not looked up).
+    /// The domain it signs with (`d=`): the identity's, or the domain identity's it
+    /// inherits DKIM from; the From domain when `None`.
+    pub dkim_domain: Option<&'a str>,
+    /// Whether every Easy DKIM record of that domain is in place (`None`: not known).
     pub dkim_records: Option<bool>,
     /// The DMARC record (`Some(None)`: DNS answered that there is none).
     pub dmarc: Option<Option<&'a DmarcRecord>>,
@@ -209,6 +263,7 @@ pub struct SendingFacts<'a> {
 pub fn dmarc_verdict(f: &SendingFacts<'_>) -> Option<DmarcVerdict> {
     let record = f.dmarc?;
     let aspf_strict = record.is_some_and(|r| r.aspf_strict);
+    let adkim_strict = record.is_some_and(|r| r.adkim_strict);
     // SPF: known aligned, known not, or not known.
     let spf = match f.mail_from_configured {
         Some(false) => Some(false),
@@ -217,19 +272,23 @@ pub fn dmarc_verdict(f: &SendingFacts<'_>) -> Option<DmarcVerdict> {
             (Some(MailFromStatus::Success), Some(domain)) => f
                 .spf
                 .map(|s| s == SpfStatus::Pass && aligned(domain, f.from, aspf_strict)),
-            // Not in Success: SES sends with its own MAIL FROM (UseDefaultValue) or
-            // not at all (RejectMessage); neither aligns.
             (Some(MailFromStatus::Success), None) => None,
-            (Some(_), _) => Some(false),
-            (None, _) => None,
+            (Some(MailFromStatus::Unknown), _) | (None, _) => None,
+            // Not in Success: with UseDefaultValue SES sends with its own MAIL FROM,
+            // which never aligns; with RejectMessage it refuses the mail itself, so
+            // receivers never see it (the MAIL FROM alerts page for that): no verdict.
+            (Some(_), _) => match f.behavior {
+                Some(BehaviorOnMxFailure::UseDefaultValue) => Some(false),
+                _ => return None,
+            },
         },
     };
-    // Easy DKIM signs d=<the identity's domain>, the From domain itself: aligned in
-    // either adkim mode.
+    // Easy DKIM aligns when SES signs with verified DKIM whose records are in place,
+    // with d= the From domain (or, relaxed, its organizational domain).
     let dkim = match (f.dkim_signing, f.dkim_records) {
         (Some(false), _) | (_, Some(false)) => Some(false),
-        (Some(true), _) => Some(true),
-        (None, _) => None,
+        (Some(true), Some(true)) => Some(aligned(f.dkim_domain.unwrap_or(f.from), f.from, adkim_strict)),
+        _ => None,
     };
     if spf == Some(true) || dkim == Some(true) {
         return Some(DmarcVerdict::Aligned);
@@ -380,13 +439,19 @@ pub(super) mod tests {
         // Not DMARC records: nothing here, look further.
         assert_eq!(dmarc_record("example.com", &s(&["v=spf1 -all", "hello"])), None);
         assert_eq!(dmarc_record("example.com", &[]), None);
+        // A tag mail-auth cannot read is ignored, as receivers do; a p= that is not a
+        // policy leaves none.
+        let r = record("example.com", "v=DMARC1; p=reject; aspf=relaxed; pct=50");
+        assert_eq!((r.p, r.sp, r.pct, r.aspf_strict), (DmarcPolicy::Reject, DmarcPolicy::Reject, 50, false));
+        assert_eq!(
+            dmarc_record("example.com", &s(&["v=DMARC1; p=block"])),
+            Some(Err(DmarcRecordState::Unparseable))
+        );
+        // Not v=DMARC1 exactly: not a DMARC record.
+        assert_eq!(dmarc_record("example.com", &s(&["v=DMARC10; p=reject"])), None);
         // Two DMARC records: no policy (RFC 7489 6.6.3), told apart from none.
         assert_eq!(
             dmarc_record("example.com", &s(&["v=DMARC1; p=reject", "v=DMARC1; p=none"])),
-            Some(Err(DmarcRecordState::Unparseable))
-        );
-        assert_eq!(
-            dmarc_record("example.com", &s(&["v=DMARC1; p=block"])),
             Some(Err(DmarcRecordState::Unparseable))
         );
     }
@@ -403,6 +468,8 @@ pub(super) mod tests {
         assert!(!aligned("bounce.example.net", "example.com", false));
         assert_eq!(from_domain("Ops@Mail.Example.com"), "mail.example.com");
         assert_eq!(from_domain("example.com"), "example.com");
+        assert_eq!(parent_domains("a.b.example.co.uk"), ["b.example.co.uk", "example.co.uk"]);
+        assert!(parent_domains("example.com").is_empty());
     }
 
     /// A domain identity with a failed custom MAIL FROM, UseDefaultValue, DKIM not
@@ -416,6 +483,7 @@ pub(super) mod tests {
             behavior: Some(BehaviorOnMxFailure::UseDefaultValue),
             spf: Some(SpfStatus::Pass),
             dkim_signing: Some(false),
+            dkim_domain: None,
             dkim_records: None,
             dmarc: Some(dmarc),
         }
@@ -426,9 +494,26 @@ pub(super) mod tests {
         let reject = record("example.com", "v=DMARC1; p=reject");
         let f = failed_mail_from(Some(&reject));
         assert_eq!(dmarc_verdict(&f), Some(DmarcVerdict::Reject));
-        // Verified DKIM aligns: DMARC passes.
-        let signed = SendingFacts { dkim_signing: Some(true), ..f.clone() };
+        // Verified DKIM with its records in place aligns: DMARC passes.
+        let signed = SendingFacts { dkim_signing: Some(true), dkim_records: Some(true), ..f.clone() };
         assert_eq!(dmarc_verdict(&signed), Some(DmarcVerdict::Aligned));
+        // Its records not looked up yet: not known.
+        let unseen = SendingFacts { dkim_records: None, ..signed.clone() };
+        assert_eq!(dmarc_verdict(&unseen), None);
+        // Signed by the parent domain's DKIM: aligned when relaxed only.
+        let sub = SendingFacts { from: "mail.example.com", dkim_domain: Some("example.com"), ..signed.clone() };
+        assert_eq!(dmarc_verdict(&sub), Some(DmarcVerdict::Aligned));
+        let strict_dkim = record("example.com", "v=DMARC1; p=reject; adkim=s");
+        let sub_strict = SendingFacts { dmarc: Some(Some(&strict_dkim)), ..sub.clone() };
+        assert_eq!(dmarc_verdict(&sub_strict), Some(DmarcVerdict::Reject));
+        // MAIL FROM failed with RejectMessage: SES refuses the mail itself, receivers
+        // never judge it; an unknown status or behaviour is not known.
+        let refused = SendingFacts { behavior: Some(BehaviorOnMxFailure::RejectMessage), ..f.clone() };
+        assert_eq!(dmarc_verdict(&refused), None);
+        let unknown = SendingFacts { mail_from_status: Some(MailFromStatus::Unknown), ..f.clone() };
+        assert_eq!(dmarc_verdict(&unknown), None);
+        let unknown = SendingFacts { behavior: Some(BehaviorOnMxFailure::Unknown), ..f.clone() };
+        assert_eq!(dmarc_verdict(&unknown), None);
         // ... unless its records are gone.
         let gone = SendingFacts { dkim_records: Some(false), ..signed.clone() };
         assert_eq!(dmarc_verdict(&gone), Some(DmarcVerdict::Reject));
@@ -481,6 +566,7 @@ pub(super) mod tests {
         assert_eq!(dmarc_verdict(&spf_ok), Some(DmarcVerdict::Aligned));
         // SPF not evaluated yet, MAIL FROM in Success: not known.
         let spf_unknown = SendingFacts { spf: None, ..spf_ok.clone() };
+        let spf_unknown = SendingFacts { dkim_records: Some(true), ..spf_unknown };
         assert_eq!(dmarc_verdict(&SendingFacts { dkim_signing: Some(false), ..spf_unknown }), None);
         // No custom MAIL FROM: SES's amazonses.com never aligns.
         let default = SendingFacts { mail_from_configured: Some(false), mail_from_domain: None, mail_from_status: None, ..f.clone() };
