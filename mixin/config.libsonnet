@@ -44,6 +44,7 @@
       SesIdentityVerificationTemporaryFailure: { severity: 'warning', 'for': '1h', keep_firing_for: '10m' },
       SesDkimFailed: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },
       SesDkimRecordsMissing: { severity: 'warning', 'for': '10m', keep_firing_for: '10m' },
+      SesVerificationRecordMissing: { severity: 'warning', 'for': '10m', keep_firing_for: '10m' },
       SesDmarcRejectsIdentityMail: { severity: 'critical', 'for': '10m', keep_firing_for: '10m' },
       SesDmarcQuarantinesIdentityMail: { severity: 'warning', 'for': '30m', keep_firing_for: '10m' },
       SesSendQuotaNearlyUsed: { severity: 'warning', 'for': '15m', keep_firing_for: '10m' },

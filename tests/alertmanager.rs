@@ -36,7 +36,7 @@ const INSTANCE: &str = "10.0.0.7:10150";
 
 /// Identity alerts: job, aws_account_id, aws_region, identity (and mail_from_domain
 /// for the MAIL FROM ones).
-const IDENTITY: [&str; 21] = [
+const IDENTITY: [&str; 22] = [
     "SesMailFromFailedRejectingMail",
     "SesMailFromTemporaryFailureRejectingMail",
     "SesMailFromPendingRejectingMail",
@@ -58,6 +58,7 @@ const IDENTITY: [&str; 21] = [
     "SesDmarcQuarantinesIdentityMail",
     "SesDkimRecordsMissing",
     "SesMailFromSpfPermError",
+    "SesVerificationRecordMissing",
 ];
 /// Account alerts: job, aws_account_id, aws_region; no identity.
 const ACCOUNT: [&str; 7] = [

@@ -199,7 +199,10 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         ]
         .map(str::to_owned),
     );
-    for domain in domains.iter().chain(["dmarc.example.org".to_owned()].iter()) {
+    for domain in domains
+        .iter()
+        .chain(["dmarc.example.org".to_owned()].iter())
+    {
         // The legacy verification record (the double's token), which keeps a domain
         // whose Easy DKIM is not verified verified.
         zones.insert(

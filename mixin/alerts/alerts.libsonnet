@@ -291,6 +291,18 @@
             'SES will fail DKIM of {{ $labels.identity }}, then its verification: Easy DKIM records missing',
             '{{ $value }} of the Easy DKIM CNAME records (<token>._domainkey.<domain>) of {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, are missing or point elsewhere (looked up by the exporter) while SES still reports DKIM Success. Receivers already fail DKIM for the mail SES signs with them (they cannot fetch the key), so DMARC alignment through DKIM is lost now. At its next check SES marks DKIM Failed and stops signing with the domain, and a domain verified through these records (no _amazonses TXT record) then fails verification: SES refuses its mail. Restore the CNAMEs from aws ses get-identity-dkim-attributes.',
           ),
+          rule(
+            'SesVerificationRecordMissing',
+            |||
+              (
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_verification_dns_record{%(selector)s,state=~"missing|elsewhere"}[10m])) == 1
+                and on (job, aws_account_id, aws_region, identity)
+                max by (job, aws_account_id, aws_region, identity) (last_over_time(aws_ses_identity_verification_status{%(selector)s,status="Success"}[10m])) == 1
+              )
+            |||,
+            'SES will fail the verification of {{ $labels.identity }}: its _amazonses TXT record is gone or wrong',
+            'The TXT record at _amazonses.{{ $labels.identity }} of domain identity {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, is missing or no longer holds the VerificationToken SES gave (looked up by the exporter) while SES still reports its verification Success. The domain\'s Easy DKIM is not verified, so this legacy record is what keeps it verified: SES fails the verification at its next checks (it retries for up to 72 hours) and then refuses the identity\'s mail. Restore the TXT record with the token from aws ses get-identity-verification-attributes, or set up Easy DKIM (its CNAME records verify the domain too).',
+          ),
           // The DMARC verdicts: the alert's value is the record's pct, its
           // record_domain where the record was found.
           rule(
@@ -305,7 +317,7 @@
               topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, record_domain) (last_over_time(aws_ses_identity_dmarc_policy_info{%(selector)s}[10m])))
             |||,
             'Receivers will reject the mail SES sends for {{ $labels.identity }}: DMARC fails and its policy is reject',
-            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place), and the DMARC record at _dmarc.{{ $labels.record_domain }} applies reject to it (pct={{ $value }}). SES sends the mail without an error; receivers enforcing DMARC refuse it{{ if lt $value 100.0 }} (receivers following RFC 7489 that share of it, quarantining the rest; receivers following RFC 9989, DMARCbis, ignore pct and refuse all of it){{ end }}. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
+            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place whose d= domain aligns), and the DMARC record at _dmarc.{{ $labels.record_domain }} applies reject to it (pct={{ $value }}). SES sends the mail without an error; receivers enforcing DMARC refuse it{{ if lt $value 100.0 }} (receivers following RFC 7489 that share of it, quarantining the rest; receivers following RFC 9989, DMARCbis, ignore pct and refuse all of it){{ end }}. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
           ),
           rule(
             'SesDmarcQuarantinesIdentityMail',
@@ -319,7 +331,7 @@
               topk by (job, aws_account_id, aws_region, identity) (1, max by (job, aws_account_id, aws_region, identity, record_domain) (last_over_time(aws_ses_identity_dmarc_policy_info{%(selector)s}[10m])))
             |||,
             'Receivers will put the mail SES sends for {{ $labels.identity }} in spam: DMARC fails and its policy quarantines',
-            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place), and the DMARC record at _dmarc.{{ $labels.record_domain }} {{ if eq $value 0.0 }}says reject with pct=0, which receivers following RFC 7489 apply as quarantine; receivers following RFC 9989 (DMARCbis) ignore pct and refuse this mail{{ else }}applies quarantine to it (pct={{ $value }}){{ end }}. SES sends the mail without an error; receivers enforcing DMARC deliver it to spam. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
+            'Neither SPF nor DKIM passes aligned with the From domain of {{ $labels.identity }} (judged by the exporter: no custom MAIL FROM domain in Success whose SPF record authorizes SES and aligns, no verified Easy DKIM with its CNAME records in place whose d= domain aligns), and the DMARC record at _dmarc.{{ $labels.record_domain }} {{ if eq $value 0.0 }}says reject with pct=0, which receivers following RFC 7489 apply as quarantine; receivers following RFC 9989 (DMARCbis) ignore pct and refuse this mail{{ else }}applies quarantine to it (pct={{ $value }}){{ end }}. SES sends the mail without an error; receivers enforcing DMARC deliver it to spam. Restore SPF alignment (the custom MAIL FROM domain and its MX and SPF records) or DKIM (Easy DKIM and its CNAME records).',
           ),
           rule(
             'SesSendQuotaNearlyUsed',
