@@ -52,21 +52,28 @@ def kind(name):
     return "other"
 
 
+def start_estate(tmp, n, interval_s=60):
+    """The loopback DNS server with the zones, the double with n identities and the
+    exporter (bench.EXPORTER) with mail_from, dkim and dns on, healthy."""
+    path = os.path.join(tmp, "zones.json")
+    with open(path, "w") as f:
+        json.dump(zones(n), f)
+    dns = bench.PROCS.start([os.path.join(bench.ROOT, ".venv/bin/python"), os.path.join(bench.ROOT, "tests/dns/server.py"), path, "--static"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    port = int(dns.stdout.readline().split()[1])
+    double, url = bench.start_double(tmp, n, 0)
+    args = ["--ses.rate", "500", "--poll.interval", f"{interval_s}s", "--collector.dkim",
+            "--collector.dns", "--dns.nameserver", f"127.0.0.1:{port}"]
+    exp, eport = bench.start_exporter(tmp, url, args, bench.ids(n))
+    bench.wait_healthy(eport)
+    return path, dns, double, exp, eport
+
+
 def span_run(exporter, n, span_s=150):
     """One exporter over the fixed span; its peak RSS, CPU, series and queries."""
     bench.EXPORTER = exporter
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "zones.json")
-        with open(path, "w") as f:
-            json.dump(zones(n), f)
-        dns = bench.PROCS.start([os.path.join(bench.ROOT, ".venv/bin/python"), os.path.join(bench.ROOT, "tests/dns/server.py"), path, "--static"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        port = int(dns.stdout.readline().split()[1])
-        double, url = bench.start_double(tmp, n, 0)
-        args = ["--ses.rate", "500", "--poll.interval", "60s", "--collector.dkim",
-                "--collector.dns", "--dns.nameserver", f"127.0.0.1:{port}"]
-        exp, eport = bench.start_exporter(tmp, url, args, bench.ids(n))
-        bench.wait_healthy(eport)
+        path, dns, double, exp, eport = start_estate(tmp, n)
         bench.wait_metric(eport, lambda m: m.get("aws_ses_exporter_identities") == n and "aws_ses_exporter_last_success_timestamp_seconds" in m, 300, "identities")
         cpu0 = bench.proc_cpu_seconds(exp.pid)
         time.sleep(span_s)
@@ -108,19 +115,8 @@ def main():
         compare(sys.argv[2], int(os.environ.get("N", "10000")), runs)
         return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-    interval = 60
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "zones.json")
-        with open(path, "w") as f:
-            json.dump(zones(n), f)
-        dns = bench.PROCS.start([os.path.join(bench.ROOT, ".venv/bin/python"), os.path.join(bench.ROOT, "tests/dns/server.py"), path, "--static"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        port = int(dns.stdout.readline().split()[1])
-        double, url = bench.start_double(tmp, n, 0)
-        args = ["--ses.rate", "500", "--poll.interval", f"{interval}s", "--collector.dkim",
-                "--collector.dns", "--dns.nameserver", f"127.0.0.1:{port}"]
-        exp, eport = bench.start_exporter(tmp, url, args, bench.ids(n))
-        bench.wait_healthy(eport)
+        path, dns, double, exp, eport = start_estate(tmp, n)
 
         def published():
             body = bench.http_get(f"http://127.0.0.1:{eport}/metrics")[1].decode()

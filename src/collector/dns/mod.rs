@@ -99,14 +99,48 @@ struct DmarcChecked {
     answered: Option<SystemTime>,
 }
 
-/// The last check of a domain identity's Easy DKIM CNAME records.
+/// The last check of records SES looks for at names it gave (`key`): a domain
+/// identity's Easy DKIM CNAME records (the tokens; one state per token), or its legacy
+/// `_amazonses` TXT record (the verification token).
 #[derive(Debug, Clone)]
-struct DkimChecked {
-    tokens: Vec<String>,
-    /// One state per token; `None` until every lookup of one round answered.
-    states: Option<Vec<RecordState>>,
+struct RecordsChecked<K, S> {
+    key: K,
+    /// `None` until DNS answered once (for the tokens: every lookup of one round).
+    state: Option<S>,
     answered: Option<SystemTime>,
 }
+
+impl<K: PartialEq, S> RecordsChecked<K, S> {
+    /// Takes in one round's answer for `key` (a new key starts over); whether the
+    /// records went from in place to not, which is worth a warning.
+    fn take(
+        slot: &mut Option<Self>,
+        key: K,
+        answer: Result<S, LookupOutcome>,
+        now: SystemTime,
+        in_place: impl Fn(&S) -> bool,
+    ) -> bool {
+        let checked = match slot {
+            Some(c) if c.key == key => c,
+            _ => slot.insert(RecordsChecked {
+                key,
+                state: None,
+                answered: None,
+            }),
+        };
+        // No answer: the last one stands.
+        let Ok(state) = answer else {
+            return false;
+        };
+        let lost = checked.state.as_ref().is_some_and(&in_place) && !in_place(&state);
+        checked.state = Some(state);
+        checked.answered = Some(now);
+        lost
+    }
+}
+
+type DkimChecked = RecordsChecked<Vec<String>, Vec<RecordState>>;
+type LegacyChecked = RecordsChecked<String, RecordState>;
 
 /// Everything checked of one identity, and the verdict judged from it at render.
 #[derive(Debug, Clone, Default)]
@@ -120,15 +154,6 @@ struct Checked {
     /// not checked (no token, DKIM verified or not known).
     legacy: Option<LegacyChecked>,
     verdict: Option<DmarcVerdict>,
-}
-
-/// The last check of a domain's legacy verification record.
-#[derive(Debug, Clone)]
-struct LegacyChecked {
-    token: String,
-    /// `None` until DNS answered once.
-    state: Option<RecordState>,
-    answered: Option<SystemTime>,
 }
 
 /// What one identity's round looks up, from its facts.
@@ -301,13 +326,13 @@ impl<D: Dns> DnsCollector<D> {
                     checked.mail_from = None;
                     self.dirty = true;
                 }
-                if checked.dkim.as_ref().is_some_and(|d| d.tokens != job.dkim_tokens)
+                if checked.dkim.as_ref().is_some_and(|d| d.key != job.dkim_tokens)
                     || (checked.dkim.is_some() && job.dkim_tokens.is_empty())
                 {
                     checked.dkim = None;
                     self.dirty = true;
                 }
-                if checked.legacy.as_ref().map(|l| &l.token) != job.legacy_token.as_ref() {
+                if checked.legacy.as_ref().map(|l| &l.key) != job.legacy_token.as_ref() {
                     checked.legacy = None;
                     self.dirty = true;
                 }
@@ -382,52 +407,24 @@ impl<D: Dns> DnsCollector<D> {
             entry.dmarc.found = Some(found.unwrap_or(Err(DmarcRecordState::Absent)));
             entry.dmarc.answered = Some(now);
         }
+        let log = |what: &str| {
+            warn!(
+                aws_account_id = %done.subject.0.account,
+                aws_region = %region,
+                identity = %done.subject.1,
+                "{what}"
+            );
+        };
         if let Some((tokens, states)) = done.dkim {
-            let checked = entry.dkim.get_or_insert_with(|| DkimChecked {
-                tokens: tokens.clone(),
-                states: None,
-                answered: None,
-            });
-            if checked.tokens != tokens {
-                *checked = DkimChecked { tokens, states: None, answered: None };
-            }
-            if let Ok(states) = states {
-                let broken = |s: &Option<Vec<RecordState>>| {
-                    s.as_ref().is_some_and(|v| v.iter().any(|s| *s != RecordState::Correct))
-                };
-                let now_broken = broken(&Some(states.clone()));
-                if checked.states.is_some() && !broken(&checked.states) && now_broken {
-                    warn!(
-                        aws_account_id = %done.subject.0.account,
-                        aws_region = %region,
-                        identity = %done.subject.1,
-                        "an Easy DKIM CNAME record is missing or points elsewhere: SES will fail the identity's DKIM, then its verification"
-                    );
-                }
-                checked.states = Some(states);
-                checked.answered = Some(now);
+            let all_correct = |s: &Vec<RecordState>| s.iter().all(|s| *s == RecordState::Correct);
+            if DkimChecked::take(&mut entry.dkim, tokens, states, now, all_correct) {
+                log("an Easy DKIM CNAME record is missing or points elsewhere: SES will fail the identity's DKIM, then its verification");
             }
         }
         if let Some((token, state)) = done.legacy {
-            let checked = entry.legacy.get_or_insert_with(|| LegacyChecked {
-                token: token.clone(),
-                state: None,
-                answered: None,
-            });
-            if checked.token != token {
-                *checked = LegacyChecked { token, state: None, answered: None };
-            }
-            if let Ok(state) = state {
-                if checked.state == Some(RecordState::Correct) && state != RecordState::Correct {
-                    warn!(
-                        aws_account_id = %done.subject.0.account,
-                        aws_region = %region,
-                        identity = %done.subject.1,
-                        "the domain's _amazonses TXT record no longer holds its verification token: SES will fail its verification"
-                    );
-                }
-                checked.state = Some(state);
-                checked.answered = Some(now);
+            let correct = |s: &RecordState| *s == RecordState::Correct;
+            if LegacyChecked::take(&mut entry.legacy, token, state, now, correct) {
+                log("the domain's _amazonses TXT record no longer holds its verification token: SES will fail its verification");
             }
         }
         self.dirty = true;
@@ -699,7 +696,7 @@ fn judge(results: &mut BTreeMap<Subject, Checked>, facts: &AllFacts) {
             };
             // ... and whether the records of the domain it signs with are in place.
             let records = |domain: &str| {
-                let states = checked_of(domain)?.dkim.as_ref()?.states.as_ref()?;
+                let states = checked_of(domain)?.dkim.as_ref()?.state.as_ref()?;
                 Some(states.iter().all(|s| *s == RecordState::Correct))
             };
             let mut dkim = (signing(own), from.clone(), records(&from));
@@ -758,7 +755,7 @@ const FAMILIES: &[Family<Checked>] = &[
         "Unix time of the last DNS answer that decided a verdict on the identity's custom MAIL FROM domain, by record_type (mx: aws_ses_identity_mail_from_mx_correct, spf: ..._spf_correct, spf_evaluation: ..._spf_status): records found, no such name or no records. A failed lookup (timeout, SERVFAIL, error) keeps the verdict and does not move this, so time() minus it is the verdict's age. Absent until DNS answered once; an answer may come from the resolver's cache (kept 30 s to 10 min)."),
     gauge("aws_ses_identity_mail_from_spf_status", &Derived { value: |c: &Checked| mf(c)?.spf_status, write: spf_status },
         "What SPF's check_host() (RFC 7208: the include chain, at most 10 DNS-querying terms, one SPF record) says of mail from SES's sending address (the first ip4 network of amazonses.com's SPF record) with the identity's custom MAIL FROM domain, as a state set: pass, not_authorized (fail, softfail or neutral: the record does not authorize SES), no_record, permerror (receivers treat it as a fail). Evaluated by the exporter (dns collector); absent until it answered once; a temporary DNS error keeps the last answer."),
-    gauge("aws_ses_identity_dkim_dns_records", &Derived { value: |c: &Checked| c.dkim.as_ref()?.states.clone(), write: dkim_records },
+    gauge("aws_ses_identity_dkim_dns_records", &Derived { value: |c: &Checked| c.dkim.as_ref()?.state.clone(), write: dkim_records },
         "The identity's Easy DKIM CNAME records (<token>._domainkey.<domain>, one per DkimTokens entry) by state: correct (points at <token>. in SES's signing zone, or, with no CNAME there, publishes a DKIM key as TXT: bring-your-own DKIM), missing (no such name or no record), elsewhere (points at another target). Looked up by the exporter (dns collector) for domain identities whose DKIM tokens the dkim collector returned, DKIM signing on or off (the records keep a domain verified); absent until every record's lookup answered once; a failed lookup keeps the last answer."),
     gauge("aws_ses_identity_dkim_dns_last_answer_timestamp_seconds", &Derived { value: |c: &Checked| c.dkim.as_ref()?.answered.map(unix_millis), write: timestamp },
         "Unix time of the last DNS answer for all of the identity's Easy DKIM CNAME records (aws_ses_identity_dkim_dns_records); a failed lookup does not move it."),
