@@ -35,8 +35,9 @@
 //!   exporter-wide [`collector::dns`] with
 //!   [`collector::dns::resolver`] (the only code touching the DNS resolver) and
 //!   [`collector::dns::verdict`] (pure verdicts).
-//! - [`facts`]: the one channel of identity facts (per target and identity: its
-//!   MAIL FROM domain) from the SES collectors to the dns collector; plain data.
+//! - [`facts`]: the one channel of identity facts (per target and identity: its MAIL
+//!   FROM attributes, its Easy DKIM attributes with their tokens, its legacy
+//!   verification token) from the SES collectors to the dns collector; plain data.
 //! - [`render`]: the one renderer: families declared once as tables, records → pieces
 //!   re-rendered only where their inputs changed; [`render::piece`] a piece's text and
 //!   deflate blocks, [`render::body`] the assembled body and its gzip framing.
@@ -147,7 +148,8 @@ pub async fn run_with(
     let mut tasks = Vec::new();
     let mail_from_on = config.collectors.is_on("mail_from");
     if let Some(dns_settings) = config.dns.as_ref().filter(|_| mail_from_on) {
-        // (Without the mail_from collector there are no MAIL FROM domains to check.)
+        // (Without the mail_from collector there are no MAIL FROM facts, which every
+        // identity's checks and verdict start from.)
         let resolver = collector::dns::HickoryDns::new(dns_settings)?;
         let dns = collector::dns::DnsCollector::new(
             resolver,
