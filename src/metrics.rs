@@ -89,7 +89,7 @@ self_metrics! {
             "Unix time of the last successful load of --web.config.file (the start-up time without one).";
         // Created by `enable_dns`: without the dns collector the family stays absent.
         dns_lookups: IntCounterVec, [("record", &[]), ("outcome", &[])], "aws_ses_exporter_dns_lookups_total",
-            "DNS lookups of MAIL FROM domains made by the dns collector, by record type and outcome (answers cached by the resolver included).";
+            "DNS lookups made by the dns collector (a MAIL FROM domain's MX and TXT records, DMARC and legacy verification TXT records, Easy DKIM CNAME records; not the SPF evaluation's own lookups of an include chain), by record type and outcome (answers cached by the resolver included).";
         task_restarts: IntCounterVec, [("task", &["poller", "dns", "web_config"])], "aws_ses_exporter_task_restarts_total",
             "Background tasks restarted after they panicked or ended before shutdown, by task (poller: any target's; dns; web_config). A restarted poller's target shows aws_ses_exporter_up 0 until its next cycle.";
         task_up: IntGaugeVec, [("task", &[])], "aws_ses_exporter_task_up",
