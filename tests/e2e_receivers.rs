@@ -1,8 +1,8 @@
 //! "DNS as receivers see it", through the real exporter binary against the SES double
 //! (MAIL FROM and Easy DKIM attributes, DKIM tokens) and a real authoritative DNS
 //! server on loopback (tests/dns/server.py): Easy DKIM CNAME records checked while SES
-//! says Success, SPF evaluated for SES's sending address (11 DNS-querying terms are a
-//! permerror), each From domain's DMARC record found at the domain or its
+//! says Success, SPF evaluated for SES's sending address (11 DNS-querying terms, or 3
+//! void lookups, are a permerror), each From domain's DMARC record found at the domain or its
 //! organizational domain, and one verdict per identity of what receivers enforcing
 //! DMARC do with its mail. No query leaves the machine: the exporter is given only
 //! that server, which also serves amazonses.com's SPF record.
@@ -63,6 +63,21 @@ fn zones() -> serde_json::Value {
     for i in 1..=11 {
         z[format!("i{i}.example.net")] = serde_json::json!({"TXT": ["v=spf1 -all"]});
     }
+    // Void lookups (RFC 7208 4.6.4: NXDOMAIN or no records; more than two is a
+    // permerror). Three void terms before SES's include: permerror. Two void terms and
+    // an mx term whose exchange has no address (part of the mx term, not a void one):
+    // pass. Three void terms after SES's include has matched are never looked up: pass.
+    z["bounce.void3.example.com"] = serde_json::json!({"MX": [MX_OK], "TXT": [
+        "v=spf1 a:nx1.example.net mx:nx2.example.net a:empty.example.net include:amazonses.com -all"
+    ]});
+    z["empty.example.net"] = serde_json::json!({"TXT": ["not an address"]});
+    z["bounce.void2.example.com"] = serde_json::json!({"MX": [MX_OK], "TXT": [
+        "v=spf1 a:nx1.example.net mx:mail.void2.example.com a:nx4.example.net include:amazonses.com -all"
+    ]});
+    z["mail.void2.example.com"] = serde_json::json!({"MX": ["10 nohost.example.net"]});
+    z["bounce.voidlate.example.com"] = serde_json::json!({"MX": [MX_OK], "TXT": [
+        "v=spf1 include:amazonses.com a:nx1.example.net a:nx2.example.net a:nx3.example.net -all"
+    ]});
     z
 }
 
@@ -85,6 +100,9 @@ fn identities(double: &Double) {
         ("none.example.net", failed, r#""dkim_enabled": false"#),
         ("servfail.example.com", failed, r#""dkim_enabled": false"#),
         ("spf11.example.com", success, r#""dkim_enabled": false"#),
+        ("void3.example.com", success, r#""dkim_enabled": false"#),
+        ("void2.example.com", success, r#""dkim_enabled": false"#),
+        ("voidlate.example.com", success, r#""dkim_enabled": false"#),
         (
             "byo.example.com",
             failed,
@@ -202,6 +220,23 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
     );
     assert_eq!(spf_status(&m, "spf11.example.com", "pass"), Some(0.0));
     expect("spf11.example.com", "none");
+    // The void-lookup limit, counted by term.
+    let m = exporter.wait_metrics("the void-lookup cases evaluated", |m| {
+        [
+            "void3.example.com",
+            "void2.example.com",
+            "voidlate.example.com",
+        ]
+        .iter()
+        .all(|id| spf_status(m, id, "pass").is_some())
+    });
+    for (id, status) in [
+        ("void3.example.com", "permerror"),
+        ("void2.example.com", "pass"),
+        ("voidlate.example.com", "pass"),
+    ] {
+        assert_eq!(spf_status(&m, id, status), Some(1.0), "{id}\n{}", m.text);
+    }
     // The DMARC record's tags, where it was found.
     assert_eq!(
         m.get("aws_ses_identity_dmarc_policy_info{identity=\"news.example.org\",record_domain=\"example.org\",p=\"reject\",sp=\"quarantine\",adkim=\"r\",aspf=\"r\"}"),

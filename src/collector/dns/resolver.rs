@@ -1,11 +1,16 @@
 //! The only code that touches the DNS resolver (hickory-resolver, through mail-auth's
 //! [`MessageAuthenticator`], which wraps the same resolver): [`Dns`], MX, TXT and CNAME
-//! lookups and SPF's `check_host()`, and [`HickoryDns`], its implementation, whose errors
+//! lookups and SPF's `check_host()` (with RFC 7208's void-lookup limit, which mail-auth
+//! does not keep: [`VoidLookups`]), and [`HickoryDns`], its implementation, whose errors
 //! become a [`LookupOutcome`].
 
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::future::Future;
-use std::net::IpAddr;
-use std::time::Duration;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
@@ -16,7 +21,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{MessageAuthenticator, SpfResult};
+use mail_auth::{MessageAuthenticator, Parameters, RecordSet, ResolverCache, SpfResult, MX};
 use tracing::debug;
 
 use super::DnsSettings;
@@ -41,8 +46,9 @@ pub trait Dns: Send + Sync + 'static {
     fn cname(&self, name: &str)
         -> impl Future<Output = Result<Vec<String>, LookupOutcome>> + Send;
     /// What SPF's `check_host()` (RFC 7208 section 4: the include chain, the limit of 10
-    /// DNS-querying terms) says of mail from `client` with MAIL FROM `postmaster@domain`.
-    /// A temporary error (a lookup of the chain failed) is no answer.
+    /// DNS-querying terms, and of 2 void lookups) says of mail from `client` with MAIL
+    /// FROM `postmaster@domain`. A temporary error (a lookup of the chain failed) is no
+    /// answer.
     fn spf(
         &self,
         domain: &str,
@@ -193,25 +199,175 @@ impl Dns for HickoryDns {
 
     async fn spf(&self, domain: &str, client: IpAddr) -> Result<SpfStatus, LookupOutcome> {
         let sender = format!("postmaster@{domain}");
+        let voids = VoidLookups::default();
         // The HELO name only feeds the %{h} macro; SES's is not known, the MAIL FROM
         // domain stands in for it.
-        let output = self
-            .auth
-            .verify_spf(SpfParameters::verify_mail_from(
-                client, domain, domain, &sender,
-            ))
-            .await;
-        match output.result() {
-            SpfResult::Pass => Ok(SpfStatus::Pass),
+        let params = Parameters::new(SpfParameters::verify_mail_from(
+            client, domain, domain, &sender,
+        ))
+        .with_mx_cache(&voids)
+        .with_ipv4_cache(&voids)
+        .with_ipv6_cache(&voids);
+        let output = self.auth.verify_spf(params).await;
+        let status = match output.result() {
+            SpfResult::Pass => SpfStatus::Pass,
             SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => {
-                Ok(SpfStatus::NotAuthorized)
+                SpfStatus::NotAuthorized
             }
-            SpfResult::None => Ok(SpfStatus::NoRecord),
-            SpfResult::PermError => Ok(SpfStatus::PermError),
+            SpfResult::None => SpfStatus::NoRecord,
+            SpfResult::PermError => SpfStatus::PermError,
             SpfResult::TempError => {
                 debug!(domain, "SPF evaluation met a temporary DNS error");
-                Err(LookupOutcome::Error)
+                return Err(LookupOutcome::Error);
             }
+        };
+        // More than two void lookups are a permerror wherever they happened (RFC 7208
+        // section 4.6.4): a lookup happens only before the evaluation ends, so a
+        // result reached after the third would not have been reached at all.
+        let void = voids.count();
+        if void > MAX_VOID_LOOKUPS && status != SpfStatus::PermError {
+            debug!(domain, void, "SPF evaluation exceeded the void-lookup limit");
+            return Ok(SpfStatus::PermError);
+        }
+        Ok(status)
+    }
+}
+
+/// RFC 7208 section 4.6.4: "SPF implementations SHOULD limit "void lookups" to two".
+pub const MAX_VOID_LOOKUPS: usize = 2;
+
+/// What an SPF evaluation asked and was not answered, to count its void lookups (RFC
+/// 7208 section 4.6.4: a term whose query answers NXDOMAIN or no records), which
+/// mail-auth's `check_host()` does not count. No crate under a licence this project can
+/// ship counts them (viaspf does, under the GPL), so this observes mail-auth's own
+/// lookups through the one door it opens to them, its per-evaluation caches: each
+/// lookup asks its cache first and fills it only with an answer. It caches nothing
+/// (the resolver does). What it relies on, in mail-auth 0.13.3 (pinned; the SPF cases
+/// of tests/e2e_receivers.rs check it): an `a` term (and each MX exchange) looks up
+/// the client's address family through `get`, then `insert` on an answer; an `mx`
+/// term likewise through the MX cache. An `exists` term asks both address caches and
+/// fills neither, so its answer is not seen: exists terms are not counted. The client
+/// is SES's IPv4 address, so only an `exists` term asks the IPv6 cache.
+///
+/// The cache's `get` sees a name only as something that hashes like its key (`Q`
+/// with `Box<str>: Borrow<Q>`), so names are kept as their hashes; `Borrow`'s contract
+/// makes a `str` and its `Box<str>` hash alike.
+#[derive(Default)]
+struct VoidLookups(Mutex<Observed>);
+
+#[derive(Default)]
+struct Observed {
+    /// Address lookups asked and not answered (an `a` term's or an `exists` term's).
+    a: Vec<u64>,
+    /// `mx` lookups asked and not answered.
+    mx: Vec<u64>,
+    /// The exchanges of answered `mx` terms: their address lookups are part of the
+    /// `mx` term, not terms of their own.
+    exchanges: HashSet<u64>,
+}
+
+fn hash<Q: Hash + ?Sized>(name: &Q) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
+}
+
+fn forget(pending: &mut Vec<u64>, name: u64) {
+    if let Some(i) = pending.iter().position(|&p| p == name) {
+        pending.swap_remove(i);
+    }
+}
+
+impl VoidLookups {
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The void lookups seen: the `a` and `mx` terms asked and not answered.
+    fn count(&self) -> usize {
+        let observed = self.observed();
+        observed.a.len() + observed.mx.len()
+    }
+}
+
+impl ResolverCache<Box<str>, RecordSet<Ipv4Addr>> for VoidLookups {
+    fn get<Q>(&self, name: &Q) -> Option<RecordSet<Ipv4Addr>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let name = hash(name);
+        let mut observed = self.observed();
+        if !observed.exchanges.contains(&name) {
+            observed.a.push(name);
+        }
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<RecordSet<Ipv4Addr>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, name: Box<str>, _: RecordSet<Ipv4Addr>, _: Instant) {
+        forget(&mut self.observed().a, hash(&name));
+    }
+}
+
+impl ResolverCache<Box<str>, RecordSet<Ipv6Addr>> for VoidLookups {
+    /// Only an `exists` term asks for IPv6 addresses (the client is IPv4), just after
+    /// asking for IPv4 ones: its name is not an `a` term's.
+    fn get<Q>(&self, name: &Q) -> Option<RecordSet<Ipv6Addr>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        forget(&mut self.observed().a, hash(name));
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<RecordSet<Ipv6Addr>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, _: Box<str>, _: RecordSet<Ipv6Addr>, _: Instant) {}
+}
+
+impl ResolverCache<Box<str>, RecordSet<MX>> for VoidLookups {
+    fn get<Q>(&self, name: &Q) -> Option<RecordSet<MX>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.observed().mx.push(hash(name));
+        None
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<RecordSet<MX>>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, name: Box<str>, records: RecordSet<MX>, _: Instant) {
+        let mut observed = self.observed();
+        forget(&mut observed.mx, hash(&name));
+        for exchange in records.rrset.iter().flat_map(|mx| mx.exchanges.iter()) {
+            // The exchange is looked up under its absolute name.
+            let absolute: Box<str> = if exchange.ends_with('.') {
+                exchange.clone()
+            } else {
+                format!("{exchange}.").into()
+            };
+            observed.exchanges.insert(hash(&absolute));
         }
     }
 }
