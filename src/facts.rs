@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::model::{DkimAttributes, IdentityFacts, MailFromAttributes, TargetId};
+use crate::model::{DkimAttributes, DkimOrigin, IdentityFacts, MailFromAttributes, TargetId};
 
 /// Identity → its facts, for one target.
 pub type TargetFacts = BTreeMap<String, IdentityFacts>;
@@ -81,6 +81,35 @@ impl Facts {
         attributes: impl IntoIterator<Item = (String, DkimAttributes)>,
     ) {
         self.replace(target, attributes, |f| &mut f.dkim);
+    }
+
+    /// The DKIM origins of one target's domain identities (those SES answered for).
+    pub fn set_dkim_origins(
+        &self,
+        target: &TargetId,
+        origins: impl IntoIterator<Item = (String, DkimOrigin)>,
+    ) {
+        self.replace(target, origins, |f| &mut f.dkim_origin);
+    }
+
+    /// Whether anyone reads the facts (the dns collector is on): a collector that
+    /// spends calls only to feed them need not, otherwise.
+    pub fn read(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// The domain identities of `target` with Easy DKIM tokens: those whose DKIM
+    /// records the dns collector checks.
+    pub fn dkim_domains(&self, target: &TargetId) -> Vec<String> {
+        self.tx.borrow().get(target).map_or_else(Vec::new, |facts| {
+            facts
+                .iter()
+                .filter(|(identity, f)| {
+                    !identity.contains('@') && f.dkim.as_ref().is_some_and(|d| !d.tokens.is_empty())
+                })
+                .map(|(identity, _)| identity.clone())
+                .collect()
+        })
     }
 
     /// Replaces one field of every identity of `target`; identities left with no

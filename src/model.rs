@@ -439,6 +439,49 @@ impl fmt::Display for EmailIdentity {
     }
 }
 
+/// Where a domain identity's DKIM key lives, so what its DNS records must be: SESv2
+/// `GetEmailIdentity`'s `DkimAttributes.SigningAttributesOrigin` and, for Easy DKIM,
+/// `SigningHostedZone` (it differs by region: SES names it, it is never assumed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DkimOrigin {
+    /// Easy DKIM (`AWS_SES`): each token's CNAME points at `<token>.<zone>`; `None`
+    /// when SES left the zone out.
+    AwsSes { zone: Option<Arc<str>> },
+    /// Bring-your-own DKIM (`EXTERNAL`): a DKIM key published as TXT at the selector
+    /// (directly, or through a CNAME to the key's host).
+    External,
+    /// Replicated from another region (`AWS_SES_<REGION>`): the primary region's
+    /// records, pointing into that region's zone.
+    Replicated,
+    /// An origin this build does not know: judged as when no origin is known.
+    Other,
+}
+
+impl DkimOrigin {
+    /// From SES's `SigningAttributesOrigin` and `SigningHostedZone`, the zone shared
+    /// through `zones` (one copy per distinct zone, not one per identity).
+    pub fn parse(origin: &str, zone: Option<&str>, zones: &mut Vec<Arc<str>>) -> DkimOrigin {
+        match origin {
+            "AWS_SES" => DkimOrigin::AwsSes {
+                zone: zone.filter(|z| !z.is_empty()).map(|z| {
+                    let z = z.trim_end_matches('.');
+                    match zones.iter().find(|known| &***known == z) {
+                        Some(known) => Arc::clone(known),
+                        None => {
+                            let new: Arc<str> = Arc::from(z);
+                            zones.push(Arc::clone(&new));
+                            new
+                        }
+                    }
+                }),
+            },
+            "EXTERNAL" => DkimOrigin::External,
+            o if o.starts_with("AWS_SES_") => DkimOrigin::Replicated,
+            _ => DkimOrigin::Other,
+        }
+    }
+}
+
 /// One page of SESv2 `ListEmailIdentities`: each identity's verification status,
 /// mapped to v1's values (`PENDING` is `Pending`).
 #[derive(Debug, Clone, Default)]
@@ -499,6 +542,9 @@ pub struct IdentityFacts {
     /// The legacy verification token (the verification collector), whose
     /// `_amazonses` TXT record keeps a domain without verified DKIM verified.
     pub verification_token: Option<String>,
+    /// Where the domain's DKIM key lives (the identity_reasons collector's sweep):
+    /// which rule its DKIM records are checked by.
+    pub dkim_origin: Option<DkimOrigin>,
 }
 
 impl IdentityFacts {

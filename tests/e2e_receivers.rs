@@ -334,3 +334,93 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
         .log()
         .contains("_amazonses TXT record no longer holds"));
 }
+
+/// The DKIM records judged by the rule SES verifies them by, from each domain's DKIM
+/// origin and SES's signing zone (SESv2 GetEmailIdentity, which the identity_reasons
+/// collector sweeps healthy domains for): Easy DKIM must point into the zone SES
+/// names, bring-your-own DKIM must publish its key (here through a CNAME to the key's
+/// host), and a replicated identity's records point into its primary region's zone.
+#[test]
+fn dkim_records_are_judged_by_their_origin_and_the_signing_zone_ses_names() {
+    const ZONE: &str = "dkim.af-south-1.amazonses.com";
+    let dir = tempfile::tempdir().unwrap();
+    let mut z = serde_json::json!({
+        "amazonses.com": {"TXT": [SES_SPF]},
+        "ses-key-2026.provider.example.net": {"TXT": [format!("v=DKIM1; k=rsa; p={DKIM_KEY}")]},
+        "sel1._domainkey.external.example.com": {"CNAME": "ses-key-2026.provider.example.net"},
+    });
+    for (domain, zone) in [
+        // Copied from another region's console: SES in this one will fail them.
+        ("otherzone.example.com", "dkim.amazonses.com"),
+        ("rightzone.example.com", ZONE),
+        ("replicated.example.com", "dkim.eu-west-1.amazonses.com"),
+    ] {
+        for t in ["t1", "t2", "t3"] {
+            z[format!("{t}._domainkey.{domain}")] =
+                serde_json::json!({"CNAME": format!("{t}.{zone}")});
+        }
+    }
+    let dns = DnsServer::start(dir.path(), &z);
+    let double = Double::start(&["--seed", "none", "--rate", "0"]);
+    let easy = |origin: &str| {
+        format!(
+            r#"{{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success", "dkim_tokens": ["t1", "t2", "t3"], "signing_origin": "{origin}", "signing_hosted_zone": "{ZONE}"}}"#
+        )
+    };
+    double.set_identity("otherzone.example.com", &easy("AWS_SES"));
+    double.set_identity("rightzone.example.com", &easy("AWS_SES"));
+    double.set_identity("replicated.example.com", &easy("AWS_SES_EU_WEST_1"));
+    double.set_identity(
+        "external.example.com",
+        r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success", "dkim_tokens": ["sel1"], "signing_origin": "EXTERNAL"}"#,
+    );
+    let ns = format!("127.0.0.1:{}", dns.port);
+    let exporter = Exporter::start(
+        &double.url(),
+        None,
+        &[
+            "--poll.interval",
+            "3s",
+            "--ses.rate",
+            "20",
+            "--collector.dkim",
+            "--collector.identity_reasons",
+            "--dns.nameserver",
+            &ns,
+            "--dns.timeout",
+            "1s",
+        ],
+    );
+    let m = exporter.wait_metrics("the records judged by their origin", |m| {
+        dkim_records(m, "otherzone.example.com", "elsewhere") == Some(3.0)
+            && dkim_records(m, "external.example.com", "correct") == Some(1.0)
+    });
+    promtool_check(&m.text);
+    for (id, correct, elsewhere) in [
+        ("otherzone.example.com", 0.0, 3.0),
+        ("rightzone.example.com", 3.0, 0.0),
+        ("replicated.example.com", 3.0, 0.0),
+        ("external.example.com", 1.0, 0.0),
+    ] {
+        assert_eq!(
+            dkim_records(&m, id, "correct"),
+            Some(correct),
+            "{id}\n{}",
+            m.text
+        );
+        assert_eq!(
+            dkim_records(&m, id, "elsewhere"),
+            Some(elsewhere),
+            "{id}\n{}",
+            m.text
+        );
+    }
+    // The healthy identities' answers are used, not exported as reasons.
+    assert_eq!(
+        m.identity(
+            "aws_ses_identity_reason_last_refresh_timestamp_seconds",
+            "rightzone.example.com"
+        ),
+        None
+    );
+}

@@ -289,7 +289,7 @@
               )
             |||,
             'SES will fail DKIM of {{ $labels.identity }}, then its verification: Easy DKIM records missing',
-            '{{ $value }} of the Easy DKIM CNAME records (<token>._domainkey.<domain>) of {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, are missing or point elsewhere (looked up by the exporter) while SES still reports DKIM Success. Receivers already fail DKIM for the mail SES signs with them (they cannot fetch the key), so DMARC alignment through DKIM is lost now. At its next check SES marks DKIM Failed and stops signing with the domain, and a domain verified through these records (no _amazonses TXT record) then fails verification: SES refuses its mail. Restore the CNAMEs from aws ses get-identity-dkim-attributes.',
+            '{{ $value }} of the Easy DKIM CNAME records (<token>._domainkey.<domain>) of {{ $labels.identity }} in account {{ $labels.aws_account_id }}, {{ $labels.aws_region }}, are missing or point elsewhere (looked up by the exporter) while SES still reports DKIM Success. Receivers already fail DKIM for the mail SES signs with them (they cannot fetch the key), so DMARC alignment through DKIM is lost now. At its next check SES marks DKIM Failed and stops signing with the domain, and a domain verified through these records (no _amazonses TXT record) then fails verification: SES refuses its mail. Restore the CNAMEs from aws ses get-identity-dkim-attributes, each to <token>.<the signing zone aws sesv2 get-email-identity names>.',
           ),
           rule(
             'SesVerificationRecordMissing',

@@ -14,10 +14,17 @@
 //! its reason. SES refusing one identity (`NotFoundException`: deleted since;
 //! `BadRequestException`) is that identity's answer, not a failed cycle; a refusal
 //! of the call itself (AccessDenied), throttling or an outage ends the cycle's calls.
+//!
+//! The budget left over sweeps the domain identities whose DKIM records the dns
+//! collector checks (only while it runs), each asked at most once per
+//! [`ORIGIN_MAX_AGE`], never asked first: their DKIM origin and SES's signing zone
+//! go to the identity facts ([`DkimOrigin`]), so the records are judged by the rule
+//! SES verifies them by. Those answers are not exported (a healthy identity has no
+//! reason to give), only used.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
@@ -26,18 +33,26 @@ use tracing::{debug, info, warn};
 use super::identity::{present, refreshed};
 use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Operation, SesError};
-use crate::model::{EmailIdentity, IdentityRecord, Observation, Snapshot, VerificationErrorType};
+use crate::facts::Facts;
+use crate::model::{
+    DkimOrigin, EmailIdentity, IdentityRecord, Observation, Snapshot, VerificationErrorType,
+};
 use crate::publish::Publishing;
 use crate::render::{ses_gauge, state_set, timestamp, Derived, Family, Renderer, Samples};
 
 pub const REGISTRATION: Registration = Registration {
     name: "identity_reasons",
     enabled_by_default: false,
-    help: "The identity_reasons collector: SESv2 GetEmailIdentity for the identities whose verification or DKIM is not Success (needs the verification or dkim collector), SES's error type and last check (off by default: it needs ses:GetEmailIdentity).",
+    help: "The identity_reasons collector: SESv2 GetEmailIdentity for the identities whose verification or DKIM is not Success (needs the verification or dkim collector), SES's error type and last check; with the budget left, each domain's DKIM origin and signing zone once a day for the dns collector (off by default: it needs ses:GetEmailIdentity).",
     scope: Scope::Target(|outlet| Box::new(ReasonsCollector::new(outlet))),
 };
 
 const OPERATIONS: &[Operation] = &[Operation::GetEmailIdentity];
+
+/// How long a domain's DKIM origin and signing zone are taken as SES last said: they
+/// change when someone moves the domain to or from bring-your-own DKIM or replicates
+/// it, rarely; a day keeps the sweep's calls to one per domain a day.
+pub const ORIGIN_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub struct ReasonsCollector {
     per_cycle: usize,
@@ -47,6 +62,12 @@ pub struct ReasonsCollector {
     asked: HashMap<String, Instant>,
     /// Error types this build does not know, logged once each.
     unknown_logged: HashSet<String>,
+    facts: Arc<Facts>,
+    /// The DKIM origin SES last gave for each swept (or explained) domain identity,
+    /// and when it was asked.
+    origins: BTreeMap<String, (Option<DkimOrigin>, Instant)>,
+    /// The signing zones SES named, one copy each.
+    zones: Vec<Arc<str>>,
     publishing: Publishing<Option<Renderer<IdentityRecord<EmailIdentity>>>>,
 }
 
@@ -57,6 +78,9 @@ impl ReasonsCollector {
             records: Arc::new(Snapshot::new()),
             asked: HashMap::new(),
             unknown_logged: HashSet::new(),
+            facts: Arc::clone(&outlet.facts),
+            origins: BTreeMap::new(),
+            zones: Vec::new(),
             publishing: outlet.publishing(),
         }
     }
@@ -74,6 +98,30 @@ impl ReasonsCollector {
             .take(n)
             .map(|(_, id)| id.clone())
             .collect()
+    }
+
+    /// The sweep's `n` domain identities (of `domains`, not in `chosen`): never asked
+    /// first, then the longest ago, none asked within [`ORIGIN_MAX_AGE`].
+    fn sweep(&self, domains: &[String], chosen: &[String], n: usize, now: Instant) -> Vec<String> {
+        let mut order: Vec<(Option<Instant>, &String)> = domains
+            .iter()
+            .filter(|id| !chosen.contains(id))
+            .map(|id| (self.origins.get(id).map(|(_, at)| *at), id))
+            .filter(|(at, _)| at.is_none_or(|at| now.duration_since(at) >= ORIGIN_MAX_AGE))
+            .collect();
+        order.sort();
+        order.into_iter().take(n).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Keeps what SES said of a domain's DKIM origin.
+    fn learn_origin(&mut self, id: &str, found: &EmailIdentity, at: Instant) {
+        if id.contains('@') {
+            return;
+        }
+        let origin = found.signing_origin.as_deref().map(|o| {
+            DkimOrigin::parse(o, found.signing_hosted_zone.as_deref(), &mut self.zones)
+        });
+        self.origins.insert(id.to_owned(), (origin, at));
     }
 
     async fn run_cycle(&mut self, ctx: &Ctx<'_>) -> Progress {
@@ -99,24 +147,46 @@ impl ReasonsCollector {
         // collector of the target overrun its interval.
         let window = ctx.plan.spread.unwrap_or(ctx.plan.interval).as_secs_f64();
         let fits = ((window * ctx.plan.rate / 1.02).floor() as usize).max(1);
-        let chosen = self.choose(&unhealthy, self.per_cycle.min(fits));
+        let budget = self.per_cycle.min(fits);
+        let mut chosen = self.choose(&unhealthy, budget);
+        // The DKIM origins, only while the dns collector reads them.
+        let domains: Vec<String> = if self.facts.read() {
+            let mut domains = self.facts.dkim_domains(ctx.id);
+            domains.retain(|id| ctx.watched.binary_search(id).is_ok());
+            domains
+        } else {
+            Vec::new()
+        };
+        self.origins
+            .retain(|id, _| domains.binary_search(id).is_ok() || unhealthy.binary_search(id).is_ok());
+        let swept = self.sweep(&domains, &chosen, budget - chosen.len(), Instant::now());
+        let explained = chosen.len();
+        chosen.extend(swept);
         ctx.telemetry.set_planned_rate(
             Operation::GetEmailIdentity,
             ctx.plan.requests_per_second(chosen.len()),
         );
         let pace = ctx.plan.pace(chosen.len());
         let mut next: Option<Instant> = None;
-        for id in &chosen {
+        for (i, id) in chosen.iter().enumerate() {
+            let explaining = i < explained;
             if let Some(pace) = pace {
                 if let Some(at) = next {
                     sleep_until(at).await;
                 }
                 next = Some(Instant::now() + pace);
             }
-            self.asked.insert(id.clone(), Instant::now());
+            let asked = Instant::now();
+            if explaining {
+                self.asked.insert(id.clone(), asked);
+            }
             match ctx.aws.email_identity(id).await {
                 Ok(found) => {
                     progress.answered = true;
+                    self.learn_origin(id, &found, asked);
+                    if !explaining {
+                        continue;
+                    }
                     self.log_reason(ctx, id, &found);
                     Arc::make_mut(&mut self.records).insert(
                         id.clone(),
@@ -135,6 +205,10 @@ impl ReasonsCollector {
                     ) =>
                 {
                     progress.answered = true;
+                    self.origins.insert(id.clone(), (None, asked));
+                    if !explaining {
+                        continue;
+                    }
                     Arc::make_mut(&mut self.records).remove(id);
                     debug!(identity = %id, code, "SES has no reason to give for this identity");
                 }
@@ -146,6 +220,15 @@ impl ReasonsCollector {
                     break;
                 }
             }
+        }
+        if self.facts.read() {
+            self.facts.set_dkim_origins(
+                ctx.id,
+                self.origins
+                    .iter()
+                    .filter(|(id, _)| domains.binary_search(id).is_ok())
+                    .filter_map(|(id, (origin, _))| Some((id.clone(), origin.clone()?))),
+            );
         }
         let records = Arc::clone(&self.records);
         let (target, labels) = (ctx.id.clone(), Arc::clone(ctx.labels));
@@ -242,6 +325,9 @@ mod tests {
             records: Arc::new(Snapshot::new()),
             asked,
             unknown_logged: HashSet::new(),
+            facts: Arc::new(Facts::new()),
+            origins: BTreeMap::new(),
+            zones: Vec::new(),
             publishing: Publishing::new(Arc::new(crate::publish::Publisher::new()), 0),
         };
         let unhealthy: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
@@ -253,5 +339,43 @@ mod tests {
         assert_eq!(collector(2, &[("a", 5), ("c", 1)]), ["b", "d"]);
         assert_eq!(collector(3, &[("a", 5), ("c", 1)]), ["b", "d", "c"]);
         assert_eq!(collector(10, &[("a", 5), ("b", 6), ("c", 1), ("d", 2)]), ["c", "d", "a", "b"]);
+    }
+
+    #[test]
+    fn the_sweep_asks_the_never_asked_then_those_older_than_a_day_and_not_the_explained() {
+        let mut c = ReasonsCollector {
+            per_cycle: 20,
+            records: Arc::new(Snapshot::new()),
+            asked: HashMap::new(),
+            unknown_logged: HashSet::new(),
+            facts: Arc::new(Facts::new()),
+            origins: BTreeMap::new(),
+            zones: Vec::new(),
+            publishing: Publishing::new(Arc::new(crate::publish::Publisher::new()), 0),
+        };
+        let start = Instant::now();
+        let now = start + ORIGIN_MAX_AGE + Duration::from_secs(100);
+        c.origins.insert("old.example".into(), (None, start + Duration::from_secs(50)));
+        c.origins.insert("older.example".into(), (None, start + Duration::from_secs(10)));
+        c.origins.insert("fresh.example".into(), (None, now - Duration::from_secs(60)));
+        let domains: Vec<String> = ["a.example", "b.example", "fresh.example", "old.example", "older.example"]
+            .map(String::from)
+            .to_vec();
+        let chosen = vec!["a.example".to_owned()];
+        assert_eq!(c.sweep(&domains, &chosen, 10, now), ["b.example", "older.example", "old.example"]);
+        assert_eq!(c.sweep(&domains, &chosen, 1, now), ["b.example"]);
+    }
+
+    #[test]
+    fn an_origin_is_read_with_its_zone_shared() {
+        let mut zones = Vec::new();
+        let a = DkimOrigin::parse("AWS_SES", Some("dkim.af-south-1.amazonses.com."), &mut zones);
+        let b = DkimOrigin::parse("AWS_SES", Some("dkim.af-south-1.amazonses.com"), &mut zones);
+        assert_eq!(a, b);
+        assert_eq!(zones.len(), 1);
+        assert_eq!(DkimOrigin::parse("AWS_SES", Some(""), &mut zones), DkimOrigin::AwsSes { zone: None });
+        assert_eq!(DkimOrigin::parse("EXTERNAL", None, &mut zones), DkimOrigin::External);
+        assert_eq!(DkimOrigin::parse("AWS_SES_EU_WEST_1", None, &mut zones), DkimOrigin::Replicated);
+        assert_eq!(DkimOrigin::parse("SOMETHING_NEW", None, &mut zones), DkimOrigin::Other);
     }
 }

@@ -14,7 +14,8 @@ benchmark's 10,000 names):
      "tok1._domainkey.ok.example.com": {"CNAME": "tok1.dkim.amazonses.com"}}
 
 A name in the file without the asked type answers NOERROR with no records; a name
-not in it answers NXDOMAIN. Every query is appended to ZONES_JSON + ".log" as one JSON
+not in it answers NXDOMAIN; a TXT query at a CNAME gets the CNAME and its target's
+TXT records. Every query is appended to ZONES_JSON + ".log" as one JSON
 line (arrival time, end time, name, type). Listens on UDP and TCP 127.0.0.1 only and
 prints "READY <port>" once both are bound.
 """
@@ -61,10 +62,17 @@ class Zones(BaseResolver):
             elif qtype == "CNAME" and "CNAME" in entry:
                 reply.add_answer(RR(name, QTYPE.CNAME, ttl=entry.get("ttl", 0), rdata=CNAME(entry["CNAME"])))
             elif qtype == "TXT":
+                # An alias answers with its CNAME and, when the target is served here
+                # too, the target's records (RFC 1034 4.3.2), as a resolver sees it.
+                owner = name
+                if "CNAME" in entry:
+                    reply.add_answer(RR(name, QTYPE.CNAME, ttl=entry.get("ttl", 0), rdata=CNAME(entry["CNAME"])))
+                    owner = entry["CNAME"].rstrip(".").lower()
+                    entry = zones.get(owner, {})
                 for txt in entry.get("TXT", []):
                     # Long records go as several strings, as DNS allows.
                     parts = [txt[i:i + 40] for i in range(0, len(txt), 40)] or [""]
-                    reply.add_answer(RR(name, QTYPE.TXT, ttl=entry.get("ttl", 0), rdata=TXT(parts)))
+                    reply.add_answer(RR(owner, QTYPE.TXT, ttl=entry.get("ttl", 0), rdata=TXT(parts)))
         with self.lock:
             with open(self.path + ".log", "a") as f:
                 f.write(json.dumps({"t": start, "end": time.time(), "name": name, "type": qtype}) + "\n")

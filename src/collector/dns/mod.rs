@@ -1,8 +1,9 @@
 //! The `dns` collector (on by default, exporter-wide: one [`DnsCollector`] for every
 //! target): checks in DNS, itself, what decides whether receivers take the mail SES
 //! sends for each identity: the custom MAIL FROM domain's MX and SPF records (SPF
-//! evaluated for SES's sending address as a receiver does), the Easy DKIM CNAME
-//! records, and the From domain's DMARC policy; and from these and the SES
+//! evaluated for SES's sending address as a receiver does), the DKIM records (judged
+//! by the domain's DKIM origin where known: [`DkimRule`]), the legacy `_amazonses`
+//! record, and the From domain's DMARC policy; and from these and the SES
 //! collectors' facts, one DMARC verdict per identity. [`resolver`] does the lookups,
 //! [`verdict`] judges the answers.
 //!
@@ -27,7 +28,7 @@ use super::{Registration, Scope};
 use crate::facts::{AllFacts, Facts};
 use crate::metrics::Telemetry;
 use crate::model::{
-    RecordState, DmarcRecordState, DmarcVerdict, IdentityFacts, LookupOutcome,
+    DkimOrigin, RecordState, DmarcRecordState, DmarcVerdict, IdentityFacts, LookupOutcome,
     SpfStatus, TargetId, VerificationStatus,
 };
 use crate::publish::{Publisher, Publishing};
@@ -139,7 +140,33 @@ impl<K: PartialEq, S> RecordsChecked<K, S> {
     }
 }
 
-type DkimChecked = RecordsChecked<Vec<String>, Vec<RecordState>>;
+type DkimChecked = RecordsChecked<(Vec<String>, DkimRule), Vec<RecordState>>;
+
+/// The rule a domain's DKIM records are judged by: what SES verifies them by, from
+/// the DKIM origin the identity_reasons collector learnt ([`DkimOrigin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DkimRule {
+    /// Easy DKIM in the signing zone SES named: each token's CNAME points at
+    /// `<token>.<zone>`.
+    Zone(Arc<str>),
+    /// Bring-your-own DKIM: the selector publishes a DKIM key (as TXT, directly or
+    /// through a CNAME to the key's host).
+    Key,
+    /// The origin (or the zone) not known, or a replicated identity (its primary
+    /// region's zone, not this one's): a CNAME to `<token>.` in some zone, or a key
+    /// published as TXT at the name.
+    Token,
+}
+
+impl DkimRule {
+    fn of(origin: Option<&DkimOrigin>) -> DkimRule {
+        match origin {
+            Some(DkimOrigin::AwsSes { zone: Some(zone) }) => DkimRule::Zone(Arc::clone(zone)),
+            Some(DkimOrigin::External) => DkimRule::Key,
+            _ => DkimRule::Token,
+        }
+    }
+}
 type LegacyChecked = RecordsChecked<String, RecordState>;
 
 /// Everything checked of one identity, and the verdict judged from it at render.
@@ -164,6 +191,7 @@ struct Job {
     mail_from_domain: Option<String>,
     /// The Easy DKIM tokens of a domain identity that signs (or may).
     dkim_tokens: Vec<String>,
+    dkim_rule: DkimRule,
     /// The verification token of a domain identity whose Easy DKIM is known not to
     /// be verified: its `_amazonses` TXT record is what keeps it verified.
     legacy_token: Option<String>,
@@ -183,7 +211,7 @@ struct Done {
 
 /// The tokens looked up, and one state per token, or the outcome of the first lookup
 /// that did not answer.
-type DkimDone = (Vec<String>, Result<Vec<RecordState>, LookupOutcome>);
+type DkimDone = ((Vec<String>, DkimRule), Result<Vec<RecordState>, LookupOutcome>);
 
 struct MailFromDone {
     domain: String,
@@ -251,6 +279,7 @@ fn job(target: &TargetId, identity: &str, facts: &IdentityFacts, ses_address: Op
         from: verdict::from_domain(identity),
         mail_from_domain: facts.mail_from.as_ref().and_then(|m| m.domain.clone()),
         dkim_tokens,
+        dkim_rule: DkimRule::of(facts.dkim_origin.as_ref()),
         legacy_token,
         ses_address,
     }
@@ -326,7 +355,10 @@ impl<D: Dns> DnsCollector<D> {
                     checked.mail_from = None;
                     self.dirty = true;
                 }
-                if checked.dkim.as_ref().is_some_and(|d| d.key != job.dkim_tokens)
+                if checked
+                    .dkim
+                    .as_ref()
+                    .is_some_and(|d| d.key.0 != job.dkim_tokens || d.key.1 != job.dkim_rule)
                     || (checked.dkim.is_some() && job.dkim_tokens.is_empty())
                 {
                     checked.dkim = None;
@@ -564,36 +596,19 @@ async fn check<D: Dns>(dns: &D, timeout: Duration, telemetry: &Telemetry, job: J
         let mut states = Ok(Vec::with_capacity(job.dkim_tokens.len()));
         for token in &job.dkim_tokens {
             let name = format!("{token}._domainkey.{}", job.from);
-            let answer = bounded(timeout, dns.cname(&name)).await;
-            count("CNAME", outcome(&answer));
-            let state = match answer {
-                Ok(targets) => verdict::dkim_record_state(token, Some(&targets), None),
-                // The name is there without a CNAME: a key published as TXT, as with
-                // bring-your-own DKIM (SES names the selector as its token), counts.
-                Err(LookupOutcome::NoRecords) => {
-                    let txt = bounded(timeout, dns.txt(&name)).await;
-                    count("TXT", outcome(&txt));
-                    match txt {
-                        Ok(txts) if verdict::dkim_key(&txts) => RecordState::Correct,
-                        Ok(_) => RecordState::Missing,
-                        Err(o) if o.answered() => RecordState::Missing,
-                        Err(o) => {
-                            states = Err(o);
-                            break;
-                        }
+            match dkim_record(dns, timeout, &count, &name, token, &job.dkim_rule).await {
+                Ok(state) => {
+                    if let Ok(s) = states.as_mut() {
+                        s.push(state);
                     }
                 }
-                Err(o) if o.answered() => verdict::dkim_record_state(token, None, None),
                 Err(o) => {
                     states = Err(o);
                     break;
                 }
-            };
-            if let Ok(s) = states.as_mut() {
-                s.push(state);
             }
         }
-        Some((job.dkim_tokens.clone(), states))
+        Some(((job.dkim_tokens.clone(), job.dkim_rule.clone()), states))
     };
     let legacy = match job.legacy_token {
         None => None,
@@ -614,6 +629,48 @@ async fn check<D: Dns>(dns: &D, timeout: Duration, telemetry: &Telemetry, job: J
         dmarc,
         dkim,
         legacy,
+    }
+}
+
+/// One DKIM record `name` (of `token`) judged by `rule`; `Err` when a lookup did
+/// not answer.
+async fn dkim_record<D: Dns>(
+    dns: &D,
+    timeout: Duration,
+    count: &impl Fn(&str, LookupOutcome),
+    name: &str,
+    token: &str,
+    rule: &DkimRule,
+) -> Result<RecordState, LookupOutcome> {
+    // A key published as TXT at the selector (a recursive resolver follows a CNAME
+    // to the key's host).
+    let key = || async {
+        let txt = bounded(timeout, dns.txt(name)).await;
+        count("TXT", outcome(&txt));
+        match txt {
+            Ok(txts) if verdict::dkim_key(&txts) => Ok(RecordState::Correct),
+            Ok(_) => Ok(RecordState::Missing),
+            Err(o) if o.answered() => Ok(RecordState::Missing),
+            Err(o) => Err(o),
+        }
+    };
+    if *rule == DkimRule::Key {
+        return key().await;
+    }
+    let zone = match rule {
+        DkimRule::Zone(zone) => Some(&**zone),
+        _ => None,
+    };
+    let answer = bounded(timeout, dns.cname(name)).await;
+    count("CNAME", outcome(&answer));
+    match answer {
+        Ok(targets) => Ok(verdict::dkim_record_state(token, Some(&targets), zone)),
+        // The name is there without a CNAME: with the origin not known, a key
+        // published as TXT, as with bring-your-own DKIM (SES names the selector as its
+        // token), counts; Easy DKIM in a known zone needs its CNAME.
+        Err(LookupOutcome::NoRecords) if zone.is_none() => key().await,
+        Err(o) if o.answered() => Ok(verdict::dkim_record_state(token, None, zone)),
+        Err(o) => Err(o),
     }
 }
 
@@ -756,7 +813,7 @@ const FAMILIES: &[Family<Checked>] = &[
     gauge("aws_ses_identity_mail_from_spf_status", &Derived { value: |c: &Checked| mf(c)?.spf_status, write: spf_status },
         "What SPF's check_host() (RFC 7208: the include chain, at most 10 DNS-querying terms and 2 void lookups, one SPF record) says of mail from SES's sending address (the first ip4 network of amazonses.com's SPF record) with the identity's custom MAIL FROM domain, as a state set: pass, not_authorized (fail, softfail or neutral: the record does not authorize SES), no_record, permerror (receivers treat it as a fail). Evaluated by the exporter (dns collector); absent until it answered once; a temporary DNS error keeps the last answer."),
     gauge("aws_ses_identity_dkim_dns_records", &Derived { value: |c: &Checked| c.dkim.as_ref()?.state.clone(), write: dkim_records },
-        "The identity's Easy DKIM CNAME records (<token>._domainkey.<domain>, one per DkimTokens entry) by state: correct (points at <token>. in SES's signing zone, or, with no CNAME there, publishes a DKIM key as TXT: bring-your-own DKIM), missing (no such name or no record), elsewhere (points at another target). Looked up by the exporter (dns collector) for domain identities whose DKIM tokens the dkim collector returned, DKIM signing on or off (the records keep a domain verified); absent until every record's lookup answered once; a failed lookup keeps the last answer."),
+        "The identity's Easy DKIM CNAME records (<token>._domainkey.<domain>, one per DkimTokens entry) by state: correct (points at <token>.<the signing zone SES names> when the identity_reasons collector learnt it; bring-your-own DKIM: a DKIM key published as TXT at the selector; origin not known or replicated: points at <token>. in any zone, or a TXT key there), missing (no such name or no record), elsewhere (points at another target). Looked up by the exporter (dns collector) for domain identities whose DKIM tokens the dkim collector returned, DKIM signing on or off (the records keep a domain verified); absent until every record's lookup answered once; a failed lookup keeps the last answer."),
     gauge("aws_ses_identity_dkim_dns_last_answer_timestamp_seconds", &Derived { value: |c: &Checked| c.dkim.as_ref()?.answered.map(unix_millis), write: timestamp },
         "Unix time of the last DNS answer for all of the identity's Easy DKIM CNAME records (aws_ses_identity_dkim_dns_records); a failed lookup does not move it."),
     gauge("aws_ses_identity_verification_dns_record", &Derived { value: |c: &Checked| c.legacy.as_ref()?.state, write: record_state },
