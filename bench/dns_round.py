@@ -10,6 +10,12 @@ time (first query to the last identity's DMARC answer published), and the export
 CPU and peak RSS. Usage: python3 bench/dns_round.py [N] (default 10,000). Uses the
 binaries of target/release.
 
+Environment: DNS_DELAY_MS (default 0) makes the loopback server answer each of the
+estate's names that much later, as a recursive resolver's cache misses do (the round
+then takes queries x delay / --dns.concurrency when that is above the interval);
+DNS_CONCURRENCY passes --dns.concurrency (default: the exporter's default);
+POLL_INTERVAL_S the --poll.interval (default 60).
+
 `--compare BEFORE_BINARY [RUNS]`: the same estate and flags for an older exporter and
 target/release's, alternating, RUNS times each (default 2): peak RSS, CPU and series
 over a fixed span (the first SES cycle, then 150 s: two DNS rounds), for a
@@ -29,7 +35,7 @@ import bench  # noqa: E402  (the helpers: processes, double, exporter, metrics)
 SES_SPF = "v=spf1 ip4:199.255.192.0/22 ip4:199.127.232.0/22 -all"
 
 
-def zones(n):
+def zones(n, delay_ms=0):
     z = {"amazonses.com": {"TXT": [SES_SPF]}}
     for name in bench.ids(n):
         z[f"mail.{name}"] = {"MX": ["10 feedback-smtp.us-east-1.amazonses.com"],
@@ -37,6 +43,10 @@ def zones(n):
         z[f"_dmarc.{name}"] = {"TXT": ["v=DMARC1; p=quarantine"]}
         for t in ("tok1", "tok2", "tok3"):
             z[f"{t}._domainkey.{name}"] = {"CNAME": f"{t}.dkim.amazonses.com"}
+    if delay_ms:
+        for name, entry in z.items():
+            if name != "amazonses.com":
+                entry["delay_ms"] = delay_ms
     return z
 
 
@@ -52,18 +62,21 @@ def kind(name):
     return "other"
 
 
-def start_estate(tmp, n, interval_s=60):
+def start_estate(tmp, n, interval_s=None):
     """The loopback DNS server with the zones, the double with n identities and the
     exporter (bench.EXPORTER) with mail_from, dkim and dns on, healthy."""
     path = os.path.join(tmp, "zones.json")
+    interval_s = interval_s or int(os.environ.get("POLL_INTERVAL_S", "60"))
     with open(path, "w") as f:
-        json.dump(zones(n), f)
+        json.dump(zones(n, int(os.environ.get("DNS_DELAY_MS", "0"))), f)
     dns = bench.PROCS.start([os.path.join(bench.ROOT, ".venv/bin/python"), os.path.join(bench.ROOT, "tests/dns/server.py"), path, "--static"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     port = int(dns.stdout.readline().split()[1])
     double, url = bench.start_double(tmp, n, 0)
     args = ["--ses.rate", "500", "--poll.interval", f"{interval_s}s", "--collector.dkim",
             "--collector.dns", "--dns.nameserver", f"127.0.0.1:{port}"]
+    if os.environ.get("DNS_CONCURRENCY"):
+        args += ["--dns.concurrency", os.environ["DNS_CONCURRENCY"]]
     exp, eport = bench.start_exporter(tmp, url, args, bench.ids(n))
     bench.wait_healthy(eport)
     return path, dns, double, exp, eport
@@ -151,7 +164,7 @@ def main():
         round_end = max(first.values())
         by = collections.Counter((kind(q["name"]), q["type"]) for q in queries if q["t"] <= round_end)
         total = sum(by.values())
-        print(f"## dns collector, one round: {n:,} identities, default budget (--dns.concurrency 4), every check on\n")
+        print(f"## dns collector, one round: {n:,} identities, --dns.concurrency {os.environ.get('DNS_CONCURRENCY', 'default')}, answers delayed {os.environ.get('DNS_DELAY_MS', '0')} ms, --poll.interval {os.environ.get('POLL_INTERVAL_S', '60')}s, every check on\n")
         print(f"- first round: {round_end - start:.1f} s from its first query to its last (every name asked once); all {n:,} DMARC answers published {end - start:.1f} s after the first query")
         print(f"- DNS queries in the round: {total:,} ({total / n:.2f} per identity)")
         print(f"- exporter CPU from the start of the first SES cycle to the round's end: {cpu:.2f} s; peak RSS {peak / 1024:.1f} MiB")

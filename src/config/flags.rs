@@ -220,12 +220,14 @@ pub struct Flags {
     )]
     pub dns_timeout: String,
 
-    /// DNS lookups in flight at once.
+    /// DNS lookups in flight at once (identities checked at once, each one's lookups
+    /// one after the other). 16: a round of 10,000 identities, 6 lookups each, at
+    /// 30 ms a lookup fits in the default 5-minute interval (about 112 s).
     #[arg(
         long = "dns.concurrency",
         env = "SES_EXPORTER_DNS_CONCURRENCY",
         value_name = "N",
-        default_value_t = 4,
+        default_value_t = 16,
         value_parser = clap::value_parser!(u16).range(1..=256)
     )]
     pub dns_concurrency: u16,
