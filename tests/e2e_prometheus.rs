@@ -68,6 +68,29 @@ fn dashboard_queries() -> Vec<String> {
         .collect()
 }
 
+/// The first expression of the dashboard panel titled `title`, substituted as
+/// [`dashboard_queries`] does.
+fn panel_query(title: &str) -> String {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("dashboards/ses-identity-exporter.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let panel = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("no panel titled {title}"));
+    panel["targets"][0]["expr"]
+        .as_str()
+        .unwrap()
+        .replace("$job", ".+")
+        .replace("$identity", ".+")
+        .replace("$aws_account_id", ".+")
+        .replace("$aws_region", ".+")
+}
+
 /// The second account of the estate; the exporter reaches it through a role.
 const OTHER_ACCOUNT: &str = "210987654321";
 const ROLE: &str = common::ESTATE_ROLE;
@@ -463,6 +486,43 @@ fn prometheus_scrapes_two_accounts_in_two_regions_dashboard_has_data_and_alerts_
         vec![row(home, "us-east-1", "keys.example.org", "warning", "")]
     );
     assert!(of("SesDmarcQuarantinesIdentityMail").is_empty());
+    // The dashboard's verdict table lists the identities that are not fine (refused,
+    // not aligned, or DKIM records gone) and none whose mail aligns with its records
+    // in place.
+    let identities = |q: &str| -> std::collections::BTreeSet<String> {
+        prom.query(q)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let l = &r["metric"];
+                format!(
+                    "{}/{}/{}",
+                    l["aws_account_id"], l["aws_region"], l["identity"]
+                )
+                .replace('"', "")
+            })
+            .collect()
+    };
+    let listed = identities(&panel_query("Receivers' DMARC verdict"));
+    let fine = identities(
+        "(aws_ses_identity_dmarc_verdict{verdict=\"aligned\"} == 1) unless on (aws_account_id, aws_region, identity) (sum without (state) (aws_ses_identity_dkim_dns_records{state=~\"missing|elsewhere\"}) > 0)",
+    );
+    assert!(
+        !fine.is_empty(),
+        "the estate has identities whose mail aligns"
+    );
+    assert!(
+        ["dmarc.example.org", "keys.example.org"]
+            .iter()
+            .all(|id| listed.iter().any(|l| l.ends_with(&format!("/{id}")))),
+        "{listed:?}"
+    );
+    assert!(
+        listed.is_disjoint(&fine),
+        "fine identities listed: {:?}",
+        listed.intersection(&fine).collect::<Vec<_>>()
+    );
     assert!(of("SesMailFromSpfPermError").is_empty());
     assert!(of("SesAccountUnderReview").is_empty());
     assert!(of("SesAccountStateUnknown").is_empty());
