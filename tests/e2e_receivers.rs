@@ -153,14 +153,11 @@ fn spf_status(m: &Metrics, identity: &str, status: &str) -> Option<f64> {
     ))
 }
 
-#[test]
-fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows() {
-    let dir = tempfile::tempdir().unwrap();
-    let dns = DnsServer::start(dir.path(), &zones());
-    let double = Double::start(&["--seed", "none", "--rate", "0"]);
-    identities(&double);
+/// The exporter with the dkim collector, `collector` and the dns collector on, asking
+/// only the loopback DNS server, polling every 3 s.
+fn exporter(double: &Double, dns: &DnsServer, collector: &str) -> Exporter {
     let ns = format!("127.0.0.1:{}", dns.port);
-    let exporter = Exporter::start(
+    Exporter::start(
         &double.url(),
         None,
         &[
@@ -169,13 +166,22 @@ fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows(
             "--ses.rate",
             "20",
             "--collector.dkim",
-            "--collector.verification",
+            collector,
             "--dns.nameserver",
             &ns,
             "--dns.timeout",
             "1s",
         ],
-    );
+    )
+}
+
+#[test]
+fn receivers_verdicts_follow_spf_dkim_and_dmarc_and_a_deleted_dkim_record_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(dir.path(), &zones());
+    let double = Double::start(&["--seed", "none", "--rate", "0"]);
+    identities(&double);
+    let exporter = exporter(&double, &dns, "--collector.verification");
     let m = exporter.wait_metrics("every verdict that can be judged", |m| {
         [
             "reject.example.com",
@@ -374,23 +380,7 @@ fn dkim_records_are_judged_by_their_origin_and_the_signing_zone_ses_names() {
         "external.example.com",
         r#"{"behavior": "UseDefaultValue", "dkim_enabled": true, "dkim_status": "Success", "dkim_tokens": ["sel1"], "signing_origin": "EXTERNAL"}"#,
     );
-    let ns = format!("127.0.0.1:{}", dns.port);
-    let exporter = Exporter::start(
-        &double.url(),
-        None,
-        &[
-            "--poll.interval",
-            "3s",
-            "--ses.rate",
-            "20",
-            "--collector.dkim",
-            "--collector.identity_reasons",
-            "--dns.nameserver",
-            &ns,
-            "--dns.timeout",
-            "1s",
-        ],
-    );
+    let exporter = exporter(&double, &dns, "--collector.identity_reasons");
     let m = exporter.wait_metrics("the records judged by their origin", |m| {
         dkim_records(m, "otherzone.example.com", "elsewhere") == Some(3.0)
             && dkim_records(m, "external.example.com", "correct") == Some(1.0)
