@@ -8,14 +8,13 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
 use super::quota::{
     enabled, log_sending, time, value, HELP_MAX_EMAILS, HELP_MAX_SEND_RATE, HELP_QUOTA_REFRESH,
     HELP_SENDING_ENABLED, HELP_SENDING_REFRESH, HELP_SENT_EMAILS,
 };
-use super::{publish_account, Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::Operation;
 use crate::model::{AccountDetails, EnforcementStatus, ReviewStatus, SendQuota};
 use crate::publish::Publishing;
@@ -118,19 +117,7 @@ impl AccountCollector {
     }
 }
 
-impl Collector for AccountCollector {
-    fn operations(&self) -> &'static [Operation] {
-        OPERATIONS
-    }
-
-    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
-        Box::pin(self.run_cycle(ctx))
-    }
-
-    fn settle(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.publishing.idle())
-    }
-}
+super::cycle_collector!(AccountCollector);
 
 fn details(r: &AccountRecord) -> Option<&AccountDetails> {
     r.answer.as_ref().map(|(d, _)| d)

@@ -26,12 +26,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::BoxFuture;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use super::identity::{present, refreshed};
-use super::{Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::{Operation, SesError};
 use crate::facts::Facts;
 use crate::model::{
@@ -265,19 +264,7 @@ impl ReasonsCollector {
     }
 }
 
-impl Collector for ReasonsCollector {
-    fn operations(&self) -> &'static [Operation] {
-        OPERATIONS
-    }
-
-    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
-        Box::pin(self.run_cycle(ctx))
-    }
-
-    fn settle(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.publishing.idle())
-    }
-}
+super::cycle_collector!(ReasonsCollector);
 
 type Record = IdentityRecord<EmailIdentity>;
 

@@ -90,6 +90,32 @@ pub trait Collector: Send + Sync {
     }
 }
 
+/// The [`Collector`] of a collector whose module has an `OPERATIONS` list and whose
+/// type has an `async fn run_cycle(&mut self, &Ctx) -> Progress` and a `publishing`
+/// field ([`Publishing`]): what account, quota, reputation_entities and
+/// identity_reasons would each write out alike.
+macro_rules! cycle_collector {
+    ($collector:ty) => {
+        impl $crate::collector::Collector for $collector {
+            fn operations(&self) -> &'static [$crate::aws::Operation] {
+                OPERATIONS
+            }
+
+            fn cycle<'a>(
+                &'a mut self,
+                ctx: &'a $crate::collector::Ctx<'a>,
+            ) -> ::futures_util::future::BoxFuture<'a, $crate::collector::Progress> {
+                Box::pin(self.run_cycle(ctx))
+            }
+
+            fn settle(&mut self) -> ::futures_util::future::BoxFuture<'_, ()> {
+                Box::pin(self.publishing.idle())
+            }
+        }
+    };
+}
+pub(crate) use cycle_collector;
+
 /// What a collector's part of a cycle achieved.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {

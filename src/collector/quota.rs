@@ -4,11 +4,10 @@
 
 use std::time::SystemTime;
 
-use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
 
-use super::{publish_account, Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, Ctx, Outlet, Progress, Registration, Scope};
 use crate::publish::Publishing;
 use crate::aws::Operation;
 use crate::model::Quota;
@@ -89,19 +88,7 @@ pub(super) fn log_sending(ctx: &Ctx<'_>, enabled: Option<bool>) {
     }
 }
 
-impl Collector for QuotaCollector {
-    fn operations(&self) -> &'static [Operation] {
-        OPERATIONS
-    }
-
-    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
-        Box::pin(self.run_cycle(ctx))
-    }
-
-    fn settle(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.publishing.idle())
-    }
-}
+super::cycle_collector!(QuotaCollector);
 
 
 /// One of GetSendQuota's numbers, when SES answered and sent it.

@@ -16,11 +16,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures_util::future::BoxFuture;
 use tracing::{info, warn};
 
 use super::quota::time;
-use super::{publish_account, read_pages, Collector, Ctx, Outlet, Progress, Registration, Scope};
+use super::{publish_account, read_pages, Ctx, Outlet, Progress, Registration, Scope};
 use crate::aws::Operation;
 use crate::model::{ReputationEntity, SendingStatus, StatusRecord};
 use crate::publish::Publishing;
@@ -198,19 +197,7 @@ impl EntitiesCollector {
     }
 }
 
-impl Collector for EntitiesCollector {
-    fn operations(&self) -> &'static [Operation] {
-        OPERATIONS
-    }
-
-    fn cycle<'a>(&'a mut self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Progress> {
-        Box::pin(self.run_cycle(ctx))
-    }
-
-    fn settle(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(self.publishing.idle())
-    }
-}
+super::cycle_collector!(EntitiesCollector);
 
 /// Identity entities follow the target's identity selection (its list, discovery
 /// filters): an identity the exporter does not watch is not paged for here either.
