@@ -84,12 +84,15 @@ impl Facts {
     }
 
     /// The DKIM origins of one target's domain identities (those SES answered for).
+    /// They add to what the other collectors know and name no identity of their own:
+    /// one the dkim collector dropped while the origins were asked is not brought
+    /// back.
     pub fn set_dkim_origins(
         &self,
         target: &TargetId,
         origins: impl IntoIterator<Item = (String, DkimOrigin)>,
     ) {
-        self.replace(target, origins, |f| &mut f.dkim_origin);
+        self.replace_with(target, origins, |f| &mut f.dkim_origin, false);
     }
 
     /// Whether anyone reads the facts (the dns collector is on): a collector that
@@ -121,6 +124,18 @@ impl Facts {
         values: impl IntoIterator<Item = (String, T)>,
         field: fn(&mut IdentityFacts) -> &mut Option<T>,
     ) {
+        self.replace_with(target, values, field, true);
+    }
+
+    /// [`Facts::replace`]; with `add` false, identities with no other fact are not
+    /// added.
+    fn replace_with<T: PartialEq>(
+        &self,
+        target: &TargetId,
+        values: impl IntoIterator<Item = (String, T)>,
+        field: fn(&mut IdentityFacts) -> &mut Option<T>,
+        add: bool,
+    ) {
         if self.tx.receiver_count() == 0 {
             return;
         }
@@ -141,7 +156,11 @@ impl Facts {
                 }
             }
             for (identity, value) in values {
-                *field(next.entry(identity).or_default()) = Some(value);
+                if add {
+                    *field(next.entry(identity).or_default()) = Some(value);
+                } else if let Some(facts) = next.get_mut(&identity) {
+                    *field(facts) = Some(value);
+                }
             }
             if next == *before && (all.contains_key(target) || next.is_empty()) {
                 return false;
@@ -218,6 +237,33 @@ mod tests {
         assert!(
             !rx.has_changed().unwrap(),
             "no facts for a target is no entry"
+        );
+    }
+
+    #[test]
+    fn a_dkim_origin_names_no_identity_of_its_own() {
+        let facts = Facts::new();
+        let rx = facts.subscribe();
+        let t = TargetId::new("111111111111", "eu-west-1");
+        facts.add_target(&t);
+        let dkim = DkimAttributes {
+            enabled: Some(true),
+            status: crate::model::VerificationStatus::Success,
+            tokens: vec!["t1".into()],
+        };
+        facts.set_dkim(&t, [("kept.example".to_owned(), dkim)]);
+        facts.set_dkim_origins(
+            &t,
+            [
+                ("kept.example".to_owned(), DkimOrigin::External),
+                ("gone.example".to_owned(), DkimOrigin::External),
+            ],
+        );
+        let all = rx.borrow();
+        assert_eq!(all[&t].keys().collect::<Vec<_>>(), ["kept.example"]);
+        assert_eq!(
+            all[&t]["kept.example"].dkim_origin,
+            Some(DkimOrigin::External)
         );
     }
 }

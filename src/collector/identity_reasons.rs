@@ -20,7 +20,8 @@
 //! [`ORIGIN_MAX_AGE`], never asked first: their DKIM origin and SES's signing zone
 //! go to the identity facts ([`DkimOrigin`]), so the records are judged by the rule
 //! SES verifies them by. Those answers are not exported (a healthy identity has no
-//! reason to give), only used.
+//! reason to give), only used. A sweep call that fails ends the sweep for the cycle
+//! and makes the domain wait its day, without failing the cycle.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -211,11 +212,25 @@ impl ReasonsCollector {
                     Arc::make_mut(&mut self.records).remove(id);
                     debug!(identity = %id, code, "SES has no reason to give for this identity");
                 }
-                Err(err) => {
+                Err(err) if explaining => {
                     progress.complete = false;
                     // Denied or failing for one is failing for the next: stop
                     // spending budget; the reasons held keep their age.
                     debug!(collector = "identity_reasons", error = %err, "giving up on this poll cycle; reasons keep their last values");
+                    break;
+                }
+                Err(err) => {
+                    // A sweep call failed: the attempt counts (the domain waits its
+                    // day, so one SES or IAM refuses does not hold the sweep), the
+                    // origin last learnt stands, and the cycle's health stays the
+                    // unhealthy identities' (the request's failure is counted and
+                    // alerted on as any other's). Failing for one is likely failing
+                    // for the next: the sweep stops for this cycle.
+                    self.origins
+                        .entry(id.clone())
+                        .and_modify(|(_, at)| *at = asked)
+                        .or_insert((None, asked));
+                    debug!(collector = "identity_reasons", identity = %id, error = %err, "could not ask SES for the domain's DKIM origin; the sweep goes on next cycle");
                     break;
                 }
             }

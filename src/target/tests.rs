@@ -41,6 +41,7 @@ fn ok(domain: &str, status: MailFromStatus) -> MailFromAttributes {
 struct Shared {
     publisher: Arc<Publisher>,
     telemetry: Arc<Telemetry>,
+    facts: Arc<Facts>,
 }
 
 impl Shared {
@@ -76,6 +77,7 @@ fn new_target_with_options(
     let shared = Arc::new(Shared {
         publisher: Arc::new(Publisher::new()),
         telemetry: Arc::new(Telemetry::new(60.0).unwrap()),
+        facts: Arc::new(Facts::new()),
     });
     let settings = TargetSettings {
         slot: 0,
@@ -100,7 +102,7 @@ fn new_target_with_options(
         publisher: Arc::clone(&shared.publisher),
         telemetry: Arc::clone(&shared.telemetry),
         limiters: Arc::new(Limiters::default()),
-        facts: Arc::new(Facts::new()),
+        facts: Arc::clone(&shared.facts),
     };
     (Target::new(aws, settings, &wiring), shared)
 }
@@ -1023,6 +1025,96 @@ async fn an_identity_ses_refuses_to_explain_holds_no_other_back_and_fails_no_cyc
         health.contains("collector=\"identity_reasons\"} 1\n"),
         "a refusal about one identity is its answer, not a failed cycle: {health}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_learns_healthy_domains_dkim_origins_and_a_refusal_fails_no_cycle() {
+    use crate::model::{DkimAttributes, DkimOrigin, EmailIdentity, VerificationStatus};
+    let script = scripted();
+    let all = domains(5);
+    script.answer_with(move |request| match request {
+        crate::aws::Request::GetIdentityDkimAttributes { identities } => {
+            let answer = identities
+                .iter()
+                .map(|id| {
+                    let attributes = DkimAttributes {
+                        enabled: Some(true),
+                        status: VerificationStatus::Success,
+                        tokens: vec!["t1".into(), "t2".into(), "t3".into()],
+                    };
+                    (id.clone(), attributes)
+                })
+                .collect();
+            Some(Box::pin(std::future::ready(Ok(
+                Response::GetIdentityDkimAttributes(answer),
+            ))))
+        }
+        // IAM refuses the first domain every time.
+        crate::aws::Request::GetEmailIdentity { identity } if *identity == "d000.example.com" => {
+            Some(Box::pin(std::future::ready(Err(SesError::Client {
+                code: "AccessDeniedException".into(),
+                status: 403,
+                message: "not this one".into(),
+            }))))
+        }
+        crate::aws::Request::GetEmailIdentity { .. } => Some(Box::pin(std::future::ready(Ok(
+            Response::GetEmailIdentity(EmailIdentity {
+                verification_status: Some(VerificationStatus::Success),
+                signing_origin: Some("AWS_SES".into()),
+                signing_hosted_zone: Some("dkim.af-south-1.amazonses.com".into()),
+                ..EmailIdentity::default()
+            }),
+        )))),
+        _ => None,
+    });
+    let options = CollectorOptions {
+        reasons_per_cycle: 2,
+        ..CollectorOptions::default()
+    };
+    let (mut p, shared) =
+        new_target_with_options(&script, &all, &["dkim", "identity_reasons"], options);
+    // The dns collector reads the facts.
+    let facts = shared.facts.subscribe();
+    // One cycle for the tokens; the refused domain is asked once and waits its day;
+    // ⌈4 / 2⌉ more cycles reach the others.
+    let mut asked = Vec::new();
+    for _ in 0..4 {
+        script.clear_calls();
+        p.cycle().await;
+        asked.extend(
+            script
+                .calls(Operation::GetEmailIdentity)
+                .into_iter()
+                .flat_map(|c| c.identities),
+        );
+        let health = shared.telemetry.render();
+        assert!(
+            health.contains("collector=\"identity_reasons\"} 1\n"),
+            "a sweep call refused fails no cycle: {health}"
+        );
+    }
+    assert_eq!(
+        asked.iter().filter(|id| *id == "d000.example.com").count(),
+        1,
+        "{asked:?}"
+    );
+    let all_facts = facts.borrow();
+    let target = all_facts.values().next().expect("the target's facts");
+    for id in &all[1..] {
+        assert_eq!(
+            target[id].dkim_origin,
+            Some(DkimOrigin::AwsSes {
+                zone: Some("dkim.af-south-1.amazonses.com".into())
+            }),
+            "{id}"
+        );
+    }
+    assert_eq!(target["d000.example.com"].dkim_origin, None);
+    // Healthy: nothing exported.
+    assert!(!shared
+        .exposition()
+        .text()
+        .contains("aws_ses_identity_reason_last_refresh_timestamp_seconds"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -112,8 +112,10 @@ struct RecordsChecked<K, S> {
 }
 
 impl<K: PartialEq, S> RecordsChecked<K, S> {
-    /// Takes in one round's answer for `key` (a new key starts over); whether the
-    /// records went from in place to not, which is worth a warning.
+    /// Takes in one round's answer for `key`; whether the records went from in place
+    /// to not, which is worth a warning. A new key keeps the last state until it is
+    /// answered (the caller drops the state first where the old key's says nothing of
+    /// the new one's: other names looked up).
     fn take(
         slot: &mut Option<Self>,
         key: K,
@@ -122,8 +124,11 @@ impl<K: PartialEq, S> RecordsChecked<K, S> {
         in_place: impl Fn(&S) -> bool,
     ) -> bool {
         let checked = match slot {
-            Some(c) if c.key == key => c,
-            _ => slot.insert(RecordsChecked {
+            Some(c) => {
+                c.key = key;
+                c
+            }
+            None => slot.insert(RecordsChecked {
                 key,
                 state: None,
                 answered: None,
@@ -355,10 +360,9 @@ impl<D: Dns> DnsCollector<D> {
                     checked.mail_from = None;
                     self.dirty = true;
                 }
-                if checked
-                    .dkim
-                    .as_ref()
-                    .is_some_and(|d| d.key.0 != job.dkim_tokens || d.key.1 != job.dkim_rule)
+                // Other tokens are other names; the same ones judged by another
+                // rule (the origin learnt) keep their last state until answered.
+                if checked.dkim.as_ref().is_some_and(|d| d.key.0 != job.dkim_tokens)
                     || (checked.dkim.is_some() && job.dkim_tokens.is_empty())
                 {
                     checked.dkim = None;

@@ -209,6 +209,10 @@ impl Dns for HickoryDns {
         .with_ipv4_cache(&voids)
         .with_ipv6_cache(&voids);
         let output = self.auth.verify_spf(params).await;
+        // More than two void lookups are a permerror wherever they happened (RFC 7208
+        // section 4.6.4): the evaluation stops at the third, so a result mail-auth
+        // reached after it (a match, or a temporary error) is not the receiver's.
+        let void = voids.count();
         let status = match output.result() {
             SpfResult::Pass => SpfStatus::Pass,
             SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => {
@@ -216,15 +220,14 @@ impl Dns for HickoryDns {
             }
             SpfResult::None => SpfStatus::NoRecord,
             SpfResult::PermError => SpfStatus::PermError,
+            // The lookup that failed went unanswered too, and may be counted as
+            // void: only a fourth makes this certain.
+            SpfResult::TempError if void > MAX_VOID_LOOKUPS + 1 => SpfStatus::PermError,
             SpfResult::TempError => {
                 debug!(domain, "SPF evaluation met a temporary DNS error");
                 return Err(LookupOutcome::Error);
             }
         };
-        // More than two void lookups are a permerror wherever they happened (RFC 7208
-        // section 4.6.4): a lookup happens only before the evaluation ends, so a
-        // result reached after the third would not have been reached at all.
-        let void = voids.count();
         if void > MAX_VOID_LOOKUPS && status != SpfStatus::PermError {
             debug!(domain, void, "SPF evaluation exceeded the void-lookup limit");
             return Ok(SpfStatus::PermError);
@@ -247,7 +250,10 @@ pub const MAX_VOID_LOOKUPS: usize = 2;
 /// the client's address family through `get`, then `insert` on an answer; an `mx`
 /// term likewise through the MX cache. An `exists` term asks both address caches and
 /// fills neither, so its answer is not seen: exists terms are not counted. The client
-/// is SES's IPv4 address, so only an `exists` term asks the IPv6 cache.
+/// is SES's IPv4 address, so only an `exists` term asks the IPv6 cache. A `ptr` term
+/// (deprecated by RFC 7208) looks up each PTR name's address the way an `a` term does,
+/// so a PTR name of SES's address without an address would count as void; SES's PTR
+/// names resolve.
 ///
 /// The cache's `get` sees a name only as something that hashes like its key (`Q`
 /// with `Box<str>: Borrow<Q>`), so names are kept as their hashes; `Borrow`'s contract
